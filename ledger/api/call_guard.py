@@ -1,0 +1,127 @@
+"""The interceptor every loyalty.v1 call passes: authenticate, authorize, map errors, log.
+
+It wraps each RPC handler so that:
+- the `authorization: Bearer <key>` metadata is checked (UNAUTHENTICATED) and the
+  key's role may call the RPC (PERMISSION_DENIED), before the servicer runs;
+- a request body that does not parse is INVALID_ARGUMENT, not INTERNAL;
+- a LedgerError becomes its status with ErrorInfo; anything else is logged as a
+  bug and answered INTERNAL without leaking details;
+- one structured log line per call: method, code, duration, program, reason.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+
+import grpc
+from google.protobuf.message import DecodeError
+from sqlalchemy import Engine
+
+from ledger.api.errors import to_status
+from ledger.domain import errors, roles
+from ledger.domain.errors import Category, LedgerError
+from ledger.service import keys
+from ledger.service.caller import Caller
+
+CURRENT_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("current_caller")
+PACKAGE_PREFIX = "/loyalty.v1."
+log = logging.getLogger("ledger.calls")
+
+
+class _Unparseable:
+    """Stands in for a request whose bytes did not parse."""
+
+
+def _safe(deserializer):
+    def parse(raw: bytes):
+        try:
+            return deserializer(raw)
+        except (DecodeError, ValueError, TypeError, RuntimeError):
+            return _Unparseable()
+
+    return parse
+
+
+def _bearer(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    raise LedgerError(Category.UNAUTHENTICATED, "API_KEY_INVALID", "send metadata 'authorization: Bearer <api key>'")
+
+
+def current_caller() -> Caller:
+    return CURRENT_CALLER.get()
+
+
+class CallGuard(grpc.ServerInterceptor):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method_path = handler_call_details.method
+        if handler is None or not method_path.startswith(PACKAGE_PREFIX) or handler.unary_unary is None:
+            return handler
+        service, _, method = method_path[len(PACKAGE_PREFIX) :].partition("/")
+        behavior = handler.unary_unary
+        engine = self._engine
+
+        def guarded(request, context: grpc.ServicerContext):
+            started = time.perf_counter()
+            outcome = {"code": "OK", "program": "", "reason": ""}
+            try:
+                if isinstance(request, _Unparseable):
+                    raise errors.invalid_field("(request)", "the request body is not a valid protobuf message")
+                caller = keys.authenticate(engine, _bearer(context))
+                outcome["program"] = caller.program_id
+                if not roles.may_call(caller.role, service, method):
+                    raise LedgerError(
+                        Category.PERMISSION_DENIED,
+                        "ROLE_NOT_ALLOWED",
+                        f"a {caller.role.value} key may not call {service}.{method}",
+                    )
+                token = CURRENT_CALLER.set(caller)
+                try:
+                    return behavior(request, context)
+                finally:
+                    CURRENT_CALLER.reset(token)
+            except LedgerError as error:
+                outcome["code"], outcome["reason"] = error.category.value, error.reason
+                context.abort_with_status(to_status(error))
+            except NotImplementedError:
+                error = errors.unimplemented(f"{service}.{method}", "a later issue")
+                outcome["code"], outcome["reason"] = error.category.value, error.reason
+                context.abort_with_status(to_status(error))
+            except Exception:
+                if context.code() not in (None, grpc.StatusCode.OK):
+                    outcome["code"] = context.code().name  # the servicer aborted on purpose
+                    raise
+                outcome["code"] = "INTERNAL"
+                log.exception("bug while serving %s", method_path)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
+            finally:
+                if not context.is_active() and outcome["code"] == "OK":
+                    outcome["code"] = "CANCELLED"
+                log.info(
+                    "call",
+                    extra={
+                        "rpc": f"{service}.{method}",
+                        "code": outcome["code"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "program": outcome["program"],
+                        "reason": outcome["reason"],
+                    },
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=_safe(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+

@@ -1,0 +1,76 @@
+"""loyalty.v1.Ledger: thin handlers that turn requests into service calls and results into responses.
+
+RPCs that later issues fill in are not overridden: the generated base raises
+NotImplementedError, which the call guard answers UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from ledger.api import requests, responses
+from ledger.api.call_guard import current_caller
+from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.service import earning, members, redemption, statement, support
+
+
+class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def EnrollMember(self, request, context):
+        member_id, referral_code = requests.enroll(request)
+        enrollment = members.enroll_member(self._engine, current_caller(), member_id, referral_code)
+        return ledger_pb2.EnrollMemberResponse(
+            member=responses.member(enrollment.member), created=enrollment.created
+        )
+
+    def GetMember(self, request, context):
+        state = members.get_member(self._engine, current_caller(), requests.member_id(request))
+        return ledger_pb2.GetMemberResponse(member=responses.member(state))
+
+    def Earn(self, request, context):
+        command, key = requests.earn(request, key_required=True)
+        mutation = requests.mutation("Earn", request, key)
+        result = earning.earn(self._engine, current_caller(), mutation, command)
+        return ledger_pb2.EarnResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def QuoteEarn(self, request, context):
+        command, _ = requests.earn(request, key_required=False)
+        result = earning.quote_earn(self._engine, current_caller(), command)
+        return ledger_pb2.QuoteEarnResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def Redeem(self, request, context):
+        command, key = requests.redeem(request)
+        mutation = requests.mutation("Redeem", request, key)
+        result = redemption.redeem(self._engine, current_caller(), mutation, command)
+        return ledger_pb2.RedeemResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def AdjustPoints(self, request, context):
+        member_id, key, points, reason = requests.adjust(request)
+        mutation = requests.mutation("AdjustPoints", request, key)
+        result = support.adjust_points(self._engine, current_caller(), mutation, member_id, points, reason)
+        return ledger_pb2.AdjustPointsResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def ReverseTransaction(self, request, context):
+        transaction_id, key, reason = requests.reverse(request)
+        mutation = requests.mutation("ReverseTransaction", request, key)
+        result = support.reverse_transaction(self._engine, current_caller(), mutation, transaction_id, reason)
+        return ledger_pb2.ReverseTransactionResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def ListTransactions(self, request, context):
+        page = statement.list_transactions(self._engine, current_caller(), requests.statement(request))
+        return ledger_pb2.ListTransactionsResponse(
+            transactions=[responses.transaction(view) for view in page.transactions],
+            next_page_token=page.next_page_token,
+        )

@@ -1,0 +1,135 @@
+"""Proto requests -> validated service commands. Nothing here touches the database."""
+
+from __future__ import annotations
+
+import hashlib
+
+from google.protobuf.message import Message
+
+from ledger.api import enums
+from ledger.api.fields import Fields
+from ledger.domain.earning import OrderFacts
+from ledger.domain.kinds import Channel
+from ledger.domain.limits import (
+    DEFAULT_PAGE_SIZE,
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    MAX_PAGE_SIZE,
+    MAX_REASON_LENGTH,
+)
+from ledger.gen.loyalty.v1 import ledger_pb2
+from ledger.service import clock
+from ledger.service.earning import EarnCommand
+from ledger.service.idempotent import Mutation
+from ledger.service.redemption import RedeemCommand
+from ledger.service.statement import StatementQuery
+
+
+def mutation(method: str, request: Message, key: str) -> Mutation:
+    digest = hashlib.sha256(method.encode() + b"\0" + request.SerializeToString(deterministic=True)).hexdigest()
+    return Mutation(key, method, digest)
+
+
+def member_id(request) -> str:
+    fields = Fields()
+    value = fields.identifier("member_id", request.member_id)
+    fields.done()
+    return value
+
+
+def enroll(request: ledger_pb2.EnrollMemberRequest) -> tuple[str, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    code = fields.identifier("referral_code", request.referral_code, required=False, max_length=32)
+    fields.done()
+    return member, code
+
+
+def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_required: bool) -> tuple[EarnCommand, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key, required=key_required)
+    order = request.order
+    if not request.HasField("order"):
+        fields.bad("order", "is required")
+    order_id = fields.identifier("order.order_id", order.order_id)
+    channel = fields.enum("order.channel", order.channel, enums.CHANNELS, required=True)
+    amount = fields.amount("order.amount", order.amount)
+    currency = fields.currency("order.currency", order.currency)
+    store_id = fields.identifier("order.store_id", order.store_id, required=False)
+    if len(order.lines) > MAX_ORDER_LINES:
+        fields.bad("order.lines", f"has more than {MAX_ORDER_LINES} lines")
+    else:
+        for i, line in enumerate(order.lines):
+            fields.identifier(f"order.lines[{i}].sku", line.sku)
+            fields.identifier(f"order.lines[{i}].category", line.category, required=False)
+            if not 0 < line.quantity <= MAX_LINE_QUANTITY:
+                fields.bad(f"order.lines[{i}].quantity", f"must be between 1 and {MAX_LINE_QUANTITY}")
+            fields.amount(f"order.lines[{i}].amount", line.amount, allow_zero=True)
+    occurred = fields.timestamp("order.occurred_at", order.occurred_at, order.HasField("occurred_at"))
+    fields.done()
+    facts = OrderFacts(order_id, amount, currency, occurred or clock.now())
+    return EarnCommand(member, facts, channel, store_id), key
+
+
+def redeem(request: ledger_pb2.RedeemRequest) -> tuple[RedeemCommand, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    reward = fields.identifier("reward_id", request.reward_id, required=False)
+    if reward and request.points:
+        fields.bad("points", "give either points or reward_id, not both")
+    elif not reward:
+        fields.positive_points("points", request.points)
+    order_id = fields.identifier("order_id", request.order_id, required=False)
+    channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.OTHER)
+    store_id = fields.identifier("store_id", request.store_id, required=False)
+    fields.done()
+    return RedeemCommand(member, request.points, reward, order_id, channel, store_id), key
+
+
+def adjust(request: ledger_pb2.AdjustPointsRequest) -> tuple[str, str, int, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    points = fields.nonzero_points("points", request.points)
+    reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH, required=True)
+    fields.done()
+    return member, key, points, reason
+
+
+def reverse(request: ledger_pb2.ReverseTransactionRequest) -> tuple[str, str, str]:
+    fields = Fields()
+    transaction_id = fields.identifier("transaction_id", request.transaction_id, max_length=64)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
+    fields.done()
+    return transaction_id, key, reason
+
+
+def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    token = fields.identifier("page_token", request.page_token, required=False, max_length=512)
+    kinds = []
+    if len(request.kinds) > 20:
+        fields.bad("kinds", "lists more than 20 kinds")
+    for i, number in enumerate(request.kinds[:20]):
+        kind = fields.enum(f"kinds[{i}]", number, enums.KINDS, required=True)
+        if kind is not None:
+            kinds.append(kind)
+    after = fields.timestamp("created_after", request.created_after, request.HasField("created_after"))
+    before = fields.timestamp("created_before", request.created_before, request.HasField("created_before"))
+    fields.done()
+    return StatementQuery(
+        member_id=member,
+        page_size=request.page_size or DEFAULT_PAGE_SIZE,
+        page_token=token,
+        kinds=tuple(dict.fromkeys(kinds)),
+        created_after=after,
+        created_before=before,
+    )
+
+

@@ -1,0 +1,83 @@
+"""Domain results -> proto messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ledger.api import enums
+from ledger.domain.balance import Balance
+from ledger.domain.records import MemberState, TransactionView
+from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from ledger.service.programs import ProgramSettings
+
+
+def timestamp(instant: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(instant)
+    return message
+
+
+def balance(value: Balance) -> common_pb2.Balance:
+    return common_pb2.Balance(posted=value.posted, pending=value.pending, held=value.held, available=value.available)
+
+
+def transaction(view: TransactionView) -> common_pb2.Transaction:
+    return common_pb2.Transaction(
+        transaction_id=view.transaction_id,
+        member_id=view.member_id,
+        kind=enums.number(enums.KINDS, view.kind),
+        points=view.points,
+        breakdown=[
+            common_pb2.PointsBreakdown(
+                source=enums.number(enums.SOURCES, line.source),
+                points=line.points,
+                campaign_id=line.campaign_id,
+                description=line.description,
+            )
+            for line in view.breakdown
+        ],
+        channel=enums.number(enums.CHANNELS, view.channel),
+        store_id=view.store_id,
+        order_id=view.order_id,
+        reason=view.reason,
+        idempotency_key=view.idempotency_key,
+        reverses_transaction_id=view.reverses_transaction_id,
+        occurred_at=timestamp(view.occurred_at),
+        created_at=timestamp(view.created_at),
+        balance_after=view.balance_after,
+        api_key_id=view.api_key_id,
+        order_amount=view.order_amount,
+        currency=view.currency,
+        sequence=view.sequence,
+    )
+
+
+def member(state: MemberState) -> ledger_pb2.Member:
+    return ledger_pb2.Member(
+        member_id=state.member_id,
+        balance=balance(state.balance),
+        referral_code=state.referral_code,
+        status=enums.number(enums.MEMBER_STATUSES, state.status),
+        enrolled_at=timestamp(state.enrolled_at),
+    )
+
+
+def program(settings: ProgramSettings) -> programs_pb2.Program:
+    rules = settings.rules
+    return programs_pb2.Program(
+        program_id=rules.program_id,
+        name=rules.name,
+        currency=rules.currency,
+        earn_rate=programs_pb2.EarnRate(points=rules.earn_rate.points, per_amount=rules.earn_rate.per_amount),
+        rounding_mode=enums.number(enums.ROUNDINGS, rules.rounding),
+        pending_days=rules.pending_days,
+        expiry_mode=enums.number(enums.EXPIRY_MODES, rules.expiry_mode),
+        expiry_days=rules.expiry_days,
+        negative_balance_policy=enums.number(enums.NEGATIVE_POLICIES, rules.negative_balance_policy),
+        hold_ttl_seconds=rules.hold_ttl_seconds,
+        max_backdate_days=rules.max_backdate_days,
+        created_at=timestamp(settings.created_at),
+        updated_at=timestamp(settings.updated_at),
+    )

@@ -1,0 +1,1 @@
+"""Pure ledger rules: no SQLAlchemy, no gRPC, no clock or database access."""

@@ -1,0 +1,56 @@
+"""API keys and referral codes: their formats and how keys are checked.
+
+A key reads `lk_<key id>_<secret>`. Only the key id (public, also the prefix
+operators revoke by) and a SHA-256 of the whole key are stored; keys carry 192
+random bits, so a fast hash is enough and no salt or KDF is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+KEY_PREFIX = "lk_"
+_REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    secret_hash: str
+    plaintext: str
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def issue_key() -> IssuedKey:
+    key_id = KEY_PREFIX + secrets.token_hex(6)
+    plaintext = f"{key_id}_{secrets.token_urlsafe(24)}"
+    return IssuedKey(key_id, hash_key(plaintext), plaintext)
+
+
+def key_id_of(plaintext: str) -> str | None:
+    """The public key id of a presented key, or None if it is not shaped like one."""
+    id_length = len(KEY_PREFIX) + 12
+    if len(plaintext) > 200 or not plaintext.startswith(KEY_PREFIX) or plaintext[id_length : id_length + 1] != "_":
+        return None
+    if len(plaintext) <= id_length + 1:
+        return None
+    return plaintext[:id_length]
+
+
+def key_matches(plaintext: str, secret_hash: str) -> bool:
+    return hmac.compare_digest(hash_key(plaintext), secret_hash)
+
+
+def new_referral_code() -> str:
+    """10 characters from a 30-symbol alphabet: ~49 bits, not enumerable."""
+    return "".join(secrets.choice(_REFERRAL_ALPHABET) for _ in range(10))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"

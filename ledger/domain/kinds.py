@@ -1,0 +1,43 @@
+"""Names shared by every layer: transaction kinds, channels, points sources."""
+
+from __future__ import annotations
+
+import enum
+
+
+class TransactionKind(str, enum.Enum):
+    EARN = "EARN"
+    REDEEM = "REDEEM"
+    CAPTURE = "CAPTURE"
+    REFUND = "REFUND"
+    ADJUST = "ADJUST"
+    EXPIRE = "EXPIRE"
+    REFERRAL_REWARD = "REFERRAL_REWARD"
+    REVERSAL = "REVERSAL"
+    ACTIVITY = "ACTIVITY"
+
+
+class Channel(str, enum.Enum):
+    POS = "POS"
+    WEB = "WEB"
+    MOBILE = "MOBILE"
+    MARKETPLACE = "MARKETPLACE"
+    SUPPORT = "SUPPORT"
+    OTHER = "OTHER"
+
+
+class PointsSource(str, enum.Enum):
+    BASE = "BASE"
+    TIER_BONUS = "TIER_BONUS"
+    CAMPAIGN = "CAMPAIGN"
+    ACTIVITY = "ACTIVITY"
+    REFERRAL = "REFERRAL"
+    LEDGER_OPERATION = "LEDGER_OPERATION"
+
+
+class Role(str, enum.Enum):
+    POS = "pos"
+    STOREFRONT = "storefront"
+    SUPPORT = "support"
+    MARKETING = "marketing"
+    ADMIN = "admin"

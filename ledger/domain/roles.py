@@ -1,0 +1,49 @@
+"""Which role may call which RPC (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from ledger.domain.kinds import Role
+
+_POS = frozenset(
+    {
+        "Ledger/EnrollMember",
+        "Ledger/GetMember",
+        "Ledger/Earn",
+        "Ledger/QuoteEarn",
+        "Ledger/Redeem",
+        "Ledger/AuthorizeRedemption",
+        "Ledger/CaptureRedemption",
+        "Ledger/VoidRedemption",
+        "Ledger/RefundOrder",
+        "Ledger/RecordActivity",
+        "Ledger/ListTransactions",
+    }
+)
+_STOREFRONT = frozenset(
+    {
+        "Ledger/EnrollMember",
+        "Ledger/GetMember",
+        "Ledger/QuoteEarn",
+        "Ledger/ListTransactions",
+        "Programs/ListTiers",
+        "Programs/ListRewards",
+        "Ledger/RecordActivity",
+    }
+)
+_SUPPORT = _POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
+_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions"})
+
+ALLOWED: dict[Role, frozenset[str]] = {
+    Role.POS: _POS,
+    Role.STOREFRONT: _STOREFRONT,
+    Role.SUPPORT: _SUPPORT,
+}
+
+
+def may_call(role: Role, service: str, method: str) -> bool:
+    """service is the short service name ("Ledger", "Programs"), method the RPC name."""
+    if role is Role.ADMIN:
+        return True
+    if role is Role.MARKETING:
+        return service == "Programs" or f"{service}/{method}" in _MARKETING_LEDGER
+    return f"{service}/{method}" in ALLOWED[role]

@@ -1,0 +1,321 @@
+import datetime
+
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from ledger.gen.loyalty.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RoundingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUNDING_MODE_UNSPECIFIED: _ClassVar[RoundingMode]
+    ROUNDING_MODE_DOWN: _ClassVar[RoundingMode]
+    ROUNDING_MODE_HALF_UP: _ClassVar[RoundingMode]
+    ROUNDING_MODE_UP: _ClassVar[RoundingMode]
+
+class NegativeBalancePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NEGATIVE_BALANCE_POLICY_UNSPECIFIED: _ClassVar[NegativeBalancePolicy]
+    NEGATIVE_BALANCE_POLICY_ALLOW: _ClassVar[NegativeBalancePolicy]
+    NEGATIVE_BALANCE_POLICY_FORBID: _ClassVar[NegativeBalancePolicy]
+
+class ExpiryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPIRY_MODE_UNSPECIFIED: _ClassVar[ExpiryMode]
+    EXPIRY_MODE_NONE: _ClassVar[ExpiryMode]
+    EXPIRY_MODE_ROLLING: _ClassVar[ExpiryMode]
+    EXPIRY_MODE_INACTIVITY: _ClassVar[ExpiryMode]
+
+class StackingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STACKING_MODE_UNSPECIFIED: _ClassVar[StackingMode]
+    STACKING_MODE_STACK: _ClassVar[StackingMode]
+    STACKING_MODE_BEST_ONLY: _ClassVar[StackingMode]
+    STACKING_MODE_EXCLUSIVE: _ClassVar[StackingMode]
+ROUNDING_MODE_UNSPECIFIED: RoundingMode
+ROUNDING_MODE_DOWN: RoundingMode
+ROUNDING_MODE_HALF_UP: RoundingMode
+ROUNDING_MODE_UP: RoundingMode
+NEGATIVE_BALANCE_POLICY_UNSPECIFIED: NegativeBalancePolicy
+NEGATIVE_BALANCE_POLICY_ALLOW: NegativeBalancePolicy
+NEGATIVE_BALANCE_POLICY_FORBID: NegativeBalancePolicy
+EXPIRY_MODE_UNSPECIFIED: ExpiryMode
+EXPIRY_MODE_NONE: ExpiryMode
+EXPIRY_MODE_ROLLING: ExpiryMode
+EXPIRY_MODE_INACTIVITY: ExpiryMode
+STACKING_MODE_UNSPECIFIED: StackingMode
+STACKING_MODE_STACK: StackingMode
+STACKING_MODE_BEST_ONLY: StackingMode
+STACKING_MODE_EXCLUSIVE: StackingMode
+
+class EarnRate(_message.Message):
+    __slots__ = ("points", "per_amount")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    PER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    points: int
+    per_amount: int
+    def __init__(self, points: _Optional[int] = ..., per_amount: _Optional[int] = ...) -> None: ...
+
+class Program(_message.Message):
+    __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    EARN_RATE_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_MODE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_MODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_DAYS_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_BALANCE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    HOLD_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKDATE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    currency: str
+    earn_rate: EarnRate
+    rounding_mode: RoundingMode
+    pending_days: int
+    expiry_mode: ExpiryMode
+    expiry_days: int
+    negative_balance_policy: NegativeBalancePolicy
+    hold_ttl_seconds: int
+    max_backdate_days: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., earn_rate: _Optional[_Union[EarnRate, _Mapping]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., pending_days: _Optional[int] = ..., expiry_mode: _Optional[_Union[ExpiryMode, str]] = ..., expiry_days: _Optional[int] = ..., negative_balance_policy: _Optional[_Union[NegativeBalancePolicy, str]] = ..., hold_ttl_seconds: _Optional[int] = ..., max_backdate_days: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Tier(_message.Message):
+    __slots__ = ("name", "threshold", "earn_multiplier_bps", "qualification_days")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EARN_MULTIPLIER_BPS_FIELD_NUMBER: _ClassVar[int]
+    QUALIFICATION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    threshold: int
+    earn_multiplier_bps: int
+    qualification_days: int
+    def __init__(self, name: _Optional[str] = ..., threshold: _Optional[int] = ..., earn_multiplier_bps: _Optional[int] = ..., qualification_days: _Optional[int] = ...) -> None: ...
+
+class CampaignConditions(_message.Message):
+    __slots__ = ("channels", "tiers", "skus", "categories", "min_order_amount", "activity_type")
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    MIN_ORDER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedScalarFieldContainer[_common_pb2.Channel]
+    tiers: _containers.RepeatedScalarFieldContainer[str]
+    skus: _containers.RepeatedScalarFieldContainer[str]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    min_order_amount: int
+    activity_type: str
+    def __init__(self, channels: _Optional[_Iterable[_Union[_common_pb2.Channel, str]]] = ..., tiers: _Optional[_Iterable[str]] = ..., skus: _Optional[_Iterable[str]] = ..., categories: _Optional[_Iterable[str]] = ..., min_order_amount: _Optional[int] = ..., activity_type: _Optional[str] = ...) -> None: ...
+
+class Campaign(_message.Message):
+    __slots__ = ("campaign_id", "name", "start_time", "end_time", "time_zone", "multiplier_bps", "bonus_points", "conditions", "stacking_mode", "priority", "per_member_cap", "budget", "state", "points_awarded", "budget_remaining")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Campaign.State]
+        STATE_ACTIVE: _ClassVar[Campaign.State]
+        STATE_PAUSED: _ClassVar[Campaign.State]
+    STATE_UNSPECIFIED: Campaign.State
+    STATE_ACTIVE: Campaign.State
+    STATE_PAUSED: Campaign.State
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    MULTIPLIER_BPS_FIELD_NUMBER: _ClassVar[int]
+    BONUS_POINTS_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    STACKING_MODE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PER_MEMBER_CAP_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_AWARDED_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    time_zone: str
+    multiplier_bps: int
+    bonus_points: int
+    conditions: CampaignConditions
+    stacking_mode: StackingMode
+    priority: int
+    per_member_cap: int
+    budget: int
+    state: Campaign.State
+    points_awarded: int
+    budget_remaining: int
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., multiplier_bps: _Optional[int] = ..., bonus_points: _Optional[int] = ..., conditions: _Optional[_Union[CampaignConditions, _Mapping]] = ..., stacking_mode: _Optional[_Union[StackingMode, str]] = ..., priority: _Optional[int] = ..., per_member_cap: _Optional[int] = ..., budget: _Optional[int] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., points_awarded: _Optional[int] = ..., budget_remaining: _Optional[int] = ...) -> None: ...
+
+class Reward(_message.Message):
+    __slots__ = ("reward_id", "name", "points_price", "start_time", "end_time", "stock", "unlimited_stock")
+    REWARD_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POINTS_PRICE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    UNLIMITED_STOCK_FIELD_NUMBER: _ClassVar[int]
+    reward_id: str
+    name: str
+    points_price: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    stock: int
+    unlimited_stock: bool
+    def __init__(self, reward_id: _Optional[str] = ..., name: _Optional[str] = ..., points_price: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stock: _Optional[int] = ..., unlimited_stock: _Optional[bool] = ...) -> None: ...
+
+class GetProgramRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetProgramResponse(_message.Message):
+    __slots__ = ("program",)
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    program: Program
+    def __init__(self, program: _Optional[_Union[Program, _Mapping]] = ...) -> None: ...
+
+class UpdateProgramRequest(_message.Message):
+    __slots__ = ("program", "update_mask")
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    program: Program
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, program: _Optional[_Union[Program, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateProgramResponse(_message.Message):
+    __slots__ = ("program",)
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    program: Program
+    def __init__(self, program: _Optional[_Union[Program, _Mapping]] = ...) -> None: ...
+
+class SetTiersRequest(_message.Message):
+    __slots__ = ("tiers",)
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    def __init__(self, tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ...) -> None: ...
+
+class SetTiersResponse(_message.Message):
+    __slots__ = ("tiers",)
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    def __init__(self, tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ...) -> None: ...
+
+class ListTiersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTiersResponse(_message.Message):
+    __slots__ = ("tiers",)
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    def __init__(self, tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ...) -> None: ...
+
+class CreateCampaignRequest(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class CreateCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class UpdateCampaignRequest(_message.Message):
+    __slots__ = ("campaign", "update_mask")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class GetCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class GetCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class ListCampaignsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCampaignsResponse(_message.Message):
+    __slots__ = ("campaigns", "next_page_token")
+    CAMPAIGNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    campaigns: _containers.RepeatedCompositeFieldContainer[Campaign]
+    next_page_token: str
+    def __init__(self, campaigns: _Optional[_Iterable[_Union[Campaign, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PauseCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class PauseCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class CreateRewardRequest(_message.Message):
+    __slots__ = ("reward",)
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    reward: Reward
+    def __init__(self, reward: _Optional[_Union[Reward, _Mapping]] = ...) -> None: ...
+
+class CreateRewardResponse(_message.Message):
+    __slots__ = ("reward",)
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    reward: Reward
+    def __init__(self, reward: _Optional[_Union[Reward, _Mapping]] = ...) -> None: ...
+
+class ListRewardsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRewardsResponse(_message.Message):
+    __slots__ = ("rewards", "next_page_token")
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rewards: _containers.RepeatedCompositeFieldContainer[Reward]
+    next_page_token: str
+    def __init__(self, rewards: _Optional[_Iterable[_Union[Reward, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,109 @@
+"""Use cases: earn points for an order, and quote what an order would earn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials, errors
+from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
+from ledger.domain.kinds import Channel, TransactionKind
+from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
+from ledger.service import clock, idempotent, lookups, unit_of_work
+from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
+from ledger.service.posting import post
+from ledger.store import transactions
+
+
+@dataclass(frozen=True)
+class EarnCommand:
+    member_id: str
+    order: OrderFacts
+    channel: Channel
+    store_id: str
+
+
+def _decide(conn: Connection, caller: Caller, member: MemberState, command: EarnCommand) -> EarnDecision:
+    rules = lookups.program_rules(conn, caller.program_id)
+    check_order_time(command.order.occurred_at, clock.now(), rules)
+    earned = transactions.earn_of_order(conn, caller.program_id, command.order.order_id)
+    if earned is not None:
+        raise errors.already_exists(
+            "ORDER_ALREADY_EARNED",
+            f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
+            transaction_id=earned[0],
+        )
+    return decide_earn(command.order, rules)
+
+
+def _new_transaction(caller: Caller, command: EarnCommand, decision: EarnDecision, key: str) -> NewTransaction:
+    return NewTransaction(
+        transaction_id=credentials.new_id("tx"),
+        member_id=command.member_id,
+        kind=TransactionKind.EARN,
+        points=decision.points,
+        breakdown=decision.breakdown,
+        channel=command.channel,
+        idempotency_key=key,
+        api_key_id=caller.key_id,
+        occurred_at=command.order.occurred_at,
+        created_at=clock.now(),
+        store_id=command.store_id,
+        order_id=command.order.order_id,
+        order_amount=command.order.amount,
+        currency=command.order.currency,
+        postings=(Posting(command.member_id, decision.points),),
+    )
+
+
+def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
+    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+        decision = _decide(conn, caller, member, command)
+        tx = _new_transaction(caller, command, decision, mutation.idempotency_key)
+        return post(conn, caller.program_id, member, tx)
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.active_member(conn, caller.program_id, command.member_id),
+        apply=apply,
+        decode=TransactionResult.from_json,
+    )
+
+
+def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> TransactionResult:
+    """Exactly what earn would answer now, with an empty transaction id, writing nothing."""
+
+    def work(conn: Connection) -> TransactionResult:
+        member = lookups.member(conn, caller.program_id, command.member_id)
+        if member.status.value != "ACTIVE":
+            raise errors.refused("MEMBER_CLOSED", f"member {command.member_id!r} is closed")
+        decision = _decide(conn, caller, member, command)
+        tx = _new_transaction(caller, command, decision, "")
+        balance = member.balance.with_posted(decision.points)
+        view = TransactionView(
+            transaction_id="",
+            member_id=command.member_id,
+            kind=tx.kind,
+            points=decision.points,
+            breakdown=decision.breakdown,
+            channel=tx.channel,
+            store_id=tx.store_id,
+            order_id=tx.order_id,
+            order_amount=tx.order_amount,
+            currency=tx.currency,
+            reason="",
+            idempotency_key="",
+            api_key_id=caller.key_id,
+            reverses_transaction_id="",
+            occurred_at=tx.occurred_at,
+            created_at=tx.created_at,
+            balance_after=balance.posted,
+            sequence=member.last_seq + 1,
+        )
+        return TransactionResult(view, balance)
+
+    return unit_of_work.run(engine, work, read_only=True)

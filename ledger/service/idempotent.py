@@ -1,0 +1,123 @@
+"""Exactly-once execution of a mutating use case under its idempotency key.
+
+Order inside the one database transaction:
+  1. lock the rows the use case will change (member row lock, member_id order),
+  2. look up the key: a stored outcome is replayed (or ALREADY_EXISTS if the
+     request differs),
+  3. decide and write,
+  4. claim the key with the outcome (ON CONFLICT DO NOTHING).
+Because same-key retries of one request lock the same member, they queue on the
+lock and the later ones find the first one's record in step 2. A key reused for
+another member loses in step 4, rolls back, and is answered from the record.
+Business refusals (FAILED_PRECONDITION, ALREADY_EXISTS) are stored like
+successes so a retry gets the same answer even after the state changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import errors
+from ledger.domain.errors import Category, LedgerError
+from ledger.service import clock, unit_of_work
+from ledger.service.caller import Caller
+from ledger.store import idempotency
+
+
+class JsonResult(Protocol):
+    def to_json(self) -> dict: ...
+
+
+R = TypeVar("R", bound=JsonResult)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """The identity of one mutating request: its key, RPC and a hash of its content."""
+
+    idempotency_key: str
+    method: str
+    request_hash: str
+
+
+class _KeyTaken(Exception):
+    pass
+
+
+@dataclass
+class _Outcome(Generic[R]):
+    result: R | None = None
+    error: LedgerError | None = None
+
+
+def _error_to_json(error: LedgerError) -> dict:
+    return {
+        "category": error.category.value,
+        "reason": error.reason,
+        "message": error.message,
+        "metadata": error.metadata,
+    }
+
+
+def _error_from_json(data: dict) -> LedgerError:
+    return LedgerError(Category(data["category"]), data["reason"], data["message"], metadata=data["metadata"])
+
+
+def _replay(stored: idempotency.StoredOutcome, mutation: Mutation, decode: Callable[[dict], R]) -> _Outcome[R]:
+    if stored.method != mutation.method or stored.request_hash != mutation.request_hash:
+        raise errors.already_exists(
+            "IDEMPOTENCY_KEY_REUSED",
+            f"idempotency key {mutation.idempotency_key!r} was already used for a different request",
+            original_method=stored.method,
+        )
+    if "error" in stored.outcome:
+        return _Outcome(error=_error_from_json(stored.outcome["error"]))
+    return _Outcome(result=decode(stored.outcome["result"]))
+
+
+def execute(
+    engine: Engine,
+    caller: Caller,
+    mutation: Mutation,
+    *,
+    lock: Callable[[Connection], object],
+    apply: Callable[[Connection, object], R],
+    decode: Callable[[dict], R],
+) -> R:
+    """lock(conn) returns what apply needs (e.g. the locked member state)."""
+    program = caller.program_id
+
+    def work(conn: Connection) -> _Outcome[R]:
+        locked = lock(conn)
+        stored = idempotency.find(conn, program, mutation.idempotency_key)
+        if stored is not None:
+            return _replay(stored, mutation, decode)
+        try:
+            outcome: _Outcome[R] = _Outcome(result=apply(conn, locked))
+            recorded = {"result": outcome.result.to_json()}
+        except LedgerError as error:
+            if not error.recorded:
+                raise
+            outcome = _Outcome(error=error)
+            recorded = {"error": _error_to_json(error)}
+        if not idempotency.claim(
+            conn, program, mutation.idempotency_key, mutation.method, mutation.request_hash, recorded, clock.now()
+        ):
+            raise _KeyTaken
+        return outcome
+
+    try:
+        outcome = unit_of_work.run(engine, work)
+    except _KeyTaken:
+        stored = unit_of_work.run(
+            engine, lambda conn: idempotency.find(conn, program, mutation.idempotency_key), read_only=True
+        )
+        assert stored is not None, "a claimed key has a committed record"
+        outcome = _replay(stored, mutation, decode)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.result is not None
+    return outcome.result

@@ -1,0 +1,36 @@
+"""Writes a decided transaction through the single ledger write path and builds its result."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from ledger.domain.balance import Balance
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.store import ledger_writes
+
+
+def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransaction) -> TransactionResult:
+    applied = ledger_writes.append(conn, program_id, tx)
+    posted_after, seq = applied[member.member_id]
+    view = TransactionView(
+        transaction_id=tx.transaction_id,
+        member_id=member.member_id,
+        kind=tx.kind,
+        points=sum(p.points for p in tx.postings if p.member_id == member.member_id),
+        breakdown=tx.breakdown,
+        channel=tx.channel,
+        store_id=tx.store_id,
+        order_id=tx.order_id,
+        order_amount=tx.order_amount,
+        currency=tx.currency,
+        reason=tx.reason,
+        idempotency_key=tx.idempotency_key,
+        api_key_id=tx.api_key_id,
+        reverses_transaction_id=tx.reverses_transaction_id,
+        occurred_at=tx.occurred_at,
+        created_at=tx.created_at,
+        balance_after=posted_after,
+        sequence=seq,
+    )
+    balance = Balance(posted=posted_after, pending=member.balance.pending, held=member.balance.held)
+    return TransactionResult(view, balance)

@@ -1,0 +1,102 @@
+"""Use cases for customer support: goodwill adjustments and exact reversals."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials, errors
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
+from ledger.domain.spending import check_posting, check_reversible
+from ledger.service import clock, idempotent, lookups
+from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
+from ledger.service.posting import post
+from ledger.store import transactions
+
+
+def adjust_points(
+    engine: Engine, caller: Caller, mutation: Mutation, member_id: str, points: int, reason: str
+) -> TransactionResult:
+    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+        rules = lookups.program_rules(conn, caller.program_id)
+        check_posting(member.balance, points, rules.negative_balance_policy)
+        now = clock.now()
+        tx = NewTransaction(
+            transaction_id=credentials.new_id("tx"),
+            member_id=member_id,
+            kind=TransactionKind.ADJUST,
+            points=points,
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, points, "support adjustment"),),
+            channel=Channel.SUPPORT,
+            idempotency_key=mutation.idempotency_key,
+            api_key_id=caller.key_id,
+            occurred_at=now,
+            created_at=now,
+            reason=reason,
+            postings=(Posting(member_id, points),),
+        )
+        return post(conn, caller.program_id, member, tx)
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.member(conn, caller.program_id, member_id, lock=True),
+        apply=apply,
+        decode=TransactionResult.from_json,
+    )
+
+
+def _original(conn: Connection, program_id: str, transaction_id: str) -> list[TransactionView]:
+    views = transactions.views_of(conn, program_id, transaction_id)
+    if not views:
+        raise errors.not_found("TRANSACTION_NOT_FOUND", f"transaction {transaction_id!r} does not exist in this program")
+    return views
+
+
+def reverse_transaction(
+    engine: Engine, caller: Caller, mutation: Mutation, transaction_id: str, reason: str
+) -> TransactionResult:
+    """Posts the exact negation of every entry of the transaction, once."""
+
+    def lock(conn: Connection) -> tuple[list[TransactionView], list[MemberState]]:
+        views = _original(conn, caller.program_id, transaction_id)
+        # Lock in member_id order (views are sorted) so concurrent reversals cannot deadlock.
+        locked = [lookups.member(conn, caller.program_id, v.member_id, lock=True) for v in views]
+        return views, locked
+
+    def apply(conn: Connection, locked) -> TransactionResult:
+        views, states = locked
+        first = views[0]
+        check_reversible(first.kind, transaction_id, transactions.reversal_of(conn, caller.program_id, transaction_id))
+        rules = lookups.program_rules(conn, caller.program_id)
+        for view, state in zip(views, states):
+            check_posting(state.balance, -view.points, rules.negative_balance_policy)
+        now = clock.now()
+        primary = next(s for s in states if s.member_id == first.member_id)
+        tx = NewTransaction(
+            transaction_id=credentials.new_id("tx"),
+            member_id=first.member_id,
+            kind=TransactionKind.REVERSAL,
+            points=-first.points,
+            breakdown=tuple(
+                BreakdownLine(line.source, -line.points, f"reversal of: {line.description}", line.campaign_id)
+                for line in first.breakdown
+            ),
+            channel=Channel.SUPPORT,
+            idempotency_key=mutation.idempotency_key,
+            api_key_id=caller.key_id,
+            occurred_at=now,
+            created_at=now,
+            order_id=first.order_id,
+            order_amount=-first.order_amount,
+            currency=first.currency,
+            reason=reason or f"reversal of {transaction_id}",
+            reverses_transaction_id=transaction_id,
+            postings=tuple(Posting(v.member_id, -v.points) for v in views),
+        )
+        return post(conn, caller.program_id, primary, tx)
+
+    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)

@@ -1,0 +1,28 @@
+"""Use case: recompute every cached balance from the ledger and check every invariant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from ledger.service import unit_of_work
+from ledger.store import verification
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    counts: dict[str, int]
+    breaches: dict[str, list[dict]]
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.breaches.values())
+
+
+def verify(engine: Engine) -> VerifyReport:
+    def work(conn) -> VerifyReport:
+        results = verification.run_checks(conn)
+        return VerifyReport(verification.counts(conn), {k: v for k, v in results.items() if v})
+
+    return unit_of_work.run(engine, work, read_only=True, snapshot=True)

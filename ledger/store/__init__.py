@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, queries, locking and idempotency records."""

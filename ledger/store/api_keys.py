@@ -1,0 +1,47 @@
+"""API key rows: hashed secrets, roles and revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from ledger.domain.kinds import Role
+from ledger.store.instants import to_micros
+from ledger.store.tables import api_keys
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    key_id: str
+    program_id: str
+    role: Role
+    secret_hash: str
+    revoked: bool
+
+
+def get(conn: Connection, key_id: str) -> StoredKey | None:
+    row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    if row is None:
+        return None
+    return StoredKey(row.key_id, row.program_id, Role(row.role), row.secret_hash, row.revoked_at is not None)
+
+
+def insert_key(conn: Connection, key_id: str, program_id: str, role: Role, secret_hash: str, now: datetime) -> None:
+    conn.execute(
+        insert(api_keys).values(
+            key_id=key_id, program_id=program_id, role=role.value, secret_hash=secret_hash, created_at=to_micros(now)
+        )
+    )
+
+
+def revoke_by_prefix(conn: Connection, prefix: str, now: datetime) -> list[str]:
+    """Revokes every unrevoked key whose id starts with prefix; returns their ids."""
+    rows = conn.execute(
+        select(api_keys.c.key_id).where(api_keys.c.key_id.startswith(prefix, autoescape=True), api_keys.c.revoked_at.is_(None))
+    ).all()
+    ids = [row.key_id for row in rows]
+    if ids:
+        conn.execute(update(api_keys).where(api_keys.c.key_id.in_(ids)).values(revoked_at=to_micros(now)))
+    return ids

@@ -1,0 +1,64 @@
+"""Engines for PostgreSQL (production) and SQLite (embedded default).
+
+SQLite: one writer at a time, so every writing transaction starts with
+BEGIN IMMEDIATE (takes the write lock up front and never deadlocks on upgrade);
+WAL lets statements read while a write is in progress.
+PostgreSQL: READ COMMITTED with row locks taken in a fixed order; lock and
+statement timeouts keep a stuck lock from stalling a worker forever.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine, create_engine, event
+
+DEFAULT_SQLITE_FILE = "loyalty.db"
+LOCK_TIMEOUT_MS = 2000
+STATEMENT_TIMEOUT_MS = 15000
+
+
+def database_url() -> str:
+    return os.environ.get("LOYALTY_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_FILE}"
+
+
+def create_engine_for(url: str, pool_size: int = 16) -> Engine:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={
+            "connect_timeout": 3,
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            "application_name": "loyalty-ledger",
+        },
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        if connection.get_execution_options().get("read_only"):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

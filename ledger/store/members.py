@@ -1,0 +1,63 @@
+"""Member rows: enrollment, reads and the row lock that serialises a member's writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ledger.domain.balance import Balance
+from ledger.domain.records import MemberState, MemberStatus
+from ledger.store.instants import from_micros, to_micros
+from ledger.store.tables import members
+
+
+def _state(row) -> MemberState:
+    return MemberState(
+        member_id=row.member_id,
+        referral_code=row.referral_code,
+        status=MemberStatus(row.status),
+        enrolled_at=from_micros(row.enrolled_at),
+        balance=Balance(posted=row.posted, held=row.held),
+        last_seq=row.last_seq,
+    )
+
+
+def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
+    query = select(members).where(members.c.program_id == program_id, members.c.member_id == member_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return _state(row) if row else None
+
+
+def insert_if_absent(conn: Connection, program_id: str, member_id: str, referral_code: str, now: datetime) -> bool:
+    """Inserts a new member; False when the member already exists (enrollment is idempotent)."""
+    values = dict(
+        program_id=program_id,
+        member_id=member_id,
+        referral_code=referral_code,
+        status=MemberStatus.ACTIVE.value,
+        enrolled_at=to_micros(now),
+        posted=0,
+        held=0,
+        last_seq=0,
+        updated_at=to_micros(now),
+    )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(members)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["program_id", "member_id"])
+        .returning(members.c.member_id)
+    )
+    return conn.execute(statement).first() is not None
+
+
+def referral_code_taken(conn: Connection, program_id: str, code: str) -> bool:
+    query = select(members.c.member_id).where(members.c.program_id == program_id, members.c.referral_code == code)
+    return conn.execute(query).first() is not None
+
+
+

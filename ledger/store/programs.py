@@ -1,0 +1,80 @@
+"""Program rows: the settings every rule reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from ledger.domain.program import EarnRate, ExpiryMode, NegativeBalancePolicy, ProgramRules, Rounding
+from ledger.store.instants import from_micros, to_micros
+from ledger.store.tables import programs
+
+
+def _rules(row) -> ProgramRules:
+    return ProgramRules(
+        program_id=row.program_id,
+        name=row.name,
+        currency=row.currency,
+        earn_rate=EarnRate(row.earn_points, row.earn_per_amount),
+        rounding=Rounding(row.rounding),
+        pending_days=row.pending_days,
+        expiry_mode=ExpiryMode(row.expiry_mode),
+        expiry_days=row.expiry_days,
+        negative_balance_policy=NegativeBalancePolicy(row.negative_balance_policy),
+        hold_ttl_seconds=row.hold_ttl_seconds,
+        max_backdate_days=row.max_backdate_days,
+    )
+
+
+def _columns(rules: ProgramRules) -> dict:
+    return dict(
+        name=rules.name,
+        currency=rules.currency,
+        earn_points=rules.earn_rate.points,
+        earn_per_amount=rules.earn_rate.per_amount,
+        rounding=rules.rounding.value,
+        pending_days=rules.pending_days,
+        expiry_mode=rules.expiry_mode.value,
+        expiry_days=rules.expiry_days,
+        negative_balance_policy=rules.negative_balance_policy.value,
+        hold_ttl_seconds=rules.hold_ttl_seconds,
+        max_backdate_days=rules.max_backdate_days,
+    )
+
+
+def get(conn: Connection, program_id: str) -> ProgramRules | None:
+    row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
+    return _rules(row) if row else None
+
+
+def get_with_times(conn: Connection, program_id: str) -> tuple[ProgramRules, datetime, datetime] | None:
+    row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
+    if row is None:
+        return None
+    return _rules(row), from_micros(row.created_at), from_micros(row.updated_at)
+
+
+def find_by_name(conn: Connection, name: str) -> ProgramRules | None:
+    row = conn.execute(select(programs).where(programs.c.name == name)).first()
+    return _rules(row) if row else None
+
+
+def count(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(programs)).scalar_one()
+
+
+def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None:
+    conn.execute(
+        insert(programs).values(
+            program_id=rules.program_id, created_at=to_micros(now), updated_at=to_micros(now), **_columns(rules)
+        )
+    )
+
+
+def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
+    conn.execute(
+        update(programs)
+        .where(programs.c.program_id == rules.program_id)
+        .values(updated_at=to_micros(now), **_columns(rules))
+    )

@@ -1,0 +1,133 @@
+"""The schema as SQLAlchemy Core tables. It changes only through migrations/.
+
+Ledger tables (transactions, entries, idempotency_records) are append-only:
+database triggers refuse UPDATE, DELETE and TRUNCATE on them. members and the
+configuration tables are projections or settings and may change.
+
+Instants are stored as integer microseconds since the Unix epoch (UTC): exact,
+sortable and identical on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
+
+metadata = MetaData()
+
+LEDGER_TABLES = ("transactions", "entries", "idempotency_records")
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("currency", String(3), nullable=False),
+    Column("earn_points", BigInteger, nullable=False),
+    Column("earn_per_amount", BigInteger, nullable=False),
+    Column("rounding", String(16), nullable=False),
+    Column("pending_days", Integer, nullable=False),
+    Column("expiry_mode", String(16), nullable=False),
+    Column("expiry_days", Integer, nullable=False),
+    Column("negative_balance_policy", String(16), nullable=False),
+    Column("hold_ttl_seconds", BigInteger, nullable=False),
+    Column("max_backdate_days", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("program_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Index("ix_api_keys_program", "program_id"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("referral_code", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("enrolled_at", BigInteger, nullable=False),
+    # Projection of the ledger: sum of entries and the last entry's sequence.
+    Column("posted", BigInteger, nullable=False),
+    Column("held", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("uq_members_referral_code", "program_id", "referral_code", unique=True),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("transaction_id", String(64), primary_key=True),
+    Column("member_id", String(128), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    # JSON list of {source, points, description, campaign_id}.
+    Column("breakdown", Text, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("store_id", String(128), nullable=False),
+    Column("order_id", String(128), nullable=True),
+    Column("order_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("api_key_id", String(64), nullable=False),
+    Column("reverses_transaction_id", String(64), nullable=True),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # An order (receipt) earns once per program.
+    Index(
+        "uq_transactions_earned_order",
+        "program_id",
+        "order_id",
+        unique=True,
+        postgresql_where=text("kind = 'EARN'"),
+        sqlite_where=text("kind = 'EARN'"),
+    ),
+    # A transaction is reversed at most once.
+    Index(
+        "uq_transactions_reverses",
+        "program_id",
+        "reverses_transaction_id",
+        unique=True,
+        postgresql_where=text("reverses_transaction_id IS NOT NULL"),
+        sqlite_where=text("reverses_transaction_id IS NOT NULL"),
+    ),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    # 1, 2, 3, ... per member with no gap: verify finds a removed row.
+    Column("seq", BigInteger, primary_key=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    # Running posted balance after this entry.
+    Column("balance_after", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_entries_transaction", "program_id", "transaction_id"),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("method", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    # JSON: {"result": ...} for a success or {"error": ...} for a recorded refusal.
+    Column("outcome", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -1,0 +1,115 @@
+"""Reads of the ledger: one transaction, a member's statement page, an order's earn."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from ledger.domain.kinds import Channel, TransactionKind
+from ledger.domain.records import TransactionView, breakdown_from_json
+from ledger.store.instants import from_micros, to_micros
+from ledger.store.tables import entries, transactions
+
+_STATEMENT_COLUMNS = (
+    transactions,
+    entries.c.member_id.label("entry_member_id"),
+    entries.c.points.label("entry_points"),
+    entries.c.balance_after,
+    entries.c.seq,
+)
+
+
+def _view(row) -> TransactionView:
+    return TransactionView(
+        transaction_id=row.transaction_id,
+        member_id=row.entry_member_id,
+        kind=TransactionKind(row.kind),
+        points=row.entry_points,
+        breakdown=tuple(breakdown_from_json(line) for line in json.loads(row.breakdown)),
+        channel=Channel(row.channel),
+        store_id=row.store_id,
+        order_id=row.order_id or "",
+        order_amount=row.order_amount,
+        currency=row.currency,
+        reason=row.reason,
+        idempotency_key=row.idempotency_key,
+        api_key_id=row.api_key_id,
+        reverses_transaction_id=row.reverses_transaction_id or "",
+        occurred_at=from_micros(row.occurred_at),
+        created_at=from_micros(row.created_at),
+        balance_after=row.balance_after,
+        sequence=row.seq,
+    )
+
+
+def _joined():
+    return select(*_STATEMENT_COLUMNS).join(
+        transactions,
+        (transactions.c.program_id == entries.c.program_id)
+        & (transactions.c.transaction_id == entries.c.transaction_id),
+    )
+
+
+def entry_view(conn: Connection, program_id: str, member_id: str, seq: int) -> TransactionView:
+    row = conn.execute(
+        _joined().where(entries.c.program_id == program_id, entries.c.member_id == member_id, entries.c.seq == seq)
+    ).one()
+    return _view(row)
+
+
+def views_of(conn: Connection, program_id: str, transaction_id: str) -> list[TransactionView]:
+    """The transaction as seen by each member it posted to."""
+    rows = conn.execute(
+        _joined()
+        .where(entries.c.program_id == program_id, entries.c.transaction_id == transaction_id)
+        .order_by(entries.c.member_id)
+    ).all()
+    return [_view(row) for row in rows]
+
+
+def earn_of_order(conn: Connection, program_id: str, order_id: str) -> tuple[str, str] | None:
+    """(transaction_id, member_id) of the order's earn, if it earned."""
+    row = conn.execute(
+        select(transactions.c.transaction_id, transactions.c.member_id).where(
+            transactions.c.program_id == program_id,
+            transactions.c.order_id == order_id,
+            transactions.c.kind == TransactionKind.EARN.value,
+        )
+    ).first()
+    return (row.transaction_id, row.member_id) if row else None
+
+
+def reversal_of(conn: Connection, program_id: str, transaction_id: str) -> str | None:
+    row = conn.execute(
+        select(transactions.c.transaction_id).where(
+            transactions.c.program_id == program_id, transactions.c.reverses_transaction_id == transaction_id
+        )
+    ).first()
+    return row.transaction_id if row else None
+
+
+def statement_page(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    *,
+    before_seq: int | None,
+    limit: int,
+    kinds: tuple[TransactionKind, ...],
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> list[TransactionView]:
+    """Newest first by the member's entry sequence: stable while new entries arrive."""
+    query = _joined().where(entries.c.program_id == program_id, entries.c.member_id == member_id)
+    if before_seq is not None:
+        query = query.where(entries.c.seq < before_seq)
+    if kinds:
+        query = query.where(entries.c.kind.in_([k.value for k in kinds]))
+    if created_after is not None:
+        query = query.where(entries.c.created_at >= to_micros(created_after))
+    if created_before is not None:
+        query = query.where(entries.c.created_at < to_micros(created_before))
+    rows = conn.execute(query.order_by(entries.c.seq.desc()).limit(limit)).all()
+    return [_view(row) for row in rows]

@@ -1,0 +1,77 @@
+"""Set-based queries that find breaches of the ledger's invariants (for `loyalty-ledger verify`).
+
+Each query returns the offending rows, so an empty result means the invariant holds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+CHECKS: dict[str, str] = {
+    "cached posted balance equals the sum of the member's entries": """
+        SELECT m.program_id, m.member_id, m.posted AS cached, COALESCE(SUM(e.points), 0) AS ledger
+        FROM members m
+        LEFT JOIN entries e ON e.program_id = m.program_id AND e.member_id = m.member_id
+        GROUP BY m.program_id, m.member_id, m.posted
+        HAVING m.posted <> COALESCE(SUM(e.points), 0)
+    """,
+    "entry sequence numbers run 1..last_seq with no gap": """
+        SELECT m.program_id, m.member_id, m.last_seq, COUNT(e.seq) AS entries,
+               COALESCE(MIN(e.seq), 0) AS first_seq, COALESCE(MAX(e.seq), 0) AS max_seq
+        FROM members m
+        LEFT JOIN entries e ON e.program_id = m.program_id AND e.member_id = m.member_id
+        GROUP BY m.program_id, m.member_id, m.last_seq
+        HAVING COUNT(e.seq) <> m.last_seq OR COALESCE(MAX(e.seq), 0) <> m.last_seq
+            OR (COUNT(e.seq) > 0 AND MIN(e.seq) <> 1)
+    """,
+    "each entry's running balance is the previous one plus its points": """
+        SELECT program_id, member_id, seq, balance_after, expected FROM (
+            SELECT program_id, member_id, seq, balance_after,
+                   COALESCE(LAG(balance_after) OVER w, 0) + points AS expected
+            FROM entries
+            WINDOW w AS (PARTITION BY program_id, member_id ORDER BY seq)
+        ) running WHERE balance_after <> expected
+    """,
+    "every entry belongs to a recorded transaction": """
+        SELECT e.program_id, e.member_id, e.seq, e.transaction_id FROM entries e
+        LEFT JOIN transactions t ON t.program_id = e.program_id AND t.transaction_id = e.transaction_id
+        WHERE t.transaction_id IS NULL
+    """,
+    "every transaction's points equal its member's entries": """
+        SELECT t.program_id, t.transaction_id, t.points, COALESCE(SUM(e.points), 0) AS entries
+        FROM transactions t
+        LEFT JOIN entries e ON e.program_id = t.program_id AND e.transaction_id = t.transaction_id
+             AND e.member_id = t.member_id
+        GROUP BY t.program_id, t.transaction_id, t.points
+        HAVING COUNT(e.seq) = 0 OR t.points <> COALESCE(SUM(e.points), 0)
+    """,
+    "every transaction has its idempotency record": """
+        SELECT t.program_id, t.transaction_id, t.idempotency_key FROM transactions t
+        LEFT JOIN idempotency_records i
+             ON i.program_id = t.program_id AND i.idempotency_key = t.idempotency_key
+        WHERE i.idempotency_key IS NULL
+    """,
+    "every member belongs to a program": """
+        SELECT m.program_id, m.member_id FROM members m
+        LEFT JOIN programs p ON p.program_id = m.program_id WHERE p.program_id IS NULL
+    """,
+    "held points are never negative": """
+        SELECT program_id, member_id, held FROM members WHERE held < 0
+    """,
+}
+
+
+def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
+    """{check name: up to `limit` offending rows} for every check."""
+    results = {}
+    for name, sql in CHECKS.items():
+        rows = conn.execute(text(f"SELECT * FROM ({sql}) breach LIMIT {int(limit)}")).mappings().all()
+        results[name] = [dict(row) for row in rows]
+    return results
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    return {
+        table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+        for table in ("programs", "members", "transactions", "entries", "idempotency_records")
+    }

@@ -1,0 +1,33 @@
+"""Alembic environment: migrates the database named by the config's URL or LOYALTY_DATABASE_URL."""
+
+from alembic import context
+
+from ledger.store.engine import create_engine_for, database_url
+from ledger.store.tables import metadata
+
+config = context.config
+
+
+def run_migrations() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = config.get_main_option("sqlalchemy.url") or database_url()
+    engine = create_engine_for(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:
+        engine.dispose()
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run against a database")
+run_migrations()
