@@ -23,8 +23,10 @@ def database_url() -> str:
 
 
 def create_engine_for(url: str, pool_size: int = 16) -> Engine:
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the stack is psycopg2.
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            url = "postgresql+psycopg2://" + url[len(bare) :]
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return create_engine(

@@ -1,0 +1,127 @@
+"""Shared fixtures: real databases, a real server on a loopback port, programs and keys.
+
+Each test gets its own program (the tenant boundary), so tests share one
+migrated database and one server per backend yet never see each other's data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from ledger.api import server as grpc_server
+from ledger.domain.kinds import Role
+from ledger.gen.loyalty.v1 import ledger_pb2_grpc, programs_pb2_grpc
+from ledger.service import keys, programs
+from ledger.store import migrate
+from ledger.store.engine import create_engine_for
+from tests.databases import postgres_database, sqlite_database
+
+BACKENDS = ["postgresql", "sqlite"]
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    engine: object
+    target: str
+
+
+@pytest.fixture(scope="session")
+def postgresql_url():
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    with sqlite_database(tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
+
+
+def _serve(name: str, url: str):
+    engine = create_engine_for(url, pool_size=40)
+    migrate.upgrade(engine)
+    running = grpc_server.start(engine, "127.0.0.1:0", max_workers=48)
+    return Backend(name, url, engine, f"127.0.0.1:{running.port}"), running
+
+
+_servers: dict[str, tuple[Backend, object]] = {}
+
+
+def _backend_for(request, name: str) -> Backend:
+    # One server per backend for the whole session, shared by `backend` and `postgres_backend`.
+    if name not in _servers:
+        url = request.getfixturevalue(f"{name}_url")
+        _servers[name] = _serve(name, url)
+
+        def stop() -> None:
+            backend, running = _servers.pop(name)
+            running.stop(1)
+            backend.engine.dispose()
+
+        request.config.add_cleanup(stop)
+    return _servers[name][0]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> Backend:
+    return _backend_for(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(request) -> Backend:
+    return _backend_for(request, "postgresql")
+
+
+class Api:
+    """Raw gRPC stubs bound to one key, for asserting exact statuses."""
+
+    def __init__(self, target: str, key: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.ledger = ledger_pb2_grpc.LedgerStub(self.channel)
+        self.programs = programs_pb2_grpc.ProgramsStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {key}"),)
+        self.key = key
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+@dataclass
+class Program:
+    backend: Backend
+    program_id: str
+    admin_key: str
+
+    def key(self, role: Role) -> str:
+        return keys.create_key(self.backend.engine, self.program_id, role)
+
+    def api(self, role: Role = Role.ADMIN) -> Api:
+        return Api(self.backend.target, self.admin_key if role is Role.ADMIN else self.key(role))
+
+
+def new_program(backend: Backend) -> Program:
+    created = programs.create_program(backend.engine, f"test-{secrets.token_hex(6)}")
+    return Program(backend, created.program_id, created.admin_key)
+
+
+@pytest.fixture
+def program(backend) -> Program:
+    return new_program(backend)
+
+
+@pytest.fixture
+def pg_program(postgres_backend) -> Program:
+    return new_program(postgres_backend)
+
+
+@pytest.fixture
+def api(program):
+    client = program.api(Role.ADMIN)
+    yield client
+    client.close()
