@@ -8,7 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.api import enums
 from ledger.domain.balance import Balance
-from ledger.domain.records import MemberState, TransactionView
+from ledger.domain.records import TransactionView
+from ledger.service.members import MemberSummary
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.programs import ProgramSettings
 
@@ -54,13 +55,17 @@ def transaction(view: TransactionView) -> common_pb2.Transaction:
     )
 
 
-def member(state: MemberState) -> ledger_pb2.Member:
+def member(summary: MemberSummary) -> ledger_pb2.Member:
+    state = summary.state
     return ledger_pb2.Member(
         member_id=state.member_id,
-        balance=balance(state.balance),
+        balance=balance(summary.balance),
         referral_code=state.referral_code,
         status=enums.number(enums.MEMBER_STATUSES, state.status),
         enrolled_at=timestamp(state.enrolled_at),
+        expiring_points=[
+            ledger_pb2.ExpiringPoints(points=points, expires_at=timestamp(at)) for at, points in summary.expiring
+        ],
     )
 
 

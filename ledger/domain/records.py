@@ -13,6 +13,7 @@ from datetime import datetime
 from ledger.domain.balance import Balance
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.lots import Consumption
 
 
 class MemberStatus(str, enum.Enum):
@@ -96,11 +97,26 @@ def breakdown_from_json(data: dict) -> BreakdownLine:
 
 
 @dataclass(frozen=True)
+class NewLot:
+    points: int
+    available_at: datetime
+    expires_at: datetime | None
+    order_id: str = ""
+
+
+@dataclass(frozen=True)
 class Posting:
-    """A signed change to one member's posted balance."""
+    """A signed change to one member's posted balance, and what it does to the member's lots.
+
+    A debit names the lots it consumes; a credit creates a lot or, when it
+    reverses a debit, gives that debit's lots back.
+    """
 
     member_id: str
     points: int
+    consumed: tuple[Consumption, ...] = ()
+    restored: tuple[Consumption, ...] = ()
+    new_lot: NewLot | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ from sqlalchemy import Connection, Engine
 from ledger.domain import credentials, errors
 from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
 from ledger.domain.kinds import Channel, TransactionKind
-from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
-from ledger.service import clock, idempotent, lookups, unit_of_work
+from ledger.domain.balance import Balance
+from ledger.domain.lots import lot_dates
+from ledger.domain.program import ProgramRules
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.service import clock, idempotent, lookups, lot_postings, unit_of_work
+from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
@@ -25,7 +29,7 @@ class EarnCommand:
     store_id: str
 
 
-def _decide(conn: Connection, caller: Caller, member: MemberState, command: EarnCommand) -> EarnDecision:
+def _decide(conn: Connection, caller: Caller, command: EarnCommand) -> tuple[EarnDecision, ProgramRules]:
     rules = lookups.program_rules(conn, caller.program_id)
     check_order_time(command.order.occurred_at, clock.now(), rules)
     earned = transactions.earn_of_order(conn, caller.program_id, command.order.order_id)
@@ -35,10 +39,16 @@ def _decide(conn: Connection, caller: Caller, member: MemberState, command: Earn
             f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
             transaction_id=earned[0],
         )
-    return decide_earn(command.order, rules)
+    return decide_earn(command.order, rules), rules
 
 
-def _new_transaction(caller: Caller, command: EarnCommand, decision: EarnDecision, key: str) -> NewTransaction:
+def _new_transaction(
+    caller: Caller, command: EarnCommand, decision: EarnDecision, rules: ProgramRules, member: MemberState, key: str
+) -> NewTransaction:
+    available_at, expires_at = lot_dates(command.order.occurred_at, rules, pending=True)
+    posting = lot_postings.credit(
+        command.member_id, decision.points, member.balance.posted, available_at, expires_at, command.order.order_id
+    )
     return NewTransaction(
         transaction_id=credentials.new_id("tx"),
         member_id=command.member_id,
@@ -54,14 +64,14 @@ def _new_transaction(caller: Caller, command: EarnCommand, decision: EarnDecisio
         order_id=command.order.order_id,
         order_amount=command.order.amount,
         currency=command.order.currency,
-        postings=(Posting(command.member_id, decision.points),),
+        postings=(posting,),
     )
 
 
 def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
-        decision = _decide(conn, caller, member, command)
-        tx = _new_transaction(caller, command, decision, mutation.idempotency_key)
+        decision, rules = _decide(conn, caller, command)
+        tx = _new_transaction(caller, command, decision, rules, member, mutation.idempotency_key)
         return post(conn, caller.program_id, member, tx)
 
     return idempotent.execute(
@@ -81,9 +91,13 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         member = lookups.member(conn, caller.program_id, command.member_id)
         if member.status.value != "ACTIVE":
             raise errors.refused("MEMBER_CLOSED", f"member {command.member_id!r} is closed")
-        decision = _decide(conn, caller, member, command)
-        tx = _new_transaction(caller, command, decision, "")
-        balance = member.balance.with_posted(decision.points)
+        decision, rules = _decide(conn, caller, command)
+        tx = _new_transaction(caller, command, decision, rules, member, "")
+        now = clock.now()
+        before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        lot = tx.postings[0].new_lot
+        newly_pending = lot.points if lot is not None and lot.available_at > now else 0
+        balance = Balance(before.posted + decision.points, before.pending + newly_pending, before.held)
         view = TransactionView(
             transaction_id="",
             member_id=command.member_id,

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from ledger.domain import credentials, errors
+from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState
 from ledger.service import clock, lookups, unit_of_work
+from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
-from ledger.store import members
+from ledger.store import lots, members
 
 
 @dataclass(frozen=True)
 class Enrollment:
-    member: MemberState
+    member: "MemberSummary"
     created: bool
 
 
@@ -30,12 +33,33 @@ def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code:
             if not members.referral_code_taken(conn, caller.program_id, code):
                 break
         created = members.insert_if_absent(conn, caller.program_id, member_id, code, clock.now())
-        return Enrollment(lookups.member(conn, caller.program_id, member_id), created)
+        state = lookups.member(conn, caller.program_id, member_id)
+        return Enrollment(summarize(conn, caller.program_id, state), created)
 
     return unit_of_work.run(engine, work)
 
 
-def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberState:
-    return unit_of_work.run(
-        engine, lambda conn: lookups.member(conn, caller.program_id, member_id), read_only=True
-    )
+@dataclass(frozen=True)
+class MemberSummary:
+    """What a storefront shows: the member, the live balance and the points expiring soon."""
+
+    state: MemberState
+    balance: Balance
+    expiring: list[tuple[datetime, int]]
+
+
+EXPIRING_SOON = timedelta(days=30)
+
+
+def summarize(conn, program_id: str, state: MemberState) -> MemberSummary:
+    now = clock.now()
+    balance = live_balance(conn, program_id, state.member_id, state.balance.posted, now)
+    expiring = lots.expiring_between(conn, program_id, state.member_id, now, now + EXPIRING_SOON)
+    return MemberSummary(state, balance, expiring)
+
+
+def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberSummary:
+    def work(conn) -> MemberSummary:
+        return summarize(conn, caller.program_id, lookups.member(conn, caller.program_id, member_id))
+
+    return unit_of_work.run(engine, work, read_only=True)

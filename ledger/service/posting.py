@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.service.balances import live_balance
 from ledger.store import ledger_writes
 
 
@@ -32,5 +32,5 @@ def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransact
         balance_after=posted_after,
         sequence=seq,
     )
-    balance = Balance(posted=posted_after, pending=member.balance.pending, held=member.balance.held)
+    balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
     return TransactionResult(view, balance)

@@ -9,9 +9,10 @@ from sqlalchemy import Connection, Engine
 from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult
 from ledger.domain.spending import check_redeemable
-from ledger.service import clock, idempotent, lookups
+from ledger.service import clock, idempotent, lookups, lot_postings
+from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
@@ -32,8 +33,9 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
         raise errors.unimplemented("redeeming a catalog reward", "the earning-engine issue adds the catalog")
 
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
-        check_redeemable(member.balance, command.points)
         now = clock.now()
+        balance = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        check_redeemable(balance, command.points)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
             member_id=command.member_id,
@@ -47,7 +49,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
             created_at=now,
             store_id=command.store_id,
             order_id=command.order_id,
-            postings=(Posting(command.member_id, -command.points),),
+            postings=(lot_postings.debit(conn, caller.program_id, command.member_id, command.points, now),),
         )
         return post(conn, caller.program_id, member, tx)
 

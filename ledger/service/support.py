@@ -9,7 +9,8 @@ from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
 from ledger.domain.spending import check_posting, check_reversible
-from ledger.service import clock, idempotent, lookups
+from ledger.domain.lots import lot_dates
+from ledger.service import clock, idempotent, lookups, lot_postings
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
@@ -23,6 +24,11 @@ def adjust_points(
         rules = lookups.program_rules(conn, caller.program_id)
         check_posting(member.balance, points, rules.negative_balance_policy)
         now = clock.now()
+        if points > 0:
+            available_at, expires_at = lot_dates(now, rules, pending=False)
+            posting = lot_postings.credit(member_id, points, member.balance.posted, available_at, expires_at)
+        else:
+            posting = lot_postings.debit(conn, caller.program_id, member_id, -points, now)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
             member_id=member_id,
@@ -35,7 +41,7 @@ def adjust_points(
             occurred_at=now,
             created_at=now,
             reason=reason,
-            postings=(Posting(member_id, points),),
+            postings=(posting,),
         )
         return post(conn, caller.program_id, member, tx)
 
@@ -54,6 +60,18 @@ def _original(conn: Connection, program_id: str, transaction_id: str) -> list[Tr
     if not views:
         raise errors.not_found("TRANSACTION_NOT_FOUND", f"transaction {transaction_id!r} does not exist in this program")
     return views
+
+
+def _reversing_posting(
+    conn: Connection, program_id: str, view: TransactionView, state: MemberState, rules, now
+) -> Posting:
+    """A credit is reversed by consuming its own lot first; a debit by giving its lots back."""
+    if view.points >= 0:
+        return lot_postings.debit(conn, program_id, view.member_id, view.points, now, first_lot_id=view.transaction_id)
+    _, expires_at = lot_dates(now, rules, pending=False)
+    return lot_postings.give_back(
+        conn, program_id, view.member_id, -view.points, state.balance.posted, view.transaction_id, now, expires_at
+    )
 
 
 def reverse_transaction(
@@ -95,7 +113,10 @@ def reverse_transaction(
             currency=first.currency,
             reason=reason or f"reversal of {transaction_id}",
             reverses_transaction_id=transaction_id,
-            postings=tuple(Posting(v.member_id, -v.points) for v in views),
+            postings=tuple(
+                _reversing_posting(conn, caller.program_id, view, state, rules, now)
+                for view, state in zip(views, states)
+            ),
         )
         return post(conn, caller.program_id, primary, tx)
 

@@ -1,21 +1,43 @@
-"""The one path every ledger write takes: postings, entries, the transaction row.
+"""The one path every ledger write takes: postings, entries, lots, the transaction row.
 
 Keeping it single makes group commit possible later and keeps the invariants in
 one place: each posting moves the member's cached balance, appends an entry with
-the next per-member sequence number and the running balance, in the same
-database transaction as the transaction row and the idempotency record.
+the next per-member sequence number and the running balance, and records which
+lots it created, consumed or gave back, all in the same database transaction as
+the transaction row and the idempotency record.
 """
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, bindparam, func, insert, update
 
-from ledger.domain.balance import Balance
-from ledger.domain.records import NewTransaction, breakdown_to_json
+from ledger.domain.kinds import TransactionKind
+from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
 from ledger.store.instants import to_micros
-from ledger.store.tables import entries, members, transactions
+from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
+
+# Kinds that count as the member's own activity (the INACTIVITY expiry clock).
+ACTIVITY_KINDS = frozenset(
+    {
+        TransactionKind.EARN,
+        TransactionKind.REDEEM,
+        TransactionKind.CAPTURE,
+        TransactionKind.ACTIVITY,
+        TransactionKind.REFERRAL_REWARD,
+    }
+)
+
+_consume = (
+    update(lots)
+    .where(
+        lots.c.program_id == bindparam("p_program"),
+        lots.c.member_id == bindparam("p_member"),
+        lots.c.lot_id == bindparam("p_lot"),
+    )
+    .values(remaining=lots.c.remaining - bindparam("p_points"))
+)
 
 
 def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, tuple[int, int]]:
@@ -47,14 +69,15 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
     )
     applied: dict[str, tuple[int, int]] = {}
     for posting in sorted(tx.postings, key=lambda p: p.member_id):
+        values = dict(posted=members.c.posted + posting.points, last_seq=members.c.last_seq + 1, updated_at=now)
+        if tx.kind in ACTIVITY_KINDS:
+            values["last_activity_at"] = func.max(members.c.last_activity_at, to_micros(tx.occurred_at)) if (
+                conn.dialect.name == "sqlite"
+            ) else func.greatest(members.c.last_activity_at, to_micros(tx.occurred_at))
         row = conn.execute(
             update(members)
             .where(members.c.program_id == program_id, members.c.member_id == posting.member_id)
-            .values(
-                posted=members.c.posted + posting.points,
-                last_seq=members.c.last_seq + 1,
-                updated_at=now,
-            )
+            .values(**values)
             .returning(members.c.posted, members.c.last_seq)
         ).one()
         conn.execute(
@@ -69,9 +92,47 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
                 created_at=now,
             )
         )
+        _apply_lots(conn, program_id, tx, posting, now)
         applied[posting.member_id] = (row.posted, row.last_seq)
     return applied
 
 
-def balance_after(before: Balance, posted_after: int) -> Balance:
-    return Balance(posted=posted_after, pending=before.pending, held=before.held)
+def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: Posting, now: int) -> None:
+    moves = [(c.lot_id, c.points) for c in posting.consumed] + [(r.lot_id, -r.points) for r in posting.restored]
+    if moves:
+        conn.execute(
+            _consume,
+            [
+                {"p_program": program_id, "p_member": posting.member_id, "p_lot": lot_id, "p_points": points}
+                for lot_id, points in moves
+            ],
+        )
+        conn.execute(
+            insert(lot_consumptions),
+            [
+                {
+                    "program_id": program_id,
+                    "member_id": posting.member_id,
+                    "transaction_id": tx.transaction_id,
+                    "lot_id": lot_id,
+                    "points": points,
+                    "created_at": now,
+                }
+                for lot_id, points in moves
+            ],
+        )
+    lot = posting.new_lot
+    if lot is not None and lot.points > 0:
+        conn.execute(
+            insert(lots).values(
+                program_id=program_id,
+                member_id=posting.member_id,
+                lot_id=tx.transaction_id,
+                points=lot.points,
+                remaining=lot.points,
+                available_at=to_micros(lot.available_at),
+                expires_at=to_micros(lot.expires_at) if lot.expires_at else None,
+                order_id=lot.order_id or None,
+                created_at=now,
+            )
+        )

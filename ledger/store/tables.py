@@ -1,8 +1,9 @@
 """The schema as SQLAlchemy Core tables. It changes only through migrations/.
 
-Ledger tables (transactions, entries, idempotency_records) are append-only:
-database triggers refuse UPDATE, DELETE and TRUNCATE on them. members and the
-configuration tables are projections or settings and may change.
+Ledger tables (transactions, entries, idempotency_records, lot_consumptions)
+are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE on them.
+members, lots and holds are projections that can be rebuilt from the ledger;
+programs and api_keys are settings. Those may change.
 
 Instants are stored as integer microseconds since the Unix epoch (UTC): exact,
 sortable and identical on PostgreSQL and SQLite.
@@ -14,7 +15,7 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 metadata = MetaData()
 
-LEDGER_TABLES = ("transactions", "entries", "idempotency_records")
+LEDGER_TABLES = ("transactions", "entries", "idempotency_records", "lot_consumptions")
 
 programs = Table(
     "programs",
@@ -60,6 +61,8 @@ members = Table(
     Column("held", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Last earn or spend: the clock of the INACTIVITY expiry policy.
+    Column("last_activity_at", BigInteger, nullable=False, server_default="0"),
     Index("uq_members_referral_code", "program_id", "referral_code", unique=True),
 )
 
@@ -130,4 +133,57 @@ idempotency_records = Table(
     # JSON: {"result": ...} for a success or {"error": ...} for a recorded refusal.
     Column("outcome", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    # The id of the transaction that credited the lot.
+    Column("lot_id", String(64), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    # Points are pending until available_at (the order's return window).
+    Column("available_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("order_id", String(128), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index(
+        "ix_lots_due",
+        "expires_at",
+        postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+    ),
+)
+
+# Which lots each debit consumed (positive) or each reversal gave back (negative).
+lot_consumptions = Table(
+    "lot_consumptions",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("transaction_id", String(64), primary_key=True),
+    Column("lot_id", String(64), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("hold_id", String(64), primary_key=True),
+    Column("member_id", String(128), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("captured_points", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("order_id", String(128), nullable=True),
+    Column("channel", String(16), nullable=False),
+    Column("store_id", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Index("ix_holds_member", "program_id", "member_id", "state"),
+    Index("ix_holds_due", "expires_at", postgresql_where=text("state = 'OPEN'"), sqlite_where=text("state = 'OPEN'")),
 )

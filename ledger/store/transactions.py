@@ -113,3 +113,22 @@ def statement_page(
         query = query.where(entries.c.created_at < to_micros(created_before))
     rows = conn.execute(query.order_by(entries.c.seq.desc()).limit(limit)).all()
     return [_view(row) for row in rows]
+
+
+def refunded_amount(conn: Connection, program_id: str, order_id: str) -> int:
+    """Amount refunded so far for an order: REFUND transactions record it as order_amount;
+    a reversed refund no longer counts."""
+    refunds = select(transactions.c.transaction_id, transactions.c.order_amount).where(
+        transactions.c.program_id == program_id,
+        transactions.c.order_id == order_id,
+        transactions.c.kind == TransactionKind.REFUND.value,
+    )
+    reversed_ids = select(transactions.c.reverses_transaction_id).where(
+        transactions.c.program_id == program_id,
+        transactions.c.order_id == order_id,
+        transactions.c.kind == TransactionKind.REVERSAL.value,
+        transactions.c.reverses_transaction_id.is_not(None),
+    )
+    rows = conn.execute(refunds).all()
+    reversed_set = {row[0] for row in conn.execute(reversed_ids).all()}
+    return sum(row.order_amount for row in rows if row.transaction_id not in reversed_set)

@@ -1,0 +1,178 @@
+"""Use cases for two-phase redemption at the till: authorize, capture, void, and lapsing holds.
+
+Lock order everywhere: the member row, then the hold row. Lapse is decided by
+time when a hold is used, so a hold past expires_at cannot be captured even if
+the sweeper has not run yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials, errors
+from ledger.domain.balance import Balance
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.holds import HoldFacts, HoldState, capture_points, check_open, hold_expiry
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult
+from ledger.domain.spending import check_redeemable
+from ledger.service import clock, idempotent, lookups, lot_postings, unit_of_work
+from ledger.service.balances import live_balance
+from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
+from ledger.service.posting import post
+from ledger.store import holds, members
+
+
+@dataclass(frozen=True)
+class AuthorizeCommand:
+    member_id: str
+    points: int
+    order_id: str
+    ttl_seconds: int
+    channel: Channel
+    store_id: str
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    hold: HoldFacts
+    balance: Balance
+
+    def to_json(self) -> dict:
+        return {"hold": self.hold.to_json(), "balance": vars(self.balance)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "HoldResult":
+        return cls(HoldFacts.from_json(data["hold"]), Balance(**data["balance"]))
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    transaction: TransactionResult
+    hold: HoldFacts
+
+    def to_json(self) -> dict:
+        return {"transaction": self.transaction.to_json(), "hold": self.hold.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CaptureResult":
+        return cls(TransactionResult.from_json(data["transaction"]), HoldFacts.from_json(data["hold"]))
+
+
+def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: AuthorizeCommand) -> HoldResult:
+    def apply(conn: Connection, member: MemberState) -> HoldResult:
+        rules = lookups.program_rules(conn, caller.program_id)
+        now = clock.now()
+        expires_at = hold_expiry(now, command.ttl_seconds, rules.hold_ttl_seconds)
+        check_redeemable(live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now), command.points)
+        hold = HoldFacts(
+            credentials.new_id("hold"), member.member_id, command.points, HoldState.OPEN, expires_at,
+            command.order_id, 0, now,
+        )
+        holds.open_hold(conn, caller.program_id, hold, command.channel, command.store_id)
+        return HoldResult(hold, live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now))
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.active_member(conn, caller.program_id, command.member_id),
+        apply=apply,
+        decode=HoldResult.from_json,
+    )
+
+
+def _lock_hold(conn: Connection, program_id: str, hold_id: str) -> tuple[MemberState, HoldFacts]:
+    unlocked = holds.get(conn, program_id, hold_id)
+    if unlocked is None:
+        raise errors.not_found("HOLD_NOT_FOUND", f"hold {hold_id!r} does not exist in this program")
+    member = lookups.member(conn, program_id, unlocked.member_id, lock=True)
+    hold = holds.get(conn, program_id, hold_id, lock=True)
+    assert hold is not None
+    return member, hold
+
+
+def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, points: int) -> CaptureResult:
+    def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:
+        member, hold = locked
+        now = clock.now()
+        check_open(hold, now)
+        captured = capture_points(hold, points)
+        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        # The hold's own points are reserved for this capture; lots may have expired under it.
+        check_redeemable(Balance(balance.posted, balance.pending, balance.held - hold.points), captured)
+        holds.close(conn, caller.program_id, hold, HoldState.CAPTURED, captured, now)
+        tx = NewTransaction(
+            transaction_id=credentials.new_id("tx"),
+            member_id=member.member_id,
+            kind=TransactionKind.CAPTURE,
+            points=-captured,
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -captured, f"captured from hold {hold.hold_id}"),),
+            channel=Channel.POS,
+            idempotency_key=mutation.idempotency_key,
+            api_key_id=caller.key_id,
+            occurred_at=now,
+            created_at=now,
+            order_id=hold.order_id,
+            reason=f"capture of {hold.hold_id}" + (f"; {hold.points - captured} released" if captured < hold.points else ""),
+            postings=(lot_postings.debit(conn, caller.program_id, member.member_id, captured, now),),
+        )
+        result = post(conn, caller.program_id, member, tx)
+        return CaptureResult(result, hold.closed(HoldState.CAPTURED, captured))
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: _lock_hold(conn, caller.program_id, hold_id),
+        apply=apply,
+        decode=CaptureResult.from_json,
+    )
+
+
+def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> HoldResult:
+    def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> HoldResult:
+        member, hold = locked
+        now = clock.now()
+        check_open(hold, now)
+        holds.close(conn, caller.program_id, hold, HoldState.VOIDED, 0, now)
+        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        return HoldResult(hold.closed(HoldState.VOIDED), balance)
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: _lock_hold(conn, caller.program_id, hold_id),
+        apply=apply,
+        decode=HoldResult.from_json,
+    )
+
+
+def lapse_due_holds(engine: Engine, batch: int = 500) -> int:
+    """Marks open holds past expires_at LAPSED; returns how many. Safe to run concurrently with captures."""
+    lapsed = 0
+    while True:
+        now = clock.now()
+        due = unit_of_work.run(engine, lambda conn: holds.due(conn, now, batch), read_only=True)
+        if not due:
+            return lapsed
+        progress = 0
+        for program_id, member_id, hold_id in sorted(due):
+
+            def work(conn: Connection) -> int:
+                if members.get(conn, program_id, member_id, lock=True) is None:
+                    return 0
+                hold = holds.get(conn, program_id, hold_id, lock=True)
+                if hold is None or hold.state is not HoldState.OPEN or hold.expires_at > now:
+                    return 0  # captured or voided meanwhile
+                holds.close(conn, program_id, hold, HoldState.LAPSED, 0, now)
+                return 1
+
+            progress += unit_of_work.run(engine, work)
+        lapsed += progress
+        if len(due) < batch or progress == 0:
+            return lapsed

@@ -1,0 +1,103 @@
+"""Use case: a returns desk refunds (part of) an order; the order's earned points are clawed back.
+
+The clawback is proportional and cumulative (domain/refunds.py). It consumes the
+order's own lot first, so still-pending points are cancelled before spent ones.
+When the member has already spent the points, the program's negative-balance
+policy decides: ALLOW lets posted go negative; FORBID claws back what is left
+and records the rest as written off in the breakdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials, errors
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.program import NegativeBalancePolicy
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult
+from ledger.domain.refunds import decide_refund, split_write_off
+from ledger.service import clock, idempotent, lookups, lot_postings
+from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
+from ledger.service.posting import post
+from ledger.store import transactions
+
+
+@dataclass(frozen=True)
+class RefundCommand:
+    member_id: str
+    order_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: RefundCommand) -> TransactionResult:
+    program_id = caller.program_id
+
+    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+        earned = transactions.earn_of_order(conn, program_id, command.order_id)
+        if earned is None or earned[1] != command.member_id:
+            raise errors.not_found(
+                "ORDER_NOT_FOUND", f"order {command.order_id!r} earned nothing for member {command.member_id!r}"
+            )
+        earn = transactions.views_of(conn, program_id, earned[0])[0]
+        if command.currency != earn.currency:
+            raise errors.invalid_field("currency", f"must be the order's currency {earn.currency}")
+        if transactions.reversal_of(conn, program_id, earn.transaction_id):
+            raise errors.refused("ORDER_EARN_REVERSED", f"the earn of order {command.order_id!r} was reversed")
+        if earn.points == 0:
+            raise errors.refused("ORDER_EARNED_NO_POINTS", f"order {command.order_id!r} earned no points to claw back")
+        before = transactions.refunded_amount(conn, program_id, command.order_id)
+        decision = decide_refund(earn.points, earn.order_amount, before, command.amount)
+        rules = lookups.program_rules(conn, program_id)
+        clawback, written_off = decision.clawback, 0
+        if rules.negative_balance_policy is NegativeBalancePolicy.FORBID:
+            clawback, written_off = split_write_off(decision.clawback, max(member.balance.posted, 0))
+        now = clock.now()
+        breakdown = [
+            BreakdownLine(
+                PointsSource.LEDGER_OPERATION,
+                -clawback,
+                f"clawback of {command.amount}/{earn.order_amount} refunded of {earn.points} earned",
+            )
+        ]
+        if written_off:
+            breakdown.append(
+                BreakdownLine(PointsSource.LEDGER_OPERATION, 0, f"{written_off} points written off: already spent")
+            )
+        tx = NewTransaction(
+            transaction_id=credentials.new_id("tx"),
+            member_id=command.member_id,
+            kind=TransactionKind.REFUND,
+            points=-clawback,
+            breakdown=tuple(breakdown),
+            channel=earn.channel if earn.channel else Channel.OTHER,
+            idempotency_key=mutation.idempotency_key,
+            api_key_id=caller.key_id,
+            occurred_at=now,
+            created_at=now,
+            store_id=earn.store_id,
+            order_id=command.order_id,
+            order_amount=command.amount,
+            currency=earn.currency,
+            reason=command.reason or f"refund of order {command.order_id}",
+            postings=(
+                lot_postings.debit(
+                    conn, program_id, command.member_id, clawback, now, first_lot_id=earn.transaction_id
+                ),
+            ),
+        )
+        return post(conn, program_id, member, tx)
+
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.member(conn, program_id, command.member_id, lock=True),
+        apply=apply,
+        decode=TransactionResult.from_json,
+    )
