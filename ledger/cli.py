@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from ledger import logs
@@ -23,6 +24,7 @@ def _engine(pool_size: int = 4):
 
 def cmd_serve(args) -> int:
     from ledger.api import server
+    from ledger.scheduler import DueWorkScheduler
     from ledger.service import programs
 
     engine = _engine(pool_size=args.workers)
@@ -32,12 +34,15 @@ def cmd_serve(args) -> int:
         print(f"Created program 'demo' ({demo.program_id}). Its admin key, shown only now:", flush=True)
         print(demo.admin_key, flush=True)
     running = server.start(engine, args.listen, max_workers=args.workers)
+    scheduler = DueWorkScheduler(engine, args.due_work_interval)
+    scheduler.start()
     log.info(
         "serving",
         extra={"listen": args.listen, "port": running.port, "database": engine.url.render_as_string(hide_password=True)},
     )
     print(f"loyalty-ledger serving on port {running.port}", flush=True)
     server.serve_until_signal(running, args.grace)
+    scheduler.stop()
     engine.dispose()
     return 0
 
@@ -80,7 +85,15 @@ def cmd_key_revoke(args) -> int:
 
 
 def cmd_expire(args) -> int:
-    print("expire: nothing to do yet; holds and expiring lots arrive with the points-lifecycle issue")
+    from ledger.service.expiry import run_due_work
+
+    engine = _engine()
+    migrations.upgrade(engine)
+    report = run_due_work(engine)
+    print(
+        f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
+        f"points expired: {report.points_expired}"
+    )
     return 0
 
 
@@ -103,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     serve.add_argument("--workers", type=int, default=32, help="RPC worker threads (default 32)")
     serve.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get on SIGTERM")
+    serve.add_argument(
+        "--due-work-interval",
+        type=float,
+        default=float(os.environ.get("LOYALTY_DUE_WORK_INTERVAL", "60")),
+        help="seconds between runs of hold lapsing and point expiry (0 disables; default 60)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(run=cmd_migrate)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from ledger.api import requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
-from ledger.service import earning, members, redemption, statement, support
+from ledger.service import earning, holds, members, redemption, refunds, statement, support
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
@@ -49,6 +49,38 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         mutation = requests.mutation("Redeem", request, key)
         result = redemption.redeem(self._engine, current_caller(), mutation, command)
         return ledger_pb2.RedeemResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def AuthorizeRedemption(self, request, context):
+        command, key = requests.authorize(request)
+        mutation = requests.mutation("AuthorizeRedemption", request, key)
+        result = holds.authorize(self._engine, current_caller(), mutation, command)
+        return ledger_pb2.AuthorizeRedemptionResponse(
+            hold=responses.hold(result.hold), balance=responses.balance(result.balance)
+        )
+
+    def CaptureRedemption(self, request, context):
+        hold_id, key, points = requests.capture(request)
+        mutation = requests.mutation("CaptureRedemption", request, key)
+        result = holds.capture(self._engine, current_caller(), mutation, hold_id, points)
+        return ledger_pb2.CaptureRedemptionResponse(
+            transaction=responses.transaction(result.transaction.transaction),
+            balance=responses.balance(result.transaction.balance),
+            hold=responses.hold(result.hold),
+        )
+
+    def VoidRedemption(self, request, context):
+        hold_id, key = requests.void(request)
+        mutation = requests.mutation("VoidRedemption", request, key)
+        result = holds.void(self._engine, current_caller(), mutation, hold_id)
+        return ledger_pb2.VoidRedemptionResponse(hold=responses.hold(result.hold), balance=responses.balance(result.balance))
+
+    def RefundOrder(self, request, context):
+        command, key = requests.refund(request)
+        mutation = requests.mutation("RefundOrder", request, key)
+        result = refunds.refund_order(self._engine, current_caller(), mutation, command)
+        return ledger_pb2.RefundOrderResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
 

@@ -8,6 +8,7 @@ from ledger.api import enums, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
 from ledger.domain.limits import MAX_ID_LENGTH
+from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.domain.program import EarnRate
 from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
 from ledger.service import programs
@@ -20,6 +21,10 @@ UPDATABLE = (
     "rounding_mode",
     "negative_balance_policy",
     "max_backdate_days",
+    "pending_days",
+    "expiry_mode",
+    "expiry_days",
+    "hold_ttl_seconds",
 )
 
 
@@ -57,6 +62,20 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             if not 0 <= incoming.max_backdate_days <= 3650:
                 fields.bad("program.max_backdate_days", "must be between 0 and 3650")
             changes["max_backdate_days"] = incoming.max_backdate_days
+        elif path == "pending_days":
+            if not 0 <= incoming.pending_days <= 365:
+                fields.bad("program.pending_days", "must be between 0 and 365")
+            changes["pending_days"] = incoming.pending_days
+        elif path == "expiry_mode":
+            changes["expiry_mode"] = fields.enum("program.expiry_mode", incoming.expiry_mode, enums.EXPIRY_MODES, required=True)
+        elif path == "expiry_days":
+            if not 0 <= incoming.expiry_days <= 3650:
+                fields.bad("program.expiry_days", "must be between 0 and 3650")
+            changes["expiry_days"] = incoming.expiry_days
+        elif path == "hold_ttl_seconds":
+            if not 1 <= incoming.hold_ttl_seconds <= MAX_HOLD_TTL_SECONDS:
+                fields.bad("program.hold_ttl_seconds", f"must be between 1 and {MAX_HOLD_TTL_SECONDS}")
+            changes["hold_ttl_seconds"] = incoming.hold_ttl_seconds
     fields.done()
     return changes
 

@@ -19,7 +19,10 @@ from ledger.domain.limits import (
 )
 from ledger.gen.loyalty.v1 import ledger_pb2
 from ledger.service import clock
+from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.service.earning import EarnCommand
+from ledger.service.holds import AuthorizeCommand
+from ledger.service.refunds import RefundCommand
 from ledger.service.idempotent import Mutation
 from ledger.service.redemption import RedeemCommand
 from ledger.service.statement import StatementQuery
@@ -133,3 +136,47 @@ def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
     )
 
 
+
+
+def authorize(request: ledger_pb2.AuthorizeRedemptionRequest) -> tuple[AuthorizeCommand, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    points = fields.positive_points("points", request.points)
+    order_id = fields.identifier("order_id", request.order_id, required=False)
+    if not 0 <= request.ttl_seconds <= MAX_HOLD_TTL_SECONDS:
+        fields.bad("ttl_seconds", f"must be between 0 (program default) and {MAX_HOLD_TTL_SECONDS}")
+    channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.POS)
+    store_id = fields.identifier("store_id", request.store_id, required=False)
+    fields.done()
+    return AuthorizeCommand(member, points, order_id, request.ttl_seconds, channel, store_id), key
+
+
+def capture(request: ledger_pb2.CaptureRedemptionRequest) -> tuple[str, str, int]:
+    fields = Fields()
+    hold_id = fields.identifier("hold_id", request.hold_id, max_length=64)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    if request.points:
+        fields.positive_points("points", request.points)
+    fields.done()
+    return hold_id, key, request.points
+
+
+def void(request: ledger_pb2.VoidRedemptionRequest) -> tuple[str, str]:
+    fields = Fields()
+    hold_id = fields.identifier("hold_id", request.hold_id, max_length=64)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    fields.done()
+    return hold_id, key
+
+
+def refund(request: ledger_pb2.RefundOrderRequest) -> tuple[RefundCommand, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    order_id = fields.identifier("order_id", request.order_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    amount = fields.amount("amount", request.amount)
+    currency = fields.currency("currency", request.currency)
+    reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
+    fields.done()
+    return RefundCommand(member, order_id, amount, currency, reason), key

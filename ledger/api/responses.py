@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.api import enums
 from ledger.domain.balance import Balance
+from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
 from ledger.service.members import MemberSummary
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
@@ -85,4 +86,25 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         max_backdate_days=rules.max_backdate_days,
         created_at=timestamp(settings.created_at),
         updated_at=timestamp(settings.updated_at),
+    )
+
+
+HOLD_STATES = {
+    HoldState.OPEN: ledger_pb2.Hold.STATE_OPEN,
+    HoldState.CAPTURED: ledger_pb2.Hold.STATE_CAPTURED,
+    HoldState.VOIDED: ledger_pb2.Hold.STATE_VOIDED,
+    HoldState.LAPSED: ledger_pb2.Hold.STATE_LAPSED,
+}
+
+
+def hold(facts: HoldFacts) -> ledger_pb2.Hold:
+    return ledger_pb2.Hold(
+        hold_id=facts.hold_id,
+        member_id=facts.member_id,
+        points=facts.points,
+        expires_at=timestamp(facts.expires_at),
+        state=HOLD_STATES[facts.state],
+        order_id=facts.order_id,
+        captured_points=facts.captured_points,
+        created_at=timestamp(facts.created_at),
     )

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
-from ledger.domain.program import ProgramRules
+from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.service import clock, lookups, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import api_keys, programs
@@ -74,6 +74,8 @@ def update_program(engine: Engine, caller: Caller, changes: dict) -> ProgramSett
     def work(conn) -> ProgramSettings:
         current = lookups.program_rules(conn, caller.program_id)
         updated = replace(current, **changes)
+        if updated.expiry_mode is not ExpiryMode.NONE and updated.expiry_days <= 0:
+            raise errors.invalid_field("program.expiry_days", "must be positive when points expire")
         if updated.name != current.name:
             other = programs.find_by_name(conn, updated.name)
             if other is not None and other.program_id != current.program_id:

@@ -54,3 +54,25 @@ def claim(
         .returning(idempotency_records.c.idempotency_key)
     )
     return conn.execute(statement).first() is not None
+
+
+def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
+    """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh."""
+    if not records:
+        return
+    from sqlalchemy import insert
+
+    conn.execute(
+        insert(idempotency_records),
+        [
+            dict(
+                program_id=program_id,
+                idempotency_key=key,
+                method=method,
+                request_hash=request_hash,
+                outcome=json.dumps(outcome, separators=(",", ":")),
+                created_at=to_micros(now),
+            )
+            for program_id, key, method, request_hash, outcome in records
+        ],
+    )

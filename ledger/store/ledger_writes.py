@@ -136,3 +136,116 @@ def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: 
                 created_at=now,
             )
         )
+
+
+def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[str, tuple[int, int]]]]) -> None:
+    """Bulk form of append() for system jobs (expiry): few statements for many transactions.
+
+    Each item is (program_id, tx, {member_id: (posted, last_seq) read under the row lock}).
+    Postings here only consume lots. The member update is guarded by the last_seq
+    read under the lock, so a concurrent writer can never be overwritten.
+    """
+    if not items:
+        return
+    tx_rows, entry_rows, member_rows, consumption_rows = [], [], [], []
+    for program_id, tx, before in items:
+        now = to_micros(tx.created_at)
+        tx_rows.append(
+            dict(
+                program_id=program_id,
+                transaction_id=tx.transaction_id,
+                member_id=tx.member_id,
+                kind=tx.kind.value,
+                points=tx.points,
+                breakdown=json.dumps([breakdown_to_json(line) for line in tx.breakdown]),
+                channel=tx.channel.value,
+                store_id=tx.store_id,
+                order_id=tx.order_id or None,
+                order_amount=tx.order_amount,
+                currency=tx.currency,
+                reason=tx.reason,
+                idempotency_key=tx.idempotency_key,
+                api_key_id=tx.api_key_id,
+                reverses_transaction_id=None,
+                occurred_at=to_micros(tx.occurred_at),
+                created_at=now,
+            )
+        )
+        for posting in tx.postings:
+            posted, last_seq = before[posting.member_id]
+            member_rows.append(
+                {
+                    "p_program": program_id,
+                    "p_member": posting.member_id,
+                    "p_seq": last_seq,
+                    "p_posted": posted + posting.points,
+                    "p_new_seq": last_seq + 1,
+                    "p_now": now,
+                }
+            )
+            entry_rows.append(
+                dict(
+                    program_id=program_id,
+                    member_id=posting.member_id,
+                    seq=last_seq + 1,
+                    transaction_id=tx.transaction_id,
+                    kind=tx.kind.value,
+                    points=posting.points,
+                    balance_after=posted + posting.points,
+                    created_at=now,
+                )
+            )
+            consumption_rows += [
+                dict(
+                    program_id=program_id,
+                    member_id=posting.member_id,
+                    transaction_id=tx.transaction_id,
+                    lot_id=c.lot_id,
+                    points=c.points,
+                    created_at=now,
+                )
+                for c in posting.consumed
+            ]
+    conn.execute(insert(transactions), tx_rows)
+    result = conn.execute(
+        update(members)
+        .where(
+            members.c.program_id == bindparam("p_program"),
+            members.c.member_id == bindparam("p_member"),
+            members.c.last_seq == bindparam("p_seq"),
+        )
+        .values(posted=bindparam("p_posted"), last_seq=bindparam("p_new_seq"), updated_at=bindparam("p_now")),
+        member_rows,
+    )
+    if result.rowcount != len(member_rows):
+        raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
+    conn.execute(insert(entries), entry_rows)
+    conn.execute(insert(lot_consumptions), consumption_rows)
+    _consume_many(conn, consumption_rows)
+
+
+def _consume_many(conn: Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        # One statement for the whole batch instead of one round trip per lot.
+        from psycopg2.extras import execute_values
+
+        cursor = conn.connection.driver_connection.cursor()
+        execute_values(
+            cursor,
+            "UPDATE lots SET remaining = lots.remaining - v.points "
+            "FROM (VALUES %s) AS v(program_id, member_id, lot_id, points) "
+            "WHERE lots.program_id = v.program_id AND lots.member_id = v.member_id AND lots.lot_id = v.lot_id",
+            [(r["program_id"], r["member_id"], r["lot_id"], r["points"]) for r in rows],
+            page_size=5000,
+        )
+        cursor.close()
+        return
+    conn.execute(
+        _consume,
+        [
+            {"p_program": r["program_id"], "p_member": r["member_id"], "p_lot": r["lot_id"], "p_points": r["points"]}
+            for r in rows
+        ],
+    )

@@ -58,6 +58,38 @@ CHECKS: dict[str, str] = {
     "held points are never negative": """
         SELECT program_id, member_id, held FROM members WHERE held < 0
     """,
+    "lots hold exactly the positive part of the posted balance": """
+        SELECT m.program_id, m.member_id, m.posted, COALESCE(SUM(l.remaining), 0) AS in_lots
+        FROM members m
+        LEFT JOIN lots l ON l.program_id = m.program_id AND l.member_id = m.member_id
+        GROUP BY m.program_id, m.member_id, m.posted
+        HAVING COALESCE(SUM(l.remaining), 0) <> CASE WHEN m.posted > 0 THEN m.posted ELSE 0 END
+    """,
+    "each lot's remaining points are its points less what debits consumed": """
+        SELECT l.program_id, l.member_id, l.lot_id, l.points, l.remaining, COALESCE(SUM(c.points), 0) AS consumed
+        FROM lots l
+        LEFT JOIN lot_consumptions c
+             ON c.program_id = l.program_id AND c.member_id = l.member_id AND c.lot_id = l.lot_id
+        GROUP BY l.program_id, l.member_id, l.lot_id, l.points, l.remaining
+        HAVING l.remaining <> l.points - COALESCE(SUM(c.points), 0) OR l.remaining < 0 OR l.remaining > l.points
+    """,
+    "every lot was credited by a recorded transaction": """
+        SELECT l.program_id, l.member_id, l.lot_id FROM lots l
+        LEFT JOIN transactions t ON t.program_id = l.program_id AND t.transaction_id = l.lot_id
+        WHERE t.transaction_id IS NULL
+    """,
+    "cached held points equal the open holds": """
+        SELECT m.program_id, m.member_id, m.held, COALESCE(SUM(h.points), 0) AS open_holds
+        FROM members m
+        LEFT JOIN holds h ON h.program_id = m.program_id AND h.member_id = m.member_id AND h.state = 'OPEN'
+        GROUP BY m.program_id, m.member_id, m.held
+        HAVING m.held <> COALESCE(SUM(h.points), 0)
+    """,
+    "a captured hold captured at most what it held, and others captured nothing": """
+        SELECT program_id, hold_id, state, points, captured_points FROM holds
+        WHERE captured_points < 0 OR captured_points > points
+           OR (state <> 'CAPTURED' AND captured_points <> 0)
+    """,
 }
 
 
@@ -73,5 +105,5 @@ def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
 def counts(conn: Connection) -> dict[str, int]:
     return {
         table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-        for table in ("programs", "members", "transactions", "entries", "idempotency_records")
+        for table in ("programs", "members", "transactions", "entries", "idempotency_records", "lots", "holds")
     }

@@ -1,0 +1,38 @@
+"""Expiry rules: which lot points are due to expire at `now`.
+
+ROLLING: each lot expires at its own expires_at (set when it was credited).
+INACTIVITY: when a member has had no earn or spend for expiry_days, all their
+points expire at once. Expiry only ever takes a lot's remaining points, so
+points already spent can never be expired.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ledger.domain.lots import Consumption, Lot
+from ledger.domain.program import ExpiryMode, ProgramRules
+
+
+def inactive_since(rules: ProgramRules, now: datetime) -> datetime | None:
+    """Members whose last activity is at or before this instant are inactive (INACTIVITY mode only)."""
+    if rules.expiry_mode is not ExpiryMode.INACTIVITY or rules.expiry_days <= 0:
+        return None
+    return now - timedelta(days=rules.expiry_days)
+
+
+def due_consumptions(lots: list[Lot], now: datetime, *, everything: bool) -> tuple[Consumption, ...]:
+    """Lots (and points) to expire: those past expires_at, or all of them for an inactive member."""
+    due = [
+        lot
+        for lot in lots
+        if lot.remaining > 0 and (everything or (lot.expires_at is not None and lot.expires_at <= now))
+    ]
+    due.sort(key=lambda lot: (lot.expires_at or now, lot.lot_id))
+    return tuple(Consumption(lot.lot_id, lot.remaining) for lot in due)
+
+
+def describe(everything: bool, rules: ProgramRules | None) -> str:
+    if everything and rules is not None:
+        return f"all points expired after {rules.expiry_days} days without activity"
+    return "points expired at the end of their validity"

@@ -1,0 +1,83 @@
+"""Set-based reads for the expiry job: who has due lots, who is inactive, lock and load a batch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, select, tuple_
+
+from ledger.domain.lots import Lot
+from ledger.domain.program import ExpiryMode
+from ledger.store.instants import from_micros, to_micros
+from ledger.store.tables import lots, members, programs
+
+MemberKey = tuple[str, str]
+
+
+def members_with_due_lots(conn: Connection, now: datetime, after: MemberKey | None, limit: int) -> list[MemberKey]:
+    query = (
+        select(lots.c.program_id, lots.c.member_id)
+        .where(lots.c.remaining > 0, lots.c.expires_at.is_not(None), lots.c.expires_at <= to_micros(now))
+        .distinct()
+        .order_by(lots.c.program_id, lots.c.member_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(lots.c.program_id, lots.c.member_id) > after)
+    return [(row.program_id, row.member_id) for row in conn.execute(query)]
+
+
+def inactivity_programs(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        select(programs.c.program_id, programs.c.expiry_days).where(
+            programs.c.expiry_mode == ExpiryMode.INACTIVITY.value, programs.c.expiry_days > 0
+        )
+    )
+    return [(row.program_id, row.expiry_days) for row in rows]
+
+
+def inactive_members(
+    conn: Connection, program_id: str, cutoff: datetime, after: str | None, limit: int
+) -> list[MemberKey]:
+    query = (
+        select(members.c.member_id)
+        .where(
+            members.c.program_id == program_id,
+            members.c.posted > 0,
+            members.c.last_activity_at <= to_micros(cutoff),
+        )
+        .order_by(members.c.member_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(members.c.member_id > after)
+    return [(program_id, row.member_id) for row in conn.execute(query)]
+
+
+def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tuple[int, int, int]]:
+    """Row-locks the members in (program_id, member_id) order; {key: (posted, last_seq, last_activity_at)}."""
+    rows = conn.execute(
+        select(members.c.program_id, members.c.member_id, members.c.posted, members.c.last_seq, members.c.last_activity_at)
+        .where(tuple_(members.c.program_id, members.c.member_id).in_(keys))
+        .order_by(members.c.program_id, members.c.member_id)
+        .with_for_update()
+    )
+    return {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at) for r in rows}
+
+
+def open_lots_of(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, list[Lot]]:
+    rows = conn.execute(
+        select(lots).where(tuple_(lots.c.program_id, lots.c.member_id).in_(keys), lots.c.remaining > 0)
+    )
+    found: dict[MemberKey, list[Lot]] = {}
+    for row in rows:
+        found.setdefault((row.program_id, row.member_id), []).append(
+            Lot(
+                row.lot_id,
+                row.remaining,
+                from_micros(row.available_at),
+                from_micros(row.expires_at) if row.expires_at is not None else None,
+                row.order_id or "",
+            )
+        )
+    return found
