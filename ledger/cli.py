@@ -92,7 +92,7 @@ def cmd_expire(args) -> int:
     report = run_due_work(engine)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
-        f"points expired: {report.points_expired}"
+        f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}"
     )
     return 0
 

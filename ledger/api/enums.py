@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ledger.domain.campaigns import CampaignState, StackingMode
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.domain.program import ExpiryMode, NegativeBalancePolicy, Rounding
+from ledger.domain.program import ExpiryMode, NegativeBalancePolicy, Rounding, TierBasis, TierWindow
 from ledger.domain.records import MemberStatus
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 
@@ -24,6 +25,10 @@ NEGATIVE_POLICIES: dict[int, NegativeBalancePolicy] = _by_suffix(
     programs_pb2.NegativeBalancePolicy, NegativeBalancePolicy, "NEGATIVE_BALANCE_POLICY_"
 )
 EXPIRY_MODES: dict[int, ExpiryMode] = _by_suffix(programs_pb2.ExpiryMode, ExpiryMode, "EXPIRY_MODE_")
+TIER_BASES: dict[int, TierBasis] = _by_suffix(programs_pb2.TierBasis, TierBasis, "TIER_BASIS_")
+TIER_WINDOWS: dict[int, TierWindow] = _by_suffix(programs_pb2.TierWindow, TierWindow, "TIER_WINDOW_")
+STACKING_MODES: dict[int, StackingMode] = _by_suffix(programs_pb2.StackingMode, StackingMode, "STACKING_MODE_")
+CAMPAIGN_STATES: dict[int, CampaignState] = _by_suffix(programs_pb2.Campaign.State, CampaignState, "STATE_")
 
 
 def number(mapping: dict[int, object], member: object) -> int:

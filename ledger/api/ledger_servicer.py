@@ -1,7 +1,5 @@
 """loyalty.v1.Ledger: thin handlers that turn requests into service calls and results into responses.
 
-RPCs that later issues fill in are not overridden: the generated base raises
-NotImplementedError, which the call guard answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from sqlalchemy import Engine
 from ledger.api import requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
-from ledger.service import earning, holds, members, redemption, refunds, statement, support
+from ledger.service import activities, earning, holds, members, redemption, refunds, statement, support
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
@@ -81,6 +79,14 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         mutation = requests.mutation("RefundOrder", request, key)
         result = refunds.refund_order(self._engine, current_caller(), mutation, command)
         return ledger_pb2.RefundOrderResponse(
+            transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def RecordActivity(self, request, context):
+        command, key = requests.activity(request)
+        mutation = requests.mutation("RecordActivity", request, key)
+        result = activities.record_activity(self._engine, current_caller(), mutation, command)
+        return ledger_pb2.RecordActivityResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
 

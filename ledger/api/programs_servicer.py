@@ -1,83 +1,21 @@
-"""loyalty.v1.Programs: program settings now; tiers, campaigns and rewards arrive with the earning engine."""
+"""loyalty.v1.Programs: thin handlers for program settings, tiers, campaigns and rewards."""
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from ledger.api import enums, responses
+from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
-from ledger.domain.limits import MAX_ID_LENGTH
-from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
-from ledger.domain.program import EarnRate
 from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
-from ledger.service import programs
-
-# Program fields UpdateProgram may change, and how each is validated.
-UPDATABLE = (
-    "name",
-    "currency",
-    "earn_rate",
-    "rounding_mode",
-    "negative_balance_policy",
-    "max_backdate_days",
-    "pending_days",
-    "expiry_mode",
-    "expiry_days",
-    "hold_ttl_seconds",
-)
+from ledger.service import campaigns, programs, rewards, tiers
 
 
-def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
+def _id(value: str) -> str:
     fields = Fields()
-    paths = list(request.update_mask.paths)
-    if not paths:
-        fields.bad("update_mask", "name at least one field to change")
-    changes: dict = {}
-    incoming = request.program
-    for path in paths:
-        if path not in UPDATABLE:
-            fields.bad("update_mask", f"{path!r} cannot be changed here (changeable: {', '.join(UPDATABLE)})")
-        elif path == "name":
-            changes["name"] = fields.identifier("program.name", incoming.name, max_length=MAX_ID_LENGTH)
-        elif path == "currency":
-            changes["currency"] = fields.currency("program.currency", incoming.currency)
-        elif path == "earn_rate":
-            rate = incoming.earn_rate
-            if not 0 <= rate.points <= 1_000_000:
-                fields.bad("program.earn_rate.points", "must be between 0 and 1000000")
-            if not 0 < rate.per_amount <= 1_000_000_000:
-                fields.bad("program.earn_rate.per_amount", "must be between 1 and 1000000000")
-            changes["earn_rate"] = EarnRate(rate.points, rate.per_amount)
-        elif path == "rounding_mode":
-            changes["rounding"] = fields.enum("program.rounding_mode", incoming.rounding_mode, enums.ROUNDINGS, required=True)
-        elif path == "negative_balance_policy":
-            changes["negative_balance_policy"] = fields.enum(
-                "program.negative_balance_policy",
-                incoming.negative_balance_policy,
-                enums.NEGATIVE_POLICIES,
-                required=True,
-            )
-        elif path == "max_backdate_days":
-            if not 0 <= incoming.max_backdate_days <= 3650:
-                fields.bad("program.max_backdate_days", "must be between 0 and 3650")
-            changes["max_backdate_days"] = incoming.max_backdate_days
-        elif path == "pending_days":
-            if not 0 <= incoming.pending_days <= 365:
-                fields.bad("program.pending_days", "must be between 0 and 365")
-            changes["pending_days"] = incoming.pending_days
-        elif path == "expiry_mode":
-            changes["expiry_mode"] = fields.enum("program.expiry_mode", incoming.expiry_mode, enums.EXPIRY_MODES, required=True)
-        elif path == "expiry_days":
-            if not 0 <= incoming.expiry_days <= 3650:
-                fields.bad("program.expiry_days", "must be between 0 and 3650")
-            changes["expiry_days"] = incoming.expiry_days
-        elif path == "hold_ttl_seconds":
-            if not 1 <= incoming.hold_ttl_seconds <= MAX_HOLD_TTL_SECONDS:
-                fields.bad("program.hold_ttl_seconds", f"must be between 1 and {MAX_HOLD_TTL_SECONDS}")
-            changes["hold_ttl_seconds"] = incoming.hold_ttl_seconds
+    checked = fields.identifier("campaign_id", value, max_length=64)
     fields.done()
-    return changes
+    return checked
 
 
 class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
@@ -89,5 +27,53 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         return programs_pb2.GetProgramResponse(program=responses.program(settings))
 
     def UpdateProgram(self, request, context):
-        settings = programs.update_program(self._engine, current_caller(), program_changes(request))
+        changes = program_requests.program_changes(request)
+        settings = programs.update_program(self._engine, current_caller(), changes)
         return programs_pb2.UpdateProgramResponse(program=responses.program(settings))
+
+    def SetTiers(self, request, context):
+        saved = tiers.set_tiers(self._engine, current_caller(), program_requests.tiers(request))
+        return programs_pb2.SetTiersResponse(tiers=[responses.tier(t) for t in saved])
+
+    def ListTiers(self, request, context):
+        return programs_pb2.ListTiersResponse(tiers=[responses.tier(t) for t in tiers.list_tiers(self._engine, current_caller())])
+
+    def CreateCampaign(self, request, context):
+        rule, time_zone = program_requests.campaign(request.campaign)
+        report = campaigns.create_campaign(self._engine, current_caller(), rule, time_zone)
+        return programs_pb2.CreateCampaignResponse(campaign=responses.campaign(report))
+
+    def UpdateCampaign(self, request, context):
+        campaign_id, changes = program_requests.campaign_changes(request)
+        report = campaigns.update_campaign(self._engine, current_caller(), campaign_id, changes)
+        return programs_pb2.UpdateCampaignResponse(campaign=responses.campaign(report))
+
+    def GetCampaign(self, request, context):
+        report = campaigns.get_campaign(self._engine, current_caller(), _id(request.campaign_id))
+        return programs_pb2.GetCampaignResponse(campaign=responses.campaign(report))
+
+    def ListCampaigns(self, request, context):
+        size, after, state = program_requests.list_campaigns(request)
+        found = campaigns.list_campaigns(self._engine, current_caller(), after, size + 1, state)
+        page = found[:size]
+        token = page[-1].record.rule.campaign_id if len(found) > size else ""
+        return programs_pb2.ListCampaignsResponse(
+            campaigns=[responses.campaign(r) for r in page], next_page_token=token
+        )
+
+    def PauseCampaign(self, request, context):
+        report = campaigns.pause_campaign(self._engine, current_caller(), _id(request.campaign_id))
+        return programs_pb2.PauseCampaignResponse(campaign=responses.campaign(report))
+
+    def CreateReward(self, request, context):
+        created = rewards.create_reward(self._engine, current_caller(), program_requests.reward(request.reward))
+        return programs_pb2.CreateRewardResponse(reward=responses.reward(created))
+
+    def ListRewards(self, request, context):
+        fields = Fields()
+        size, after = program_requests.page(fields, request.page_size, request.page_token)
+        fields.done()
+        found = rewards.list_rewards(self._engine, current_caller(), after, size + 1)
+        page = found[:size]
+        token = page[-1].reward_id if len(found) > size else ""
+        return programs_pb2.ListRewardsResponse(rewards=[responses.reward(r) for r in page], next_page_token=token)

@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from ledger.api import enums
 from ledger.api.fields import Fields
-from ledger.domain.earning import OrderFacts
+from ledger.domain.earning import OrderFacts, OrderLine
 from ledger.domain.kinds import Channel
 from ledger.domain.limits import (
     DEFAULT_PAGE_SIZE,
@@ -20,6 +20,7 @@ from ledger.domain.limits import (
 from ledger.gen.loyalty.v1 import ledger_pb2
 from ledger.service import clock
 from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
+from ledger.service.activities import ActivityCommand
 from ledger.service.earning import EarnCommand
 from ledger.service.holds import AuthorizeCommand
 from ledger.service.refunds import RefundCommand
@@ -60,18 +61,30 @@ def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_r
     amount = fields.amount("order.amount", order.amount)
     currency = fields.currency("order.currency", order.currency)
     store_id = fields.identifier("order.store_id", order.store_id, required=False)
+    lines = []
     if len(order.lines) > MAX_ORDER_LINES:
         fields.bad("order.lines", f"has more than {MAX_ORDER_LINES} lines")
     else:
         for i, line in enumerate(order.lines):
-            fields.identifier(f"order.lines[{i}].sku", line.sku)
-            fields.identifier(f"order.lines[{i}].category", line.category, required=False)
+            sku = fields.identifier(f"order.lines[{i}].sku", line.sku)
+            category = fields.identifier(f"order.lines[{i}].category", line.category, required=False)
             if not 0 < line.quantity <= MAX_LINE_QUANTITY:
                 fields.bad(f"order.lines[{i}].quantity", f"must be between 1 and {MAX_LINE_QUANTITY}")
-            fields.amount(f"order.lines[{i}].amount", line.amount, allow_zero=True)
+            line_amount = fields.amount(f"order.lines[{i}].amount", line.amount, allow_zero=True)
+            lines.append(OrderLine(sku, category, line.quantity, line_amount))
+    if order.paid_with_points_amount < 0 or order.paid_with_points_amount > max(order.amount, 0):
+        fields.bad("order.paid_with_points_amount", "must be between 0 and the order amount")
     occurred = fields.timestamp("order.occurred_at", order.occurred_at, order.HasField("occurred_at"))
     fields.done()
-    facts = OrderFacts(order_id, amount, currency, occurred or clock.now())
+    facts = OrderFacts(
+        order_id,
+        amount,
+        currency,
+        occurred or clock.now(),
+        channel,
+        tuple(lines),
+        order.paid_with_points_amount,
+    )
     return EarnCommand(member, facts, channel, store_id), key
 
 
@@ -180,3 +193,14 @@ def refund(request: ledger_pb2.RefundOrderRequest) -> tuple[RefundCommand, str]:
     reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
     fields.done()
     return RefundCommand(member, order_id, amount, currency, reason), key
+
+
+def activity(request: ledger_pb2.RecordActivityRequest) -> tuple[ActivityCommand, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    activity_type = fields.identifier("activity_type", request.activity_type, max_length=64)
+    occurred = fields.timestamp("occurred_at", request.occurred_at, request.HasField("occurred_at"))
+    channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.OTHER)
+    fields.done()
+    return ActivityCommand(member, activity_type, occurred or clock.now(), channel), key

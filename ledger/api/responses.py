@@ -10,7 +10,10 @@ from ledger.api import enums
 from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
+from ledger.domain.tiers import TierDefinition, TierState
+from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
+from ledger.store.rewards import RewardRecord
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.programs import ProgramSettings
 
@@ -53,6 +56,9 @@ def transaction(view: TransactionView) -> common_pb2.Transaction:
         order_amount=view.order_amount,
         currency=view.currency,
         sequence=view.sequence,
+        activity_type=view.activity_type,
+        tier_from=view.tier_from,
+        tier_to=view.tier_to,
     )
 
 
@@ -67,7 +73,26 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
         expiring_points=[
             ledger_pb2.ExpiringPoints(points=points, expires_at=timestamp(at)) for at, points in summary.expiring
         ],
+        tier=_member_tier(summary.tier.state) if summary.tier.state else None,
+        tier_progress=(
+            ledger_pb2.TierProgress(
+                next_tier_name=summary.tier.progress.next_tier,
+                qualifying_value=summary.tier.progress.qualifying_value,
+                remaining=summary.tier.progress.remaining,
+            )
+            if summary.tier.progress
+            else None
+        ),
     )
+
+
+def _member_tier(state: TierState) -> ledger_pb2.MemberTier:
+    tier = ledger_pb2.MemberTier(name=state.name, earn_multiplier_bps=state.multiplier_bps)
+    if state.reached_at.year > 1970:
+        tier.reached_at.CopyFrom(timestamp(state.reached_at))
+    if state.held_until.year < 9999:
+        tier.held_until.CopyFrom(timestamp(state.held_until))
+    return tier
 
 
 def program(settings: ProgramSettings) -> programs_pb2.Program:
@@ -86,7 +111,90 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         max_backdate_days=rules.max_backdate_days,
         created_at=timestamp(settings.created_at),
         updated_at=timestamp(settings.updated_at),
+        min_order_amount=rules.min_order_amount,
+        channel_earn_rates=[
+            programs_pb2.ChannelEarnRate(
+                channel=enums.number(enums.CHANNELS, channel), rate=programs_pb2.EarnRate(points=r.points, per_amount=r.per_amount)
+            )
+            for channel, r in rules.channel_rates
+        ],
+        earn_rate_rules=[
+            programs_pb2.EarnRateRule(
+                sku=rule.sku,
+                category=rule.category,
+                rate=programs_pb2.EarnRate(points=rule.rate.points, per_amount=rule.rate.per_amount),
+                excluded=rule.excluded,
+            )
+            for rule in rules.rate_rules
+        ],
+        activity_rules=[
+            programs_pb2.ActivityRule(
+                activity_type=a.activity_type, points=a.points, max_per_period=a.max_per_period, period_days=a.period_days
+            )
+            for a in rules.activity_rules
+        ],
+        tier_basis=enums.number(enums.TIER_BASES, rules.tier_basis),
+        tier_window=enums.number(enums.TIER_WINDOWS, rules.tier_window),
+        tier_period_days=rules.tier_period_days,
+        tier_grace_days=rules.tier_grace_days,
     )
+
+
+def tier(definition: TierDefinition) -> programs_pb2.Tier:
+    return programs_pb2.Tier(
+        name=definition.name,
+        threshold=definition.threshold,
+        earn_multiplier_bps=definition.multiplier_bps,
+        qualification_days=definition.qualification_days,
+    )
+
+
+def campaign(report: CampaignReport) -> programs_pb2.Campaign:
+    rule = report.record.rule
+    c = rule.conditions
+    return programs_pb2.Campaign(
+        campaign_id=rule.campaign_id,
+        name=rule.name,
+        start_time=timestamp(rule.start),
+        end_time=timestamp(rule.end),
+        time_zone=report.record.time_zone,
+        multiplier_bps=rule.multiplier_bps,
+        bonus_points=rule.bonus_points,
+        conditions=programs_pb2.CampaignConditions(
+            channels=[enums.number(enums.CHANNELS, ch) for ch in c.channels],
+            tiers=list(c.tiers),
+            skus=list(c.skus),
+            categories=list(c.categories),
+            min_order_amount=c.min_order_amount,
+            activity_type=c.activity_type,
+        ),
+        stacking_mode=enums.number(enums.STACKING_MODES, rule.stacking),
+        priority=rule.priority,
+        per_member_cap=rule.per_member_cap,
+        budget=rule.budget,
+        state=enums.number(enums.CAMPAIGN_STATES, rule.state),
+        points_awarded=report.points_awarded,
+        budget_remaining=report.budget_remaining,
+        created_at=timestamp(report.record.created_at),
+        updated_at=timestamp(report.record.updated_at),
+        members_awarded=report.members_awarded,
+    )
+
+
+def reward(record: RewardRecord) -> programs_pb2.Reward:
+    message = programs_pb2.Reward(
+        reward_id=record.reward_id,
+        name=record.name,
+        points_price=record.points_price,
+        stock=record.stock or 0,
+        unlimited_stock=record.stock is None,
+        redeemed=record.redeemed,
+    )
+    if record.start:
+        message.start_time.CopyFrom(timestamp(record.start))
+    if record.end:
+        message.end_time.CopyFrom(timestamp(record.end))
+    return message
 
 
 HOLD_STATES = {

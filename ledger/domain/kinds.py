@@ -15,6 +15,7 @@ class TransactionKind(str, enum.Enum):
     REFERRAL_REWARD = "REFERRAL_REWARD"
     REVERSAL = "REVERSAL"
     ACTIVITY = "ACTIVITY"
+    TIER_CHANGE = "TIER_CHANGE"
 
 
 class Channel(str, enum.Enum):

@@ -1,9 +1,15 @@
-"""The program settings that rules read: earn rate, rounding, policies."""
+"""The program settings that rules read: earn rates, rounding, policies, tiers basis, activities.
+
+ProgramRules round-trips through JSON so every version of the settings can be
+kept: earning is evaluated with the settings in force at the order's occurred_at.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ledger.domain.kinds import Channel
 
 
 class Rounding(str, enum.Enum):
@@ -23,12 +29,40 @@ class ExpiryMode(str, enum.Enum):
     INACTIVITY = "INACTIVITY"
 
 
+class TierBasis(str, enum.Enum):
+    QUALIFYING_SPEND = "QUALIFYING_SPEND"
+    QUALIFYING_POINTS = "QUALIFYING_POINTS"
+
+
+class TierWindow(str, enum.Enum):
+    ROLLING = "ROLLING"
+    CALENDAR_YEAR = "CALENDAR_YEAR"
+
+
 @dataclass(frozen=True)
 class EarnRate:
     """points earned per `per_amount` minor units of the program currency."""
 
     points: int = 1
     per_amount: int = 100
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """A line-level rate by SKU or category; excluded lines earn nothing."""
+
+    sku: str = ""
+    category: str = ""
+    rate: EarnRate = EarnRate()
+    excluded: bool = False
+
+
+@dataclass(frozen=True)
+class ActivityRule:
+    activity_type: str
+    points: int
+    max_per_period: int = 0
+    period_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -44,3 +78,98 @@ class ProgramRules:
     negative_balance_policy: NegativeBalancePolicy = NegativeBalancePolicy.ALLOW
     hold_ttl_seconds: int = 900
     max_backdate_days: int = 90
+    min_order_amount: int = 0
+    channel_rates: tuple[tuple[Channel, EarnRate], ...] = field(default=())
+    rate_rules: tuple[RateRule, ...] = field(default=())
+    activity_rules: tuple[ActivityRule, ...] = field(default=())
+    tier_basis: TierBasis = TierBasis.QUALIFYING_SPEND
+    tier_window: TierWindow = TierWindow.ROLLING
+    tier_period_days: int = 365
+    tier_grace_days: int = 0
+
+    def rate_for_channel(self, channel: Channel) -> EarnRate:
+        for rule_channel, rate in self.channel_rates:
+            if rule_channel is channel:
+                return rate
+        return self.earn_rate
+
+    def activity_rule(self, activity_type: str) -> ActivityRule | None:
+        return next((r for r in self.activity_rules if r.activity_type == activity_type), None)
+
+    def earning_json(self) -> dict:
+        """The settings that live in the program's JSON column (the rest are plain columns)."""
+        return {
+            "min_order_amount": self.min_order_amount,
+            "channel_rates": [[c.value, r.points, r.per_amount] for c, r in self.channel_rates],
+            "rate_rules": [
+                {"sku": r.sku, "category": r.category, "points": r.rate.points, "per_amount": r.rate.per_amount,
+                 "excluded": r.excluded}
+                for r in self.rate_rules
+            ],
+            "activity_rules": [
+                {"activity_type": a.activity_type, "points": a.points, "max_per_period": a.max_per_period,
+                 "period_days": a.period_days}
+                for a in self.activity_rules
+            ],
+            "tier_basis": self.tier_basis.value,
+            "tier_window": self.tier_window.value,
+            "tier_period_days": self.tier_period_days,
+            "tier_grace_days": self.tier_grace_days,
+        }
+
+
+def earning_fields(data: dict) -> dict:
+    """Inverse of ProgramRules.earning_json: keyword arguments for ProgramRules."""
+    if not data:
+        return {}
+    return {
+        "min_order_amount": data.get("min_order_amount", 0),
+        "channel_rates": tuple((Channel(c), EarnRate(p, a)) for c, p, a in data.get("channel_rates", [])),
+        "rate_rules": tuple(
+            RateRule(r["sku"], r["category"], EarnRate(r["points"], r["per_amount"]), r["excluded"])
+            for r in data.get("rate_rules", [])
+        ),
+        "activity_rules": tuple(
+            ActivityRule(a["activity_type"], a["points"], a["max_per_period"], a["period_days"])
+            for a in data.get("activity_rules", [])
+        ),
+        "tier_basis": TierBasis(data.get("tier_basis", TierBasis.QUALIFYING_SPEND.value)),
+        "tier_window": TierWindow(data.get("tier_window", TierWindow.ROLLING.value)),
+        "tier_period_days": data.get("tier_period_days", 365),
+        "tier_grace_days": data.get("tier_grace_days", 0),
+    }
+
+
+def rules_to_json(rules: ProgramRules) -> dict:
+    """Every setting, for the settings history."""
+    return {
+        "program_id": rules.program_id,
+        "name": rules.name,
+        "currency": rules.currency,
+        "earn_rate": [rules.earn_rate.points, rules.earn_rate.per_amount],
+        "rounding": rules.rounding.value,
+        "pending_days": rules.pending_days,
+        "expiry_mode": rules.expiry_mode.value,
+        "expiry_days": rules.expiry_days,
+        "negative_balance_policy": rules.negative_balance_policy.value,
+        "hold_ttl_seconds": rules.hold_ttl_seconds,
+        "max_backdate_days": rules.max_backdate_days,
+        **rules.earning_json(),
+    }
+
+
+def rules_from_json(data: dict) -> ProgramRules:
+    return ProgramRules(
+        program_id=data["program_id"],
+        name=data["name"],
+        currency=data["currency"],
+        earn_rate=EarnRate(*data["earn_rate"]),
+        rounding=Rounding(data["rounding"]),
+        pending_days=data["pending_days"],
+        expiry_mode=ExpiryMode(data["expiry_mode"]),
+        expiry_days=data["expiry_days"],
+        negative_balance_policy=NegativeBalancePolicy(data["negative_balance_policy"]),
+        hold_ttl_seconds=data["hold_ttl_seconds"],
+        max_backdate_days=data["max_backdate_days"],
+        **earning_fields(data),
+    )

@@ -53,6 +53,9 @@ class TransactionView:
     created_at: datetime
     balance_after: int
     sequence: int
+    activity_type: str = ""
+    tier_from: str = ""
+    tier_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,4 +142,7 @@ class NewTransaction:
     currency: str = ""
     reason: str = ""
     reverses_transaction_id: str = ""
+    activity_type: str = ""
+    tier_from: str = ""
+    tier_to: str = ""
     postings: tuple[Posting, ...] = field(default=())

@@ -42,3 +42,29 @@ def split_write_off(clawback: int, collectable: int) -> tuple[int, int]:
     """Under a no-negative-balance policy: (points clawed back, points written off)."""
     taken = max(0, min(clawback, collectable))
     return taken, clawback - taken
+
+
+@dataclass(frozen=True)
+class SourceRefund:
+    """A refund applied to each line of an earn's breakdown (base, tier bonus, each campaign)."""
+
+    per_line: tuple[int, ...]
+    spend_clawback: int
+    refunded_total_after: int
+
+    @property
+    def clawback(self) -> int:
+        return sum(self.per_line)
+
+
+def decide_refund_by_source(
+    line_points: list[int], qualifying_spend: int, order_amount: int, refunded_before: int, refund_amount: int
+) -> SourceRefund:
+    """The same cumulative rule applied to every breakdown line and to the qualifying spend,
+    so campaign counters and tier qualification are undone in proportion too."""
+    per_line = tuple(
+        decide_refund(points, order_amount, refunded_before, refund_amount).clawback if points > 0 else 0
+        for points in line_points
+    )
+    spend = decide_refund(qualifying_spend, order_amount, refunded_before, refund_amount)
+    return SourceRefund(per_line, spend.clawback, spend.refunded_total_after)

@@ -8,7 +8,7 @@ from ledger.domain.kinds import TransactionKind
 from ledger.domain.limits import MAX_ABS_BALANCE
 from ledger.domain.program import NegativeBalancePolicy
 
-NOT_REVERSIBLE = frozenset({TransactionKind.REVERSAL})
+NOT_REVERSIBLE = frozenset({TransactionKind.REVERSAL, TransactionKind.TIER_CHANGE})
 
 
 def check_redeemable(balance: Balance, points: int) -> None:

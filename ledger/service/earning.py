@@ -1,4 +1,12 @@
-"""Use cases: earn points for an order, and quote what an order would earn."""
+"""Use cases: earn points for an order, and quote what an order would earn.
+
+Earn, in one database transaction: lock the member, check the order is new,
+load the rules in force at occurred_at with the member's tier and the running
+campaigns (budget counters locked), decide (domain/earning.py), write the
+transaction and its lot, count the awards against the campaigns, record the
+order's qualifying spend, and move the member up a tier if this order crossed a
+threshold (the order itself earned at the old tier).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,19 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials, errors
+from ledger.domain.balance import Balance
 from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
 from ledger.domain.kinds import Channel, TransactionKind
-from ledger.domain.balance import Balance
 from ledger.domain.lots import lot_dates
-from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
-from ledger.service import clock, idempotent, lookups, lot_postings, unit_of_work
+from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
+from ledger.service.earn_context import EarnContext
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
+from ledger.service.tiers import upgrade_after_order
+from ledger.store import tiers as tier_store
 from ledger.store import transactions
 
 
@@ -29,9 +39,9 @@ class EarnCommand:
     store_id: str
 
 
-def _decide(conn: Connection, caller: Caller, command: EarnCommand) -> tuple[EarnDecision, ProgramRules]:
-    rules = lookups.program_rules(conn, caller.program_id)
-    check_order_time(command.order.occurred_at, clock.now(), rules)
+def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: bool) -> tuple[EarnDecision, EarnContext]:
+    current = lookups.program_rules(conn, caller.program_id)
+    check_order_time(command.order.occurred_at, clock.now(), current)
     earned = transactions.earn_of_order(conn, caller.program_id, command.order.order_id)
     if earned is not None:
         raise errors.already_exists(
@@ -39,13 +49,15 @@ def _decide(conn: Connection, caller: Caller, command: EarnCommand) -> tuple[Ear
             f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
             transaction_id=earned[0],
         )
-    return decide_earn(command.order, rules), rules
+    context = earn_context.load(conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock)
+    decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
+    return decision, context
 
 
 def _new_transaction(
-    caller: Caller, command: EarnCommand, decision: EarnDecision, rules: ProgramRules, member: MemberState, key: str
+    caller: Caller, command: EarnCommand, decision: EarnDecision, context: EarnContext, member: MemberState, key: str
 ) -> NewTransaction:
-    available_at, expires_at = lot_dates(command.order.occurred_at, rules, pending=True)
+    available_at, expires_at = lot_dates(command.order.occurred_at, context.rules, pending=True)
     posting = lot_postings.credit(
         command.member_id, decision.points, member.balance.posted, available_at, expires_at, command.order.order_id
     )
@@ -70,15 +82,23 @@ def _new_transaction(
 
 def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
-        decision, rules = _decide(conn, caller, command)
-        tx = _new_transaction(caller, command, decision, rules, member, mutation.idempotency_key)
-        return post(conn, caller.program_id, member, tx)
+        lookups.require_active(member)
+        decision, context = _decide(conn, caller, command, lock=True)
+        tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key)
+        result = post(conn, caller.program_id, member, tx)
+        earn_context.record_awards(conn, caller.program_id, command.member_id, context, decision.awards)
+        tier_store.record_qualifying(
+            conn, caller.program_id, command.member_id, tx.transaction_id, command.order.occurred_at,
+            decision.qualifying_spend, decision.base_points,
+        )
+        upgrade_after_order(conn, caller, member, context.rules, command.order.occurred_at)
+        return result
 
     return idempotent.execute(
         engine,
         caller,
         mutation,
-        lock=lambda conn: lookups.active_member(conn, caller.program_id, command.member_id),
+        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
         apply=apply,
         decode=TransactionResult.from_json,
     )
@@ -89,10 +109,9 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
 
     def work(conn: Connection) -> TransactionResult:
         member = lookups.member(conn, caller.program_id, command.member_id)
-        if member.status.value != "ACTIVE":
-            raise errors.refused("MEMBER_CLOSED", f"member {command.member_id!r} is closed")
-        decision, rules = _decide(conn, caller, command)
-        tx = _new_transaction(caller, command, decision, rules, member, "")
+        lookups.require_active(member)
+        decision, context = _decide(conn, caller, command, lock=False)
+        tx = _new_transaction(caller, command, decision, context, member, "")
         now = clock.now()
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
         lot = tx.postings[0].new_lot

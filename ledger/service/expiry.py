@@ -1,5 +1,7 @@
 """Use case: the daily work, in its fixed order: pending points mature (by time, nothing to
-write), holds lapse, points expire (ROLLING lots past their date, then INACTIVITY members).
+write), holds lapse, tiers at the end of their period are reviewed, points expire (ROLLING
+lots past their date, then INACTIVITY members). Upgrades need no job: they happen with the
+order that crosses a threshold.
 
 Expiry works in batches of members, each batch one database transaction that
 row-locks its members in key order (so it never deadlocks with tills), re-reads
@@ -22,6 +24,7 @@ from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import NewTransaction, Posting
 from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
+from ledger.service.tiers import review_due_tiers
 from ledger.store import expiry, idempotency, ledger_writes
 from ledger.store.instants import to_micros
 
@@ -34,6 +37,7 @@ class DueWorkReport:
     holds_lapsed: int
     members_expired: int
     points_expired: int
+    tiers_changed: int = 0
 
 
 @dataclass
@@ -113,6 +117,7 @@ def _expire_inactive(engine: Engine, now: datetime) -> _Tally:
 def run_due_work(engine: Engine, now: datetime | None = None) -> DueWorkReport:
     now = now or clock.now()
     lapsed = lapse_due_holds(engine)
+    tiers_changed = review_due_tiers(engine, now)
     rolling = _expire_rolling(engine, now)
     inactive = _expire_inactive(engine, now)
-    return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points)
+    return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points, tiers_changed)

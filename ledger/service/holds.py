@@ -64,6 +64,7 @@ class CaptureResult:
 
 def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: AuthorizeCommand) -> HoldResult:
     def apply(conn: Connection, member: MemberState) -> HoldResult:
+        lookups.require_active(member)
         rules = lookups.program_rules(conn, caller.program_id)
         now = clock.now()
         expires_at = hold_expiry(now, command.ttl_seconds, rules.hold_ttl_seconds)
@@ -79,7 +80,7 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
         engine,
         caller,
         mutation,
-        lock=lambda conn: lookups.active_member(conn, caller.program_id, command.member_id),
+        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
         apply=apply,
         decode=HoldResult.from_json,
     )

@@ -24,9 +24,8 @@ def member(conn: Connection, program_id: str, member_id: str, *, lock: bool = Fa
     return state
 
 
-def active_member(conn: Connection, program_id: str, member_id: str) -> MemberState:
-    """Locks the member row; refuses a closed member."""
-    state = member(conn, program_id, member_id, lock=True)
+def require_active(state: MemberState) -> None:
+    """A closed member may not earn or spend (checked after the idempotency lookup, so a
+    retry of a call made before the member was closed still gets its original answer)."""
     if state.status is not MemberStatus.ACTIVE:
-        raise errors.refused("MEMBER_CLOSED", f"member {member_id!r} is closed")
-    return state
+        raise errors.refused("MEMBER_CLOSED", f"member {state.member_id!r} is closed")

@@ -13,6 +13,7 @@ from ledger.domain.records import MemberState
 from ledger.service import clock, lookups, unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
+from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members
 
 
@@ -32,6 +33,8 @@ def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code:
             code = credentials.new_referral_code()
             if not members.referral_code_taken(conn, caller.program_id, code):
                 break
+        else:
+            raise errors.conflict_retry("could not draw an unused referral code; retry")
         created = members.insert_if_absent(conn, caller.program_id, member_id, code, clock.now())
         state = lookups.member(conn, caller.program_id, member_id)
         return Enrollment(summarize(conn, caller.program_id, state), created)
@@ -46,6 +49,7 @@ class MemberSummary:
     state: MemberState
     balance: Balance
     expiring: list[tuple[datetime, int]]
+    tier: MemberTierView
 
 
 EXPIRING_SOON = timedelta(days=30)
@@ -55,7 +59,7 @@ def summarize(conn, program_id: str, state: MemberState) -> MemberSummary:
     now = clock.now()
     balance = live_balance(conn, program_id, state.member_id, state.balance.posted, now)
     expiring = lots.expiring_between(conn, program_id, state.member_id, now, now + EXPIRING_SOON)
-    return MemberSummary(state, balance, expiring)
+    return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now))
 
 
 def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberSummary:

@@ -31,6 +31,9 @@ def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransact
         created_at=tx.created_at,
         balance_after=posted_after,
         sequence=seq,
+        activity_type=tx.activity_type,
+        tier_from=tx.tier_from,
+        tier_to=tx.tier_to,
     )
     balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
     return TransactionResult(view, balance)

@@ -16,6 +16,8 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
+from ledger.store import rewards
+from ledger.store.rewards import RewardRecord
 
 
 @dataclass(frozen=True)
@@ -28,20 +30,37 @@ class RedeemCommand:
     store_id: str
 
 
-def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCommand) -> TransactionResult:
-    if command.reward_id:
-        raise errors.unimplemented("redeeming a catalog reward", "the earning-engine issue adds the catalog")
+def _available_reward(conn: Connection, program_id: str, reward_id: str, now) -> RewardRecord:
+    """The reward, row-locked so concurrent redemptions can never oversell its stock."""
+    reward = rewards.get(conn, program_id, reward_id, lock=True)
+    if reward is None:
+        raise errors.not_found("REWARD_NOT_FOUND", f"reward {reward_id!r} does not exist in this program")
+    if (reward.start and now < reward.start) or (reward.end and now >= reward.end):
+        raise errors.refused("REWARD_NOT_AVAILABLE", f"reward {reward.name!r} is outside its availability window")
+    if reward.stock is not None and reward.stock <= 0:
+        raise errors.refused("REWARD_OUT_OF_STOCK", f"reward {reward.name!r} is out of stock")
+    return reward
 
+
+def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCommand) -> TransactionResult:
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
+        lookups.require_active(member)
         now = clock.now()
+        points, description = command.points, "redeemed"
+        reward = None
+        if command.reward_id:
+            reward = _available_reward(conn, caller.program_id, command.reward_id, now)
+            points, description = reward.points_price, f"reward {reward.name} ({reward.reward_id})"
         balance = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
-        check_redeemable(balance, command.points)
+        check_redeemable(balance, points)
+        if reward is not None:
+            rewards.take_one(conn, caller.program_id, reward.reward_id)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
             member_id=command.member_id,
             kind=TransactionKind.REDEEM,
-            points=-command.points,
-            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -command.points, "redeemed"),),
+            points=-points,
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, description),),
             channel=command.channel,
             idempotency_key=mutation.idempotency_key,
             api_key_id=caller.key_id,
@@ -49,7 +68,8 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
             created_at=now,
             store_id=command.store_id,
             order_id=command.order_id,
-            postings=(lot_postings.debit(conn, caller.program_id, command.member_id, command.points, now),),
+            reason=description if reward is not None else "",
+            postings=(lot_postings.debit(conn, caller.program_id, command.member_id, points, now),),
         )
         return post(conn, caller.program_id, member, tx)
 
@@ -57,7 +77,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
         engine,
         caller,
         mutation,
-        lock=lambda conn: lookups.active_member(conn, caller.program_id, command.member_id),
+        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
         apply=apply,
         decode=TransactionResult.from_json,
     )

@@ -17,13 +17,14 @@ from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.program import NegativeBalancePolicy
-from ledger.domain.records import MemberState, NewTransaction, TransactionResult
-from ledger.domain.refunds import decide_refund, split_write_off
+from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.domain.refunds import SourceRefund, decide_refund_by_source, split_write_off
 from ledger.service import clock, idempotent, lookups, lot_postings
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import transactions
+from ledger.store import campaigns, tiers, transactions
+from ledger.store.instants import from_micros
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,39 @@ class RefundCommand:
     amount: int
     currency: str
     reason: str
+
+
+def _undo_order_effects(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    earn: TransactionView,
+    decision: SourceRefund,
+    clawed: int,
+    refund_transaction_id: str,
+    qualifying,
+) -> None:
+    """A refund also takes back the order's share of tier qualification and campaign counters."""
+    base_clawback = sum(
+        points for line, points in zip(earn.breakdown, decision.per_line) if line.source is PointsSource.BASE
+    )
+    if qualifying is not None:
+        tiers.record_qualifying(
+            conn, program_id, member_id, refund_transaction_id, from_micros(qualifying.occurred_at),
+            -decision.spend_clawback, -base_clawback,
+        )
+    total = decision.clawback
+    given_back: dict[str, tuple] = {}
+    for line, points in zip(earn.breakdown, decision.per_line):
+        if line.source is not PointsSource.CAMPAIGN or points <= 0:
+            continue
+        # Only what was actually clawed back returns to the campaign; a written-off share stays spent.
+        share = points * clawed // total if total else 0
+        record = campaigns.get(conn, program_id, line.campaign_id)
+        if record is not None and share > 0:
+            previous = given_back.get(line.campaign_id, (record.rule, 0))[1]
+            given_back[line.campaign_id] = (record.rule, previous - share)
+    campaigns.add_awards(conn, program_id, member_id, given_back)
 
 
 def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: RefundCommand) -> TransactionResult:
@@ -52,7 +86,14 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
         if earn.points == 0:
             raise errors.refused("ORDER_EARNED_NO_POINTS", f"order {command.order_id!r} earned no points to claw back")
         before = transactions.refunded_amount(conn, program_id, command.order_id)
-        decision = decide_refund(earn.points, earn.order_amount, before, command.amount)
+        qualifying = tiers.qualifying_of_transaction(conn, program_id, command.member_id, earn.transaction_id)
+        decision = decide_refund_by_source(
+            [line.points for line in earn.breakdown],
+            qualifying.spend if qualifying else 0,
+            earn.order_amount,
+            before,
+            command.amount,
+        )
         rules = lookups.program_rules(conn, program_id)
         clawback, written_off = decision.clawback, 0
         if rules.negative_balance_policy is NegativeBalancePolicy.FORBID:
@@ -91,7 +132,9 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
                 ),
             ),
         )
-        return post(conn, program_id, member, tx)
+        result = post(conn, program_id, member, tx)
+        _undo_order_effects(conn, program_id, command.member_id, earn, decision, clawback, tx.transaction_id, qualifying)
+        return result
 
     return idempotent.execute(
         engine,

@@ -65,6 +65,9 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
             reverses_transaction_id=tx.reverses_transaction_id or None,
             occurred_at=to_micros(tx.occurred_at),
             created_at=now,
+            activity_type=tx.activity_type or None,
+            tier_from=tx.tier_from or None,
+            tier_to=tx.tier_to or None,
         )
     )
     applied: dict[str, tuple[int, int]] = {}

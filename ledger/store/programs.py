@@ -6,9 +6,20 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from ledger.domain.program import EarnRate, ExpiryMode, NegativeBalancePolicy, ProgramRules, Rounding
+import json
+
+from ledger.domain.program import (
+    EarnRate,
+    ExpiryMode,
+    NegativeBalancePolicy,
+    ProgramRules,
+    Rounding,
+    earning_fields,
+    rules_from_json,
+    rules_to_json,
+)
 from ledger.store.instants import from_micros, to_micros
-from ledger.store.tables import programs
+from ledger.store.tables import program_settings_history, programs
 
 
 def _rules(row) -> ProgramRules:
@@ -24,6 +35,7 @@ def _rules(row) -> ProgramRules:
         negative_balance_policy=NegativeBalancePolicy(row.negative_balance_policy),
         hold_ttl_seconds=row.hold_ttl_seconds,
         max_backdate_days=row.max_backdate_days,
+        **earning_fields(json.loads(row.earning_settings or "{}")),
     )
 
 
@@ -40,7 +52,37 @@ def _columns(rules: ProgramRules) -> dict:
         negative_balance_policy=rules.negative_balance_policy.value,
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
+        earning_settings=json.dumps(rules.earning_json(), separators=(",", ":")),
     )
+
+
+def _record_version(conn: Connection, rules: ProgramRules, now: datetime) -> None:
+    conn.execute(
+        insert(program_settings_history).values(
+            program_id=rules.program_id,
+            effective_at=to_micros(now),
+            settings=json.dumps(rules_to_json(rules), separators=(",", ":")),
+        )
+    )
+
+
+def rules_at(conn: Connection, program_id: str, at: datetime) -> ProgramRules | None:
+    """The settings in force at `at` (the earliest version for instants before the program existed)."""
+    history = program_settings_history
+    row = conn.execute(
+        select(history.c.settings)
+        .where(history.c.program_id == program_id, history.c.effective_at <= to_micros(at))
+        .order_by(history.c.effective_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        row = conn.execute(
+            select(history.c.settings)
+            .where(history.c.program_id == program_id)
+            .order_by(history.c.effective_at)
+            .limit(1)
+        ).first()
+    return rules_from_json(json.loads(row.settings)) if row else None
 
 
 def get(conn: Connection, program_id: str) -> ProgramRules | None:
@@ -70,6 +112,7 @@ def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None
             program_id=rules.program_id, created_at=to_micros(now), updated_at=to_micros(now), **_columns(rules)
         )
     )
+    _record_version(conn, rules, now)
 
 
 def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
@@ -78,3 +121,4 @@ def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
         .where(programs.c.program_id == rules.program_id)
         .values(updated_at=to_micros(now), **_columns(rules))
     )
+    _record_version(conn, rules, now)

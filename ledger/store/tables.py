@@ -1,7 +1,7 @@
 """The schema as SQLAlchemy Core tables. It changes only through migrations/.
 
-Ledger tables (transactions, entries, idempotency_records, lot_consumptions)
-are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE on them.
+Ledger tables (transactions, entries, idempotency_records, lot_consumptions,
+qualifying_events) are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE on them.
 members, lots and holds are projections that can be rebuilt from the ledger;
 programs and api_keys are settings. Those may change.
 
@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 metadata = MetaData()
 
-LEDGER_TABLES = ("transactions", "entries", "idempotency_records", "lot_consumptions")
+LEDGER_TABLES = ("transactions", "entries", "idempotency_records", "lot_consumptions", "qualifying_events")
 
 programs = Table(
     "programs",
@@ -34,6 +34,8 @@ programs = Table(
     Column("max_backdate_days", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # JSON: earn rules, activity rules and tier settings (ProgramRules.earning_json).
+    Column("earning_settings", Text, nullable=False, server_default="{}"),
 )
 
 api_keys = Table(
@@ -87,6 +89,10 @@ transactions = Table(
     Column("reverses_transaction_id", String(64), nullable=True),
     Column("occurred_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("activity_type", String(64), nullable=True),
+    Column("tier_from", String(64), nullable=True),
+    Column("tier_to", String(64), nullable=True),
+    Index("ix_transactions_member_kind", "program_id", "member_id", "kind", "occurred_at"),
     # An order (receipt) earns once per program.
     Index(
         "uq_transactions_earned_order",
@@ -186,4 +192,107 @@ holds = Table(
     Column("closed_at", BigInteger, nullable=True),
     Index("ix_holds_member", "program_id", "member_id", "state"),
     Index("ix_holds_due", "expires_at", postgresql_where=text("state = 'OPEN'"), sqlite_where=text("state = 'OPEN'")),
+)
+
+# Every version of a program's settings, so an order is earned under the rules in force at occurred_at.
+program_settings_history = Table(
+    "program_settings_history",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("effective_at", BigInteger, primary_key=True),
+    Column("settings", Text, nullable=False),
+)
+
+tiers = Table(
+    "tiers",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    Column("multiplier_bps", BigInteger, nullable=False),
+    Column("qualification_days", Integer, nullable=False),
+)
+
+# Projection: the tier each member holds (a snapshot, so changing tier settings never moves anyone).
+member_tiers = Table(
+    "member_tiers",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("tier_name", String(64), nullable=False),
+    Column("multiplier_bps", BigInteger, nullable=False),
+    Column("reached_at", BigInteger, nullable=False),
+    Column("held_until", BigInteger, nullable=False),
+    Index("ix_member_tiers_review", "held_until"),
+)
+
+# Qualifying spend and base points per transaction, dated at the order's occurred_at;
+# refunds and reversals add negative rows so they reduce the window they belong to.
+qualifying_events = Table(
+    "qualifying_events",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("transaction_id", String(64), primary_key=True),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("spend", BigInteger, nullable=False),
+    Column("base_points", BigInteger, nullable=False),
+    Index("ix_qualifying_events_window", "program_id", "member_id", "occurred_at"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("start_at", BigInteger, nullable=False),
+    Column("end_at", BigInteger, nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("multiplier_bps", BigInteger, nullable=False),
+    Column("bonus_points", BigInteger, nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("stacking", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("per_member_cap", BigInteger, nullable=False),
+    Column("budget", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Points a campaign awarded, split into slots so campaigns without a budget have
+# no single hot row; a budgeted campaign uses slot 0 only, locked for the check.
+campaign_counters = Table(
+    "campaign_counters",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("awarded", BigInteger, nullable=False),
+)
+
+campaign_member_awards = Table(
+    "campaign_member_awards",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("awarded", BigInteger, nullable=False),
+)
+
+rewards = Table(
+    "rewards",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("reward_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("points_price", BigInteger, nullable=False),
+    Column("start_at", BigInteger, nullable=True),
+    Column("end_at", BigInteger, nullable=True),
+    # NULL: unlimited.
+    Column("stock", BigInteger, nullable=True),
+    Column("redeemed", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )

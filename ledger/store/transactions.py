@@ -41,6 +41,9 @@ def _view(row) -> TransactionView:
         created_at=from_micros(row.created_at),
         balance_after=row.balance_after,
         sequence=row.seq,
+        activity_type=row.activity_type or "",
+        tier_from=row.tier_from or "",
+        tier_to=row.tier_to or "",
     )
 
 
@@ -132,3 +135,18 @@ def refunded_amount(conn: Connection, program_id: str, order_id: str) -> int:
     rows = conn.execute(refunds).all()
     reversed_set = {row[0] for row in conn.execute(reversed_ids).all()}
     return sum(row.order_amount for row in rows if row.transaction_id not in reversed_set)
+
+
+def activity_count(conn: Connection, program_id: str, member_id: str, activity_type: str, since: datetime) -> int:
+    """Rewarded activities of a type since an instant (a reversed one still counts: it was rewarded)."""
+    from sqlalchemy import func
+
+    return conn.execute(
+        select(func.count()).where(
+            transactions.c.program_id == program_id,
+            transactions.c.member_id == member_id,
+            transactions.c.kind == TransactionKind.ACTIVITY.value,
+            transactions.c.occurred_at > to_micros(since),
+            transactions.c.activity_type == activity_type,
+        )
+    ).scalar_one()

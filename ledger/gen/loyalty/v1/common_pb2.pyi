@@ -32,6 +32,7 @@ class TransactionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSACTION_KIND_REFERRAL_REWARD: _ClassVar[TransactionKind]
     TRANSACTION_KIND_REVERSAL: _ClassVar[TransactionKind]
     TRANSACTION_KIND_ACTIVITY: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_TIER_CHANGE: _ClassVar[TransactionKind]
 
 class PointsSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -59,6 +60,7 @@ TRANSACTION_KIND_EXPIRE: TransactionKind
 TRANSACTION_KIND_REFERRAL_REWARD: TransactionKind
 TRANSACTION_KIND_REVERSAL: TransactionKind
 TRANSACTION_KIND_ACTIVITY: TransactionKind
+TRANSACTION_KIND_TIER_CHANGE: TransactionKind
 POINTS_SOURCE_UNSPECIFIED: PointsSource
 POINTS_SOURCE_BASE: PointsSource
 POINTS_SOURCE_TIER_BONUS: PointsSource
@@ -104,7 +106,7 @@ class OrderLine(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., category: _Optional[str] = ..., quantity: _Optional[int] = ..., amount: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "channel", "amount", "currency", "lines", "occurred_at", "store_id")
+    __slots__ = ("order_id", "channel", "amount", "currency", "lines", "occurred_at", "store_id", "paid_with_points_amount")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class Order(_message.Message):
     LINES_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAID_WITH_POINTS_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     channel: Channel
     amount: int
@@ -119,10 +122,11 @@ class Order(_message.Message):
     lines: _containers.RepeatedCompositeFieldContainer[OrderLine]
     occurred_at: _timestamp_pb2.Timestamp
     store_id: str
-    def __init__(self, order_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., store_id: _Optional[str] = ...) -> None: ...
+    paid_with_points_amount: int
+    def __init__(self, order_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., store_id: _Optional[str] = ..., paid_with_points_amount: _Optional[int] = ...) -> None: ...
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "member_id", "kind", "points", "breakdown", "channel", "store_id", "order_id", "reason", "idempotency_key", "reverses_transaction_id", "occurred_at", "created_at", "balance_after", "api_key_id", "order_amount", "currency", "sequence")
+    __slots__ = ("transaction_id", "member_id", "kind", "points", "breakdown", "channel", "store_id", "order_id", "reason", "idempotency_key", "reverses_transaction_id", "occurred_at", "created_at", "balance_after", "api_key_id", "order_amount", "currency", "sequence", "activity_type", "tier_from", "tier_to")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +145,9 @@ class Transaction(_message.Message):
     ORDER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FROM_FIELD_NUMBER: _ClassVar[int]
+    TIER_TO_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     member_id: str
     kind: TransactionKind
@@ -159,4 +166,7 @@ class Transaction(_message.Message):
     order_amount: int
     currency: str
     sequence: int
-    def __init__(self, transaction_id: _Optional[str] = ..., member_id: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., points: _Optional[int] = ..., breakdown: _Optional[_Iterable[_Union[PointsBreakdown, _Mapping]]] = ..., channel: _Optional[_Union[Channel, str]] = ..., store_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reverses_transaction_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance_after: _Optional[int] = ..., api_key_id: _Optional[str] = ..., order_amount: _Optional[int] = ..., currency: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+    activity_type: str
+    tier_from: str
+    tier_to: str
+    def __init__(self, transaction_id: _Optional[str] = ..., member_id: _Optional[str] = ..., kind: _Optional[_Union[TransactionKind, str]] = ..., points: _Optional[int] = ..., breakdown: _Optional[_Iterable[_Union[PointsBreakdown, _Mapping]]] = ..., channel: _Optional[_Union[Channel, str]] = ..., store_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., reverses_transaction_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., balance_after: _Optional[int] = ..., api_key_id: _Optional[str] = ..., order_amount: _Optional[int] = ..., currency: _Optional[str] = ..., sequence: _Optional[int] = ..., activity_type: _Optional[str] = ..., tier_from: _Optional[str] = ..., tier_to: _Optional[str] = ...) -> None: ...

@@ -32,6 +32,18 @@ class ExpiryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPIRY_MODE_ROLLING: _ClassVar[ExpiryMode]
     EXPIRY_MODE_INACTIVITY: _ClassVar[ExpiryMode]
 
+class TierBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_BASIS_UNSPECIFIED: _ClassVar[TierBasis]
+    TIER_BASIS_QUALIFYING_SPEND: _ClassVar[TierBasis]
+    TIER_BASIS_QUALIFYING_POINTS: _ClassVar[TierBasis]
+
+class TierWindow(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_WINDOW_UNSPECIFIED: _ClassVar[TierWindow]
+    TIER_WINDOW_ROLLING: _ClassVar[TierWindow]
+    TIER_WINDOW_CALENDAR_YEAR: _ClassVar[TierWindow]
+
 class StackingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STACKING_MODE_UNSPECIFIED: _ClassVar[StackingMode]
@@ -49,6 +61,12 @@ EXPIRY_MODE_UNSPECIFIED: ExpiryMode
 EXPIRY_MODE_NONE: ExpiryMode
 EXPIRY_MODE_ROLLING: ExpiryMode
 EXPIRY_MODE_INACTIVITY: ExpiryMode
+TIER_BASIS_UNSPECIFIED: TierBasis
+TIER_BASIS_QUALIFYING_SPEND: TierBasis
+TIER_BASIS_QUALIFYING_POINTS: TierBasis
+TIER_WINDOW_UNSPECIFIED: TierWindow
+TIER_WINDOW_ROLLING: TierWindow
+TIER_WINDOW_CALENDAR_YEAR: TierWindow
 STACKING_MODE_UNSPECIFIED: StackingMode
 STACKING_MODE_STACK: StackingMode
 STACKING_MODE_BEST_ONLY: StackingMode
@@ -62,8 +80,40 @@ class EarnRate(_message.Message):
     per_amount: int
     def __init__(self, points: _Optional[int] = ..., per_amount: _Optional[int] = ...) -> None: ...
 
+class EarnRateRule(_message.Message):
+    __slots__ = ("sku", "category", "rate", "excluded")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    category: str
+    rate: EarnRate
+    excluded: bool
+    def __init__(self, sku: _Optional[str] = ..., category: _Optional[str] = ..., rate: _Optional[_Union[EarnRate, _Mapping]] = ..., excluded: _Optional[bool] = ...) -> None: ...
+
+class ChannelEarnRate(_message.Message):
+    __slots__ = ("channel", "rate")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    channel: _common_pb2.Channel
+    rate: EarnRate
+    def __init__(self, channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., rate: _Optional[_Union[EarnRate, _Mapping]] = ...) -> None: ...
+
+class ActivityRule(_message.Message):
+    __slots__ = ("activity_type", "points", "max_per_period", "period_days")
+    ACTIVITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    activity_type: str
+    points: int
+    max_per_period: int
+    period_days: int
+    def __init__(self, activity_type: _Optional[str] = ..., points: _Optional[int] = ..., max_per_period: _Optional[int] = ..., period_days: _Optional[int] = ...) -> None: ...
+
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at")
+    __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at", "min_order_amount", "channel_earn_rates", "earn_rate_rules", "activity_rules", "tier_basis", "tier_window", "tier_period_days", "tier_grace_days")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +127,14 @@ class Program(_message.Message):
     MAX_BACKDATE_DAYS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MIN_ORDER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_EARN_RATES_FIELD_NUMBER: _ClassVar[int]
+    EARN_RATE_RULES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_RULES_FIELD_NUMBER: _ClassVar[int]
+    TIER_BASIS_FIELD_NUMBER: _ClassVar[int]
+    TIER_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TIER_PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TIER_GRACE_DAYS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     currency: str
@@ -90,7 +148,15 @@ class Program(_message.Message):
     max_backdate_days: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., earn_rate: _Optional[_Union[EarnRate, _Mapping]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., pending_days: _Optional[int] = ..., expiry_mode: _Optional[_Union[ExpiryMode, str]] = ..., expiry_days: _Optional[int] = ..., negative_balance_policy: _Optional[_Union[NegativeBalancePolicy, str]] = ..., hold_ttl_seconds: _Optional[int] = ..., max_backdate_days: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    min_order_amount: int
+    channel_earn_rates: _containers.RepeatedCompositeFieldContainer[ChannelEarnRate]
+    earn_rate_rules: _containers.RepeatedCompositeFieldContainer[EarnRateRule]
+    activity_rules: _containers.RepeatedCompositeFieldContainer[ActivityRule]
+    tier_basis: TierBasis
+    tier_window: TierWindow
+    tier_period_days: int
+    tier_grace_days: int
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., earn_rate: _Optional[_Union[EarnRate, _Mapping]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., pending_days: _Optional[int] = ..., expiry_mode: _Optional[_Union[ExpiryMode, str]] = ..., expiry_days: _Optional[int] = ..., negative_balance_policy: _Optional[_Union[NegativeBalancePolicy, str]] = ..., hold_ttl_seconds: _Optional[int] = ..., max_backdate_days: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_order_amount: _Optional[int] = ..., channel_earn_rates: _Optional[_Iterable[_Union[ChannelEarnRate, _Mapping]]] = ..., earn_rate_rules: _Optional[_Iterable[_Union[EarnRateRule, _Mapping]]] = ..., activity_rules: _Optional[_Iterable[_Union[ActivityRule, _Mapping]]] = ..., tier_basis: _Optional[_Union[TierBasis, str]] = ..., tier_window: _Optional[_Union[TierWindow, str]] = ..., tier_period_days: _Optional[int] = ..., tier_grace_days: _Optional[int] = ...) -> None: ...
 
 class Tier(_message.Message):
     __slots__ = ("name", "threshold", "earn_multiplier_bps", "qualification_days")
@@ -121,7 +187,7 @@ class CampaignConditions(_message.Message):
     def __init__(self, channels: _Optional[_Iterable[_Union[_common_pb2.Channel, str]]] = ..., tiers: _Optional[_Iterable[str]] = ..., skus: _Optional[_Iterable[str]] = ..., categories: _Optional[_Iterable[str]] = ..., min_order_amount: _Optional[int] = ..., activity_type: _Optional[str] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("campaign_id", "name", "start_time", "end_time", "time_zone", "multiplier_bps", "bonus_points", "conditions", "stacking_mode", "priority", "per_member_cap", "budget", "state", "points_awarded", "budget_remaining")
+    __slots__ = ("campaign_id", "name", "start_time", "end_time", "time_zone", "multiplier_bps", "bonus_points", "conditions", "stacking_mode", "priority", "per_member_cap", "budget", "state", "points_awarded", "budget_remaining", "created_at", "updated_at", "members_awarded")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -145,6 +211,9 @@ class Campaign(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     POINTS_AWARDED_FIELD_NUMBER: _ClassVar[int]
     BUDGET_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_AWARDED_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     name: str
     start_time: _timestamp_pb2.Timestamp
@@ -160,10 +229,13 @@ class Campaign(_message.Message):
     state: Campaign.State
     points_awarded: int
     budget_remaining: int
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., multiplier_bps: _Optional[int] = ..., bonus_points: _Optional[int] = ..., conditions: _Optional[_Union[CampaignConditions, _Mapping]] = ..., stacking_mode: _Optional[_Union[StackingMode, str]] = ..., priority: _Optional[int] = ..., per_member_cap: _Optional[int] = ..., budget: _Optional[int] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., points_awarded: _Optional[int] = ..., budget_remaining: _Optional[int] = ...) -> None: ...
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    members_awarded: int
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., multiplier_bps: _Optional[int] = ..., bonus_points: _Optional[int] = ..., conditions: _Optional[_Union[CampaignConditions, _Mapping]] = ..., stacking_mode: _Optional[_Union[StackingMode, str]] = ..., priority: _Optional[int] = ..., per_member_cap: _Optional[int] = ..., budget: _Optional[int] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., points_awarded: _Optional[int] = ..., budget_remaining: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., members_awarded: _Optional[int] = ...) -> None: ...
 
 class Reward(_message.Message):
-    __slots__ = ("reward_id", "name", "points_price", "start_time", "end_time", "stock", "unlimited_stock")
+    __slots__ = ("reward_id", "name", "points_price", "start_time", "end_time", "stock", "unlimited_stock", "redeemed")
     REWARD_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     POINTS_PRICE_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +243,7 @@ class Reward(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     STOCK_FIELD_NUMBER: _ClassVar[int]
     UNLIMITED_STOCK_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
     reward_id: str
     name: str
     points_price: int
@@ -178,7 +251,8 @@ class Reward(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     stock: int
     unlimited_stock: bool
-    def __init__(self, reward_id: _Optional[str] = ..., name: _Optional[str] = ..., points_price: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stock: _Optional[int] = ..., unlimited_stock: _Optional[bool] = ...) -> None: ...
+    redeemed: int
+    def __init__(self, reward_id: _Optional[str] = ..., name: _Optional[str] = ..., points_price: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stock: _Optional[int] = ..., unlimited_stock: _Optional[bool] = ..., redeemed: _Optional[int] = ...) -> None: ...
 
 class GetProgramRequest(_message.Message):
     __slots__ = ()
@@ -265,12 +339,14 @@ class GetCampaignResponse(_message.Message):
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
 
 class ListCampaignsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    state: Campaign.State
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ...) -> None: ...
 
 class ListCampaignsResponse(_message.Message):
     __slots__ = ("campaigns", "next_page_token")

@@ -1,0 +1,244 @@
+"""Programs service requests -> validated settings, tiers, campaigns and rewards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ledger.api import enums
+from ledger.api.fields import Fields
+from ledger.domain.campaigns import CampaignRule, CampaignState, Conditions, StackingMode
+from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
+from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_PAGE_SIZE
+from ledger.domain.program import ActivityRule, EarnRate, RateRule
+from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
+from ledger.gen.loyalty.v1 import programs_pb2
+from ledger.store.rewards import RewardRecord
+
+MAX_RULES = 200
+
+
+def _rate(fields: Fields, path: str, rate: programs_pb2.EarnRate) -> EarnRate:
+    if not 0 <= rate.points <= 1_000_000:
+        fields.bad(f"{path}.points", "must be between 0 and 1000000")
+    if not 0 < rate.per_amount <= 1_000_000_000:
+        fields.bad(f"{path}.per_amount", "must be between 1 and 1000000000")
+    return EarnRate(rate.points, max(rate.per_amount, 1))
+
+
+def _days(fields: Fields, path: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        fields.bad(path, f"must be between {low} and {high}")
+    return value
+
+
+def _list(fields: Fields, path: str, items) -> list:
+    if len(items) > MAX_RULES:
+        fields.bad(path, f"has more than {MAX_RULES} entries")
+        return []
+    return list(items)
+
+
+def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
+    """ProgramRules field name -> new value, for the paths in update_mask."""
+    fields = Fields()
+    paths = list(request.update_mask.paths)
+    if not paths:
+        fields.bad("update_mask", "name at least one field to change")
+    p = request.program
+    changes: dict = {}
+    for path in paths:
+        if path == "name":
+            changes["name"] = fields.identifier("program.name", p.name, max_length=MAX_ID_LENGTH)
+        elif path == "currency":
+            changes["currency"] = fields.currency("program.currency", p.currency)
+        elif path == "earn_rate":
+            changes["earn_rate"] = _rate(fields, "program.earn_rate", p.earn_rate)
+        elif path == "rounding_mode":
+            changes["rounding"] = fields.enum("program.rounding_mode", p.rounding_mode, enums.ROUNDINGS, required=True)
+        elif path == "negative_balance_policy":
+            changes["negative_balance_policy"] = fields.enum(
+                "program.negative_balance_policy", p.negative_balance_policy, enums.NEGATIVE_POLICIES, required=True
+            )
+        elif path == "max_backdate_days":
+            changes["max_backdate_days"] = _days(fields, "program.max_backdate_days", p.max_backdate_days, 0, 3650)
+        elif path == "pending_days":
+            changes["pending_days"] = _days(fields, "program.pending_days", p.pending_days, 0, 365)
+        elif path == "expiry_mode":
+            changes["expiry_mode"] = fields.enum("program.expiry_mode", p.expiry_mode, enums.EXPIRY_MODES, required=True)
+        elif path == "expiry_days":
+            changes["expiry_days"] = _days(fields, "program.expiry_days", p.expiry_days, 0, 3650)
+        elif path == "hold_ttl_seconds":
+            changes["hold_ttl_seconds"] = _days(fields, "program.hold_ttl_seconds", p.hold_ttl_seconds, 1, MAX_HOLD_TTL_SECONDS)
+        elif path == "min_order_amount":
+            if not 0 <= p.min_order_amount <= MAX_AMOUNT_MINOR:
+                fields.bad("program.min_order_amount", f"must be between 0 and {MAX_AMOUNT_MINOR}")
+            changes["min_order_amount"] = p.min_order_amount
+        elif path == "channel_earn_rates":
+            rates = []
+            for i, item in enumerate(_list(fields, "program.channel_earn_rates", p.channel_earn_rates)):
+                channel = fields.enum(f"program.channel_earn_rates[{i}].channel", item.channel, enums.CHANNELS, required=True)
+                rates.append((channel, _rate(fields, f"program.channel_earn_rates[{i}].rate", item.rate)))
+            if len({c for c, _ in rates}) != len(rates):
+                fields.bad("program.channel_earn_rates", "names a channel twice")
+            changes["channel_rates"] = tuple(rates)
+        elif path == "earn_rate_rules":
+            rules = []
+            for i, item in enumerate(_list(fields, "program.earn_rate_rules", p.earn_rate_rules)):
+                at = f"program.earn_rate_rules[{i}]"
+                sku = fields.identifier(f"{at}.sku", item.sku, required=False)
+                category = fields.identifier(f"{at}.category", item.category, required=False)
+                if bool(sku) == bool(category):
+                    fields.bad(at, "give exactly one of sku and category")
+                rate = EarnRate() if item.excluded else _rate(fields, f"{at}.rate", item.rate)
+                rules.append(RateRule(sku, category, rate, item.excluded))
+            changes["rate_rules"] = tuple(rules)
+        elif path == "activity_rules":
+            rules = []
+            for i, item in enumerate(_list(fields, "program.activity_rules", p.activity_rules)):
+                at = f"program.activity_rules[{i}]"
+                kind = fields.identifier(f"{at}.activity_type", item.activity_type, max_length=64)
+                fields.positive_points(f"{at}.points", item.points)
+                _days(fields, f"{at}.max_per_period", item.max_per_period, 0, 1_000_000)
+                period = item.period_days or 30
+                _days(fields, f"{at}.period_days", period, 1, 3650)
+                rules.append(ActivityRule(kind, item.points, item.max_per_period, period))
+            if len({r.activity_type for r in rules}) != len(rules):
+                fields.bad("program.activity_rules", "names an activity type twice")
+            changes["activity_rules"] = tuple(rules)
+        elif path == "tier_basis":
+            changes["tier_basis"] = fields.enum("program.tier_basis", p.tier_basis, enums.TIER_BASES, required=True)
+        elif path == "tier_window":
+            changes["tier_window"] = fields.enum("program.tier_window", p.tier_window, enums.TIER_WINDOWS, required=True)
+        elif path == "tier_period_days":
+            changes["tier_period_days"] = _days(fields, "program.tier_period_days", p.tier_period_days, 1, 3650)
+        elif path == "tier_grace_days":
+            changes["tier_grace_days"] = _days(fields, "program.tier_grace_days", p.tier_grace_days, 0, 365)
+        else:
+            fields.bad("update_mask", f"{path[:64]!r} is not a field of Program that can be changed")
+    fields.done()
+    return changes
+
+
+def tiers(request: programs_pb2.SetTiersRequest) -> list[TierDefinition]:
+    fields = Fields()
+    items = _list(fields, "tiers", request.tiers)
+    fields.done()
+    return [
+        TierDefinition(t.name, t.threshold, t.earn_multiplier_bps or 10_000, t.qualification_days or DEFAULT_QUALIFICATION_DAYS)
+        for t in items
+    ]
+
+
+def _conditions(fields: Fields, c: programs_pb2.CampaignConditions) -> Conditions:
+    channels = [
+        fields.enum(f"campaign.conditions.channels[{i}]", ch, enums.CHANNELS, required=True)
+        for i, ch in enumerate(_list(fields, "campaign.conditions.channels", c.channels))
+    ]
+
+    def names(path: str, values) -> tuple[str, ...]:
+        return tuple(fields.identifier(f"{path}[{i}]", v) for i, v in enumerate(_list(fields, path, values)))
+
+    if not 0 <= c.min_order_amount <= MAX_AMOUNT_MINOR:
+        fields.bad("campaign.conditions.min_order_amount", f"must be between 0 and {MAX_AMOUNT_MINOR}")
+    activity = fields.identifier("campaign.conditions.activity_type", c.activity_type, required=False, max_length=64)
+    return Conditions(
+        tuple(ch for ch in channels if ch is not None),
+        names("campaign.conditions.tiers", c.tiers),
+        names("campaign.conditions.skus", c.skus),
+        names("campaign.conditions.categories", c.categories),
+        c.min_order_amount,
+        activity,
+    )
+
+
+def _instant(fields: Fields, path: str, message, present: bool, required: bool) -> datetime | None:
+    value = fields.timestamp(path, message, present)
+    if required and not present:
+        fields.bad(path, "is required")
+    return value
+
+
+def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
+    fields = Fields()
+    start = _instant(fields, "campaign.start_time", message.start_time, message.HasField("start_time"), True)
+    end = _instant(fields, "campaign.end_time", message.end_time, message.HasField("end_time"), True)
+    stacking = fields.enum(
+        "campaign.stacking_mode", message.stacking_mode, enums.STACKING_MODES, required=False, default=StackingMode.STACK
+    )
+    conditions = _conditions(fields, message.conditions)
+    time_zone = fields.identifier("campaign.time_zone", message.time_zone, required=False, max_length=64) or "UTC"
+    fields.done()
+    rule = CampaignRule(
+        campaign_id="",
+        name=message.name,
+        start=start,
+        end=end,
+        multiplier_bps=message.multiplier_bps,
+        bonus_points=message.bonus_points,
+        conditions=conditions,
+        stacking=stacking,
+        priority=message.priority,
+        per_member_cap=message.per_member_cap,
+        budget=message.budget,
+    )
+    return rule, time_zone
+
+
+CAMPAIGN_PATHS = {
+    "name", "start_time", "end_time", "time_zone", "multiplier_bps", "bonus_points", "conditions",
+    "stacking_mode", "priority", "per_member_cap", "budget", "state",
+}
+
+
+def campaign_changes(request: programs_pb2.UpdateCampaignRequest) -> tuple[str, dict]:
+    fields = Fields()
+    message = request.campaign
+    campaign_id = fields.identifier("campaign.campaign_id", message.campaign_id, max_length=64)
+    paths = list(request.update_mask.paths)
+    if not paths:
+        fields.bad("update_mask", "name at least one field to change")
+    changes: dict = {}
+    for path in paths:
+        if path not in CAMPAIGN_PATHS:
+            fields.bad("update_mask", f"{path[:64]!r} is not a field of Campaign that can be changed")
+        elif path == "start_time":
+            changes["start"] = _instant(fields, "campaign.start_time", message.start_time, message.HasField("start_time"), True)
+        elif path == "end_time":
+            changes["end"] = _instant(fields, "campaign.end_time", message.end_time, message.HasField("end_time"), True)
+        elif path == "conditions":
+            changes["conditions"] = _conditions(fields, message.conditions)
+        elif path == "stacking_mode":
+            changes["stacking"] = fields.enum("campaign.stacking_mode", message.stacking_mode, enums.STACKING_MODES, required=True)
+        elif path == "state":
+            changes["state"] = fields.enum("campaign.state", message.state, enums.CAMPAIGN_STATES, required=True)
+        elif path == "time_zone":
+            changes["time_zone"] = fields.identifier("campaign.time_zone", message.time_zone, max_length=64)
+        else:
+            changes[path] = getattr(message, path)
+    fields.done()
+    return campaign_id, changes
+
+
+def page(fields: Fields, page_size: int, token: str) -> tuple[int, str | None]:
+    if not 0 <= page_size <= MAX_PAGE_SIZE:
+        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    after = fields.identifier("page_token", token, required=False, max_length=64) or None
+    return page_size or 50, after
+
+
+def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str | None, CampaignState | None]:
+    fields = Fields()
+    size, after = page(fields, request.page_size, request.page_token)
+    state = fields.enum("state", request.state, enums.CAMPAIGN_STATES, required=False)
+    fields.done()
+    return size, after, state
+
+
+def reward(message: programs_pb2.Reward) -> RewardRecord:
+    fields = Fields()
+    start = _instant(fields, "reward.start_time", message.start_time, message.HasField("start_time"), False)
+    end = _instant(fields, "reward.end_time", message.end_time, message.HasField("end_time"), False)
+    if message.unlimited_stock and message.stock:
+        fields.bad("reward.stock", "give a stock or unlimited_stock, not both")
+    fields.done()
+    return RewardRecord("", message.name, message.points_price, start, end, None if message.unlimited_stock else message.stock, 0)

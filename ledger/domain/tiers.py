@@ -1,0 +1,132 @@
+"""Tier rules: which tier qualifying activity earns, when upgrades and downgrades happen.
+
+- Basis is explicit (qualifying spend or base points in a window), never the balance.
+- An upgrade takes effect with the order that crosses the threshold: that order
+  earns at the old tier, later ones at the new one. The tier is then held for the
+  program's tier period.
+- A downgrade is only evaluated at the end of the tier period (plus grace),
+  never mid-period; changing the tier configuration never downgrades by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from ledger.domain import errors
+from ledger.domain.program import ProgramRules, TierWindow
+
+BASE_MULTIPLIER_BPS = 10_000
+DEFAULT_QUALIFICATION_DAYS = 365
+MAX_TIERS = 20
+
+
+@dataclass(frozen=True)
+class TierDefinition:
+    name: str
+    threshold: int
+    multiplier_bps: int = BASE_MULTIPLIER_BPS
+    qualification_days: int = DEFAULT_QUALIFICATION_DAYS
+
+
+@dataclass(frozen=True)
+class TierState:
+    name: str
+    multiplier_bps: int
+    reached_at: datetime
+    held_until: datetime
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    next_tier: str
+    qualifying_value: int
+    remaining: int
+
+
+def validate_tiers(tiers: list[TierDefinition]) -> list[TierDefinition]:
+    """Tiers sorted by threshold; names unique, thresholds strictly increasing, multipliers >= 1x."""
+    if len(tiers) > MAX_TIERS:
+        raise errors.invalid_field("tiers", f"at most {MAX_TIERS} tiers")
+    violations = []
+    names = set()
+    for i, tier in enumerate(tiers):
+        if not tier.name or len(tier.name) > 64 or tier.name != tier.name.strip():
+            violations.append(errors.FieldViolation(f"tiers[{i}].name", "must be 1-64 characters, no outer spaces"))
+        if tier.name in names:
+            violations.append(errors.FieldViolation(f"tiers[{i}].name", f"duplicate tier name {tier.name!r}"))
+        names.add(tier.name)
+        if not 0 <= tier.threshold <= 10**15:
+            violations.append(errors.FieldViolation(f"tiers[{i}].threshold", "must be between 0 and 10^15"))
+        if not BASE_MULTIPLIER_BPS <= tier.multiplier_bps <= 100 * BASE_MULTIPLIER_BPS:
+            violations.append(
+                errors.FieldViolation(f"tiers[{i}].earn_multiplier_bps", "must be between 10000 (1x) and 1000000 (100x)")
+            )
+        if not 1 <= tier.qualification_days <= 3650:
+            violations.append(errors.FieldViolation(f"tiers[{i}].qualification_days", "must be between 1 and 3650"))
+    ordered = sorted(tiers, key=lambda t: t.threshold)
+    if len({t.threshold for t in tiers}) != len(tiers):
+        violations.append(errors.FieldViolation("tiers", "thresholds must be distinct"))
+    if violations:
+        raise errors.invalid(violations)
+    return ordered
+
+
+def window_start(rules: ProgramRules, tier: TierDefinition | None, at: datetime) -> datetime:
+    if rules.tier_window is TierWindow.CALENDAR_YEAR:
+        return datetime(at.year, 1, 1, tzinfo=timezone.utc)
+    days = tier.qualification_days if tier else DEFAULT_QUALIFICATION_DAYS
+    return at - timedelta(days=days)
+
+
+def qualified_tier(tiers: list[TierDefinition], value: int) -> TierDefinition | None:
+    """The highest tier whose threshold the qualifying value reaches."""
+    reached = None
+    for tier in tiers:  # sorted by threshold
+        if value >= tier.threshold:
+            reached = tier
+    return reached
+
+
+def rank(tiers: list[TierDefinition], name: str | None) -> int:
+    for i, tier in enumerate(tiers):
+        if tier.name == name:
+            return i
+    return -1
+
+
+def upgrade(
+    state: TierState | None, tiers: list[TierDefinition], value_after: int, at: datetime, rules: ProgramRules
+) -> TierState | None:
+    """The new tier state if the value after an order reaches a higher tier, else None."""
+    target = qualified_tier(tiers, value_after)
+    if target is None or rank(tiers, target.name) <= rank(tiers, state.name if state else None):
+        return None
+    return TierState(target.name, target.multiplier_bps, at, at + timedelta(days=rules.tier_period_days))
+
+
+def period_end_review(
+    state: TierState, tiers: list[TierDefinition], value_at_period_end: int, now: datetime, rules: ProgramRules
+) -> TierState | None:
+    """At held_until + grace: keep (re-held for a new period) or move down to what the value earns.
+
+    Returns None while the period (plus grace) is still running.
+    """
+    review_at = state.held_until + timedelta(days=rules.tier_grace_days)
+    if now < review_at:
+        return None
+    target = qualified_tier(tiers, value_at_period_end)
+    if target is not None and rank(tiers, target.name) >= rank(tiers, state.name) >= 0:
+        target = next(t for t in tiers if t.name == state.name)
+    start = state.held_until
+    if target is None:
+        return TierState("", BASE_MULTIPLIER_BPS, start, start + timedelta(days=rules.tier_period_days))
+    return TierState(target.name, target.multiplier_bps, start, start + timedelta(days=rules.tier_period_days))
+
+
+def progress(tiers: list[TierDefinition], state: TierState | None, value: int) -> TierProgress | None:
+    current = rank(tiers, state.name if state else None)
+    for tier in tiers[current + 1 :]:
+        if tier.threshold > value:
+            return TierProgress(tier.name, value, tier.threshold - value)
+    return None

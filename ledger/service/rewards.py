@@ -1,0 +1,41 @@
+"""Use cases for the reward catalog: create and list rewards."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from ledger.domain import credentials, errors
+from ledger.domain.errors import FieldViolation
+from ledger.domain.limits import MAX_POINTS_PER_REQUEST
+from ledger.service import clock, lookups, unit_of_work
+from ledger.service.caller import Caller
+from ledger.store import rewards as store
+from ledger.store.rewards import RewardRecord
+
+
+def create_reward(engine: Engine, caller: Caller, reward: RewardRecord) -> RewardRecord:
+    problems = []
+    if not reward.name.strip() or len(reward.name) > 128:
+        problems.append(FieldViolation("reward.name", "is required (at most 128 characters)"))
+    if not 0 < reward.points_price <= MAX_POINTS_PER_REQUEST:
+        problems.append(FieldViolation("reward.points_price", f"must be between 1 and {MAX_POINTS_PER_REQUEST}"))
+    if reward.stock is not None and not 0 <= reward.stock <= 10**12:
+        problems.append(FieldViolation("reward.stock", "must be between 0 and 10^12 (or unlimited_stock)"))
+    if reward.start and reward.end and reward.end <= reward.start:
+        problems.append(FieldViolation("reward.end_time", "must be after start_time"))
+    if problems:
+        raise errors.invalid(problems)
+    created = RewardRecord(
+        credentials.new_id("rwd"), reward.name.strip(), reward.points_price, reward.start, reward.end, reward.stock, 0
+    )
+
+    def work(conn) -> RewardRecord:
+        lookups.program_rules(conn, caller.program_id)
+        store.insert_reward(conn, caller.program_id, created, clock.now())
+        return created
+
+    return unit_of_work.run(engine, work)
+
+
+def list_rewards(engine: Engine, caller: Caller, after: str | None, limit: int) -> list[RewardRecord]:
+    return unit_of_work.run(engine, lambda conn: store.page(conn, caller.program_id, after, limit), read_only=True)

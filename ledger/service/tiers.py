@@ -1,0 +1,185 @@
+"""Use cases around tiers: configure them, read a member's tier and progress, move members
+up after a qualifying order, and review tiers at the end of their period.
+
+Tier changes are written as TIER_CHANGE transactions (0 points), so a member's
+statement shows when and why their tier changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.program import ProgramRules, TierBasis
+from ledger.domain.records import MemberState, NewTransaction, Posting
+from ledger.domain.tiers import (
+    TierDefinition,
+    TierProgress,
+    TierState,
+    period_end_review,
+    progress,
+    qualified_tier,
+    rank,
+    upgrade,
+    validate_tiers,
+    window_start,
+)
+from ledger.service import clock, lookups, unit_of_work
+from ledger.service.caller import Caller
+from ledger.store import idempotency, ledger_writes, members, programs
+from ledger.store import tiers as tier_store
+
+BEGINNING = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class MemberTierView:
+    state: TierState | None
+    progress: TierProgress | None
+
+
+def set_tiers(engine: Engine, caller: Caller, definitions: list[TierDefinition]) -> list[TierDefinition]:
+    """Replaces the tier list. Members keep the tier they hold until its period ends."""
+    ordered = validate_tiers(definitions)
+
+    def work(conn: Connection) -> list[TierDefinition]:
+        lookups.program_rules(conn, caller.program_id)
+        tier_store.replace_definitions(conn, caller.program_id, ordered)
+        return ordered
+
+    return unit_of_work.run(engine, work)
+
+
+def list_tiers(engine: Engine, caller: Caller) -> list[TierDefinition]:
+    return unit_of_work.run(engine, lambda conn: tier_store.definitions(conn, caller.program_id), read_only=True)
+
+
+def qualifying_value(
+    conn: Connection, program_id: str, member_id: str, rules: ProgramRules, tier: TierDefinition | None, at: datetime
+) -> int:
+    spend, points = tier_store.qualifying_totals(conn, program_id, member_id, window_start(rules, tier, at), at)
+    return spend if rules.tier_basis is TierBasis.QUALIFYING_SPEND else points
+
+
+def current_tier(conn: Connection, program_id: str, member_id: str, definitions: list[TierDefinition]) -> TierState | None:
+    """The member's held tier, or the entry tier (threshold 0) before they ever qualified."""
+    held = tier_store.state(conn, program_id, member_id)
+    if held is not None:
+        return held if held.name else None
+    entry = qualified_tier(definitions, 0)
+    if entry is None:
+        return None
+    return TierState(entry.name, entry.multiplier_bps, BEGINNING, datetime.max.replace(tzinfo=timezone.utc))
+
+
+def _value_for_rank(conn, program_id, member_id, rules, definitions, at) -> tuple[TierDefinition | None, int]:
+    """The highest tier whose own window's qualifying value reaches its threshold."""
+    reached, reached_value = None, 0
+    for tier in definitions:
+        value = qualifying_value(conn, program_id, member_id, rules, tier, at)
+        if value >= tier.threshold:
+            reached, reached_value = tier, value
+    return reached, reached_value
+
+
+def _record_change(
+    conn: Connection, caller_key_id: str, program_id: str, member: MemberState, old: str, new: TierState, at: datetime, why: str
+) -> None:
+    now = clock.now()
+    transaction_id = credentials.new_id("tx")
+    tx = NewTransaction(
+        transaction_id=transaction_id,
+        member_id=member.member_id,
+        kind=TransactionKind.TIER_CHANGE,
+        points=0,
+        breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, 0, why),),
+        channel=Channel.OTHER,
+        idempotency_key=f"tier:{transaction_id}",
+        api_key_id=caller_key_id,
+        occurred_at=at,
+        created_at=now,
+        reason=f"tier {old or '(none)'} -> {new.name or '(none)'}: {why}",
+        tier_from=old,
+        tier_to=new.name,
+        postings=(Posting(member.member_id, 0),),
+    )
+    ledger_writes.append(conn, program_id, tx)
+    idempotency.claim_many(conn, [(program_id, tx.idempotency_key, "TierChange", transaction_id, {"tier": new.name})], now)
+    tier_store.save_state(conn, program_id, member.member_id, new)
+
+
+def upgrade_after_order(
+    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime
+) -> None:
+    """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up."""
+    definitions = tier_store.definitions(conn, caller.program_id)
+    if not definitions:
+        return
+    state = current_tier(conn, caller.program_id, member.member_id, definitions)
+    target, value = _value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, at)
+    if target is None:
+        return
+    # Per-tier windows: target is the highest tier reached in its own window.
+    new = upgrade(state, definitions, target.threshold, at, rules)
+    if new is not None:
+        _record_change(
+            conn, caller.key_id, caller.program_id, member, state.name if state else "", new, at,
+            f"qualifying value {value} reached {new.name} (threshold {target.threshold})",
+        )
+
+
+def member_tier(conn: Connection, program_id: str, member_id: str, now: datetime) -> MemberTierView:
+    definitions = tier_store.definitions(conn, program_id)
+    if not definitions:
+        return MemberTierView(None, None)
+    rules = lookups.program_rules(conn, program_id)
+    state = current_tier(conn, program_id, member_id, definitions)
+    next_index = rank(definitions, state.name if state else None) + 1
+    next_tier = definitions[next_index] if next_index < len(definitions) else None
+    value = qualifying_value(conn, program_id, member_id, rules, next_tier, now)
+    return MemberTierView(state, progress(definitions, state, value))
+
+
+def review_due_tiers(engine: Engine, now: datetime | None = None, batch: int = 500) -> int:
+    """End-of-period reviews (the daily job): keep, or move down to what the period's activity earns."""
+    now = now or clock.now()
+    changed = 0
+    after: tuple[str, str] | None = None
+    while True:
+        due = unit_of_work.run(engine, lambda conn: tier_store.due_reviews(conn, now, after, batch), read_only=True)
+        if not due:
+            return changed
+        for program_id, member_id in due:
+
+            def work(conn: Connection) -> int:
+                member = members.get(conn, program_id, member_id, lock=True)
+                rules = programs.get(conn, program_id)
+                definitions = tier_store.definitions(conn, program_id)
+                state = tier_store.state(conn, program_id, member_id)
+                if member is None or rules is None or state is None:
+                    return 0
+                reviewed_at = state.held_until
+                target, value = _value_for_rank(conn, program_id, member_id, rules, definitions, reviewed_at)
+                reached = target.threshold if target is not None else min(value, -1)
+                new = period_end_review(state, definitions, reached, now, rules)
+                if new is None:
+                    return 0
+                if new.name == state.name:
+                    tier_store.save_state(conn, program_id, member_id, new)
+                    return 0
+                _record_change(
+                    conn, "system:tiers", program_id, member, state.name, new, now,
+                    f"end of tier period: qualifying value {value}",
+                )
+                return 1
+
+            changed += unit_of_work.run(engine, work)
+        after = due[-1]
+        if len(due) < batch:
+            return changed
+

@@ -1,0 +1,226 @@
+"""Campaign rows, their award counters (slotted) and per-member award totals."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from ledger.domain.campaigns import CampaignCounters, CampaignRule, CampaignState, Conditions, StackingMode
+from ledger.domain.kinds import Channel
+from ledger.store.instants import from_micros, to_micros
+from ledger.store.tables import campaign_counters, campaign_member_awards, campaigns
+
+SLOTS = 16
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    rule: CampaignRule
+    time_zone: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _conditions_json(c: Conditions) -> str:
+    return json.dumps(
+        {
+            "channels": [ch.value for ch in c.channels],
+            "tiers": list(c.tiers),
+            "skus": list(c.skus),
+            "categories": list(c.categories),
+            "min_order_amount": c.min_order_amount,
+            "activity_type": c.activity_type,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _conditions(text: str) -> Conditions:
+    d = json.loads(text)
+    return Conditions(
+        tuple(Channel(ch) for ch in d["channels"]),
+        tuple(d["tiers"]),
+        tuple(d["skus"]),
+        tuple(d["categories"]),
+        d["min_order_amount"],
+        d["activity_type"],
+    )
+
+
+def _record(row) -> CampaignRecord:
+    rule = CampaignRule(
+        campaign_id=row.campaign_id,
+        name=row.name,
+        start=from_micros(row.start_at),
+        end=from_micros(row.end_at),
+        multiplier_bps=row.multiplier_bps,
+        bonus_points=row.bonus_points,
+        conditions=_conditions(row.conditions),
+        stacking=StackingMode(row.stacking),
+        priority=row.priority,
+        per_member_cap=row.per_member_cap,
+        budget=row.budget,
+        state=CampaignState(row.state),
+    )
+    return CampaignRecord(rule, row.time_zone, from_micros(row.created_at), from_micros(row.updated_at))
+
+
+def _columns(rule: CampaignRule, time_zone: str) -> dict:
+    return dict(
+        name=rule.name,
+        start_at=to_micros(rule.start),
+        end_at=to_micros(rule.end),
+        time_zone=time_zone,
+        multiplier_bps=rule.multiplier_bps,
+        bonus_points=rule.bonus_points,
+        conditions=_conditions_json(rule.conditions),
+        stacking=rule.stacking.value,
+        priority=rule.priority,
+        per_member_cap=rule.per_member_cap,
+        budget=rule.budget,
+        state=rule.state.value,
+    )
+
+
+def insert_campaign(conn: Connection, program_id: str, rule: CampaignRule, time_zone: str, now: datetime) -> None:
+    conn.execute(
+        insert(campaigns).values(
+            program_id=program_id,
+            campaign_id=rule.campaign_id,
+            created_at=to_micros(now),
+            updated_at=to_micros(now),
+            **_columns(rule, time_zone),
+        )
+    )
+    conn.execute(
+        insert(campaign_counters),
+        [dict(program_id=program_id, campaign_id=rule.campaign_id, slot=s, awarded=0) for s in range(SLOTS)],
+    )
+
+
+def save(conn: Connection, program_id: str, rule: CampaignRule, time_zone: str, now: datetime) -> None:
+    conn.execute(
+        update(campaigns)
+        .where(campaigns.c.program_id == program_id, campaigns.c.campaign_id == rule.campaign_id)
+        .values(updated_at=to_micros(now), **_columns(rule, time_zone))
+    )
+
+
+def get(conn: Connection, program_id: str, campaign_id: str, *, lock: bool = False) -> CampaignRecord | None:
+    query = select(campaigns).where(campaigns.c.program_id == program_id, campaigns.c.campaign_id == campaign_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return _record(row) if row else None
+
+
+def page(conn: Connection, program_id: str, after: str | None, limit: int, state: CampaignState | None):
+    query = select(campaigns).where(campaigns.c.program_id == program_id)
+    if after:
+        query = query.where(campaigns.c.campaign_id > after)
+    if state is not None:
+        query = query.where(campaigns.c.state == state.value)
+    return [_record(r) for r in conn.execute(query.order_by(campaigns.c.campaign_id).limit(limit))]
+
+
+def active_rules(conn: Connection, program_id: str, at: datetime) -> list[CampaignRule]:
+    """Campaigns whose window contains `at` (paused ones included: the rules decide)."""
+    rows = conn.execute(
+        select(campaigns).where(
+            campaigns.c.program_id == program_id,
+            campaigns.c.start_at <= to_micros(at),
+            campaigns.c.end_at > to_micros(at),
+            campaigns.c.state == CampaignState.ACTIVE.value,
+        )
+    )
+    return [_record(r).rule for r in rows]
+
+
+def slot_for(rule: CampaignRule, member_id: str) -> int:
+    return 0 if rule.budget > 0 else zlib.crc32(member_id.encode()) % SLOTS
+
+
+def counters_for(
+    conn: Connection, program_id: str, member_id: str, rules: list[CampaignRule], *, lock: bool
+) -> dict[str, CampaignCounters]:
+    """Counters for deciding awards. With lock, a budgeted campaign's counter row is locked
+    (campaign_id order) so concurrent earns can never overspend it; others need no lock."""
+    counters: dict[str, CampaignCounters] = {}
+    for rule in sorted(rules, key=lambda r: r.campaign_id):
+        total = 0
+        if rule.budget > 0:
+            if lock:
+                # Slot 0 is the budget's mutex; other slots hold what was awarded before a budget was set.
+                conn.execute(
+                    select(campaign_counters.c.awarded)
+                    .where(
+                        campaign_counters.c.program_id == program_id,
+                        campaign_counters.c.campaign_id == rule.campaign_id,
+                        campaign_counters.c.slot == 0,
+                    )
+                    .with_for_update()
+                ).scalar_one()
+            total = report(conn, program_id, rule.campaign_id)[0]
+        member_awarded = 0
+        if rule.per_member_cap > 0:
+            member_awarded = conn.execute(
+                select(campaign_member_awards.c.awarded).where(
+                    campaign_member_awards.c.program_id == program_id,
+                    campaign_member_awards.c.campaign_id == rule.campaign_id,
+                    campaign_member_awards.c.member_id == member_id,
+                )
+            ).scalar() or 0
+        counters[rule.campaign_id] = CampaignCounters(total, member_awarded)
+    return counters
+
+
+def add_awards(conn: Connection, program_id: str, member_id: str, awards: dict[str, tuple[CampaignRule, int]]) -> None:
+    """Adds (or with negative points, gives back) awarded points to the counters."""
+    for campaign_id, (rule, points) in sorted(awards.items()):
+        if points == 0:
+            continue
+        conn.execute(
+            update(campaign_counters)
+            .where(
+                campaign_counters.c.program_id == program_id,
+                campaign_counters.c.campaign_id == campaign_id,
+                campaign_counters.c.slot == slot_for(rule, member_id),
+            )
+            .values(awarded=campaign_counters.c.awarded + points)
+        )
+        updated = conn.execute(
+            update(campaign_member_awards)
+            .where(
+                campaign_member_awards.c.program_id == program_id,
+                campaign_member_awards.c.campaign_id == campaign_id,
+                campaign_member_awards.c.member_id == member_id,
+            )
+            .values(awarded=campaign_member_awards.c.awarded + points)
+        )
+        if updated.rowcount == 0:
+            conn.execute(
+                insert(campaign_member_awards).values(
+                    program_id=program_id, campaign_id=campaign_id, member_id=member_id, awarded=points
+                )
+            )
+
+
+def report(conn: Connection, program_id: str, campaign_id: str) -> tuple[int, int]:
+    """(points awarded, members awarded)."""
+    awarded = conn.execute(
+        select(func.coalesce(func.sum(campaign_counters.c.awarded), 0)).where(
+            campaign_counters.c.program_id == program_id, campaign_counters.c.campaign_id == campaign_id
+        )
+    ).scalar_one()
+    members = conn.execute(
+        select(func.count()).where(
+            campaign_member_awards.c.program_id == program_id,
+            campaign_member_awards.c.campaign_id == campaign_id,
+            campaign_member_awards.c.awarded > 0,
+        )
+    ).scalar_one()
+    return int(awarded), int(members)
