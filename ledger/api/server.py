@@ -76,6 +76,9 @@ def serve_until_signal(running: RunningServer, grace_seconds: float = 10.0) -> N
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    # A timed wait: a signal delivered to another thread only sets CPython's flag,
+    # and the handler runs when the main thread next wakes up.
+    while not stopping.wait(0.25):
+        pass
     running.stop(grace_seconds)
     log.info("stopped")

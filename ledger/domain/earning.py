@@ -21,7 +21,7 @@ from ledger.domain import campaigns as campaign_rules
 from ledger.domain import errors
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
 from ledger.domain.kinds import Channel, PointsSource
-from ledger.domain.limits import MAX_FUTURE_SKEW_SECONDS
+from ledger.domain.limits import MAX_FUTURE_SKEW_SECONDS, MAX_POINTS_PER_REQUEST
 from ledger.domain.program import ActivityRule, EarnRate, ProgramRules, Rounding
 from ledger.domain.tiers import BASE_MULTIPLIER_BPS, TierState
 
@@ -88,7 +88,8 @@ def check_order_time(occurred_at: datetime, now: datetime, program: ProgramRules
     """Orders are evaluated at occurred_at: never in the future, never older than the program allows."""
     if occurred_at > now + timedelta(seconds=MAX_FUTURE_SKEW_SECONDS):
         raise errors.invalid_field(path, "is in the future")
-    if occurred_at < now - timedelta(days=program.max_backdate_days):
+    # The same skew tolerance backwards: an order "now" is never too old, even with a 0-day bound.
+    if occurred_at < now - timedelta(days=program.max_backdate_days, seconds=MAX_FUTURE_SKEW_SECONDS):
         raise errors.invalid_field(
             path, f"is older than the program's backdating bound of {program.max_backdate_days} days"
         )
@@ -186,7 +187,16 @@ def decide_earn(
     awards = campaign_rules.award_all(candidates, counters or {})
     lines += [BreakdownLine(PointsSource.CAMPAIGN, a.points, a.description, a.campaign_id) for a in awards]
     total = sum(line.points for line in lines)
+    check_earnable(total, "order.amount")
     return EarnDecision(total, tuple(lines), base, max(order.amount - order.paid_with_points, 0), tuple(awards))
+
+
+def check_earnable(points: int, path: str) -> None:
+    """One request never moves more points than the ledger accepts (keeps every sum in int64)."""
+    if points > MAX_POINTS_PER_REQUEST:
+        raise errors.invalid_field(
+            path, f"would earn {points} points, more than the {MAX_POINTS_PER_REQUEST} one request may move"
+        )
 
 
 def decide_activity(
@@ -221,4 +231,6 @@ def decide_activity(
             candidates.append((campaign, points))
     awards = campaign_rules.award_all(candidates, counters or {})
     lines += [BreakdownLine(PointsSource.CAMPAIGN, a.points, a.description, a.campaign_id) for a in awards]
-    return EarnDecision(sum(line.points for line in lines), tuple(lines), 0, 0, tuple(awards))
+    total = sum(line.points for line in lines)
+    check_earnable(total, "activity_type")
+    return EarnDecision(total, tuple(lines), 0, 0, tuple(awards))

@@ -5,7 +5,7 @@ their counters (a budgeted campaign's counter locked so concurrent earns cannot 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -27,8 +27,25 @@ class EarnContext:
     counters: dict[str, CampaignCounters]
 
 
+def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> ProgramRules:
+    """Earning rules (rates, rounding, minimum, activities) are those in force at the event;
+    the points' lifecycle (pending, expiry, balance policy) and tier settings are today's."""
+    if then is None:
+        return current
+    return replace(
+        current,
+        earn_rate=then.earn_rate,
+        rounding=then.rounding,
+        min_order_amount=then.min_order_amount,
+        channel_rates=then.channel_rates,
+        rate_rules=then.rate_rules,
+        activity_rules=then.activity_rules,
+    )
+
+
 def load(conn: Connection, program_id: str, member_id: str, at: datetime, *, lock_budgets: bool) -> EarnContext:
-    rules = programs.rules_at(conn, program_id, at) or lookups.program_rules(conn, program_id)
+    current = lookups.program_rules(conn, program_id)
+    rules = earning_rules_at(current, programs.rules_at(conn, program_id, at))
     tier = current_tier(conn, program_id, member_id, tier_store.definitions(conn, program_id))
     running = campaigns.active_rules(conn, program_id, at)
     counters = campaigns.counters_for(conn, program_id, member_id, running, lock=lock_budgets)

@@ -19,6 +19,7 @@ from ledger.domain.balance import Balance
 from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
+from ledger.domain.spending import check_posting
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
 from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, unit_of_work
 from ledger.service.balances import live_balance
@@ -84,6 +85,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=True)
+        check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
         tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key)
         result = post(conn, caller.program_id, member, tx)
         earn_context.record_awards(conn, caller.program_id, command.member_id, context, decision.awards)

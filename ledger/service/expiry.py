@@ -116,7 +116,7 @@ def _expire_inactive(engine: Engine, now: datetime) -> _Tally:
 
 def run_due_work(engine: Engine, now: datetime | None = None) -> DueWorkReport:
     now = now or clock.now()
-    lapsed = lapse_due_holds(engine)
+    lapsed = lapse_due_holds(engine, now=now)
     tiers_changed = review_due_tiers(engine, now)
     rolling = _expire_rolling(engine, now)
     inactive = _expire_inactive(engine, now)

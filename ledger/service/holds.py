@@ -153,11 +153,12 @@ def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> Ho
     )
 
 
-def lapse_due_holds(engine: Engine, batch: int = 500) -> int:
+def lapse_due_holds(engine: Engine, batch: int = 500, now=None) -> int:
     """Marks open holds past expires_at LAPSED; returns how many. Safe to run concurrently with captures."""
     lapsed = 0
+    fixed_now = now
     while True:
-        now = clock.now()
+        now = fixed_now or clock.now()
         due = unit_of_work.run(engine, lambda conn: holds.due(conn, now, batch), read_only=True)
         if not due:
             return lapsed

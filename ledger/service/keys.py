@@ -22,6 +22,8 @@ def create_key(engine: Engine, program_id: str, role: Role) -> str:
 
 
 def revoke_keys(engine: Engine, prefix: str) -> list[str]:
+    """Revokes by key id prefix; a whole key (e.g. one that leaked) revokes exactly that key."""
+    prefix = credentials.key_id_of(prefix) or prefix
     if len(prefix) < len(credentials.KEY_PREFIX) + 4:
         raise errors.invalid_field("key_prefix", "give at least 4 characters after 'lk_' so one key is meant")
     return unit_of_work.run(engine, lambda conn: api_keys.revoke_by_prefix(conn, prefix, clock.now()))

@@ -42,7 +42,7 @@ def give_back(
     expires_at: datetime | None,
 ) -> Posting:
     """The credit that reverses a debit: the debit's lots come back first, any rest is a new lot."""
-    consumed = lots.consumptions_of(conn, program_id, member_id, debit_transaction_id)
+    consumed = lots.consumptions_of(conn, program_id, member_id, debit_transaction_id, now)
     restored, rest = restore_plan(consumed, new_lot_points(points, posted_before))
     new_lot = NewLot(rest, now, expires_at) if rest > 0 else None
     return Posting(member_id, points, restored=restored, new_lot=new_lot)

@@ -18,7 +18,7 @@ from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.program import NegativeBalancePolicy
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
-from ledger.domain.refunds import SourceRefund, decide_refund_by_source, split_write_off
+from ledger.domain.refunds import SourceRefund, decide_refund_by_source, kept_points, split_write_off
 from ledger.service import clock, idempotent, lookups, lot_postings
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
@@ -95,9 +95,15 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
             command.amount,
         )
         rules = lookups.program_rules(conn, program_id)
-        clawback, written_off = decision.clawback, 0
+        # Points of this order that already expired are gone: a refund never takes them a second time.
+        expired, refunded_points = transactions.order_points_removed(
+            conn, program_id, command.member_id, earn.transaction_id, command.order_id
+        )
+        still_held = earn.points - expired - refunded_points
+        keep_after = kept_points(earn.points, earn.order_amount, decision.refunded_total_after)
+        clawback, written_off = min(decision.clawback, max(0, still_held - keep_after)), 0
         if rules.negative_balance_policy is NegativeBalancePolicy.FORBID:
-            clawback, written_off = split_write_off(decision.clawback, max(member.balance.posted, 0))
+            clawback, written_off = split_write_off(clawback, max(member.balance.posted, 0))
         now = clock.now()
         breakdown = [
             BreakdownLine(

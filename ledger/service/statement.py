@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from ledger.domain import errors
 from ledger.domain.kinds import TransactionKind
+from ledger.domain.limits import INT64_MAX
 from ledger.domain.records import TransactionView
 from ledger.service import lookups, unit_of_work
 from ledger.service.caller import Caller
@@ -58,8 +59,10 @@ def _decode(token: str, fingerprint: str) -> int:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         seq, token_fingerprint = int(data["s"]), str(data["f"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise errors.invalid_field("page_token", "is not a token this service issued") from exc
+    if not 0 < seq <= INT64_MAX:
+        raise errors.invalid_field("page_token", "is not a token this service issued")
     if token_fingerprint != fingerprint:
         raise errors.invalid_field("page_token", "was issued for a different member or filter")
     return seq

@@ -30,19 +30,26 @@ def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
     ]
 
 
-def consumptions_of(conn: Connection, program_id: str, member_id: str, transaction_id: str) -> list[Consumption]:
-    """The lots a debit consumed, soonest-expiring first (the order they are given back in)."""
+def consumptions_of(
+    conn: Connection, program_id: str, member_id: str, transaction_id: str, now: datetime
+) -> list[Consumption]:
+    """The still-valid lots a debit consumed, latest-expiring first (the order they are given
+    back in). Lots that expired meanwhile are left out: their points come back as a new lot."""
+    c = lot_consumptions
     rows = conn.execute(
-        select(lot_consumptions.c.lot_id, lot_consumptions.c.points)
+        select(c.c.lot_id, c.c.points, lots.c.expires_at)
+        .join(lots, (lots.c.program_id == c.c.program_id) & (lots.c.member_id == c.c.member_id) & (lots.c.lot_id == c.c.lot_id))
         .where(
-            lot_consumptions.c.program_id == program_id,
-            lot_consumptions.c.member_id == member_id,
-            lot_consumptions.c.transaction_id == transaction_id,
-            lot_consumptions.c.points > 0,
+            c.c.program_id == program_id,
+            c.c.member_id == member_id,
+            c.c.transaction_id == transaction_id,
+            c.c.points > 0,
         )
-        .order_by(lot_consumptions.c.lot_id)
     ).all()
-    return [Consumption(row.lot_id, row.points) for row in rows]
+    at = to_micros(now)
+    valid = [row for row in rows if row.expires_at is None or row.expires_at > at]
+    valid.sort(key=lambda row: (-(row.expires_at if row.expires_at is not None else 2**62), row.lot_id))
+    return [Consumption(row.lot_id, row.points) for row in valid]
 
 
 def pending_and_held(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, int]:

@@ -150,3 +150,35 @@ def activity_count(conn: Connection, program_id: str, member_id: str, activity_t
             transactions.c.activity_type == activity_type,
         )
     ).scalar_one()
+
+
+def order_points_removed(conn: Connection, program_id: str, member_id: str, earn_id: str, order_id: str) -> tuple[int, int]:
+    """(points of the earn's own lot that expired, points already clawed back by refunds of the order)."""
+    from sqlalchemy import func
+
+    from ledger.store.tables import lot_consumptions
+
+    expired = conn.execute(
+        select(func.coalesce(func.sum(lot_consumptions.c.points), 0))
+        .select_from(
+            lot_consumptions.join(
+                transactions,
+                (transactions.c.program_id == lot_consumptions.c.program_id)
+                & (transactions.c.transaction_id == lot_consumptions.c.transaction_id),
+            )
+        )
+        .where(
+            lot_consumptions.c.program_id == program_id,
+            lot_consumptions.c.member_id == member_id,
+            lot_consumptions.c.lot_id == earn_id,
+            transactions.c.kind == TransactionKind.EXPIRE.value,
+        )
+    ).scalar_one()
+    refunded = conn.execute(
+        select(func.coalesce(func.sum(transactions.c.points), 0)).where(
+            transactions.c.program_id == program_id,
+            transactions.c.order_id == order_id,
+            transactions.c.kind == TransactionKind.REFUND.value,
+        )
+    ).scalar_one()
+    return int(expired), -int(refunded)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ledger.domain import errors
 from ledger.domain.earning import OrderFacts, base_points, check_order_time, decide_earn, divide
-from ledger.domain.limits import MAX_AMOUNT_MINOR
+from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_POINTS_PER_REQUEST
 from ledger.domain.program import EarnRate, ProgramRules, Rounding
 
 amounts = st.integers(min_value=0, max_value=MAX_AMOUNT_MINOR)
@@ -43,8 +43,13 @@ def test_more_spend_never_earns_less(a, b, rate):
 
 
 @given(amounts, rates, st.sampled_from(list(Rounding)))
-def test_breakdown_sums_to_points(amount, rate, rounding):
+def test_breakdown_sums_to_points_or_the_order_is_refused_as_too_large(amount, rate, rounding):
     rules = ProgramRules("p", "p", earn_rate=rate, rounding=rounding)
+    if base_points(amount, rate, rounding) > MAX_POINTS_PER_REQUEST:
+        with pytest.raises(errors.LedgerError) as caught:
+            decide_earn(OrderFacts("o", amount, "USD", NOW), rules)
+        assert caught.value.category is errors.Category.INVALID_ARGUMENT
+        return
     decision = decide_earn(OrderFacts("o", amount, "USD", NOW), rules)
     assert sum(line.points for line in decision.breakdown) == decision.points
 
@@ -66,6 +71,7 @@ def test_other_currency_is_refused():
         (timedelta(minutes=4), True),
         (timedelta(minutes=6), False),
         (-timedelta(days=89), True),
+        (-timedelta(days=90, seconds=200), True),  # inside the clock-skew tolerance
         (-timedelta(days=91), False),
     ],
 )

@@ -310,12 +310,6 @@ def test_expire_command_prints_its_report(program, api):
 # --------------------------------------------------------------------------- reversing an expiry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/lot_postings.py give_back (via ReverseTransaction of an EXPIRE): the points "
-    "are restored into the very lots that expired, whose expires_at is already past, so the next "
-    "run_due_work expires them again and the support correction is silently undone",
-)
 def test_reversing_an_expiry_gives_the_points_back_for_good(program, api):
     update_program(api, expiry_mode=ROLLING, expiry_days=30)
     m = new_member(api)

@@ -333,12 +333,6 @@ def test_the_same_refund_key_returns_the_same_transaction(program, api):
 # --------------------------------------------------------------------------- expired points
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/refunds.py: the clawback is computed from the points the order earned "
-    "(decide_refund(earn.points, ...)) with no regard to how many of them already expired, and "
-    "lot_postings.debit then takes the rest from other lots: points taken twice (expiry, then refund)",
-)
 def test_refunding_an_order_whose_points_expired_takes_nothing_twice(program, api):
     update_program(api, expiry_mode=programs_pb2.EXPIRY_MODE_ROLLING, expiry_days=30)
     member = new_member(api)
