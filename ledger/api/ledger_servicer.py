@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from ledger.api import requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
-from ledger.service import activities, earning, holds, members, redemption, refunds, statement, support
+from ledger.service import activities, earning, holds, members, redemption, referrals, refunds, statement, support
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
@@ -104,6 +104,15 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         result = support.reverse_transaction(self._engine, current_caller(), mutation, transaction_id, reason)
         return ledger_pb2.ReverseTransactionResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def ListReferrals(self, request, context):
+        member_id, size, after = requests.referrals(request)
+        page = referrals.list_referrals(self._engine, current_caller(), member_id, size, after)
+        return ledger_pb2.ListReferralsResponse(
+            referrals=[responses.referral(view) for view in page.referrals],
+            next_page_token=page.next_page_token,
+            referral_code=page.referral_code,
         )
 
     def ListTransactions(self, request, context):

@@ -8,7 +8,8 @@ from ledger.api import enums
 from ledger.api.fields import Fields
 from ledger.domain.campaigns import CampaignRule, CampaignState, Conditions, StackingMode
 from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
-from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_PAGE_SIZE
+from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_PAGE_SIZE, MAX_POINTS_PER_REQUEST
+from ledger.domain.referrals import ReferralRules
 from ledger.domain.program import ActivityRule, EarnRate, RateRule
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.gen.loyalty.v1 import programs_pb2
@@ -113,6 +114,21 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             changes["tier_period_days"] = _days(fields, "program.tier_period_days", p.tier_period_days, 1, 3650)
         elif path == "tier_grace_days":
             changes["tier_grace_days"] = _days(fields, "program.tier_grace_days", p.tier_grace_days, 0, 365)
+        elif path == "referral":
+            r = p.referral
+            fields.amount("program.referral.referrer_points", r.referrer_points, allow_zero=True)
+            fields.amount("program.referral.referee_points", r.referee_points, allow_zero=True)
+            if max(r.referrer_points, r.referee_points) > MAX_POINTS_PER_REQUEST:
+                fields.bad("program.referral", f"rewards must be at most {MAX_POINTS_PER_REQUEST} points")
+            fields.amount("program.referral.min_order_amount", r.min_order_amount, allow_zero=True)
+            _days(fields, "program.referral.max_rewarded_per_referrer", r.max_rewarded_per_referrer, 0, 1_000_000)
+            cap_days = r.cap_period_days or 30
+            _days(fields, "program.referral.cap_period_days", cap_days, 1, 3650)
+            _days(fields, "program.referral.attribution_window_days", r.attribution_window_days, 0, 3650)
+            changes["referral"] = ReferralRules(
+                r.referrer_points, r.referee_points, r.min_order_amount, r.max_rewarded_per_referrer, cap_days,
+                r.attribution_window_days, r.counts_toward_tiers,
+            )
         else:
             fields.bad("update_mask", f"{path[:64]!r} is not a field of Program that can be changed")
     fields.done()

@@ -8,7 +8,7 @@ from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
 from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
-from ledger.service import campaigns, programs, rewards, tiers
+from ledger.service import campaigns, programs, referrals, rewards, tiers
 
 
 def _id(value: str) -> str:
@@ -77,3 +77,6 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         page = found[:size]
         token = page[-1].reward_id if len(found) > size else ""
         return programs_pb2.ListRewardsResponse(rewards=[responses.reward(r) for r in page], next_page_token=token)
+
+    def GetReferralReport(self, request, context):
+        return programs_pb2.GetReferralReportResponse(**referrals.report(self._engine, current_caller()))

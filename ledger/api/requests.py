@@ -46,7 +46,7 @@ def enroll(request: ledger_pb2.EnrollMemberRequest) -> tuple[str, str]:
     member = fields.identifier("member_id", request.member_id)
     code = fields.identifier("referral_code", request.referral_code, required=False, max_length=32)
     fields.done()
-    return member, code
+    return member, code.upper()
 
 
 def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_required: bool) -> tuple[EarnCommand, str]:
@@ -204,3 +204,13 @@ def activity(request: ledger_pb2.RecordActivityRequest) -> tuple[ActivityCommand
     channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.OTHER)
     fields.done()
     return ActivityCommand(member, activity_type, occurred or clock.now(), channel), key
+
+
+def referrals(request: ledger_pb2.ListReferralsRequest) -> tuple[str, int, str | None]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    after = fields.identifier("page_token", request.page_token, required=False) or None
+    fields.done()
+    return member, request.page_size or DEFAULT_PAGE_SIZE, after

@@ -10,6 +10,8 @@ from ledger.api import enums
 from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
+from ledger.domain.referrals import ReferralState
+from ledger.service.referrals import ReferralView
 from ledger.domain.tiers import TierDefinition, TierState
 from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
@@ -137,6 +139,7 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         tier_window=enums.number(enums.TIER_WINDOWS, rules.tier_window),
         tier_period_days=rules.tier_period_days,
         tier_grace_days=rules.tier_grace_days,
+        referral=programs_pb2.ReferralRules(**vars(rules.referral)),
     )
 
 
@@ -216,3 +219,29 @@ def hold(facts: HoldFacts) -> ledger_pb2.Hold:
         captured_points=facts.captured_points,
         created_at=timestamp(facts.created_at),
     )
+
+
+REFERRAL_STATES = {
+    ReferralState.ATTRIBUTED: ledger_pb2.Referral.STATE_ATTRIBUTED,
+    ReferralState.QUALIFIED: ledger_pb2.Referral.STATE_QUALIFIED,
+    ReferralState.REWARDED: ledger_pb2.Referral.STATE_REWARDED,
+    ReferralState.REVERSED: ledger_pb2.Referral.STATE_REVERSED,
+    ReferralState.NOT_REWARDED: ledger_pb2.Referral.STATE_NOT_REWARDED,
+}
+
+
+def referral(view: ReferralView) -> ledger_pb2.Referral:
+    r = view.record
+    message = ledger_pb2.Referral(
+        referee_member_id=r.referee_id,
+        state=REFERRAL_STATES[view.state],
+        attributed_at=timestamp(r.attributed_at),
+        qualifying_order_id=r.qualifying_order_id,
+        referrer_points=r.referrer_points,
+        referee_points=r.referee_points,
+        decision=r.decision,
+        reward_transaction_id=r.reward_transaction_id,
+    )
+    if r.matures_at:
+        message.matures_at.CopyFrom(timestamp(r.matures_at))
+    return message

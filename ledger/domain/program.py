@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 from ledger.domain.kinds import Channel
+from ledger.domain.referrals import ReferralRules
 
 
 class Rounding(str, enum.Enum):
@@ -86,6 +87,7 @@ class ProgramRules:
     tier_window: TierWindow = TierWindow.ROLLING
     tier_period_days: int = 365
     tier_grace_days: int = 0
+    referral: ReferralRules = ReferralRules()
 
     def rate_for_channel(self, channel: Channel) -> EarnRate:
         for rule_channel, rate in self.channel_rates:
@@ -115,6 +117,7 @@ class ProgramRules:
             "tier_window": self.tier_window.value,
             "tier_period_days": self.tier_period_days,
             "tier_grace_days": self.tier_grace_days,
+            "referral": vars(self.referral),
         }
 
 
@@ -137,6 +140,7 @@ def earning_fields(data: dict) -> dict:
         "tier_window": TierWindow(data.get("tier_window", TierWindow.ROLLING.value)),
         "tier_period_days": data.get("tier_period_days", 365),
         "tier_grace_days": data.get("tier_grace_days", 0),
+        "referral": ReferralRules(**data.get("referral", {})),
     }
 
 

@@ -17,6 +17,7 @@ _POS = frozenset(
         "Ledger/RefundOrder",
         "Ledger/RecordActivity",
         "Ledger/ListTransactions",
+        "Ledger/ListReferrals",
     }
 )
 _STOREFRONT = frozenset(
@@ -28,10 +29,11 @@ _STOREFRONT = frozenset(
         "Programs/ListTiers",
         "Programs/ListRewards",
         "Ledger/RecordActivity",
+        "Ledger/ListReferrals",
     }
 )
 _SUPPORT = _POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
-_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions"})
+_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals"})
 
 ALLOWED: dict[Role, frozenset[str]] = {
     Role.POS: _POS,

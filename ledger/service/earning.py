@@ -21,12 +21,12 @@ from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
 from ledger.domain.spending import check_posting
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
-from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, unit_of_work
+from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.earn_context import EarnContext
 from ledger.service.idempotent import Mutation
-from ledger.service.posting import post
+from ledger.service.posting import post, refreshed
 from ledger.service.tiers import upgrade_after_order
 from ledger.store import tiers as tier_store
 from ledger.store import transactions
@@ -94,7 +94,11 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
             decision.qualifying_spend, decision.base_points,
         )
         upgrade_after_order(conn, caller, member, context.rules, command.order.occurred_at)
-        return result
+        referrals.on_order(
+            conn, caller, member, context.rules, command.order.order_id, command.order.amount,
+            command.order.occurred_at, mutation.idempotency_key,
+        )
+        return refreshed(conn, caller.program_id, result)
 
     return idempotent.execute(
         engine,

@@ -12,6 +12,7 @@ from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState
 from ledger.service import clock, lookups, unit_of_work
 from ledger.service.balances import live_balance
+from ledger.service import referrals
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members
@@ -24,8 +25,8 @@ class Enrollment:
 
 
 def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code: str = "") -> Enrollment:
-    if referral_code:
-        raise errors.unimplemented("referral attribution at enrollment", "the referral program issue")
+    """Idempotent on member_id. With a referral code, the member is attributed to the code's
+    owner (refused for self-referral, an unknown code, a member with orders, or a second referrer)."""
 
     def work(conn) -> Enrollment:
         lookups.program_rules(conn, caller.program_id)
@@ -36,7 +37,9 @@ def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code:
         else:
             raise errors.conflict_retry("could not draw an unused referral code; retry")
         created = members.insert_if_absent(conn, caller.program_id, member_id, code, clock.now())
-        state = lookups.member(conn, caller.program_id, member_id)
+        state = lookups.member(conn, caller.program_id, member_id, lock=bool(referral_code))
+        if referral_code:
+            referrals.attribute(conn, caller.program_id, state, referral_code, clock.now())
         return Enrollment(summarize(conn, caller.program_id, state), created)
 
     return unit_of_work.run(engine, work)

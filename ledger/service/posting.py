@@ -6,7 +6,8 @@ from sqlalchemy import Connection
 
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
 from ledger.service.balances import live_balance
-from ledger.store import ledger_writes
+from ledger.service import clock
+from ledger.store import ledger_writes, members
 
 
 def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransaction) -> TransactionResult:
@@ -37,3 +38,12 @@ def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransact
     )
     balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
     return TransactionResult(view, balance)
+
+
+def refreshed(conn: Connection, program_id: str, result: TransactionResult) -> TransactionResult:
+    """The same transaction with the member's balance as it stands now, after follow-up
+    postings in the same database transaction (a referral reward or its reversal)."""
+    state = members.get(conn, program_id, result.transaction.member_id)
+    assert state is not None
+    balance = live_balance(conn, program_id, state.member_id, state.balance.posted, clock.now())
+    return TransactionResult(result.transaction, balance)

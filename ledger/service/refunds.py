@@ -19,10 +19,10 @@ from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.program import NegativeBalancePolicy
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
 from ledger.domain.refunds import SourceRefund, decide_refund_by_source, kept_points, split_write_off
-from ledger.service import clock, idempotent, lookups, lot_postings
+from ledger.service import clock, idempotent, lookups, lot_postings, referrals
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
-from ledger.service.posting import post
+from ledger.service.posting import post, refreshed
 from ledger.store import campaigns, tiers, transactions
 from ledger.store.instants import from_micros
 
@@ -140,7 +140,10 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
         )
         result = post(conn, program_id, member, tx)
         _undo_order_effects(conn, program_id, command.member_id, earn, decision, clawback, tx.transaction_id, qualifying)
-        return result
+        referrals.on_refund(
+            conn, caller, command.order_id, earn.order_amount - decision.refunded_total_after, mutation.idempotency_key
+        )
+        return refreshed(conn, program_id, result)
 
     return idempotent.execute(
         engine,

@@ -296,3 +296,24 @@ rewards = Table(
     Column("redeemed", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Projection: a referee's attribution to a referrer and the fate of its reward.
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("referee_id", String(128), primary_key=True),
+    Column("referrer_id", String(128), nullable=False),
+    Column("attributed_at", BigInteger, nullable=False),
+    # Set once the first qualifying order was decided (rewarded or refused by a limit).
+    Column("decided_at", BigInteger, nullable=True),
+    Column("decision", String(500), nullable=False),
+    Column("qualifying_order_id", String(128), nullable=True),
+    Column("reward_transaction_id", String(64), nullable=True),
+    Column("referrer_points", BigInteger, nullable=False),
+    Column("referee_points", BigInteger, nullable=False),
+    Column("matures_at", BigInteger, nullable=True),
+    Column("reversal_transaction_id", String(64), nullable=True),
+    Index("ix_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
+    Index("ix_referrals_order", "program_id", "qualifying_order_id"),
+)

@@ -182,3 +182,16 @@ def order_points_removed(conn: Connection, program_id: str, member_id: str, earn
         )
     ).scalar_one()
     return int(expired), -int(refunded)
+
+
+def has_earned(conn: Connection, program_id: str, member_id: str) -> bool:
+    row = conn.execute(
+        select(transactions.c.transaction_id)
+        .where(
+            transactions.c.program_id == program_id,
+            transactions.c.member_id == member_id,
+            transactions.c.kind == TransactionKind.EARN.value,
+        )
+        .limit(1)
+    ).first()
+    return row is not None

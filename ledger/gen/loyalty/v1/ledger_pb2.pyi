@@ -361,3 +361,59 @@ class ListTransactionsResponse(_message.Message):
     transactions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Transaction]
     next_page_token: str
     def __init__(self, transactions: _Optional[_Iterable[_Union[_common_pb2.Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Referral(_message.Message):
+    __slots__ = ("referee_member_id", "state", "attributed_at", "qualifying_order_id", "referrer_points", "referee_points", "matures_at", "decision", "reward_transaction_id")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Referral.State]
+        STATE_ATTRIBUTED: _ClassVar[Referral.State]
+        STATE_QUALIFIED: _ClassVar[Referral.State]
+        STATE_REWARDED: _ClassVar[Referral.State]
+        STATE_REVERSED: _ClassVar[Referral.State]
+        STATE_NOT_REWARDED: _ClassVar[Referral.State]
+    STATE_UNSPECIFIED: Referral.State
+    STATE_ATTRIBUTED: Referral.State
+    STATE_QUALIFIED: Referral.State
+    STATE_REWARDED: Referral.State
+    STATE_REVERSED: Referral.State
+    STATE_NOT_REWARDED: Referral.State
+    REFEREE_MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    QUALIFYING_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_POINTS_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    MATURES_AT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REWARD_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    referee_member_id: str
+    state: Referral.State
+    attributed_at: _timestamp_pb2.Timestamp
+    qualifying_order_id: str
+    referrer_points: int
+    referee_points: int
+    matures_at: _timestamp_pb2.Timestamp
+    decision: str
+    reward_transaction_id: str
+    def __init__(self, referee_member_id: _Optional[str] = ..., state: _Optional[_Union[Referral.State, str]] = ..., attributed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., qualifying_order_id: _Optional[str] = ..., referrer_points: _Optional[int] = ..., referee_points: _Optional[int] = ..., matures_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decision: _Optional[str] = ..., reward_transaction_id: _Optional[str] = ...) -> None: ...
+
+class ListReferralsRequest(_message.Message):
+    __slots__ = ("member_id", "page_size", "page_token")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, member_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReferralsResponse(_message.Message):
+    __slots__ = ("referrals", "next_page_token", "referral_code")
+    REFERRALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFERRAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    referrals: _containers.RepeatedCompositeFieldContainer[Referral]
+    next_page_token: str
+    referral_code: str
+    def __init__(self, referrals: _Optional[_Iterable[_Union[Referral, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., referral_code: _Optional[str] = ...) -> None: ...

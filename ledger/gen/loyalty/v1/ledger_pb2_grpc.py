@@ -102,6 +102,11 @@ class LedgerStub:
                 request_serializer=loyalty_dot_v1_dot_ledger__pb2.ListTransactionsRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListTransactionsResponse.FromString,
                 _registered_method=True)
+        self.ListReferrals = channel.unary_unary(
+                '/loyalty.v1.Ledger/ListReferrals',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -201,6 +206,13 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReferrals(self, request, context):
+        """The members a referrer referred, with each referral's state and points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +280,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.ListTransactions,
                     request_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListTransactionsRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_ledger__pb2.ListTransactionsResponse.SerializeToString,
+            ),
+            'ListReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferrals,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -624,6 +641,33 @@ class Ledger:
             '/loyalty.v1.Ledger/ListTransactions',
             loyalty_dot_v1_dot_ledger__pb2.ListTransactionsRequest.SerializeToString,
             loyalty_dot_v1_dot_ledger__pb2.ListTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/ListReferrals',
+            loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,7 +113,7 @@ class ActivityRule(_message.Message):
     def __init__(self, activity_type: _Optional[str] = ..., points: _Optional[int] = ..., max_per_period: _Optional[int] = ..., period_days: _Optional[int] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at", "min_order_amount", "channel_earn_rates", "earn_rate_rules", "activity_rules", "tier_basis", "tier_window", "tier_period_days", "tier_grace_days")
+    __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at", "min_order_amount", "channel_earn_rates", "earn_rate_rules", "activity_rules", "tier_basis", "tier_window", "tier_period_days", "tier_grace_days", "referral")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class Program(_message.Message):
     TIER_WINDOW_FIELD_NUMBER: _ClassVar[int]
     TIER_PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
     TIER_GRACE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    REFERRAL_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     currency: str
@@ -156,7 +157,26 @@ class Program(_message.Message):
     tier_window: TierWindow
     tier_period_days: int
     tier_grace_days: int
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., earn_rate: _Optional[_Union[EarnRate, _Mapping]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., pending_days: _Optional[int] = ..., expiry_mode: _Optional[_Union[ExpiryMode, str]] = ..., expiry_days: _Optional[int] = ..., negative_balance_policy: _Optional[_Union[NegativeBalancePolicy, str]] = ..., hold_ttl_seconds: _Optional[int] = ..., max_backdate_days: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_order_amount: _Optional[int] = ..., channel_earn_rates: _Optional[_Iterable[_Union[ChannelEarnRate, _Mapping]]] = ..., earn_rate_rules: _Optional[_Iterable[_Union[EarnRateRule, _Mapping]]] = ..., activity_rules: _Optional[_Iterable[_Union[ActivityRule, _Mapping]]] = ..., tier_basis: _Optional[_Union[TierBasis, str]] = ..., tier_window: _Optional[_Union[TierWindow, str]] = ..., tier_period_days: _Optional[int] = ..., tier_grace_days: _Optional[int] = ...) -> None: ...
+    referral: ReferralRules
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., currency: _Optional[str] = ..., earn_rate: _Optional[_Union[EarnRate, _Mapping]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., pending_days: _Optional[int] = ..., expiry_mode: _Optional[_Union[ExpiryMode, str]] = ..., expiry_days: _Optional[int] = ..., negative_balance_policy: _Optional[_Union[NegativeBalancePolicy, str]] = ..., hold_ttl_seconds: _Optional[int] = ..., max_backdate_days: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_order_amount: _Optional[int] = ..., channel_earn_rates: _Optional[_Iterable[_Union[ChannelEarnRate, _Mapping]]] = ..., earn_rate_rules: _Optional[_Iterable[_Union[EarnRateRule, _Mapping]]] = ..., activity_rules: _Optional[_Iterable[_Union[ActivityRule, _Mapping]]] = ..., tier_basis: _Optional[_Union[TierBasis, str]] = ..., tier_window: _Optional[_Union[TierWindow, str]] = ..., tier_period_days: _Optional[int] = ..., tier_grace_days: _Optional[int] = ..., referral: _Optional[_Union[ReferralRules, _Mapping]] = ...) -> None: ...
+
+class ReferralRules(_message.Message):
+    __slots__ = ("referrer_points", "referee_points", "min_order_amount", "max_rewarded_per_referrer", "cap_period_days", "attribution_window_days", "counts_toward_tiers")
+    REFERRER_POINTS_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_POINTS_FIELD_NUMBER: _ClassVar[int]
+    MIN_ORDER_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_REWARDED_PER_REFERRER_FIELD_NUMBER: _ClassVar[int]
+    CAP_PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_TOWARD_TIERS_FIELD_NUMBER: _ClassVar[int]
+    referrer_points: int
+    referee_points: int
+    min_order_amount: int
+    max_rewarded_per_referrer: int
+    cap_period_days: int
+    attribution_window_days: int
+    counts_toward_tiers: bool
+    def __init__(self, referrer_points: _Optional[int] = ..., referee_points: _Optional[int] = ..., min_order_amount: _Optional[int] = ..., max_rewarded_per_referrer: _Optional[int] = ..., cap_period_days: _Optional[int] = ..., attribution_window_days: _Optional[int] = ..., counts_toward_tiers: _Optional[bool] = ...) -> None: ...
 
 class Tier(_message.Message):
     __slots__ = ("name", "threshold", "earn_multiplier_bps", "qualification_days")
@@ -395,3 +415,23 @@ class ListRewardsResponse(_message.Message):
     rewards: _containers.RepeatedCompositeFieldContainer[Reward]
     next_page_token: str
     def __init__(self, rewards: _Optional[_Iterable[_Union[Reward, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetReferralReportRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetReferralReportResponse(_message.Message):
+    __slots__ = ("attributed", "qualified", "rewarded", "reversed", "not_rewarded", "points_awarded")
+    ATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIED_FIELD_NUMBER: _ClassVar[int]
+    REWARDED_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_FIELD_NUMBER: _ClassVar[int]
+    NOT_REWARDED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_AWARDED_FIELD_NUMBER: _ClassVar[int]
+    attributed: int
+    qualified: int
+    rewarded: int
+    reversed: int
+    not_rewarded: int
+    points_awarded: int
+    def __init__(self, attributed: _Optional[int] = ..., qualified: _Optional[int] = ..., rewarded: _Optional[int] = ..., reversed: _Optional[int] = ..., not_rewarded: _Optional[int] = ..., points_awarded: _Optional[int] = ...) -> None: ...

@@ -90,6 +90,11 @@ class ProgramsStub:
                 request_serializer=loyalty_dot_v1_dot_programs__pb2.ListRewardsRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_programs__pb2.ListRewardsResponse.FromString,
                 _registered_method=True)
+        self.GetReferralReport = channel.unary_unary(
+                '/loyalty.v1.Programs/GetReferralReport',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.FromString,
+                _registered_method=True)
 
 
 class ProgramsServicer:
@@ -173,6 +178,13 @@ class ProgramsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReferralReport(self, request, context):
+        """Program-wide referral figures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProgramsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +242,11 @@ def add_ProgramsServicer_to_server(servicer, server):
                     servicer.ListRewards,
                     request_deserializer=loyalty_dot_v1_dot_programs__pb2.ListRewardsRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_programs__pb2.ListRewardsResponse.SerializeToString,
+            ),
+            'GetReferralReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferralReport,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +547,33 @@ class Programs:
             '/loyalty.v1.Programs/ListRewards',
             loyalty_dot_v1_dot_programs__pb2.ListRewardsRequest.SerializeToString,
             loyalty_dot_v1_dot_programs__pb2.ListRewardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferralReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/GetReferralReport',
+            loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,186 @@
+"""Use cases of the referral program: attribute at enrollment, reward the first qualifying
+order (pending for its return window), reverse on an early return, list and report.
+
+The reward is one REFERRAL_REWARD transaction posting to both members, so the two
+can never drift apart; its lots mature with the qualifying order's return window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from ledger.domain import credentials
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.lots import lot_dates
+from ledger.domain.program import ProgramRules
+from ledger.domain.records import MemberState, NewTransaction, Posting
+from ledger.domain.referrals import ReferralState, check_attribution, decide_reward, reverses_reward, state_of
+from ledger.service import clock, lookups, lot_postings, unit_of_work
+from ledger.service.caller import Caller
+from ledger.store import idempotency, ledger_writes, transactions
+from ledger.store import referrals as store
+from ledger.store import tiers as tier_store
+from ledger.store.referrals import ReferralRecord
+
+
+def attribute(conn: Connection, program_id: str, referee: MemberState, code: str, now: datetime) -> None:
+    """Attributes a (new or order-less) member to the owner of code; idempotent for the same code."""
+    referrer_id = store.member_by_code(conn, program_id, code)
+    existing = store.of_referee(conn, program_id, referee.member_id)
+    has_orders = transactions.has_earned(conn, program_id, referee.member_id)
+    if check_attribution(referee.member_id, referrer_id, existing.referrer_id if existing else None, has_orders):
+        store.attribute(conn, program_id, referee.member_id, referrer_id, now)
+
+
+def _post_reward(
+    conn: Connection, caller: Caller, rules: ProgramRules, referral: ReferralRecord, order_id: str,
+    occurred_at: datetime, decision: str, key: str,
+) -> tuple[str, datetime]:
+    now = clock.now()
+    referral_rules = rules.referral
+    available_at, expires_at = lot_dates(occurred_at, rules, pending=True)
+    postings = []
+    for member_id, points in sorted(
+        ((referral.referrer_id, referral_rules.referrer_points), (referral.referee_id, referral_rules.referee_points))
+    ):
+        state = lookups.member(conn, caller.program_id, member_id, lock=True)
+        # Both members get an entry (0 points possible) so the statement of each shows the referral.
+        postings.append(lot_postings.credit(member_id, points, state.balance.posted, available_at, expires_at, order_id))
+    transaction_id = credentials.new_id("tx")
+    tx = NewTransaction(
+        transaction_id=transaction_id,
+        member_id=referral.referee_id,
+        kind=TransactionKind.REFERRAL_REWARD,
+        points=referral_rules.referee_points,
+        breakdown=(BreakdownLine(PointsSource.REFERRAL, referral_rules.referee_points, decision),),
+        channel=Channel.OTHER,
+        idempotency_key=f"{key}:referral",
+        api_key_id=caller.key_id,
+        occurred_at=occurred_at,
+        created_at=now,
+        order_id=order_id,
+        reason=f"referral of {referral.referee_id} by {referral.referrer_id}: {decision}",
+        postings=tuple(postings),
+    )
+    ledger_writes.append(conn, caller.program_id, tx)
+    idempotency.claim_many(
+        conn, [(caller.program_id, tx.idempotency_key, "ReferralReward", transaction_id, {"order": order_id})], now
+    )
+    if referral_rules.counts_toward_tiers:
+        for posting in postings:
+            tier_store.record_qualifying(
+                conn, caller.program_id, posting.member_id, transaction_id, occurred_at, 0, posting.points
+            )
+    return transaction_id, available_at
+
+
+def on_order(
+    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, order_id: str,
+    amount: int, occurred_at: datetime, key: str,
+) -> None:
+    """Called inside an Earn: the referee's first qualifying order decides the referral."""
+    referral = store.of_referee(conn, caller.program_id, member.member_id)
+    if referral is None or referral.decided_at is not None:
+        return
+    since = clock.now() - timedelta(days=rules.referral.cap_period_days)
+    rewarded = store.rewarded_since(conn, caller.program_id, referral.referrer_id, since)
+    decision = decide_reward(rules.referral, order_id, amount, occurred_at, referral.attributed_at, rewarded)
+    if not decision.qualifies:
+        return
+    now = clock.now()
+    if not decision.rewarded or not (rules.referral.referrer_points or rules.referral.referee_points):
+        store.decide(conn, caller.program_id, member.member_id, now, decision.decision, order_id)
+        return
+    transaction_id, matures_at = _post_reward(
+        conn, caller, rules, referral, order_id, occurred_at, decision.decision, key
+    )
+    store.decide(
+        conn, caller.program_id, member.member_id, now, decision.decision, order_id, transaction_id,
+        rules.referral.referrer_points, rules.referral.referee_points, matures_at,
+    )
+
+
+def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after: int, key: str) -> None:
+    """Called inside a RefundOrder: a return within the window reverses both referral rewards."""
+    referral = store.of_order(conn, caller.program_id, order_id)
+    if referral is None or not referral.reward_transaction_id or referral.reversal_transaction_id:
+        return
+    rules = lookups.program_rules(conn, caller.program_id)
+    now = clock.now()
+    if referral.matures_at is None or not reverses_reward(
+        rules.referral.min_order_amount, net_amount_after, now, referral.matures_at
+    ):
+        return
+    original = transactions.views_of(conn, caller.program_id, referral.reward_transaction_id)
+    postings = []
+    for view in original:  # sorted by member_id: the lock order
+        lookups.member(conn, caller.program_id, view.member_id, lock=True)
+        postings.append(
+            lot_postings.debit(conn, caller.program_id, view.member_id, view.points, now, first_lot_id=view.transaction_id)
+        )
+    referee_points = next(v.points for v in original if v.member_id == referral.referee_id)
+    transaction_id = credentials.new_id("tx")
+    why = f"order {order_id} was returned within its return window"
+    tx = NewTransaction(
+        transaction_id=transaction_id,
+        member_id=referral.referee_id,
+        kind=TransactionKind.REVERSAL,
+        points=-referee_points,
+        breakdown=(BreakdownLine(PointsSource.REFERRAL, -referee_points, why),),
+        channel=Channel.OTHER,
+        idempotency_key=f"{key}:referral-reversal",
+        api_key_id=caller.key_id,
+        occurred_at=now,
+        created_at=now,
+        order_id=order_id,
+        reason=f"referral reward reversed: {why}",
+        reverses_transaction_id=referral.reward_transaction_id,
+        postings=tuple(postings),
+    )
+    ledger_writes.append(conn, caller.program_id, tx)
+    idempotency.claim_many(
+        conn, [(caller.program_id, tx.idempotency_key, "ReferralReversal", transaction_id, {"order": order_id})], now
+    )
+    store.mark_reversed(conn, caller.program_id, referral.referee_id, transaction_id, f"reversed: {why}")
+
+
+@dataclass(frozen=True)
+class ReferralView:
+    record: ReferralRecord
+    state: ReferralState
+
+
+@dataclass(frozen=True)
+class ReferralPage:
+    referral_code: str
+    referrals: list[ReferralView]
+    next_page_token: str
+
+
+def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: int, after: str | None) -> ReferralPage:
+    def work(conn: Connection) -> ReferralPage:
+        referrer = lookups.member(conn, caller.program_id, referrer_id)
+        found = store.page(conn, caller.program_id, referrer_id, after, page_size + 1)
+        now = clock.now()
+        views = [
+            ReferralView(
+                r,
+                state_of(bool(r.reward_transaction_id), bool(r.reversal_transaction_id), r.decided_at is not None,
+                         r.matures_at, now),
+            )
+            for r in found[:page_size]
+        ]
+        token = found[page_size - 1].referee_id if len(found) > page_size else ""
+        return ReferralPage(referrer.referral_code, views, token)
+
+    return unit_of_work.run(engine, work, read_only=True)
+
+
+def report(engine: Engine, caller: Caller) -> dict[str, int]:
+    return unit_of_work.run(engine, lambda conn: store.report(conn, caller.program_id, clock.now()), read_only=True)
+
+
