@@ -23,18 +23,31 @@ def _engine(pool_size: int = 4):
 
 
 def cmd_serve(args) -> int:
-    from ledger.api import server
-    from ledger.scheduler import DueWorkScheduler
     from ledger.service import programs
 
-    engine = _engine(pool_size=args.workers)
+    engine = _engine()
     migrations.upgrade(engine)
     demo = programs.create_demo_program_if_empty(engine)
     if demo is not None:
         print(f"Created program 'demo' ({demo.program_id}). Its admin key, shown only now:", flush=True)
         print(demo.admin_key, flush=True)
-    running = server.start(engine, args.listen, max_workers=args.workers)
-    scheduler = DueWorkScheduler(engine, args.due_work_interval)
+    engine.dispose()
+    if args.processes > 1:
+        return _serve_processes(args)
+    return _serve_one(args, share_port=False, scheduler_on=True)
+
+
+def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
+    from ledger.api import server
+    from ledger.scheduler import DueWorkScheduler
+
+    engine = _engine(pool_size=args.workers)
+    running = server.start(engine, args.listen, max_workers=args.workers, share_port=share_port)
+    if args.metrics_port:
+        from ledger.api import metrics
+
+        metrics.serve(args.metrics_port + getattr(args, "process_index", 0), engine)
+    scheduler = DueWorkScheduler(engine, args.due_work_interval if scheduler_on else 0)
     scheduler.start()
     log.info(
         "serving",
@@ -45,6 +58,35 @@ def cmd_serve(args) -> int:
     scheduler.stop()
     engine.dispose()
     return 0
+
+
+def _child(args, index: int) -> None:
+    logs.configure()
+    args.process_index = index
+    _serve_one(args, share_port=True, scheduler_on=index == 0)
+
+
+def _serve_processes(args) -> int:
+    """N server processes on one port (SO_REUSEPORT); SIGTERM is passed on to each."""
+    import multiprocessing
+    import signal
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_child, args=(args, i), name=f"server-{i}") for i in range(args.processes)]
+    for child in children:
+        child.start()
+
+    def forward(signum, _frame) -> None:
+        for child in children:
+            if child.is_alive():
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while any(child.is_alive() for child in children):
+        time.sleep(0.25)
+    return max((child.exitcode or 0) for child in children)
 
 
 def cmd_migrate(args) -> int:
@@ -114,7 +156,19 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="migrate to head, then serve gRPC")
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
-    serve.add_argument("--workers", type=int, default=32, help="RPC worker threads (default 32)")
+    serve.add_argument("--workers", type=int, default=32, help="RPC worker threads per process (default 32)")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LOYALTY_METRICS_PORT", "0")),
+        help="serve Prometheus metrics on 127.0.0.1:PORT (+1 per extra process); 0 disables (default)",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=int(os.environ.get("LOYALTY_SERVER_PROCESSES", "1")),
+        help="server processes sharing the port with SO_REUSEPORT (default 1)",
+    )
     serve.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get on SIGTERM")
     serve.add_argument(
         "--due-work-interval",

@@ -19,7 +19,9 @@ import grpc
 from google.protobuf.message import DecodeError
 from sqlalchemy import Engine
 
+from ledger.api import metrics
 from ledger.api.errors import to_status
+from ledger.gen.loyalty.v1 import common_pb2
 from ledger.domain import errors, roles
 from ledger.domain.errors import Category, LedgerError
 from ledger.service import keys
@@ -86,9 +88,14 @@ class CallGuard(grpc.ServerInterceptor):
                     )
                 token = CURRENT_CALLER.set(caller)
                 try:
-                    return behavior(request, context)
+                    response = behavior(request, context)
                 finally:
                     CURRENT_CALLER.reset(token)
+                transaction = getattr(response, "transaction", None)
+                if transaction is not None and transaction.transaction_id:
+                    kind = common_pb2.TransactionKind.Name(transaction.kind).removeprefix("TRANSACTION_KIND_")
+                    metrics.observe_points(caller.program_id, kind, transaction.points)
+                return response
             except LedgerError as error:
                 outcome["code"], outcome["reason"] = error.category.value, error.reason
                 context.abort_with_status(to_status(error))
@@ -106,6 +113,7 @@ class CallGuard(grpc.ServerInterceptor):
             finally:
                 if not context.is_active() and outcome["code"] == "OK":
                     outcome["code"] = "CANCELLED"
+                metrics.observe_call(f"{service}.{method}", outcome["code"], time.perf_counter() - started)
                 log.info(
                     "call",
                     extra={

@@ -38,15 +38,17 @@ class RunningServer:
         self.server.stop(grace_seconds).wait()
 
 
-def start(engine: Engine, listen: str, *, max_workers: int = 32) -> RunningServer:
+def start(engine: Engine, listen: str, *, max_workers: int = 32, share_port: bool = False) -> RunningServer:
+    """share_port: several server processes listen on one port (SO_REUSEPORT); the kernel
+    spreads connections over them, so a machine's cores are not limited by one GIL."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[CallGuard(engine)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-            # Refuse to share a port silently with another server.
-            ("grpc.so_reuseport", 0),
+            # Unless asked to, refuse to share a port silently with another server.
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ],
         maximum_concurrent_rpcs=max_workers * 8,
     )

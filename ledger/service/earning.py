@@ -94,11 +94,11 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
             decision.qualifying_spend, decision.base_points,
         )
         upgrade_after_order(conn, caller, member, context.rules, command.order.occurred_at)
-        referrals.on_order(
+        rewarded = referrals.on_order(
             conn, caller, member, context.rules, command.order.order_id, command.order.amount,
             command.order.occurred_at, mutation.idempotency_key,
         )
-        return refreshed(conn, caller.program_id, result)
+        return refreshed(conn, caller.program_id, result) if rewarded else result
 
     return idempotent.execute(
         engine,

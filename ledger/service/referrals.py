@@ -81,20 +81,21 @@ def _post_reward(
 def on_order(
     conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, order_id: str,
     amount: int, occurred_at: datetime, key: str,
-) -> None:
-    """Called inside an Earn: the referee's first qualifying order decides the referral."""
+) -> bool:
+    """Called inside an Earn: the referee's first qualifying order decides the referral.
+    True when a reward was posted (the member's balance changed again)."""
     referral = store.of_referee(conn, caller.program_id, member.member_id)
     if referral is None or referral.decided_at is not None:
-        return
+        return False
     since = clock.now() - timedelta(days=rules.referral.cap_period_days)
     rewarded = store.rewarded_since(conn, caller.program_id, referral.referrer_id, since)
     decision = decide_reward(rules.referral, order_id, amount, occurred_at, referral.attributed_at, rewarded)
     if not decision.qualifies:
-        return
+        return False
     now = clock.now()
     if not decision.rewarded or not (rules.referral.referrer_points or rules.referral.referee_points):
         store.decide(conn, caller.program_id, member.member_id, now, decision.decision, order_id)
-        return
+        return False
     transaction_id, matures_at = _post_reward(
         conn, caller, rules, referral, order_id, occurred_at, decision.decision, key
     )
@@ -102,19 +103,21 @@ def on_order(
         conn, caller.program_id, member.member_id, now, decision.decision, order_id, transaction_id,
         rules.referral.referrer_points, rules.referral.referee_points, matures_at,
     )
+    return True
 
 
-def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after: int, key: str) -> None:
-    """Called inside a RefundOrder: a return within the window reverses both referral rewards."""
+def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after: int, key: str) -> bool:
+    """Called inside a RefundOrder: a return within the window reverses both referral rewards.
+    True when a reversal was posted."""
     referral = store.of_order(conn, caller.program_id, order_id)
     if referral is None or not referral.reward_transaction_id or referral.reversal_transaction_id:
-        return
+        return False
     rules = lookups.program_rules(conn, caller.program_id)
     now = clock.now()
     if referral.matures_at is None or not reverses_reward(
         rules.referral.min_order_amount, net_amount_after, now, referral.matures_at
     ):
-        return
+        return False
     original = transactions.views_of(conn, caller.program_id, referral.reward_transaction_id)
     postings = []
     for view in original:  # sorted by member_id: the lock order
@@ -146,6 +149,7 @@ def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after:
         conn, [(caller.program_id, tx.idempotency_key, "ReferralReversal", transaction_id, {"order": order_id})], now
     )
     store.mark_reversed(conn, caller.program_id, referral.referee_id, transaction_id, f"reversed: {why}")
+    return True
 
 
 @dataclass(frozen=True)

@@ -140,10 +140,10 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
         )
         result = post(conn, program_id, member, tx)
         _undo_order_effects(conn, program_id, command.member_id, earn, decision, clawback, tx.transaction_id, qualifying)
-        referrals.on_refund(
+        reversed_referral = referrals.on_refund(
             conn, caller, command.order_id, earn.order_amount - decision.refunded_total_after, mutation.idempotency_key
         )
-        return refreshed(conn, program_id, result)
+        return refreshed(conn, program_id, result) if reversed_referral else result
 
     return idempotent.execute(
         engine,

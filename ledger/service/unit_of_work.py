@@ -64,6 +64,8 @@ def run(engine: Engine, work: Callable[[Connection], T], *, read_only: bool = Fa
             raise errors.store_unavailable("the ledger database is busy: no connection free in time") from exc
         except sa_exc.DBAPIError as exc:
             kind = _classify(exc)
+            if kind == "unavailable" and exc.connection_invalidated and attempt == 1:
+                continue  # a pooled connection died (database restart): once more on a fresh one
             if kind == "retry" and attempt < ATTEMPTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue

@@ -33,7 +33,9 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping round trip per checkout: a connection found dead mid-call is
+        # invalidated and the unit of work retries once on a fresh one.
+        pool_pre_ping=False,
         pool_timeout=5,
         connect_args={
             "connect_timeout": 3,

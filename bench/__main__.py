@@ -1,0 +1,78 @@
+"""`python -m bench`: seed a ledger, run scenarios against a running server, write a report.
+
+  python -m bench seed --members 100000 --entries 1 --out bench/out/setup.json
+  python -m bench run --setup bench/out/setup.json --scenario earn --concurrency 64 --duration 20
+  python -m bench run --setup ... --scenario all --report bench/out/report.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from bench import report, runner, seed
+from bench.scenarios import SCENARIOS, Context
+
+
+def cmd_seed(args) -> int:
+    url = os.environ.get("LOYALTY_DATABASE_URL")
+    if not url:
+        print("set LOYALTY_DATABASE_URL to the server's PostgreSQL database", file=sys.stderr)
+        return 2
+    setup = seed.seed(url, args.members, args.entries, args.name)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    seed.write(args.out, setup)
+    print(json.dumps({k: v for k, v in setup.items() if k != "key"}))
+    return 0
+
+
+def cmd_run(args) -> int:
+    setup = json.loads(Path(args.setup).read_text())
+    ctx = Context(
+        metadata=(("authorization", f"Bearer {setup['key']}"),),
+        members=setup["members"],
+        hot_member=setup["hot_member"],
+        member_prefix=setup["member_prefix"],
+    )
+    names = [s for s in SCENARIOS if s != "health"] if args.scenario == "all" else [args.scenario]
+    results = {}
+    results["health"] = runner.run(args.target, "health", ctx, args.concurrency, args.duration, args.processes)
+    report.print_row("health", results["health"], results["health"])
+    for name in names:
+        if name == "health":
+            continue
+        results[name] = runner.run(args.target, name, ctx, args.concurrency, args.duration, args.processes)
+        report.print_row(name, results[name], results["health"])
+    if args.report:
+        report.write(args.report, results, vars(args), setup)
+        print(f"report written to {args.report}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("seed", help="seed a PostgreSQL ledger (LOYALTY_DATABASE_URL) for the scenarios")
+    s.add_argument("--members", type=int, default=100_000)
+    s.add_argument("--entries", type=int, default=1, help="ledger entries per member")
+    s.add_argument("--name", default="bench")
+    s.add_argument("--out", default="bench/out/setup.json")
+    s.set_defaults(run=cmd_seed)
+    r = sub.add_parser("run", help="run scenarios against a running server")
+    r.add_argument("--target", default="127.0.0.1:50051")
+    r.add_argument("--setup", default="bench/out/setup.json")
+    r.add_argument("--scenario", default="all", choices=[*SCENARIOS, "all"])
+    r.add_argument("--concurrency", type=int, default=64)
+    r.add_argument("--duration", type=float, default=20.0)
+    r.add_argument("--processes", type=int, default=2)
+    r.add_argument("--report", help="write a Markdown report (and a latency plot next to it)")
+    r.set_defaults(run=cmd_run)
+    args = parser.parse_args()
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Seeds a PostgreSQL ledger fast with set-based SQL (generate_series): a program, N members
+with K ledger entries each (a consistent ledger that `loyalty-ledger verify` accepts), a hot
+member with a large balance and a running unbudgeted campaign.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import text
+
+from ledger.domain.campaigns import CampaignRule
+from ledger.service import campaigns, programs, support
+from ledger.service.idempotent import Mutation
+from ledger.service.caller import Caller
+from ledger.domain.kinds import Role
+from ledger.store import migrate
+from ledger.store.engine import create_engine_for
+from ledger.store.instants import to_micros
+
+POINTS_PER_ENTRY = 10
+
+
+def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
+    engine = create_engine_for(url, pool_size=2)
+    if engine.dialect.name != "postgresql":
+        raise SystemExit("bench seed needs PostgreSQL (LOYALTY_DATABASE_URL=postgresql://...)")
+    migrate.upgrade(engine)
+    created = programs.create_program(engine, name)
+    program_id, now = created.program_id, to_micros(datetime.now(timezone.utc))
+    params = {"p": program_id, "n": members, "k": entries_per_member, "pts": POINTS_PER_ENTRY, "now": now}
+    statements = [
+        # members: balance already includes their seeded entries
+        """INSERT INTO members (program_id, member_id, referral_code, status, enrolled_at, posted, held, last_seq,
+                                updated_at, last_activity_at)
+           SELECT :p, 'm' || g, upper(substr(md5(:p || g), 1, 12)), 'ACTIVE', :now, :k * :pts, 0, :k, :now, :now
+           FROM generate_series(0, :n - 1) g""",
+        """INSERT INTO transactions (program_id, transaction_id, member_id, kind, points, breakdown, channel, store_id,
+                                     order_id, order_amount, currency, reason, idempotency_key, api_key_id,
+                                     occurred_at, created_at)
+           SELECT :p, 'tx_seed_' || g || '_' || s, 'm' || g, 'ADJUST', :pts, '[]', 'SUPPORT', '', NULL, 0, '',
+                  'seed', 'seed-' || g || '-' || s, 'seed', :now - (:k - s) * 1000000, :now - (:k - s) * 1000000
+           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
+        """INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at)
+           SELECT :p, 'm' || g, s, 'tx_seed_' || g || '_' || s, 'ADJUST', :pts, s * :pts, :now - (:k - s) * 1000000
+           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
+        """INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
+           SELECT :p, 'seed-' || g || '-' || s, 'Seed', 'seed', '{}', :now
+           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
+        # one lot per member holding all its points, credited by its first transaction
+        """INSERT INTO lots (program_id, member_id, lot_id, points, remaining, available_at, expires_at, order_id,
+                             created_at)
+           SELECT :p, 'm' || g, 'tx_seed_' || g || '_1', :k * :pts, :k * :pts, 0, NULL, NULL, :now
+           FROM generate_series(0, :n - 1) g""",
+    ]
+    with engine.begin() as conn:
+        for sql in statements:
+            conn.execute(text(sql), params)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    caller = Caller(program_id, "bench", Role.ADMIN)
+    # The hot member every redeem-hot terminal spends from.
+    support.adjust_points(engine, caller, Mutation("bench-hot", "AdjustPoints", "bench"), "m0", 10**9, "bench hot member")
+    start = datetime.now(timezone.utc) - timedelta(days=1)
+    campaigns.create_campaign(
+        engine,
+        caller,
+        CampaignRule("", "Bench double points", start, start + timedelta(days=30), multiplier_bps=20000),
+        "UTC",
+    )
+    engine.dispose()
+    return {
+        "program_id": program_id,
+        "key": created.admin_key,
+        "members": members,
+        "member_prefix": "m",
+        "hot_member": "m0",
+        "entries": members * entries_per_member,
+    }
+
+
+def write(path: str, setup: dict) -> None:
+    with open(path, "w") as handle:
+        json.dump(setup, handle, indent=2)

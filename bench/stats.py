@@ -1,0 +1,40 @@
+"""Latency and error accounting shared by the worker processes and the report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Sample:
+    latencies_ms: list[float] = field(default_factory=list)
+    codes: Counter = field(default_factory=Counter)
+    duration_s: float = 0.0
+
+    def merge(self, other: "Sample") -> None:
+        self.latencies_ms += other.latencies_ms
+        self.codes.update(other.codes)
+        self.duration_s = max(self.duration_s, other.duration_s)
+
+    @property
+    def calls(self) -> int:
+        return sum(self.codes.values())
+
+    @property
+    def ok(self) -> int:
+        return self.codes.get("OK", 0)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.duration_s if self.duration_s else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+        return ordered[index]
+
+    def errors(self) -> dict[str, int]:
+        return {code: n for code, n in self.codes.items() if code != "OK"}
