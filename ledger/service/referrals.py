@@ -24,6 +24,8 @@ from ledger.service.caller import Caller
 from ledger.store import idempotency, ledger_writes, transactions
 from ledger.store import referrals as store
 from ledger.store import tiers as tier_store
+from ledger.service.tiers import upgrade_after_order
+from ledger.store.instants import from_micros
 from ledger.store.referrals import ReferralRecord
 
 
@@ -58,7 +60,7 @@ def _post_reward(
         points=referral_rules.referee_points,
         breakdown=(BreakdownLine(PointsSource.REFERRAL, referral_rules.referee_points, decision),),
         channel=Channel.OTHER,
-        idempotency_key=f"{key}:referral",
+        idempotency_key=credentials.system_key("referral", key),
         api_key_id=caller.key_id,
         occurred_at=occurred_at,
         created_at=now,
@@ -87,6 +89,8 @@ def on_order(
     referral = store.of_referee(conn, caller.program_id, member.member_id)
     if referral is None or referral.decided_at is not None:
         return False
+    # The referrer's row lock serialises referees of one referrer, so the cap count is exact.
+    lookups.member(conn, caller.program_id, referral.referrer_id, lock=True)
     since = clock.now() - timedelta(days=rules.referral.cap_period_days)
     rewarded = store.rewarded_since(conn, caller.program_id, referral.referrer_id, since)
     decision = decide_reward(rules.referral, order_id, amount, occurred_at, referral.attributed_at, rewarded)
@@ -103,6 +107,10 @@ def on_order(
         conn, caller.program_id, member.member_id, now, decision.decision, order_id, transaction_id,
         rules.referral.referrer_points, rules.referral.referee_points, matures_at,
     )
+    if rules.referral.counts_toward_tiers:
+        for member_id in sorted((referral.referrer_id, referral.referee_id)):
+            state = lookups.member(conn, caller.program_id, member_id)
+            upgrade_after_order(conn, caller, state, rules, occurred_at)
     return True
 
 
@@ -112,6 +120,8 @@ def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after:
     referral = store.of_order(conn, caller.program_id, order_id)
     if referral is None or not referral.reward_transaction_id or referral.reversal_transaction_id:
         return False
+    if transactions.reversal_of(conn, caller.program_id, referral.reward_transaction_id):
+        return False  # support already reversed the reward
     rules = lookups.program_rules(conn, caller.program_id)
     now = clock.now()
     if referral.matures_at is None or not reverses_reward(
@@ -135,7 +145,7 @@ def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after:
         points=-referee_points,
         breakdown=(BreakdownLine(PointsSource.REFERRAL, -referee_points, why),),
         channel=Channel.OTHER,
-        idempotency_key=f"{key}:referral-reversal",
+        idempotency_key=credentials.system_key("referral-reversal", key),
         api_key_id=caller.key_id,
         occurred_at=now,
         created_at=now,
@@ -148,8 +158,35 @@ def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after:
     idempotency.claim_many(
         conn, [(caller.program_id, tx.idempotency_key, "ReferralReversal", transaction_id, {"order": order_id})], now
     )
+    if rules.referral.counts_toward_tiers:
+        _undo_qualifying(conn, caller.program_id, original, transaction_id)
     store.mark_reversed(conn, caller.program_id, referral.referee_id, transaction_id, f"reversed: {why}")
     return True
+
+
+def _undo_qualifying(conn: Connection, program_id: str, original, reversal_id: str) -> None:
+    for view in original:
+        earned = tier_store.qualifying_of_transaction(conn, program_id, view.member_id, view.transaction_id)
+        if earned is not None:
+            tier_store.record_qualifying(
+                conn, program_id, view.member_id, reversal_id, from_micros(earned.occurred_at), -earned.spend,
+                -earned.base_points,
+            )
+
+
+def rewarded_order(conn: Connection, program_id: str, order_id: str) -> bool:
+    """Whether a referral reward hangs on this order (a refund must be able to undo it)."""
+    referral = store.of_order(conn, program_id, order_id)
+    return referral is not None and bool(referral.reward_transaction_id) and not referral.reversal_transaction_id
+
+
+def on_reward_reversed(conn: Connection, program_id: str, reward_transaction_id: str, reversal_id: str) -> None:
+    """Support reversed a referral reward directly: the referral shows it, and tier progress goes back."""
+    referral = store.of_reward(conn, program_id, reward_transaction_id)
+    if referral is None:
+        return
+    store.mark_reversed(conn, program_id, referral.referee_id, reversal_id, "reversed by support")
+    _undo_qualifying(conn, program_id, transactions.views_of(conn, program_id, reward_transaction_id), reversal_id)
 
 
 @dataclass(frozen=True)

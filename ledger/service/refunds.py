@@ -83,7 +83,7 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
             raise errors.invalid_field("currency", f"must be the order's currency {earn.currency}")
         if transactions.reversal_of(conn, program_id, earn.transaction_id):
             raise errors.refused("ORDER_EARN_REVERSED", f"the earn of order {command.order_id!r} was reversed")
-        if earn.points == 0:
+        if earn.points == 0 and not referrals.rewarded_order(conn, program_id, command.order_id):
             raise errors.refused("ORDER_EARNED_NO_POINTS", f"order {command.order_id!r} earned no points to claw back")
         before = transactions.refunded_amount(conn, program_id, command.order_id)
         qualifying = tiers.qualifying_of_transaction(conn, program_id, command.member_id, earn.transaction_id)

@@ -10,10 +10,10 @@ from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
 from ledger.domain.spending import check_posting, check_reversible
 from ledger.domain.lots import lot_dates
-from ledger.service import clock, idempotent, lookups, lot_postings
+from ledger.service import clock, idempotent, lookups, lot_postings, referrals
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
-from ledger.service.posting import post
+from ledger.service.posting import post, refreshed
 from ledger.store import transactions
 
 
@@ -118,6 +118,13 @@ def reverse_transaction(
                 for view, state in zip(views, states)
             ),
         )
-        return post(conn, caller.program_id, primary, tx)
+        result = post(conn, caller.program_id, primary, tx)
+        if first.kind is TransactionKind.REFERRAL_REWARD:
+            referrals.on_reward_reversed(conn, caller.program_id, transaction_id, tx.transaction_id)
+        elif first.kind is TransactionKind.EARN and first.order_id:
+            # The order is gone as if fully returned: a referral reward it earned inside its window goes too.
+            if referrals.on_refund(conn, caller, first.order_id, 0, mutation.idempotency_key):
+                return refreshed(conn, caller.program_id, result)
+        return result
 
     return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)

@@ -99,7 +99,7 @@ def _record_change(
         points=0,
         breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, 0, why),),
         channel=Channel.OTHER,
-        idempotency_key=f"tier:{transaction_id}",
+        idempotency_key=credentials.system_key("tier", transaction_id),
         api_key_id=caller_key_id,
         occurred_at=at,
         created_at=now,

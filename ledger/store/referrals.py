@@ -118,6 +118,15 @@ def rewarded_since(conn: Connection, program_id: str, referrer_id: str, since: d
     ).scalar_one()
 
 
+def of_reward(conn: Connection, program_id: str, transaction_id: str) -> ReferralRecord | None:
+    row = conn.execute(
+        select(referrals).where(
+            referrals.c.program_id == program_id, referrals.c.reward_transaction_id == transaction_id
+        )
+    ).first()
+    return _record(row) if row else None
+
+
 def of_order(conn: Connection, program_id: str, order_id: str) -> ReferralRecord | None:
     row = conn.execute(
         select(referrals).where(referrals.c.program_id == program_id, referrals.c.qualifying_order_id == order_id)
@@ -133,6 +142,7 @@ def page(conn: Connection, program_id: str, referrer_id: str, after: str | None,
 
 
 def report(conn: Connection, program_id: str, now: datetime) -> dict[str, int]:
+    # qualified: rewarded, pending or matured; rewarded: matured (the return window passed).
     r = referrals.c
     rewarded = r.reward_transaction_id.is_not(None) & r.reversal_transaction_id.is_(None)
     at = to_micros(now)
@@ -143,7 +153,7 @@ def report(conn: Connection, program_id: str, now: datetime) -> dict[str, int]:
     row = conn.execute(
         select(
             func.count(),
-            count(rewarded & (r.matures_at > at)),
+            count(rewarded),
             count(rewarded & (r.matures_at <= at)),
             count(r.reversal_transaction_id.is_not(None)),
             count(r.decided_at.is_not(None) & r.reward_transaction_id.is_(None)),

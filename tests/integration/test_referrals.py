@@ -555,15 +555,6 @@ def reverse(api, transaction_id: str):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py on_refund: reversing a referral reward that counted toward tiers "
-        "(counts_toward_tiers, QUALIFYING_POINTS basis) records no negative qualifying event, so after the "
-        "reversal the referrer keeps 500 and the referee 200 points of tier progress; the reversal should take "
-        "them back (DESIGN section 8: a return undoes the order's effect on tier qualification)"
-    ),
-)
 def test_reversed_reward_leaves_tier_progress(program, api):
     _tier_setup(api, True)
     alice, code = referrer(api)
@@ -576,16 +567,6 @@ def test_reversed_reward_leaves_tier_progress(program, api):
     assert (progress(api, alice), progress(api, bob)) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py _post_reward / ledger/service/tiers.py: referral points that count "
-        "toward tiers never upgrade anyone: upgrade_after_order runs for the ordering member only and before "
-        "on_order, so a referrer whose referral points reach Silver's threshold stays Member (and GetMember "
-        "then shows no tier_progress at all), and so does a referee whose order + reward reach it; both should "
-        "move up when the reward is posted, as an order crossing a threshold does"
-    ),
-)
 def test_referral_points_crossing_a_threshold_upgrade(program, api):
     _tier_setup(api, True)
     tiers = [programs_pb2.Tier(name="Member", threshold=0), programs_pb2.Tier(name="Silver", threshold=240)]
@@ -598,16 +579,6 @@ def test_referral_points_crossing_a_threshold_upgrade(program, api):
     assert member(api, alice).tier.name == "Silver"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py on_refund (+ ledger/service/support.py reverse_transaction): after "
-        "support reverses a REFERRAL_REWARD with ReverseTransaction, RefundOrder of the qualifying order within "
-        "its return window fails ABORTED CONFLICT_RETRY on every retry (on_refund posts a second reversal of the "
-        "same reward, refused by the unique reverses_transaction_id index), so the order can never be refunded; "
-        "the refund should claw back the order's points and not reverse the reward a second time"
-    ),
-)
 def test_refund_after_support_reversed_the_reward(program, api):
     configure(api, pending_days=14)
     alice, code = referrer(api)
@@ -621,15 +592,6 @@ def test_refund_after_support_reversed_the_reward(program, api):
     assert_verify_clean(program)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/support.py reverse_transaction / ledger/service/referrals.py: ReverseTransaction of "
-        "a REFERRAL_REWARD takes both members' points back but leaves the referral QUALIFIED in ListReferrals "
-        "and counted in GetReferralReport (qualified 1, points_awarded 700); it should show REVERSED "
-        "(report: reversed 1, points_awarded 0)"
-    ),
-)
 def test_support_reversal_of_the_reward_marks_the_referral_reversed(program, api):
     configure(api, pending_days=14)
     alice, code = referrer(api)
@@ -641,15 +603,6 @@ def test_support_reversal_of_the_reward_marks_the_referral_reversed(program, api
     assert report(api) == (1, 0, 0, 1, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/refunds.py refund_order: when the qualifying order itself earned 0 points (here the "
-        "program's min_order_amount for base points is above the referral minimum), RefundOrder is refused "
-        "ORDER_EARNED_NO_POINTS before referrals.on_refund runs, so a full return within the window leaves "
-        "both referral rewards (500 + 200) in place; the return should reverse them"
-    ),
-)
 def test_refund_of_a_qualifying_order_that_earned_no_points_reverses_the_reward(program, api):
     configure(api, pending_days=14)
     api.programs.UpdateProgram(
@@ -672,15 +625,6 @@ def test_refund_of_a_qualifying_order_that_earned_no_points_reverses_the_reward(
     assert balance_of(api, alice) == (0, 0, 0, 0) and balance_of(api, bob) == (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py on_order: when the qualifying order's earn has been reversed by support "
-        "(ReverseTransaction) within its return window, the referral stays QUALIFIED with both rewards kept, and "
-        "RefundOrder is then refused ORDER_EARN_REVERSED, so nothing can ever undo them; undoing the qualifying "
-        "order should reverse the referral rewards like a return does"
-    ),
-)
 def test_support_reversal_of_the_qualifying_earn_reverses_the_reward(program, api):
     configure(api, pending_days=14)
     alice, code = referrer(api)
@@ -692,15 +636,6 @@ def test_support_reversal_of_the_qualifying_earn_reverses_the_reward(program, ap
     assert balance_of(api, alice) == (0, 0, 0, 0) and balance_of(api, bob) == (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py _post_reward: the reward is recorded under the idempotency key "
-        "f'{key}:referral' in the clients' own key space, so a later Earn with a fresh client key "
-        "'<key>:referral' is refused ALREADY_EXISTS IDEMPOTENCY_KEY_REUSED; system-made records should use "
-        "a namespace no client key can reach"
-    ),
-)
 def test_client_key_ending_in_referral_after_the_reward(program, api):
     configure(api)
     alice, code = referrer(api)
@@ -711,15 +646,6 @@ def test_client_key_ending_in_referral_after_the_reward(program, api):
     assert len(kinds(api, bob, EARN)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py _post_reward: if the client already used '<key>:referral' as an "
-        "idempotency key, the referee's first qualifying Earn with key '<key>' fails on every retry "
-        "(PostgreSQL: ABORTED CONFLICT_RETRY after the internal retries; SQLite: INTERNAL, the append-only "
-        "trigger refusing the duplicate idempotency record); it should succeed and reward the referral"
-    ),
-)
 def test_client_key_ending_in_referral_before_the_reward(program, api):
     configure(api)
     alice, code = referrer(api)
@@ -730,15 +656,6 @@ def test_client_key_ending_in_referral_before_the_reward(program, api):
     assert only_referral(api, alice).state == Referral.STATE_QUALIFIED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/store/referrals.py report: GetReferralReport.qualified counts only rewarded referrals still "
-        "inside their return window, while programs.proto documents it as 'first order qualified and was "
-        "rewarded (pending or matured)'; with one matured reward the report says qualified 0, the contract 1 "
-        "(either the figure or the proto comment must change)"
-    ),
-)
 def test_report_qualified_counts_matured_rewards_as_the_proto_says(program, api):
     configure(api, pending_days=7)
     _alice, code = referrer(api)

@@ -83,15 +83,6 @@ def test_concurrent_first_orders_of_one_referee_reward_once(pg_program):
         api.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/service/referrals.py on_order (+ ledger/store/referrals.py rewarded_since): the cap count is "
-        "read before the referrer's row is locked (READ COMMITTED), so referees of one referrer ordering at the "
-        "same moment all see the same count and more than max_rewarded_per_referrer are rewarded; the count "
-        "should be taken after locking the referrer (or the referrer locked first) so exactly the cap is rewarded"
-    ),
-)
 def test_concurrent_referees_respect_the_cap(pg_program):
     api = pg_program.api(Role.ADMIN)
     try:
