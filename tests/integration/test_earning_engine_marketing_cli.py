@@ -1,0 +1,134 @@
+"""The marketing command line (clients/marketing.py) against the real test server, on PostgreSQL and SQLite.
+
+What it proves:
+- the weekend window is next Saturday 00:00 to Monday 00:00 on the shop's wall clock (zoneinfo):
+  1 hour off UTC in Paris, 49 hours long across New York's DST change, a week ahead when it is
+  Saturday already;
+- `python -m clients.marketing ... setup-demo` with a marketing key sets the tiers Member/Silver/Gold
+  (ListTiers shows them with their multipliers) and creates the double points weekend (2x, window in
+  the chosen time zone); running it again creates no second campaign;
+- after a backdated sale inside that weekend, `report` and `report --campaign ID` print a table with
+  the name, the window in the campaign's zone, the state, the effect, points awarded, budget left and
+  members awarded, matching GetCampaign;
+- a key that may not use the Programs service exits 1 with the refusal on stderr.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from clients import marketing
+from ledger.domain.kinds import Role
+from ledger.gen.loyalty.v1 import common_pb2, programs_pb2
+from tests.grpc_helpers import earn_request, enroll
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(program_target: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clients.marketing", "--target", program_target, "--key", key, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+
+
+def run_here(capsys, program_target: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    """The same command in this process (faster; the subprocess runs prove `python -m` works)."""
+    capsys.readouterr()
+    code = marketing.main(["--target", program_target, "--key", key, *args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def test_weekend_window_follows_the_shops_wall_clock():
+    paris = ZoneInfo("Europe/Paris")
+    start, end = marketing.weekend_window(utc(2026, 11, 18, 12), paris)  # a Wednesday
+    assert (start.astimezone(timezone.utc), end.astimezone(timezone.utc)) == (utc(2026, 11, 20, 23), utc(2026, 11, 22, 23))
+    assert (start.strftime("%a %H:%M"), end.strftime("%a %H:%M")) == ("Sat 00:00", "Mon 00:00")
+    new_york = ZoneInfo("America/New_York")  # clocks go back on Sunday 2026-11-01
+    start, end = marketing.weekend_window(utc(2026, 10, 28, 12), new_york)
+    assert start.astimezone(timezone.utc) == utc(2026, 10, 31, 4)
+    assert end.astimezone(timezone.utc) == utc(2026, 11, 2, 5)
+    assert end.astimezone(timezone.utc) - start.astimezone(timezone.utc) == timedelta(hours=49)
+    # on a Saturday the next weekend is a week away; late Friday in UTC can be Saturday in Tokyo
+    assert marketing.weekend_window(utc(2026, 11, 21, 10), ZoneInfo("UTC"))[0] == datetime(2026, 11, 28, tzinfo=ZoneInfo("UTC"))
+    tokyo_start, _ = marketing.weekend_window(utc(2026, 11, 20, 16), ZoneInfo("Asia/Tokyo"))
+    assert tokyo_start.date().isoformat() == "2026-11-28"
+
+
+def test_setup_demo_then_report(program, capsys):
+    target = program.backend.target
+    key = program.key(Role.MARKETING)
+    admin = program.api()
+    try:
+        # pretend it is 10 days ago, so the demo weekend (at most 7 days later) is over and can be synced into
+        pretend = (datetime.now(timezone.utc) - timedelta(days=10)).replace(microsecond=0)
+        done = run(target, key, "setup-demo", "--time-zone", "Europe/Paris", "--now", pretend.isoformat(),
+                   "--budget", "5000")
+        assert done.returncode == 0, done.stderr
+        created = [line for line in done.stdout.splitlines() if line.startswith("campaign ")]
+        assert len(created) == 1 and created[0].endswith("(created)")
+        campaign_id = created[0].split()[1]
+
+        tiers = admin.programs.ListTiers(programs_pb2.ListTiersRequest(), metadata=admin.metadata).tiers
+        assert [(t.name, t.threshold, t.earn_multiplier_bps) for t in tiers] == [
+            ("Member", 0, 10_000), ("Silver", 50_000, 12_500), ("Gold", 200_000, 15_000),
+        ]
+        campaign = admin.programs.GetCampaign(
+            programs_pb2.GetCampaignRequest(campaign_id=campaign_id), metadata=admin.metadata
+        ).campaign
+        start = campaign.start_time.ToDatetime(tzinfo=timezone.utc)
+        end = campaign.end_time.ToDatetime(tzinfo=timezone.utc)
+        expected = marketing.weekend_window(pretend, ZoneInfo("Europe/Paris"))
+        assert (start, end) == tuple(t.astimezone(timezone.utc) for t in expected)
+        assert (campaign.name, campaign.multiplier_bps, campaign.time_zone, campaign.budget) == (
+            "Double points weekend", 20_000, "Europe/Paris", 5_000,
+        )
+        assert end < datetime.now(timezone.utc)
+
+        again = run_here(capsys, target, key, "setup-demo", "--time-zone", "Europe/Paris", "--now", pretend.isoformat(),
+                    "--budget", "5000")
+        assert again.returncode == 0, again.stderr
+        assert f"campaign {campaign_id} (already there)" in again.stdout
+        listed = admin.programs.ListCampaigns(programs_pb2.ListCampaignsRequest(), metadata=admin.metadata)
+        assert len(listed.campaigns) == 1
+
+        # an offline sale from Saturday afternoon, synced now: 123 base + 123 campaign points
+        member = f"m-{secrets.token_hex(4)}"
+        enroll(admin, member)
+        sale = earn_request(member, 12_345, channel=common_pb2.CHANNEL_POS)
+        sale.order.occurred_at.FromDatetime(start + timedelta(hours=15))
+        assert admin.ledger.Earn(sale, metadata=admin.metadata).transaction.points == 246
+
+        for shown in (run(target, key, "report"), run_here(capsys, target, key, "report", "--campaign", campaign_id)):
+            assert shown.returncode == 0, shown.stderr
+            header, rule, row, *rest = shown.stdout.splitlines()
+            assert rest == []
+            for column in ("name", "window", "state", "points awarded", "budget left", "members awarded"):
+                assert column in header
+            window = f"{start.astimezone(ZoneInfo('Europe/Paris')):%Y-%m-%d} 00:00 -> " \
+                     f"{end.astimezone(ZoneInfo('Europe/Paris')):%Y-%m-%d} 00:00 Europe/Paris"
+            assert window in row
+            cells = row.split()
+            assert cells[0] == campaign_id
+            assert "Double points weekend" in row and "ACTIVE" in cells and "2x" in cells
+            assert cells[-3:] == ["123", "4877", "1"]  # points awarded, budget left, members awarded
+    finally:
+        admin.close()
+
+
+def test_a_key_without_programs_access_is_refused(program, capsys):
+    refused = run_here(capsys, program.backend.target, program.key(Role.POS), "report")
+    assert refused.returncode == 1
+    assert "PERMISSION_DENIED" in refused.stderr and "ROLE_NOT_ALLOWED" in refused.stderr
+    unknown = run_here(capsys, program.backend.target, program.key(Role.MARKETING), "report", "--campaign", "cmp_nope")
+    assert unknown.returncode == 1 and "CAMPAIGN_NOT_FOUND" in unknown.stderr
