@@ -44,7 +44,7 @@ def sqlite_url(tmp_path_factory):
 
 
 def _serve(name: str, url: str):
-    engine = create_engine_for(url, pool_size=40)
+    engine = create_engine_for(url, pool_size=24)
     migrate.upgrade(engine)
     running = grpc_server.start(engine, "127.0.0.1:0", max_workers=48)
     return Backend(name, url, engine, f"127.0.0.1:{running.port}"), running

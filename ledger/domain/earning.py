@@ -122,6 +122,10 @@ def exact_base(order: OrderFacts, rules: ProgramRules, matches=lambda line: True
             rate = line_rate(line, rules, order.channel)
             if rate is not None and matches(line):
                 total += Fraction(line.amount * rate.points, rate.per_amount)
+        lines_total = sum(line.amount for line in order.lines)
+        if lines_total > order.amount:
+            # Lines above the amount paid (a discount on the order): they earn on what was paid.
+            total *= Fraction(order.amount, lines_total)
     return total * _cash_share(order)
 
 
@@ -178,8 +182,12 @@ def decide_earn(
             if not campaign.active_at(order.occurred_at) or not _order_matches(campaign, order, tier):
                 continue
             if campaign.multiplier_bps:
-                matching = exact_base(order, rules, lambda line: _line_matches(campaign, line))
-                points = _multiplied(round_fraction(matching, Rounding.DOWN), campaign.multiplier_bps)
+                if campaign.conditions.skus or campaign.conditions.categories:
+                    matching = exact_base(order, rules, lambda line: _line_matches(campaign, line))
+                    campaign_base = round_fraction(matching, rules.rounding)
+                else:
+                    campaign_base = base
+                points = _multiplied(campaign_base, campaign.multiplier_bps)
             else:
                 points = campaign.bonus_points
             if points > 0:

@@ -93,7 +93,9 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
             conn, caller.program_id, command.member_id, tx.transaction_id, command.order.occurred_at,
             decision.qualifying_spend, decision.base_points,
         )
-        upgrade_after_order(conn, caller, member, context.rules, command.order.occurred_at)
+        # Qualification is measured now: a backdated order synced late still counts with the newer ones.
+        occurred = command.order.occurred_at
+        upgrade_after_order(conn, caller, member, context.rules, occurred, max(occurred, clock.now()))
         rewarded = referrals.on_order(
             conn, caller, member, context.rules, command.order.order_id, command.order.amount,
             command.order.occurred_at, mutation.idempotency_key,

@@ -14,7 +14,9 @@ from ledger.service import clock, idempotent, lookups, lot_postings, referrals
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
-from ledger.store import transactions
+from ledger.store import campaigns, transactions
+from ledger.store import tiers as tier_store
+from ledger.store.instants import from_micros
 
 
 def adjust_points(
@@ -74,6 +76,41 @@ def _reversing_posting(
     )
 
 
+def _check_earn_untouched(conn: Connection, program_id: str, earn: TransactionView) -> None:
+    """An exact reversal of an earn is only exact while none of its points left another way."""
+    expired, refunded = transactions.order_points_removed(
+        conn, program_id, earn.member_id, earn.transaction_id, earn.order_id
+    )
+    if refunded or transactions.refunded_amount(conn, program_id, earn.order_id):
+        raise errors.refused(
+            "EARN_PARTLY_REFUNDED",
+            f"order {earn.order_id!r} was partly refunded: refund the rest with RefundOrder, or reverse its refunds first",
+        )
+    if expired:
+        raise errors.refused(
+            "EARN_POINTS_EXPIRED",
+            f"{expired} points of transaction {earn.transaction_id} already expired; correct with AdjustPoints",
+        )
+
+
+def _undo_earn_effects(conn: Connection, program_id: str, earn: TransactionView, reversal_id: str) -> None:
+    """The reversed order no longer counts toward tiers nor against its campaigns."""
+    qualifying = tier_store.qualifying_of_transaction(conn, program_id, earn.member_id, earn.transaction_id)
+    if qualifying is not None:
+        tier_store.record_qualifying(
+            conn, program_id, earn.member_id, reversal_id, from_micros(qualifying.occurred_at),
+            -qualifying.spend, -qualifying.base_points,
+        )
+    given_back: dict[str, tuple] = {}
+    for line in earn.breakdown:
+        if line.source is PointsSource.CAMPAIGN and line.points > 0:
+            record = campaigns.get(conn, program_id, line.campaign_id)
+            if record is not None:
+                previous = given_back.get(line.campaign_id, (record.rule, 0))[1]
+                given_back[line.campaign_id] = (record.rule, previous - line.points)
+    campaigns.add_awards(conn, program_id, earn.member_id, given_back)
+
+
 def reverse_transaction(
     engine: Engine, caller: Caller, mutation: Mutation, transaction_id: str, reason: str
 ) -> TransactionResult:
@@ -89,6 +126,8 @@ def reverse_transaction(
         views, states = locked
         first = views[0]
         check_reversible(first.kind, transaction_id, transactions.reversal_of(conn, caller.program_id, transaction_id))
+        if first.kind is TransactionKind.EARN:
+            _check_earn_untouched(conn, caller.program_id, first)
         rules = lookups.program_rules(conn, caller.program_id)
         for view, state in zip(views, states):
             check_posting(state.balance, -view.points, rules.negative_balance_policy)
@@ -121,7 +160,9 @@ def reverse_transaction(
         result = post(conn, caller.program_id, primary, tx)
         if first.kind is TransactionKind.REFERRAL_REWARD:
             referrals.on_reward_reversed(conn, caller.program_id, transaction_id, tx.transaction_id)
-        elif first.kind is TransactionKind.EARN and first.order_id:
+        elif first.kind is TransactionKind.EARN:
+            _undo_earn_effects(conn, caller.program_id, first, tx.transaction_id)
+        if first.kind is TransactionKind.EARN and first.order_id:
             # The order is gone as if fully returned: a referral reward it earned inside its window goes too.
             if referrals.on_refund(conn, caller, first.order_id, 0, mutation.idempotency_key):
                 return refreshed(conn, caller.program_id, result)

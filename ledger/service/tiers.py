@@ -8,7 +8,7 @@ statement shows when and why their tier changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine
 
@@ -114,16 +114,28 @@ def _record_change(
 
 
 def upgrade_after_order(
-    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime
+    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime,
+    measured_at: datetime | None = None,
 ) -> None:
-    """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up."""
+    """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up.
+
+    at: the order's time (the tier is reached then); measured_at: the end of the window the
+    qualifying value is summed over (now, so a backdated order synced late counts with newer ones).
+    """
     definitions = tier_store.definitions(conn, caller.program_id)
     if not definitions:
         return
     state = current_tier(conn, caller.program_id, member.member_id, definitions)
-    target, value = _value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, at)
+    # Measured at the order's time and now; the better counts (a backdated order synced late
+    # counts with the newer ones, and one from an earlier window still lifts at its own time).
+    candidates = [_value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, at)]
+    if measured_at is not None and measured_at != at:
+        candidates.append(_value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, measured_at))
+    target, value = max(candidates, key=lambda c: rank(definitions, c[0].name) if c[0] else -1)
     if target is None:
         return
+    if state is not None and rank(definitions, state.name) < 0 and target.multiplier_bps <= state.multiplier_bps:
+        return  # a tier removed by SetTiers is held to the end of its period, never replaced by a lower one
     # Per-tier windows: target is the highest tier reached in its own window.
     new = upgrade(state, definitions, target.threshold, at, rules)
     if new is not None:
@@ -163,7 +175,8 @@ def review_due_tiers(engine: Engine, now: datetime | None = None, batch: int = 5
                 state = tier_store.state(conn, program_id, member_id)
                 if member is None or rules is None or state is None:
                     return 0
-                reviewed_at = state.held_until
+                # Activity during the grace days counts: the review happens at its end.
+                reviewed_at = state.held_until + timedelta(days=rules.tier_grace_days)
                 target, value = _value_for_rank(conn, program_id, member_id, rules, definitions, reviewed_at)
                 reached = target.threshold if target is not None else min(value, -1)
                 new = period_end_review(state, definitions, reached, now, rules)

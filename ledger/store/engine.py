@@ -31,8 +31,10 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
         return _sqlite_engine(url)
     return create_engine(
         url,
+        # Bounded: every server process holds at most pool_size + 4 connections, so several
+        # processes (or servers) fit in PostgreSQL's max_connections.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=4,
         # No pre-ping round trip per checkout: a connection found dead mid-call is
         # invalidated and the unit of work retries once on a fresh one.
         pool_pre_ping=False,

@@ -434,12 +434,6 @@ def test_campaign_conditions_select_lines_and_orders():
     assert extra(Conditions(activity_type="review_submitted")) == 0  # activity campaigns never touch orders
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/domain/earning.py decide_earn: a multiplier campaign multiplies the floor of the exact "
-    "base (round_fraction(matching, DOWN)) instead of the base points the order got, so under HALF_UP/UP rounding "
-    "a 2x campaign on an order with BASE 11 (exact 10.5) adds 10, not 11 (TIER_BONUS uses the rounded base)",
-)
 def test_a_double_points_campaign_doubles_the_base_points_under_any_rounding():
     order = OrderFacts("o", 1_050, "USD", NOW)
     for rounding in Rounding:
@@ -448,12 +442,6 @@ def test_a_double_points_campaign_doubles_the_base_points_under_any_rounding():
         assert decision.points == 2 * decision.base_points, rounding
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/domain/earning.py exact_base (and api/requests.py earn, which accepts it): order lines "
-    "summing to more than the order amount (e.g. a 10.00 line in a 9.00 order after a reward discount) earn on "
-    "the line amounts, 100 points instead of 90; the order should be refused or the lines scaled to the amount",
-)
 def test_lines_never_earn_more_than_the_order_amount():
     rules = ProgramRules("p", "p")
     order = OrderFacts("o", 9_000, "USD", NOW, Channel.POS, (OrderLine("A", "", 1, 10_000),))

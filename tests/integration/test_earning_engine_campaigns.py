@@ -461,12 +461,6 @@ def test_refund_gives_campaign_points_back_to_the_budget(program, marketing, pos
     assert_clean(program)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/support.py reverse_transaction: reversing an earn writes negated CAMPAIGN lines "
-    "(with the campaign_id) but never gives the points back to the campaign counters, so GetCampaign still "
-    "reports 100 awarded / 900 budget left (and 1 member) while the ledger's CAMPAIGN lines for it sum to 0",
-)
 def test_a_reversed_campaign_earn_gives_its_points_back_to_the_campaign(program, api, marketing, pos):
     promo = create(marketing, "promo", multiplier_bps=20_000, budget=1_000)
     member = new_member(pos)

@@ -235,12 +235,6 @@ def test_an_order_between_two_updates_earns_by_the_first(program, api, pos):
     assert earn(pos, shopper, 1_000).points == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/api/requests.py earn + ledger/domain/earning.py exact_base: Earn accepts lines that add up "
-    "to more than the order amount (a 100.00 line in a 90.00 order) and earns on the lines: 100 points for 90.00 "
-    "paid; such an order should be refused (INVALID_ARGUMENT) or earn at most on the order amount (90)",
-)
 def test_lines_above_the_order_amount_never_earn_more_than_the_amount(program, pos):
     shopper = new_member(pos)
     try:

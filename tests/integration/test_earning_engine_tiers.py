@@ -339,13 +339,6 @@ def test_raising_a_threshold_never_downgrades_anyone_by_itself(program, marketin
     assert tier_changes(pos, shopper) == [("Member", "Silver")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/tiers.py upgrade_after_order (with domain/tiers.py upgrade/rank): after SetTiers "
-    "drops the member's tier (Silver), rank('Silver') is -1, so the member's next order 'upgrades' them to the "
-    "entry tier Member mid-period (TIER_CHANGE Silver -> Member, 1x); set_tiers promises members keep their tier "
-    "until its period ends",
-)
 def test_removing_a_tier_does_not_downgrade_its_members_mid_period(program, marketing, pos):
     set_tiers(marketing, LADDER)
     shopper = new_member(pos)
@@ -357,12 +350,6 @@ def test_removing_a_tier_does_not_downgrade_its_members_mid_period(program, mark
     assert tier_of(pos, shopper) == ("Silver", 15_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/support.py reverse_transaction: reversing an earn leaves its qualifying event "
-    "(spend and base points) in place, so the reversed order still counts toward tiers (progress stays 22000 "
-    "instead of 10000); a refund takes it back, a reversal should too",
-)
 def test_a_reversed_earn_no_longer_counts_toward_tiers(program, api, marketing, pos):
     set_tiers(marketing, LADDER)
     shopper = new_member(pos)
@@ -375,13 +362,6 @@ def test_a_reversed_earn_no_longer_counts_toward_tiers(program, api, marketing, 
     assert progress(pos, shopper) == ("Gold", 10_000, 40_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/tiers.py upgrade_after_order: the qualifying value is summed only up to the "
-    "backdated order's occurred_at, so an offline sale (20.00, 2 days ago) synced after today's 90.00 sale leaves "
-    "the member at Member although the window now holds 110.00 >= Silver's 100.00; GetMember meanwhile shows "
-    "progress to Gold (Silver skipped) for a Member",
-)
 def test_a_backdated_order_that_completes_the_threshold_upgrades(program, marketing, pos):
     set_tiers(marketing, LADDER)
     shopper = new_member(pos)
@@ -391,13 +371,6 @@ def test_a_backdated_order_that_completes_the_threshold_upgrades(program, market
     assert progress(pos, shopper) == ("Gold", 11_000, 39_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ledger/service/tiers.py review_due_tiers: the period-end review measures the qualifying value at "
-    "held_until (reviewed_at = state.held_until), so spend during the tier_grace_days is ignored: a Silver member "
-    "who re-qualifies inside the grace period is still moved down to Member (and their next order moves them "
-    "straight back up); the review should count activity up to the moment it applies",
-)
 def test_requalifying_during_the_grace_period_keeps_the_tier(program, api, marketing, pos):
     update_program(api, tier_period_days=1, tier_grace_days=2)
     set_tiers(marketing, [Tier(name="Member", threshold=0, qualification_days=1),
