@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, seed
+from bench import report, runner, seed, soak
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -70,6 +70,7 @@ def main() -> int:
     r.add_argument("--processes", type=int, default=2)
     r.add_argument("--report", help="write a Markdown report (and a latency plot next to it)")
     r.set_defaults(run=cmd_run)
+    soak.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 
