@@ -1,6 +1,6 @@
 """Seeds a PostgreSQL ledger fast with set-based SQL (generate_series): a program, N members
-with K ledger entries each (a consistent ledger that `loyalty-ledger verify` accepts), a hot
-member with a large balance and a running unbudgeted campaign.
+with K ledger entries each (a consistent ledger that `loyalty-ledger verify` accepts, hash
+chain included), a hot member with a large balance and a running unbudgeted campaign.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 
 from ledger.domain.campaigns import CampaignRule
+from ledger.domain.hash_chain import GENESIS, postgres_expression
 from ledger.service import campaigns, programs, support
 from ledger.service.idempotent import Mutation
 from ledger.service.caller import Caller
@@ -42,9 +43,6 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
            SELECT :p, 'tx_seed_' || g || '_' || s, 'm' || g, 'ADJUST', :pts, '[]', 'SUPPORT', '', NULL, 0, '',
                   'seed', 'seed-' || g || '-' || s, 'seed', :now - (:k - s) * 1000000, :now - (:k - s) * 1000000
            FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
-        """INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at)
-           SELECT :p, 'm' || g, s, 'tx_seed_' || g || '_' || s, 'ADJUST', :pts, s * :pts, :now - (:k - s) * 1000000
-           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
         """INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
            SELECT :p, 'seed-' || g || '-' || s, 'Seed', 'seed', '{}', :now
            FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
@@ -54,9 +52,34 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
            SELECT :p, 'm' || g, 'tx_seed_' || g || '_1', :k * :pts, :k * :pts, 0, NULL, NULL, :now
            FROM generate_series(0, :n - 1) g""",
     ]
+    # The hash chain links each entry to the previous one: one statement per sequence number.
+    entry_hash_sql = postgres_expression(
+        "COALESCE(prev.entry_hash, '" + GENESIS + "')",
+        ":p",
+        "'m' || g",
+        ":s",
+        "'tx_seed_' || g || '_' || :s",
+        "'ADJUST'",
+        ":pts",
+        ":s * :pts",
+        ":now - (:k - :s) * 1000000",
+    )
+    seed_entries = f"""
+        INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at,
+                             entry_hash)
+        SELECT :p, 'm' || g, :s, 'tx_seed_' || g || '_' || :s, 'ADJUST', :pts, :s * :pts,
+               :now - (:k - :s) * 1000000, {entry_hash_sql}
+        FROM generate_series(0, :n - 1) g
+        LEFT JOIN entries prev ON prev.program_id = :p AND prev.member_id = 'm' || g AND prev.seq = :s - 1"""
+    chain_heads = """
+        UPDATE members SET last_entry_hash = e.entry_hash FROM entries e
+        WHERE members.program_id = :p AND e.program_id = :p AND e.member_id = members.member_id AND e.seq = :k"""
     with engine.begin() as conn:
         for sql in statements:
             conn.execute(text(sql), params)
+        for seq in range(1, entries_per_member + 1):
+            conn.execute(text(seed_entries), {**params, "s": seq})
+        conn.execute(text(chain_heads), params)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     caller = Caller(program_id, "bench", Role.ADMIN)

@@ -50,7 +50,7 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
     locked = expiry.lock_members(conn, keys)
     lots_by_member = expiry.open_lots_of(conn, list(locked))
     items, tally = [], _Tally()
-    for key, (posted, last_seq, last_activity) in locked.items():
+    for key, (posted, last_seq, last_activity, last_hash) in locked.items():
         everything = inactive_cutoff is not None and last_activity <= to_micros(inactive_cutoff)
         due = due_consumptions(lots_by_member.get(key, []), now, everything=everything)
         points = sum(c.points for c in due)
@@ -73,7 +73,7 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
             reason=f"points expired: {why}",
             postings=(Posting(member_id, -points, consumed=due),),
         )
-        items.append((program_id, tx, {member_id: (posted, last_seq)}))
+        items.append((program_id, tx, {member_id: (posted, last_seq, last_hash)}))
         tally.members += 1
         tally.points += points
     ledger_writes.append_many(conn, items)

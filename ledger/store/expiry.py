@@ -54,15 +54,23 @@ def inactive_members(
     return [(program_id, row.member_id) for row in conn.execute(query)]
 
 
-def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tuple[int, int, int]]:
-    """Row-locks the members in (program_id, member_id) order; {key: (posted, last_seq, last_activity_at)}."""
+def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tuple[int, int, int, str]]:
+    """Row-locks the members in (program_id, member_id) order;
+    {key: (posted, last_seq, last_activity_at, last_entry_hash)}."""
     rows = conn.execute(
-        select(members.c.program_id, members.c.member_id, members.c.posted, members.c.last_seq, members.c.last_activity_at)
+        select(
+            members.c.program_id,
+            members.c.member_id,
+            members.c.posted,
+            members.c.last_seq,
+            members.c.last_activity_at,
+            members.c.last_entry_hash,
+        )
         .where(tuple_(members.c.program_id, members.c.member_id).in_(keys))
         .order_by(members.c.program_id, members.c.member_id)
         .with_for_update()
     )
-    return {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at) for r in rows}
+    return {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at, r.last_entry_hash) for r in rows}
 
 
 def open_lots_of(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, list[Lot]]:

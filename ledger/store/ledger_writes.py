@@ -13,6 +13,7 @@ import json
 
 from sqlalchemy import Connection, bindparam, func, insert, update
 
+from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
 from ledger.store.instants import to_micros
@@ -43,6 +44,9 @@ _consume = (
 def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, tuple[int, int]]:
     """Writes tx; returns {member_id: (posted_after, seq)} for every posting.
 
+    Each entry carries its hash (ledger.domain.hash_chain), linked to the member's chain head
+    members.last_entry_hash, which then moves to the new entry.
+
     The caller holds the row lock of every posted member (taken in member_id order).
     """
     now = to_micros(tx.created_at)
@@ -71,33 +75,69 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
         )
     )
     applied: dict[str, tuple[int, int]] = {}
+    heads: dict[str, dict] = {}  # member_id -> its new chain head
     for posting in sorted(tx.postings, key=lambda p: p.member_id):
         values = dict(posted=members.c.posted + posting.points, last_seq=members.c.last_seq + 1, updated_at=now)
         if tx.kind in ACTIVITY_KINDS:
             values["last_activity_at"] = func.max(members.c.last_activity_at, to_micros(tx.occurred_at)) if (
                 conn.dialect.name == "sqlite"
             ) else func.greatest(members.c.last_activity_at, to_micros(tx.occurred_at))
+        # last_entry_hash is not set here, so RETURNING gives the chain head before this entry.
         row = conn.execute(
             update(members)
             .where(members.c.program_id == program_id, members.c.member_id == posting.member_id)
             .values(**values)
-            .returning(members.c.posted, members.c.last_seq)
+            .returning(members.c.posted, members.c.last_seq, members.c.last_entry_hash)
         ).one()
-        conn.execute(
-            insert(entries).values(
-                program_id=program_id,
-                member_id=posting.member_id,
-                seq=row.last_seq,
-                transaction_id=tx.transaction_id,
-                kind=tx.kind.value,
-                points=posting.points,
-                balance_after=row.posted,
-                created_at=now,
-            )
+        content = EntryContent(
+            program_id, posting.member_id, row.last_seq, tx.transaction_id, tx.kind.value, posting.points, row.posted, now
         )
+        previous = heads[posting.member_id]["p_hash"] if posting.member_id in heads else row.last_entry_hash
+        digest = entry_hash(previous, content)
+        conn.execute(insert(entries).values(_entry_row(content, digest)))
+        heads[posting.member_id] = {
+            "p_program": program_id,
+            "p_member": posting.member_id,
+            "p_seq": row.last_seq,
+            "p_hash": digest,
+        }
         _apply_lots(conn, program_id, tx, posting, now)
         applied[posting.member_id] = (row.posted, row.last_seq)
+    if heads:
+        _set_heads(conn, list(heads.values()))
     return applied
+
+
+_set_head = (
+    update(members)
+    .where(
+        members.c.program_id == bindparam("p_program"),
+        members.c.member_id == bindparam("p_member"),
+        members.c.last_seq == bindparam("p_seq"),
+    )
+    .values(last_entry_hash=bindparam("p_hash"))
+)
+
+
+def _set_heads(conn: Connection, heads: list[dict]) -> None:
+    """Moves each member's chain head to the entry just appended (the row lock is still held)."""
+    result = conn.execute(_set_head, heads)
+    if result.rowcount != len(heads):
+        raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
+
+
+def _entry_row(content: EntryContent, digest: str) -> dict:
+    return dict(
+        program_id=content.program_id,
+        member_id=content.member_id,
+        seq=content.seq,
+        transaction_id=content.transaction_id,
+        kind=content.kind,
+        points=content.points,
+        balance_after=content.balance_after,
+        created_at=content.created_at,
+        entry_hash=digest,
+    )
 
 
 def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: Posting, now: int) -> None:
@@ -141,12 +181,13 @@ def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: 
         )
 
 
-def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[str, tuple[int, int]]]]) -> None:
+def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[str, tuple[int, int, str]]]]) -> None:
     """Bulk form of append() for system jobs (expiry): few statements for many transactions.
 
-    Each item is (program_id, tx, {member_id: (posted, last_seq) read under the row lock}).
-    Postings here only consume lots. The member update is guarded by the last_seq
-    read under the lock, so a concurrent writer can never be overwritten.
+    Each item is (program_id, tx, {member_id: (posted, last_seq, last_entry_hash) read under the
+    row lock}). Postings here only consume lots, at most one posting per member per batch.
+    The member update is guarded by the last_seq read under the lock, so a concurrent
+    writer can never be overwritten; it moves the chain head in the same statement.
     """
     if not items:
         return
@@ -175,7 +216,18 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
             )
         )
         for posting in tx.postings:
-            posted, last_seq = before[posting.member_id]
+            posted, last_seq, previous_hash = before[posting.member_id]
+            content = EntryContent(
+                program_id,
+                posting.member_id,
+                last_seq + 1,
+                tx.transaction_id,
+                tx.kind.value,
+                posting.points,
+                posted + posting.points,
+                now,
+            )
+            digest = entry_hash(previous_hash, content)
             member_rows.append(
                 {
                     "p_program": program_id,
@@ -184,20 +236,10 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                     "p_posted": posted + posting.points,
                     "p_new_seq": last_seq + 1,
                     "p_now": now,
+                    "p_hash": digest,
                 }
             )
-            entry_rows.append(
-                dict(
-                    program_id=program_id,
-                    member_id=posting.member_id,
-                    seq=last_seq + 1,
-                    transaction_id=tx.transaction_id,
-                    kind=tx.kind.value,
-                    points=posting.points,
-                    balance_after=posted + posting.points,
-                    created_at=now,
-                )
-            )
+            entry_rows.append(_entry_row(content, digest))
             consumption_rows += [
                 dict(
                     program_id=program_id,
@@ -217,7 +259,12 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
             members.c.member_id == bindparam("p_member"),
             members.c.last_seq == bindparam("p_seq"),
         )
-        .values(posted=bindparam("p_posted"), last_seq=bindparam("p_new_seq"), updated_at=bindparam("p_now")),
+        .values(
+            posted=bindparam("p_posted"),
+            last_seq=bindparam("p_new_seq"),
+            updated_at=bindparam("p_now"),
+            last_entry_hash=bindparam("p_hash"),
+        ),
         member_rows,
     )
     if result.rowcount != len(member_rows):

@@ -65,6 +65,8 @@ members = Table(
     Column("updated_at", BigInteger, nullable=False),
     # Last earn or spend: the clock of the INACTIVITY expiry policy.
     Column("last_activity_at", BigInteger, nullable=False, server_default="0"),
+    # Projection of the ledger: the hash of the last entry (the chain head; 64 zeros before any entry).
+    Column("last_entry_hash", String(64), nullable=False, server_default="0" * 64),
     Index("uq_members_referral_code", "program_id", "referral_code", unique=True),
 )
 
@@ -126,6 +128,9 @@ entries = Table(
     # Running posted balance after this entry.
     Column("balance_after", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # sha256 over this entry's content and the previous entry's hash (ledger.domain.hash_chain).
+    # Nullable only because SQLite cannot add a NOT NULL column without a default; every row has one.
+    Column("entry_hash", String(64), nullable=True),
     Index("ix_entries_transaction", "program_id", "transaction_id"),
 )
 

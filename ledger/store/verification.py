@@ -1,11 +1,18 @@
 """Set-based queries that find breaches of the ledger's invariants (for `loyalty-ledger verify`).
 
 Each query returns the offending rows, so an empty result means the invariant holds.
+The hash chain (tamper evidence, ledger.domain.hash_chain) cannot be recomputed in
+portable SQL, so chain_breaches streams every member's entries once, in key order,
+and recomputes it in Python with memory bounded by one member.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from sqlalchemy import Connection, text
+
+from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
 
 CHECKS: dict[str, str] = {
     "cached posted balance equals the sum of the member's entries": """
@@ -51,6 +58,11 @@ CHECKS: dict[str, str] = {
              ON i.program_id = t.program_id AND i.idempotency_key = t.idempotency_key
         WHERE i.idempotency_key IS NULL
     """,
+    "every entry belongs to a member": """
+        SELECT e.program_id, e.member_id, e.seq FROM entries e
+        LEFT JOIN members m ON m.program_id = e.program_id AND m.member_id = e.member_id
+        WHERE m.member_id IS NULL
+    """,
     "every member belongs to a program": """
         SELECT m.program_id, m.member_id FROM members m
         LEFT JOIN programs p ON p.program_id = m.program_id WHERE p.program_id IS NULL
@@ -93,12 +105,101 @@ CHECKS: dict[str, str] = {
 }
 
 
+ENTRY_HASHES = "each entry's hash covers its content and the previous entry's hash"
+CHAIN_HEADS = "each member's chain head is the hash of its last entry"
+
+# Every member with its entries in seq order; a member without entries comes once with NULLs.
+_CHAIN_WALK = text(
+    """
+    SELECT m.program_id, m.member_id, m.last_entry_hash, e.seq, e.transaction_id, e.kind, e.points,
+           e.balance_after, e.created_at, e.entry_hash
+    FROM members m
+    LEFT JOIN entries e ON e.program_id = m.program_id AND e.member_id = m.member_id
+    ORDER BY m.program_id, m.member_id, e.seq
+    """
+).execution_options(yield_per=2000)  # a server-side cursor on PostgreSQL: never the whole ledger in memory
+
+
+def _walk(conn: Connection) -> Iterator[tuple[str, dict]]:
+    """Yields (check name, offending row) for every breach of the hash chain.
+
+    Each entry is checked against the previous entry's *stored* hash, so an edited entry is
+    reported by itself rather than with every entry after it; an entry removed from the
+    middle shows as its successor linking to a hash that is no longer there, and one removed
+    from the end as a chain head that no longer matches the last entry.
+    """
+    member, previous, head = None, GENESIS, None
+
+    def close():
+        if member is not None and head != previous:
+            return CHAIN_HEADS, {
+                "program_id": member[0],
+                "member_id": member[1],
+                "last_entry_hash": head,
+                "last_entry": previous,
+            }
+        return None
+
+    with conn.execute(_CHAIN_WALK) as result:
+        for row in result:
+            key = (row.program_id, row.member_id)
+            if key != member:
+                breach = close()
+                if breach:
+                    yield breach
+                member, previous, head = key, GENESIS, row.last_entry_hash
+            if row.seq is None:
+                continue
+            expected = entry_hash(
+                previous,
+                EntryContent(
+                    row.program_id,
+                    row.member_id,
+                    int(row.seq),
+                    row.transaction_id,
+                    row.kind,
+                    int(row.points),
+                    int(row.balance_after),
+                    int(row.created_at),
+                ),
+            )
+            if row.entry_hash != expected:
+                yield ENTRY_HASHES, {
+                    "program_id": row.program_id,
+                    "member_id": row.member_id,
+                    "seq": row.seq,
+                    "entry_hash": row.entry_hash,
+                    "expected": expected,
+                }
+            # Link the next entry to what is stored, edited or not (see the docstring).
+            previous = row.entry_hash if row.entry_hash is not None else expected
+    breach = close()
+    if breach:
+        yield breach
+
+
+def chain_breaches(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
+    """{check name: up to `limit` offending rows} for the two hash chain checks."""
+    found: dict[str, list[dict]] = {ENTRY_HASHES: [], CHAIN_HEADS: []}
+    walk = _walk(conn)
+    try:
+        for name, row in walk:
+            if len(found[name]) < limit:
+                found[name].append(row)
+            if all(len(rows) >= limit for rows in found.values()):
+                break
+    finally:
+        walk.close()  # closes the cursor when stopping early
+    return found
+
+
 def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
     """{check name: up to `limit` offending rows} for every check."""
     results = {}
     for name, sql in CHECKS.items():
         rows = conn.execute(text(f"SELECT * FROM ({sql}) breach LIMIT {int(limit)}")).mappings().all()
         results[name] = [dict(row) for row in rows]
+    results.update(chain_breaches(conn, limit))
     return results
 
 
