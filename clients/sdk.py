@@ -113,8 +113,11 @@ class LedgerApiError(Exception):
 class LedgerClient:
     """A connection to one loyalty ledger server with one API key.
 
-    `target` is "host:port" (ignored when you pass your own `channel`, e.g. a
-    secure or intercepted one; the client then does not close it). `timeout` is
+    `target` is "host:port" (ignored when you pass your own `channel`, e.g. an
+    intercepted one; the client then does not close it). To talk TLS pass
+    `root_certificates` (PEM bytes of the CA that signed the server's certificate;
+    None with `tls=True` uses the system roots); for mutual TLS also pass the
+    client's `private_key` and `certificate_chain` (PEM bytes). `timeout` is
     the deadline of each attempt in seconds; `max_attempts` counts the first
     attempt; `initial_backoff` and `max_backoff` bound the random pause
     (full jitter) before each retry, which doubles per attempt.
@@ -130,6 +133,10 @@ class LedgerClient:
         channel: grpc.Channel | None = None,
         initial_backoff: float = 0.05,
         max_backoff: float = 2.0,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        tls: bool | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -137,8 +144,23 @@ class LedgerClient:
             raise ValueError("timeout must be positive: every call carries a deadline")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain go together (mutual TLS)")
+        secure = tls if tls is not None else any(
+            pem is not None for pem in (root_certificates, private_key, certificate_chain)
+        )
+        if not secure and (root_certificates or private_key or certificate_chain):
+            raise ValueError("certificates given with tls=False")
         self._owns_channel = channel is None
-        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        if channel is not None:
+            self._channel = channel
+        elif secure:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates, private_key=private_key, certificate_chain=certificate_chain
+            )
+            self._channel = grpc.secure_channel(target, credentials)
+        else:
+            self._channel = grpc.insecure_channel(target)
         self._ledger = ledger_pb2_grpc.LedgerStub(self._channel)
         self._programs = programs_pb2_grpc.ProgramsStub(self._channel)
         self._metadata = (("authorization", f"Bearer {api_key}"),)

@@ -22,9 +22,26 @@ def _engine(pool_size: int = 4):
     return create_engine_for(database_url(), pool_size=pool_size)
 
 
+def _security(args):
+    """The TLS settings and the rate limiter of `serve`; ValueError on inconsistent options."""
+    from ledger.api import rate_limits, tls
+
+    config = tls.from_settings(args.tls_cert, args.tls_key, args.tls_client_ca)
+    if config is not None:
+        config.server_credentials()  # read the PEM files now: a bad path fails at start
+    if args.rate_limit < 0 or args.rate_burst < 0:
+        raise ValueError("--rate-limit and --rate-burst must not be negative")
+    return config, rate_limits.from_settings(args.rate_limit, args.rate_burst)
+
+
 def cmd_serve(args) -> int:
     from ledger.service import programs
 
+    try:
+        _security(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     engine = _engine()
     migrations.upgrade(engine)
     demo = programs.create_demo_program_if_empty(engine)
@@ -41,8 +58,11 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
     from ledger.api import server
     from ledger.scheduler import DueWorkScheduler
 
+    tls_config, limiter = _security(args)
     engine = _engine(pool_size=args.workers)
-    running = server.start(engine, args.listen, max_workers=args.workers, share_port=share_port)
+    running = server.start(
+        engine, args.listen, max_workers=args.workers, share_port=share_port, tls=tls_config, limiter=limiter
+    )
     if args.metrics_port:
         from ledger.api import metrics
 
@@ -51,7 +71,13 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
     scheduler.start()
     log.info(
         "serving",
-        extra={"listen": args.listen, "port": running.port, "database": engine.url.render_as_string(hide_password=True)},
+        extra={
+            "listen": args.listen,
+            "port": running.port,
+            "database": engine.url.render_as_string(hide_password=True),
+            "tls": "mutual" if tls_config and tls_config.mutual else ("on" if tls_config else "off"),
+            "rate_limit": args.rate_limit,
+        },
     )
     print(f"loyalty-ledger serving on port {running.port}", flush=True)
     server.serve_until_signal(running, args.grace)
@@ -175,6 +201,38 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=float(os.environ.get("LOYALTY_DUE_WORK_INTERVAL", "60")),
         help="seconds between runs of hold lapsing and point expiry (0 disables; default 60)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        default=os.environ.get("LOYALTY_TLS_CERT"),
+        metavar="PATH",
+        help="PEM certificate chain of the server; with --tls-key serves TLS (env LOYALTY_TLS_CERT)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=os.environ.get("LOYALTY_TLS_KEY"),
+        metavar="PATH",
+        help="PEM private key of the server (env LOYALTY_TLS_KEY)",
+    )
+    serve.add_argument(
+        "--tls-client-ca",
+        default=os.environ.get("LOYALTY_TLS_CLIENT_CA"),
+        metavar="PATH",
+        help="PEM CA bundle; clients must present a certificate it signed: mutual TLS (env LOYALTY_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        default=float(os.environ.get("LOYALTY_RATE_LIMIT", "0")),
+        metavar="PER_SECOND",
+        help="calls a second allowed per API key (per server process); 0 means unlimited (default)",
+    )
+    serve.add_argument(
+        "--rate-burst",
+        type=int,
+        default=int(os.environ.get("LOYALTY_RATE_BURST", "0")),
+        metavar="N",
+        help="calls a key may make in one burst (bucket size; default: one second's worth, at least 1)",
     )
     serve.set_defaults(run=cmd_serve)
 

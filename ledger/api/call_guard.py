@@ -1,8 +1,10 @@
 """The interceptor every loyalty.v1 call passes: authenticate, authorize, map errors, log.
 
 It wraps each RPC handler so that:
-- the `authorization: Bearer <key>` metadata is checked (UNAUTHENTICATED) and the
-  key's role may call the RPC (PERMISSION_DENIED), before the servicer runs;
+- the `authorization: Bearer <key>` metadata is checked (UNAUTHENTICATED; the key is
+  read on every call, so a revocation takes effect at once), the key's rate limit
+  is taken (RESOURCE_EXHAUSTED / RATE_LIMITED, when limits are on) and its role
+  may call the RPC (PERMISSION_DENIED), all before the servicer runs;
 - a request body that does not parse is INVALID_ARGUMENT, not INTERNAL;
 - a LedgerError becomes its status with ErrorInfo; anything else is logged as a
   bug and answered INTERNAL without leaking details;
@@ -21,6 +23,7 @@ from sqlalchemy import Engine
 
 from ledger.api import metrics
 from ledger.api.errors import to_status
+from ledger.api.rate_limits import RateLimiter
 from ledger.gen.loyalty.v1 import common_pb2
 from ledger.domain import errors, roles
 from ledger.domain.errors import Category, LedgerError
@@ -60,8 +63,9 @@ def current_caller() -> Caller:
 
 
 class CallGuard(grpc.ServerInterceptor):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, limiter: RateLimiter | None = None) -> None:
         self._engine = engine
+        self._limiter = limiter if limiter is not None and not limiter.unlimited else None
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -71,6 +75,7 @@ class CallGuard(grpc.ServerInterceptor):
         service, _, method = method_path[len(PACKAGE_PREFIX) :].partition("/")
         behavior = handler.unary_unary
         engine = self._engine
+        limiter = self._limiter
 
         def guarded(request, context: grpc.ServicerContext):
             started = time.perf_counter()
@@ -80,6 +85,8 @@ class CallGuard(grpc.ServerInterceptor):
                     raise errors.invalid_field("(request)", "the request body is not a valid protobuf message")
                 caller = keys.authenticate(engine, _bearer(context))
                 outcome["program"] = caller.program_id
+                if limiter is not None:
+                    limiter.check(caller.key_id)
                 if not roles.may_call(caller.role, service, method):
                     raise LedgerError(
                         Category.PERMISSION_DENIED,

@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from ledger.api.call_guard import CallGuard
 from ledger.api.ledger_servicer import LedgerServicer
 from ledger.api.programs_servicer import ProgramsServicer
+from ledger.api.rate_limits import RateLimiter
+from ledger.api.tls import TlsConfig
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 
 log = logging.getLogger("ledger.server")
@@ -38,12 +40,23 @@ class RunningServer:
         self.server.stop(grace_seconds).wait()
 
 
-def start(engine: Engine, listen: str, *, max_workers: int = 32, share_port: bool = False) -> RunningServer:
+def start(
+    engine: Engine,
+    listen: str,
+    *,
+    max_workers: int = 32,
+    share_port: bool = False,
+    tls: TlsConfig | None = None,
+    limiter: RateLimiter | None = None,
+) -> RunningServer:
     """share_port: several server processes listen on one port (SO_REUSEPORT); the kernel
-    spreads connections over them, so a machine's cores are not limited by one GIL."""
+    spreads connections over them, so a machine's cores are not limited by one GIL.
+    tls: serve TLS (mutual TLS when it names a client CA) instead of plaintext.
+    limiter: per-key rate limits (None: unlimited)."""
+    credentials = tls.server_credentials() if tls is not None else None  # bad files fail before binding
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[CallGuard(engine)],
+        interceptors=[CallGuard(engine, limiter)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
@@ -60,7 +73,10 @@ def start(engine: Engine, listen: str, *, max_workers: int = 32, share_port: boo
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(listen)
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()
