@@ -27,7 +27,7 @@ from ledger.api.rate_limits import RateLimiter
 from ledger.gen.loyalty.v1 import common_pb2
 from ledger.domain import errors, roles
 from ledger.domain.errors import Category, LedgerError
-from ledger.service import keys
+from ledger.service import keys, unit_of_work
 from ledger.service.caller import Caller
 
 CURRENT_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("current_caller")
@@ -94,9 +94,16 @@ class CallGuard(grpc.ServerInterceptor):
                         f"a {caller.role.value} key may not call {service}.{method}",
                     )
                 token = CURRENT_CALLER.set(caller)
+                waiting = unit_of_work.caller_waiting.set(context.is_active)
+                # A client deadline or cancel stops the database statement the call waits on.
+                scope = unit_of_work.CallScope()
+                scoped = unit_of_work.current_scope.set(scope)
+                context.add_callback(scope.cancel)
                 try:
                     response = behavior(request, context)
                 finally:
+                    unit_of_work.current_scope.reset(scoped)
+                    unit_of_work.caller_waiting.reset(waiting)
                     CURRENT_CALLER.reset(token)
                 transaction = getattr(response, "transaction", None)
                 if transaction is not None and transaction.transaction_id:

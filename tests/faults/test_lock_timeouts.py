@@ -165,17 +165,6 @@ def test_deadline_shorter_than_the_lock_wait_then_the_same_key_succeeds_once(led
     assert len(transactions_by_key(ledger)["lock-deadline-2"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG ledger/api/call_guard.py + ledger/service/unit_of_work.py: when the client's deadline passes "
-        "(DEADLINE_EXCEEDED) the server does not cancel the call's database work: the worker keeps waiting "
-        "on the row lock (lock_timeout 2 s, retried up to ATTEMPTS=6 times, ~12 s) and, once the lock is "
-        "released, commits the Earn nobody is waiting for. Should: stop when the RPC is no longer active "
-        "(context.is_active()/add_callback -> pg cancel, or check before each attempt and before COMMIT), "
-        "so nothing is written for that key until the client retries."
-    ),
-)
 def test_abandoned_call_database_work_is_cancelled(ledger, record_property):
     op, still_waiting_after = _earn_past_its_deadline(ledger, "locked-3", "lock-deadline-3")
     record_property("still_waiting_after_deadline_s", round(still_waiting_after, 2))
