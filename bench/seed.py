@@ -12,10 +12,10 @@ from sqlalchemy import text
 
 from ledger.domain.campaigns import CampaignRule
 from ledger.domain.hash_chain import GENESIS, postgres_expression
-from ledger.service import campaigns, programs, support
-from ledger.service.idempotent import Mutation
-from ledger.service.caller import Caller
 from ledger.domain.kinds import Role
+from ledger.service import campaigns, programs, support
+from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
 from ledger.store import migrate
 from ledger.store.engine import create_engine_for
 from ledger.store.instants import to_micros

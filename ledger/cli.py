@@ -11,8 +11,8 @@ import sys
 from ledger import logs
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
-from ledger.store.engine import create_engine_for, database_url
 from ledger.store import migrate as migrations
+from ledger.store.engine import create_engine_for, database_url
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 log = logging.getLogger("ledger.cli")

@@ -9,8 +9,8 @@ from ledger.api.fields import Fields
 from ledger.domain.campaigns import CampaignRule, CampaignState, Conditions, StackingMode
 from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_PAGE_SIZE, MAX_POINTS_PER_REQUEST
-from ledger.domain.referrals import ReferralRules
 from ledger.domain.program import ActivityRule, EarnRate, RateRule
+from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.gen.loyalty.v1 import programs_pb2
 from ledger.store.rewards import RewardRecord

@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 from ledger.api import enums
 from ledger.api.fields import Fields
 from ledger.domain.earning import OrderFacts, OrderLine
+from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.domain.kinds import Channel
 from ledger.domain.limits import (
     DEFAULT_PAGE_SIZE,
@@ -19,13 +20,12 @@ from ledger.domain.limits import (
 )
 from ledger.gen.loyalty.v1 import ledger_pb2
 from ledger.service import clock
-from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.service.activities import ActivityCommand
 from ledger.service.earning import EarnCommand
 from ledger.service.holds import AuthorizeCommand
-from ledger.service.refunds import RefundCommand
 from ledger.service.idempotent import Mutation
 from ledger.service.redemption import RedeemCommand
+from ledger.service.refunds import RefundCommand
 from ledger.service.statement import StatementQuery
 
 

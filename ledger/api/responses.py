@@ -11,13 +11,13 @@ from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
 from ledger.domain.referrals import ReferralState
-from ledger.service.referrals import ReferralView
 from ledger.domain.tiers import TierDefinition, TierState
+from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
-from ledger.store.rewards import RewardRecord
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.programs import ProgramSettings
+from ledger.service.referrals import ReferralView
+from ledger.store.rewards import RewardRecord
 
 
 def timestamp(instant: datetime) -> Timestamp:

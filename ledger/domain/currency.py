@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from iso4217 import Currency
 
-
 NOT_MONEY = frozenset({"XXX", "XTS"})
 
 

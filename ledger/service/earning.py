@@ -19,8 +19,8 @@ from ledger.domain.balance import Balance
 from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
-from ledger.domain.spending import check_posting
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.domain.spending import check_posting
 from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller

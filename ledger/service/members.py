@@ -10,9 +10,8 @@ from sqlalchemy import Engine
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, lookups, referrals, unit_of_work
 from ledger.service.balances import live_balance
-from ledger.service import referrals
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
-from ledger.service.balances import live_balance
 from ledger.service import clock
+from ledger.service.balances import live_balance
 from ledger.store import ledger_writes, members
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
-
-import json
 
 from ledger.domain.program import (
     EarnRate,

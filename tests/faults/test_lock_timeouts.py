@@ -25,7 +25,6 @@ from tests.faults.harness import (
     DEADLINE_EXCEEDED,
     OK,
     Op,
-    assert_ledger_consistent,
     connect,
     enroll,
     ledger_on_postgres,

@@ -25,7 +25,6 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings

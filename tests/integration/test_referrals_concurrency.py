@@ -18,7 +18,6 @@ import secrets
 import threading
 
 import grpc
-import pytest
 
 from ledger.domain.kinds import Role
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2
