@@ -41,6 +41,32 @@ _consume = (
 )
 
 
+def transaction_row(program_id: str, tx: NewTransaction) -> dict:
+    """The transactions row of tx (one shape for append and append_many)."""
+    return dict(
+        program_id=program_id,
+        transaction_id=tx.transaction_id,
+        member_id=tx.member_id,
+        kind=tx.kind.value,
+        points=tx.points,
+        breakdown=json.dumps([breakdown_to_json(line) for line in tx.breakdown]),
+        channel=tx.channel.value,
+        store_id=tx.store_id,
+        order_id=tx.order_id or None,
+        order_amount=tx.order_amount,
+        currency=tx.currency,
+        reason=tx.reason,
+        idempotency_key=tx.idempotency_key,
+        api_key_id=tx.api_key_id,
+        reverses_transaction_id=tx.reverses_transaction_id or None,
+        occurred_at=to_micros(tx.occurred_at),
+        created_at=to_micros(tx.created_at),
+        activity_type=tx.activity_type or None,
+        tier_from=tx.tier_from or None,
+        tier_to=tx.tier_to or None,
+    )
+
+
 def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, tuple[int, int]]:
     """Writes tx; returns {member_id: (posted_after, seq)} for every posting.
 
@@ -50,30 +76,7 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
     The caller holds the row lock of every posted member (taken in member_id order).
     """
     now = to_micros(tx.created_at)
-    conn.execute(
-        insert(transactions).values(
-            program_id=program_id,
-            transaction_id=tx.transaction_id,
-            member_id=tx.member_id,
-            kind=tx.kind.value,
-            points=tx.points,
-            breakdown=json.dumps([breakdown_to_json(line) for line in tx.breakdown]),
-            channel=tx.channel.value,
-            store_id=tx.store_id,
-            order_id=tx.order_id or None,
-            order_amount=tx.order_amount,
-            currency=tx.currency,
-            reason=tx.reason,
-            idempotency_key=tx.idempotency_key,
-            api_key_id=tx.api_key_id,
-            reverses_transaction_id=tx.reverses_transaction_id or None,
-            occurred_at=to_micros(tx.occurred_at),
-            created_at=now,
-            activity_type=tx.activity_type or None,
-            tier_from=tx.tier_from or None,
-            tier_to=tx.tier_to or None,
-        )
-    )
+    conn.execute(insert(transactions).values(**transaction_row(program_id, tx)))
     applied: dict[str, tuple[int, int]] = {}
     heads: dict[str, dict] = {}  # member_id -> its new chain head
     for posting in sorted(tx.postings, key=lambda p: p.member_id):
@@ -194,27 +197,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     tx_rows, entry_rows, member_rows, consumption_rows = [], [], [], []
     for program_id, tx, before in items:
         now = to_micros(tx.created_at)
-        tx_rows.append(
-            dict(
-                program_id=program_id,
-                transaction_id=tx.transaction_id,
-                member_id=tx.member_id,
-                kind=tx.kind.value,
-                points=tx.points,
-                breakdown=json.dumps([breakdown_to_json(line) for line in tx.breakdown]),
-                channel=tx.channel.value,
-                store_id=tx.store_id,
-                order_id=tx.order_id or None,
-                order_amount=tx.order_amount,
-                currency=tx.currency,
-                reason=tx.reason,
-                idempotency_key=tx.idempotency_key,
-                api_key_id=tx.api_key_id,
-                reverses_transaction_id=None,
-                occurred_at=to_micros(tx.occurred_at),
-                created_at=now,
-            )
-        )
+        tx_rows.append(transaction_row(program_id, tx))
         for posting in tx.postings:
             posted, last_seq, previous_hash = before[posting.member_id]
             content = EntryContent(
