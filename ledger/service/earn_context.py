@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
 from ledger.domain.program import ProgramRules
-from ledger.domain.tiers import TierState
+from ledger.domain.tiers import TierDefinition, TierState
 from ledger.service import lookups
 from ledger.service.tiers import current_tier
 from ledger.store import campaigns, programs
@@ -25,6 +25,7 @@ class EarnContext:
     tier: TierState | None
     campaigns: list[CampaignRule]
     counters: dict[str, CampaignCounters]
+    tiers: list[TierDefinition]
 
 
 def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> ProgramRules:
@@ -43,13 +44,23 @@ def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> Progra
     )
 
 
-def load(conn: Connection, program_id: str, member_id: str, at: datetime, *, lock_budgets: bool) -> EarnContext:
-    current = lookups.program_rules(conn, program_id)
+def load(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    at: datetime,
+    *,
+    lock_budgets: bool,
+    current: ProgramRules | None = None,
+) -> EarnContext:
+    """current: today's rules when the caller has read them already (saves a query)."""
+    current = current or lookups.program_rules(conn, program_id)
     rules = earning_rules_at(current, programs.rules_at(conn, program_id, at))
-    tier = current_tier(conn, program_id, member_id, tier_store.definitions(conn, program_id))
+    definitions = tier_store.definitions(conn, program_id)
+    tier = current_tier(conn, program_id, member_id, definitions)
     running = campaigns.active_rules(conn, program_id, at)
     counters = campaigns.counters_for(conn, program_id, member_id, running, lock=lock_budgets)
-    return EarnContext(rules, tier, running, counters)
+    return EarnContext(rules, tier, running, counters, definitions)
 
 
 def record_awards(conn: Connection, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:

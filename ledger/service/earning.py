@@ -50,7 +50,9 @@ def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: boo
             f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
             transaction_id=earned[0],
         )
-    context = earn_context.load(conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock)
+    context = earn_context.load(
+        conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock, current=current
+    )
     decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
     return decision, context
 
@@ -95,7 +97,9 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         )
         # Qualification is measured now: a backdated order synced late still counts with the newer ones.
         occurred = command.order.occurred_at
-        upgrade_after_order(conn, caller, member, context.rules, occurred, max(occurred, clock.now()))
+        upgrade_after_order(
+            conn, caller, member, context.rules, occurred, max(occurred, clock.now()), definitions=context.tiers
+        )
         rewarded = referrals.on_order(
             conn, caller, member, context.rules, command.order.order_id, command.order.amount,
             command.order.occurred_at, mutation.idempotency_key,

@@ -115,14 +115,15 @@ def _record_change(
 
 def upgrade_after_order(
     conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime,
-    measured_at: datetime | None = None,
+    measured_at: datetime | None = None, definitions: list[TierDefinition] | None = None,
 ) -> None:
     """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up.
 
     at: the order's time (the tier is reached then); measured_at: the end of the window the
     qualifying value is summed over (now, so a backdated order synced late counts with newer ones).
     """
-    definitions = tier_store.definitions(conn, caller.program_id)
+    if definitions is None:
+        definitions = tier_store.definitions(conn, caller.program_id)
     if not definitions:
         return
     state = current_tier(conn, caller.program_id, member.member_id, definitions)

@@ -93,8 +93,17 @@ def _classify(exc: sa_exc.DBAPIError) -> str:
     return "bug"
 
 
-def run(engine: Engine, work: Callable[[Connection], T], *, read_only: bool = False, snapshot: bool = False) -> T:
-    """snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
+def run(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    read_only: bool = False,
+    snapshot: bool = False,
+    single_read: bool = False,
+) -> T:
+    """snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL).
+    single_read: one read-only statement; on PostgreSQL it runs in autocommit mode, which
+    saves the COMMIT round trip."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.connect() as conn:
@@ -104,6 +113,8 @@ def run(engine: Engine, work: Callable[[Connection], T], *, read_only: bool = Fa
                 try:
                     if read_only:
                         conn = conn.execution_options(read_only=True)
+                    if single_read and conn.dialect.name == "postgresql":
+                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                     if snapshot and conn.dialect.name == "postgresql":
                         conn = conn.execution_options(isolation_level="REPEATABLE READ")
                     with conn.begin():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.campaigns import CampaignCounters, CampaignRule, CampaignState, Conditions, StackingMode
 from ledger.domain.kinds import Channel
@@ -192,21 +193,16 @@ def add_awards(conn: Connection, program_id: str, member_id: str, awards: dict[s
             )
             .values(awarded=campaign_counters.c.awarded + points)
         )
-        updated = conn.execute(
-            update(campaign_member_awards)
-            .where(
-                campaign_member_awards.c.program_id == program_id,
-                campaign_member_awards.c.campaign_id == campaign_id,
-                campaign_member_awards.c.member_id == member_id,
-            )
-            .values(awarded=campaign_member_awards.c.awarded + points)
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        upsert = dialect.insert(campaign_member_awards).values(
+            program_id=program_id, campaign_id=campaign_id, member_id=member_id, awarded=points
         )
-        if updated.rowcount == 0:
-            conn.execute(
-                insert(campaign_member_awards).values(
-                    program_id=program_id, campaign_id=campaign_id, member_id=member_id, awarded=points
-                )
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["program_id", "campaign_id", "member_id"],
+                set_={"awarded": campaign_member_awards.c.awarded + upsert.excluded.awarded},
             )
+        )
 
 
 def report(conn: Connection, program_id: str, campaign_id: str) -> tuple[int, int]:
