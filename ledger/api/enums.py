@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from ledger.domain.campaigns import CampaignState, StackingMode
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.domain.program import ExpiryMode, NegativeBalancePolicy, Rounding, TierBasis, TierWindow
+from ledger.domain.program import (
+    ExpiryMode,
+    NegativeBalancePolicy,
+    Rounding,
+    TierBasis,
+    TierWindow,
+)
 from ledger.domain.records import MemberStatus
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 

@@ -6,9 +6,19 @@ from datetime import datetime
 
 from ledger.api import enums
 from ledger.api.fields import Fields
-from ledger.domain.campaigns import CampaignRule, CampaignState, Conditions, StackingMode
+from ledger.domain.campaigns import (
+    CampaignRule,
+    CampaignState,
+    Conditions,
+    StackingMode,
+)
 from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
-from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_PAGE_SIZE, MAX_POINTS_PER_REQUEST
+from ledger.domain.limits import (
+    MAX_AMOUNT_MINOR,
+    MAX_ID_LENGTH,
+    MAX_PAGE_SIZE,
+    MAX_POINTS_PER_REQUEST,
+)
 from ledger.domain.program import ActivityRule, EarnRate, RateRule
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition

@@ -18,7 +18,12 @@ from ledger.api.ledger_servicer import LedgerServicer
 from ledger.api.programs_servicer import ProgramsServicer
 from ledger.api.rate_limits import RateLimiter
 from ledger.api.tls import TlsConfig
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
+from ledger.gen.loyalty.v1 import (
+    ledger_pb2,
+    ledger_pb2_grpc,
+    programs_pb2,
+    programs_pb2_grpc,
+)
 
 log = logging.getLogger("ledger.server")
 MAX_MESSAGE_BYTES = 1 * 1024 * 1024

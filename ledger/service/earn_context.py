@@ -10,13 +10,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from ledger.domain import errors
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
 from ledger.domain.program import ProgramRules
 from ledger.domain.tiers import TierDefinition, TierState
-from ledger.service import lookups
+from ledger.service import config_cache
 from ledger.service.tiers import current_tier
 from ledger.store import campaigns, programs
-from ledger.store import tiers as tier_store
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,17 @@ def load(
     lock_budgets: bool,
     current: ProgramRules | None = None,
 ) -> EarnContext:
-    """current: today's rules when the caller has read them already (saves a query)."""
-    current = current or lookups.program_rules(conn, program_id)
-    rules = earning_rules_at(current, programs.rules_at(conn, program_id, at))
-    definitions = tier_store.definitions(conn, program_id)
+    """Settings, tiers and campaigns come from the per-process cache when the program's
+    config_version says it is current."""
+    found = programs.get_with_version(conn, program_id)
+    if found is None:
+        raise errors.not_found("PROGRAM_NOT_FOUND", f"program {program_id} does not exist")
+    current, version = found
+    cached = config_cache.config(conn, program_id, version)
+    rules = earning_rules_at(current, cached.rules_at(at))
+    definitions = cached.tiers
     tier = current_tier(conn, program_id, member_id, definitions)
-    running = campaigns.active_rules(conn, program_id, at)
+    running = cached.campaigns_at(at)
     counters = campaigns.counters_for(conn, program_id, member_id, running, lock=lock_budgets)
     return EarnContext(rules, tier, running, counters, definitions)
 

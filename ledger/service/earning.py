@@ -16,12 +16,30 @@ from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
-from ledger.domain.earning import EarnDecision, OrderFacts, check_order_time, decide_earn
+from ledger.domain.earning import (
+    EarnDecision,
+    OrderFacts,
+    check_order_time,
+    decide_earn,
+)
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
-from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.domain.records import (
+    MemberState,
+    NewTransaction,
+    TransactionResult,
+    TransactionView,
+)
 from ledger.domain.spending import check_posting
-from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, unit_of_work
+from ledger.service import (
+    clock,
+    earn_context,
+    idempotent,
+    lookups,
+    lot_postings,
+    referrals,
+    unit_of_work,
+)
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.earn_context import EarnContext
@@ -41,8 +59,9 @@ class EarnCommand:
 
 
 def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: bool) -> tuple[EarnDecision, EarnContext]:
-    current = lookups.program_rules(conn, caller.program_id)
-    check_order_time(command.order.occurred_at, clock.now(), current)
+    context = earn_context.load(conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock)
+    # Lifecycle settings (the backdating bound among them) are today's: context.rules has them.
+    check_order_time(command.order.occurred_at, clock.now(), context.rules)
     earned = transactions.earn_of_order(conn, caller.program_id, command.order.order_id)
     if earned is not None:
         raise errors.already_exists(
@@ -50,9 +69,6 @@ def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: boo
             f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
             transaction_id=earned[0],
         )
-    context = earn_context.load(
-        conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock, current=current
-    )
     decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
     return decision, context
 

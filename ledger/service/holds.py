@@ -14,7 +14,13 @@ from sqlalchemy import Connection, Engine
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
 from ledger.domain.earning import BreakdownLine
-from ledger.domain.holds import HoldFacts, HoldState, capture_points, check_open, hold_expiry
+from ledger.domain.holds import (
+    HoldFacts,
+    HoldState,
+    capture_points,
+    check_open,
+    hold_expiry,
+)
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult
 from ledger.domain.spending import check_redeemable

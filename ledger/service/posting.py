@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
+from ledger.domain.records import (
+    MemberState,
+    NewTransaction,
+    TransactionResult,
+    TransactionView,
+)
 from ledger.service import clock
 from ledger.service.balances import live_balance
 from ledger.store import ledger_writes, members

@@ -18,7 +18,13 @@ from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.lots import lot_dates
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, NewTransaction
-from ledger.domain.referrals import ReferralState, check_attribution, decide_reward, reverses_reward, state_of
+from ledger.domain.referrals import (
+    ReferralState,
+    check_attribution,
+    decide_reward,
+    reverses_reward,
+    state_of,
+)
 from ledger.service import clock, lookups, lot_postings, unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.tiers import upgrade_after_order

@@ -17,8 +17,18 @@ from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.program import NegativeBalancePolicy
-from ledger.domain.records import MemberState, NewTransaction, TransactionResult, TransactionView
-from ledger.domain.refunds import SourceRefund, decide_refund_by_source, kept_points, split_write_off
+from ledger.domain.records import (
+    MemberState,
+    NewTransaction,
+    TransactionResult,
+    TransactionView,
+)
+from ledger.domain.refunds import (
+    SourceRefund,
+    decide_refund_by_source,
+    kept_points,
+    split_write_off,
+)
 from ledger.service import clock, idempotent, lookups, lot_postings, referrals
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation

@@ -8,7 +8,13 @@ from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.lots import lot_dates
-from ledger.domain.records import MemberState, NewTransaction, Posting, TransactionResult, TransactionView
+from ledger.domain.records import (
+    MemberState,
+    NewTransaction,
+    Posting,
+    TransactionResult,
+    TransactionView,
+)
 from ledger.domain.spending import check_posting, check_reversible
 from ledger.service import clock, idempotent, lookups, lot_postings, referrals
 from ledger.service.caller import Caller

@@ -10,9 +10,16 @@ from datetime import datetime
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ledger.domain.campaigns import CampaignCounters, CampaignRule, CampaignState, Conditions, StackingMode
+from ledger.domain.campaigns import (
+    CampaignCounters,
+    CampaignRule,
+    CampaignState,
+    Conditions,
+    StackingMode,
+)
 from ledger.domain.kinds import Channel
 from ledger.store.instants import from_micros, to_micros
+from ledger.store.programs import bump_config_version
 from ledger.store.tables import campaign_counters, campaign_member_awards, campaigns
 
 SLOTS = 16
@@ -101,6 +108,7 @@ def insert_campaign(conn: Connection, program_id: str, rule: CampaignRule, time_
         insert(campaign_counters),
         [dict(program_id=program_id, campaign_id=rule.campaign_id, slot=s, awarded=0) for s in range(SLOTS)],
     )
+    bump_config_version(conn, program_id)
 
 
 def save(conn: Connection, program_id: str, rule: CampaignRule, time_zone: str, now: datetime) -> None:
@@ -109,6 +117,7 @@ def save(conn: Connection, program_id: str, rule: CampaignRule, time_zone: str, 
         .where(campaigns.c.program_id == program_id, campaigns.c.campaign_id == rule.campaign_id)
         .values(updated_at=to_micros(now), **_columns(rule, time_zone))
     )
+    bump_config_version(conn, program_id)
 
 
 def get(conn: Connection, program_id: str, campaign_id: str, *, lock: bool = False) -> CampaignRecord | None:
@@ -126,6 +135,14 @@ def page(conn: Connection, program_id: str, after: str | None, limit: int, state
     if state is not None:
         query = query.where(campaigns.c.state == state.value)
     return [_record(r) for r in conn.execute(query.order_by(campaigns.c.campaign_id).limit(limit))]
+
+
+def rules_ending_after(conn: Connection, program_id: str, cutoff: datetime) -> list[CampaignRule]:
+    """Campaigns (any state) whose window ends after cutoff: all that can still apply to an order."""
+    rows = conn.execute(
+        select(campaigns).where(campaigns.c.program_id == program_id, campaigns.c.end_at > to_micros(cutoff))
+    )
+    return [_record(r).rule for r in rows]
 
 
 def active_rules(conn: Connection, program_id: str, at: datetime) -> list[CampaignRule]:

@@ -84,6 +84,30 @@ def rules_at(conn: Connection, program_id: str, at: datetime) -> ProgramRules | 
     return rules_from_json(json.loads(row.settings)) if row else None
 
 
+def settings_history(conn: Connection, program_id: str) -> list[tuple[datetime, ProgramRules]]:
+    """Every version of the program's settings, oldest first."""
+    history = program_settings_history
+    rows = conn.execute(
+        select(history.c.effective_at, history.c.settings)
+        .where(history.c.program_id == program_id)
+        .order_by(history.c.effective_at)
+    )
+    return [(from_micros(r.effective_at), rules_from_json(json.loads(r.settings))) for r in rows]
+
+
+def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
+    row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
+    return (_rules(row), row.config_version) if row else None
+
+
+def bump_config_version(conn: Connection, program_id: str) -> None:
+    conn.execute(
+        update(programs)
+        .where(programs.c.program_id == program_id)
+        .values(config_version=programs.c.config_version + 1)
+    )
+
+
 def get(conn: Connection, program_id: str) -> ProgramRules | None:
     row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
     return _rules(row) if row else None
@@ -118,6 +142,6 @@ def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
     conn.execute(
         update(programs)
         .where(programs.c.program_id == rules.program_id)
-        .values(updated_at=to_micros(now), **_columns(rules))
+        .values(updated_at=to_micros(now), config_version=programs.c.config_version + 1, **_columns(rules))
     )
     _record_version(conn, rules, now)

@@ -11,7 +11,17 @@ sortable and identical on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
 
 metadata = MetaData()
 
@@ -36,6 +46,8 @@ programs = Table(
     Column("updated_at", BigInteger, nullable=False),
     # JSON: earn rules, activity rules and tier settings (ProgramRules.earning_json).
     Column("earning_settings", Text, nullable=False, server_default="{}"),
+    # Bumped by every settings, tier or campaign change: the key of servers' configuration caches.
+    Column("config_version", BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = Table(

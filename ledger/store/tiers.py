@@ -17,6 +17,9 @@ def definitions(conn: Connection, program_id: str) -> list[TierDefinition]:
 
 
 def replace_definitions(conn: Connection, program_id: str, ordered: list[TierDefinition]) -> None:
+    from ledger.store.programs import bump_config_version
+
+    bump_config_version(conn, program_id)
     conn.execute(delete(tiers).where(tiers.c.program_id == program_id))
     if ordered:
         conn.execute(
