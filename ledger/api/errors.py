@@ -27,20 +27,32 @@ _CODES = {
 GRPC_CODES = {category: grpc.StatusCode[category.value] for category in Category}
 
 
+# Field violations and messages are capped so a status always fits gRPC's trailer limits
+# (a request with 500 bad lines must still get INVALID_ARGUMENT, not a metadata overflow).
+MAX_VIOLATIONS = 20
+MAX_TEXT = 300
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
 def to_status(error: LedgerError) -> grpc.Status:
     details = []
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))
+    metadata = {key: _short(value) for key, value in error.metadata.items()}
+    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))
     details.append(info)
     if error.violations:
         bad_request = any_pb2.Any()
         bad_request.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=_short(v.field), description=_short(v.description))
+                    for v in error.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
         details.append(bad_request)
-    return rpc_status.to_status(status_pb2.Status(code=_CODES[error.category], message=error.message, details=details))
+    message = _short(error.message)
+    return rpc_status.to_status(status_pb2.Status(code=_CODES[error.category], message=message, details=details))
