@@ -75,12 +75,15 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
         UPDATE members SET last_entry_hash = e.entry_hash FROM entries e
         WHERE members.program_id = :p AND e.program_id = :p AND e.member_id = members.member_id AND e.seq = :k"""
     with engine.begin() as conn:
+        # Seeding millions of rows takes longer than the server's statement timeout.
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         for sql in statements:
             conn.execute(text(sql), params)
         for seq in range(1, entries_per_member + 1):
             conn.execute(text(seed_entries), {**params, "s": seq})
         conn.execute(text(chain_heads), params)
     with engine.begin() as conn:
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(text("ANALYZE"))
     caller = Caller(program_id, "bench", Role.ADMIN)
     # The hot member every redeem-hot terminal spends from.

@@ -86,15 +86,16 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
 
 
 def _expire_rolling(engine: Engine, now: datetime) -> _Tally:
-    total, after = _Tally(), None
+    total = _Tally()
     while True:
-        keys = unit_of_work.run(engine, lambda conn: expiry.members_with_due_lots(conn, now, after, BATCH), read_only=True)
+        keys = unit_of_work.run(engine, lambda conn: expiry.members_with_due_lots(conn, now, BATCH), read_only=True)
         if not keys:
             return total
         done = unit_of_work.run(engine, lambda conn: _expire_batch(conn, keys, now, None))
         total.members += done.members
         total.points += done.points
-        after = keys[-1]
+        if done.points == 0:
+            return total  # nothing left that can expire (guards against looping on the same rows)
 
 
 def _expire_inactive(engine: Engine, now: datetime) -> _Tally:

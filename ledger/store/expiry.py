@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, select
 
 from ledger.domain.lots import Lot
 from ledger.domain.program import ExpiryMode
@@ -14,17 +14,16 @@ from ledger.store.tables import lots, members, programs
 MemberKey = tuple[str, str]
 
 
-def members_with_due_lots(conn: Connection, now: datetime, after: MemberKey | None, limit: int) -> list[MemberKey]:
-    query = (
+def members_with_due_lots(conn: Connection, now: datetime, limit: int) -> list[MemberKey]:
+    """Up to `limit` members with lots past expires_at, soonest first, straight off the partial
+    index ix_lots_due (expired lots leave it, so each call finds the next ones)."""
+    rows = conn.execute(
         select(lots.c.program_id, lots.c.member_id)
         .where(lots.c.remaining > 0, lots.c.expires_at.is_not(None), lots.c.expires_at <= to_micros(now))
-        .distinct()
-        .order_by(lots.c.program_id, lots.c.member_id)
+        .order_by(lots.c.expires_at)
         .limit(limit)
     )
-    if after is not None:
-        query = query.where(tuple_(lots.c.program_id, lots.c.member_id) > after)
-    return [(row.program_id, row.member_id) for row in conn.execute(query)]
+    return sorted({(row.program_id, row.member_id) for row in rows})
 
 
 def inactivity_programs(conn: Connection) -> list[tuple[str, int]]:
@@ -54,29 +53,45 @@ def inactive_members(
     return [(program_id, row.member_id) for row in conn.execute(query)]
 
 
+def _by_program(keys: list[MemberKey]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for program_id, member_id in sorted(keys):
+        grouped.setdefault(program_id, []).append(member_id)
+    return grouped
+
+
 def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tuple[int, int, int, str]]:
     """Row-locks the members in (program_id, member_id) order;
     {key: (posted, last_seq, last_activity_at, last_entry_hash)}."""
-    rows = conn.execute(
-        select(
-            members.c.program_id,
-            members.c.member_id,
-            members.c.posted,
-            members.c.last_seq,
-            members.c.last_activity_at,
-            members.c.last_entry_hash,
+    locked = {}
+    for program_id, member_ids in _by_program(keys).items():
+        rows = conn.execute(
+            select(
+                members.c.program_id,
+                members.c.member_id,
+                members.c.posted,
+                members.c.last_seq,
+                members.c.last_activity_at,
+                members.c.last_entry_hash,
+            )
+            .where(members.c.program_id == program_id, members.c.member_id.in_(member_ids))
+            .order_by(members.c.member_id)
+            .with_for_update()
         )
-        .where(tuple_(members.c.program_id, members.c.member_id).in_(keys))
-        .order_by(members.c.program_id, members.c.member_id)
-        .with_for_update()
-    )
-    return {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at, r.last_entry_hash) for r in rows}
+        locked.update(
+            {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at, r.last_entry_hash) for r in rows}
+        )
+    return locked
 
 
 def open_lots_of(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, list[Lot]]:
-    rows = conn.execute(
-        select(lots).where(tuple_(lots.c.program_id, lots.c.member_id).in_(keys), lots.c.remaining > 0)
-    )
+    rows = [
+        row
+        for program_id, member_ids in _by_program(keys).items()
+        for row in conn.execute(
+            select(lots).where(lots.c.program_id == program_id, lots.c.member_id.in_(member_ids), lots.c.remaining > 0)
+        )
+    ]
     found: dict[MemberKey, list[Lot]] = {}
     for row in rows:
         found.setdefault((row.program_id, row.member_id), []).append(

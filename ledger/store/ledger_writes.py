@@ -235,26 +235,52 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 for c in posting.consumed
             ]
     conn.execute(insert(transactions), tx_rows)
-    result = conn.execute(
-        update(members)
-        .where(
-            members.c.program_id == bindparam("p_program"),
-            members.c.member_id == bindparam("p_member"),
-            members.c.last_seq == bindparam("p_seq"),
-        )
-        .values(
-            posted=bindparam("p_posted"),
-            last_seq=bindparam("p_new_seq"),
-            updated_at=bindparam("p_now"),
-            last_entry_hash=bindparam("p_hash"),
-        ),
-        member_rows,
-    )
-    if result.rowcount != len(member_rows):
+    if _update_members_many(conn, member_rows) != len(member_rows):
         raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
     conn.execute(insert(entries), entry_rows)
     conn.execute(insert(lot_consumptions), consumption_rows)
     _consume_many(conn, consumption_rows)
+
+
+_update_member = (
+    update(members)
+    .where(
+        members.c.program_id == bindparam("p_program"),
+        members.c.member_id == bindparam("p_member"),
+        members.c.last_seq == bindparam("p_seq"),
+    )
+    .values(
+        posted=bindparam("p_posted"),
+        last_seq=bindparam("p_new_seq"),
+        updated_at=bindparam("p_now"),
+        last_entry_hash=bindparam("p_hash"),
+    )
+)
+
+
+def _update_members_many(conn: Connection, rows: list[dict]) -> int:
+    """Sets each member's new balance, sequence and chain head; returns how many rows matched."""
+    if conn.dialect.name != "postgresql":
+        return conn.execute(_update_member, rows).rowcount
+    # One statement for the whole batch instead of one round trip per member.
+    from psycopg2.extras import execute_values
+
+    cursor = conn.connection.driver_connection.cursor()
+    execute_values(
+        cursor,
+        "UPDATE members SET posted = v.posted, last_seq = v.new_seq, updated_at = v.now, last_entry_hash = v.hash "
+        "FROM (VALUES %s) AS v(program_id, member_id, seq, posted, new_seq, now, hash) "
+        "WHERE members.program_id = v.program_id AND members.member_id = v.member_id AND members.last_seq = v.seq",
+        [
+            (r["p_program"], r["p_member"], r["p_seq"], r["p_posted"], r["p_new_seq"], r["p_now"], r["p_hash"])
+            for r in rows
+        ],
+        template="(%s, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s)",
+        page_size=len(rows),
+    )
+    matched = cursor.rowcount
+    cursor.close()
+    return matched
 
 
 def _consume_many(conn: Connection, rows: list[dict]) -> None:
