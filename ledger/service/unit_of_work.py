@@ -72,6 +72,25 @@ log = logging.getLogger("ledger.unit_of_work")
 _RETRY_SQLSTATES = {"40001", "40P01", "55P03", "23505"}
 # query_canceled (statement_timeout or a cancelled client call).
 _TIMEOUT_SQLSTATES = {"57014"}
+# The server is going away or not there yet: admin/crash shutdown, cannot connect now
+# (starting up or shutting down), too many connections, out of resources.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "53000", "53100", "53200"}
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    found: list[type[BaseException]] = [sqlite3.Error, sa_exc.PendingRollbackError, sa_exc.ResourceClosedError]
+    try:
+        import psycopg2
+
+        found.append(psycopg2.Error)
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        pass
+    return tuple(found)
+
+
+_DRIVER_ERRORS = _driver_errors()
 
 
 def _classify(exc: sa_exc.DBAPIError) -> str:
@@ -82,6 +101,8 @@ def _classify(exc: sa_exc.DBAPIError) -> str:
         return "retry"
     if code in _TIMEOUT_SQLSTATES:
         return "timeout"
+    if code in _UNAVAILABLE_SQLSTATES:
+        return "unavailable"
     message = str(exc.orig).lower()
     if "database is locked" in message or "unique constraint failed" in message:
         return "retry"
@@ -149,4 +170,10 @@ def run(
             if kind == "unavailable":
                 raise errors.store_unavailable() from exc
             raise
+        except _DRIVER_ERRORS as exc:
+            # A connection that died mid-way can fail outside SQLAlchemy's wrapping (resetting a
+            # dead connection on its way back to the pool, a raw driver cursor): the store is
+            # unreachable for this call, and the caller retries with the same key.
+            log.warning("driver error outside a statement; answered UNAVAILABLE", exc_info=True)
+            raise errors.store_unavailable() from exc
     raise AssertionError("unreachable")
