@@ -14,7 +14,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ledger.domain import errors
 from ledger.domain.currency import is_known_currency
 from ledger.domain.errors import FieldViolation
-from ledger.domain.limits import MAX_AMOUNT_MINOR, MAX_ID_LENGTH, MAX_POINTS_PER_REQUEST
+from ledger.domain.limits import (
+    DEFAULT_PAGE_SIZE,
+    MAX_AMOUNT_MINOR,
+    MAX_ID_LENGTH,
+    MAX_PAGE_SIZE,
+    MAX_POINTS_PER_REQUEST,
+)
 
 E = TypeVar("E")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -94,6 +100,12 @@ class Fields:
             self.bad(path, f"{value} is not a known value")
             return default
         return mapping[value]
+
+    def page_size(self, value: int) -> int:
+        """A list request's page size: 0 means the default, at most MAX_PAGE_SIZE."""
+        if not 0 <= value <= MAX_PAGE_SIZE:
+            self.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        return value or DEFAULT_PAGE_SIZE
 
     def timestamp(self, path: str, message: Timestamp, present: bool) -> datetime | None:
         if not present:

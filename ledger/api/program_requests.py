@@ -16,7 +16,6 @@ from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.domain.limits import (
     MAX_AMOUNT_MINOR,
     MAX_ID_LENGTH,
-    MAX_PAGE_SIZE,
     MAX_POINTS_PER_REQUEST,
 )
 from ledger.domain.program import ActivityRule, EarnRate, RateRule
@@ -246,10 +245,9 @@ def campaign_changes(request: programs_pb2.UpdateCampaignRequest) -> tuple[str, 
 
 
 def page(fields: Fields, page_size: int, token: str) -> tuple[int, str | None]:
-    if not 0 <= page_size <= MAX_PAGE_SIZE:
-        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    size = fields.page_size(page_size)
     after = fields.identifier("page_token", token, required=False, max_length=64) or None
-    return page_size or 50, after
+    return size, after
 
 
 def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str | None, CampaignState | None]:

@@ -12,10 +12,8 @@ from ledger.domain.earning import OrderFacts, OrderLine
 from ledger.domain.holds import MAX_HOLD_TTL_SECONDS
 from ledger.domain.kinds import Channel
 from ledger.domain.limits import (
-    DEFAULT_PAGE_SIZE,
     MAX_LINE_QUANTITY,
     MAX_ORDER_LINES,
-    MAX_PAGE_SIZE,
     MAX_REASON_LENGTH,
 )
 from ledger.gen.loyalty.v1 import ledger_pb2
@@ -126,8 +124,7 @@ def reverse(request: ledger_pb2.ReverseTransactionRequest) -> tuple[str, str, st
 def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
-    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    page_size = fields.page_size(request.page_size)
     token = fields.identifier("page_token", request.page_token, required=False, max_length=512)
     kinds = []
     if len(request.kinds) > 20:
@@ -141,7 +138,7 @@ def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
     fields.done()
     return StatementQuery(
         member_id=member,
-        page_size=request.page_size or DEFAULT_PAGE_SIZE,
+        page_size=page_size,
         page_token=token,
         kinds=tuple(dict.fromkeys(kinds)),
         created_after=after,
@@ -209,8 +206,7 @@ def activity(request: ledger_pb2.RecordActivityRequest) -> tuple[ActivityCommand
 def referrals(request: ledger_pb2.ListReferralsRequest) -> tuple[str, int, str | None]:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
-    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-        fields.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+    page_size = fields.page_size(request.page_size)
     after = fields.identifier("page_token", request.page_token, required=False) or None
     fields.done()
-    return member, request.page_size or DEFAULT_PAGE_SIZE, after
+    return member, page_size, after

@@ -30,9 +30,3 @@ def due_consumptions(lots: list[Lot], now: datetime, *, everything: bool) -> tup
     ]
     due.sort(key=lambda lot: (lot.expires_at or now, lot.lot_id))
     return tuple(Consumption(lot.lot_id, lot.remaining) for lot in due)
-
-
-def describe(everything: bool, rules: ProgramRules | None) -> str:
-    if everything and rules is not None:
-        return f"all points expired after {rules.expiry_days} days without activity"
-    return "points expired at the end of their validity"

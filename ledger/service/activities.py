@@ -30,8 +30,8 @@ class ActivityCommand:
 def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command: ActivityCommand) -> TransactionResult:
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
-        check_order_time(command.occurred_at, clock.now(), lookups.program_rules(conn, caller.program_id), "occurred_at")
         context = earn_context.load(conn, caller.program_id, member.member_id, command.occurred_at, lock_budgets=True)
+        check_order_time(command.occurred_at, clock.now(), context.rules, "occurred_at")
         rule = context.rules.activity_rule(command.activity_type)
         done = 0
         if rule is not None and rule.max_per_period:

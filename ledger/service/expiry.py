@@ -13,19 +13,19 @@ no remaining points left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials
 from ledger.domain.earning import BreakdownLine
-from ledger.domain.expiry import due_consumptions
+from ledger.domain.expiry import due_consumptions, inactive_since
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import NewTransaction, Posting
 from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, idempotency, ledger_writes
+from ledger.store import expiry, idempotency, ledger_writes, programs
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
@@ -100,8 +100,11 @@ def _expire_rolling(engine: Engine, now: datetime) -> _Tally:
 
 def _expire_inactive(engine: Engine, now: datetime) -> _Tally:
     total = _Tally()
-    for program_id, days in unit_of_work.run(engine, expiry.inactivity_programs, read_only=True):
-        cutoff, after = now - timedelta(days=days), None
+    for program_id in unit_of_work.run(engine, expiry.inactivity_programs, read_only=True):
+        rules = unit_of_work.run(engine, lambda conn: programs.get(conn, program_id), read_only=True)
+        cutoff, after = inactive_since(rules, now) if rules else None, None
+        if cutoff is None:
+            continue
         while True:
             keys = unit_of_work.run(
                 engine, lambda conn: expiry.inactive_members(conn, program_id, cutoff, after, BATCH), read_only=True

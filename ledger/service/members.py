@@ -31,7 +31,7 @@ def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code:
         lookups.program_rules(conn, caller.program_id)
         for _ in range(5):
             code = credentials.new_referral_code()
-            if not members.referral_code_taken(conn, caller.program_id, code):
+            if members.member_by_code(conn, caller.program_id, code) is None:
                 break
         else:
             raise errors.conflict_retry("could not draw an unused referral code; retry")

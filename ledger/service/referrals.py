@@ -28,7 +28,7 @@ from ledger.domain.referrals import (
 from ledger.service import clock, lookups, lot_postings, unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.tiers import upgrade_after_order
-from ledger.store import idempotency, ledger_writes, transactions
+from ledger.store import idempotency, ledger_writes, members, transactions
 from ledger.store import referrals as store
 from ledger.store import tiers as tier_store
 from ledger.store.instants import from_micros
@@ -37,7 +37,7 @@ from ledger.store.referrals import ReferralRecord
 
 def attribute(conn: Connection, program_id: str, referee: MemberState, code: str, now: datetime) -> None:
     """Attributes a (new or order-less) member to the owner of code; idempotent for the same code."""
-    referrer_id = store.member_by_code(conn, program_id, code)
+    referrer_id = members.member_by_code(conn, program_id, code)
     existing = store.of_referee(conn, program_id, referee.member_id)
     has_orders = transactions.has_earned(conn, program_id, referee.member_id)
     if check_attribution(referee.member_id, referrer_id, existing.referrer_id if existing else None, has_orders):

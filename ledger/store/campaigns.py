@@ -145,19 +145,6 @@ def rules_ending_after(conn: Connection, program_id: str, cutoff: datetime) -> l
     return [_record(r).rule for r in rows]
 
 
-def active_rules(conn: Connection, program_id: str, at: datetime) -> list[CampaignRule]:
-    """Campaigns whose window contains `at` (paused ones included: the rules decide)."""
-    rows = conn.execute(
-        select(campaigns).where(
-            campaigns.c.program_id == program_id,
-            campaigns.c.start_at <= to_micros(at),
-            campaigns.c.end_at > to_micros(at),
-            campaigns.c.state == CampaignState.ACTIVE.value,
-        )
-    )
-    return [_record(r).rule for r in rows]
-
-
 def slot_for(rule: CampaignRule, member_id: str) -> int:
     return 0 if rule.budget > 0 else zlib.crc32(member_id.encode()) % SLOTS
 

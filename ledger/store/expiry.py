@@ -26,13 +26,13 @@ def members_with_due_lots(conn: Connection, now: datetime, limit: int) -> list[M
     return sorted({(row.program_id, row.member_id) for row in rows})
 
 
-def inactivity_programs(conn: Connection) -> list[tuple[str, int]]:
+def inactivity_programs(conn: Connection) -> list[str]:
     rows = conn.execute(
-        select(programs.c.program_id, programs.c.expiry_days).where(
+        select(programs.c.program_id).where(
             programs.c.expiry_mode == ExpiryMode.INACTIVITY.value, programs.c.expiry_days > 0
         )
     )
-    return [(row.program_id, row.expiry_days) for row in rows]
+    return [row.program_id for row in rows]
 
 
 def inactive_members(

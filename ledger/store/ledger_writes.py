@@ -258,16 +258,25 @@ _update_member = (
 )
 
 
+def _update_from_values(conn: Connection, sql: str, values: list[tuple], template: str | None = None) -> int:
+    """PostgreSQL: one UPDATE ... FROM (VALUES ...) for a whole batch instead of one round trip
+    per row; returns how many rows matched."""
+    from psycopg2.extras import execute_values
+
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        execute_values(cursor, sql, values, template=template, page_size=len(values))
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
 def _update_members_many(conn: Connection, rows: list[dict]) -> int:
     """Sets each member's new balance, sequence and chain head; returns how many rows matched."""
     if conn.dialect.name != "postgresql":
         return conn.execute(_update_member, rows).rowcount
-    # One statement for the whole batch instead of one round trip per member.
-    from psycopg2.extras import execute_values
-
-    cursor = conn.connection.driver_connection.cursor()
-    execute_values(
-        cursor,
+    return _update_from_values(
+        conn,
         "UPDATE members SET posted = v.posted, last_seq = v.new_seq, updated_at = v.now, last_entry_hash = v.hash "
         "FROM (VALUES %s) AS v(program_id, member_id, seq, posted, new_seq, now, hash) "
         "WHERE members.program_id = v.program_id AND members.member_id = v.member_id AND members.last_seq = v.seq",
@@ -276,30 +285,20 @@ def _update_members_many(conn: Connection, rows: list[dict]) -> int:
             for r in rows
         ],
         template="(%s, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s)",
-        page_size=len(rows),
     )
-    matched = cursor.rowcount
-    cursor.close()
-    return matched
 
 
 def _consume_many(conn: Connection, rows: list[dict]) -> None:
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        # One statement for the whole batch instead of one round trip per lot.
-        from psycopg2.extras import execute_values
-
-        cursor = conn.connection.driver_connection.cursor()
-        execute_values(
-            cursor,
+        _update_from_values(
+            conn,
             "UPDATE lots SET remaining = lots.remaining - v.points "
             "FROM (VALUES %s) AS v(program_id, member_id, lot_id, points) "
             "WHERE lots.program_id = v.program_id AND lots.member_id = v.member_id AND lots.lot_id = v.lot_id",
             [(r["program_id"], r["member_id"], r["lot_id"], r["points"]) for r in rows],
-            page_size=5000,
         )
-        cursor.close()
         return
     conn.execute(
         _consume,

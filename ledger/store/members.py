@@ -55,9 +55,12 @@ def insert_if_absent(conn: Connection, program_id: str, member_id: str, referral
     return conn.execute(statement).first() is not None
 
 
-def referral_code_taken(conn: Connection, program_id: str, code: str) -> bool:
-    query = select(members.c.member_id).where(members.c.program_id == program_id, members.c.referral_code == code)
-    return conn.execute(query).first() is not None
+def member_by_code(conn: Connection, program_id: str, code: str) -> str | None:
+    """The member whose referral code this is, if any."""
+    row = conn.execute(
+        select(members.c.member_id).where(members.c.program_id == program_id, members.c.referral_code == code)
+    ).first()
+    return row.member_id if row else None
 
 
 

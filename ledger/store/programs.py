@@ -65,25 +65,6 @@ def _record_version(conn: Connection, rules: ProgramRules, now: datetime) -> Non
     )
 
 
-def rules_at(conn: Connection, program_id: str, at: datetime) -> ProgramRules | None:
-    """The settings in force at `at` (the earliest version for instants before the program existed)."""
-    history = program_settings_history
-    row = conn.execute(
-        select(history.c.settings)
-        .where(history.c.program_id == program_id, history.c.effective_at <= to_micros(at))
-        .order_by(history.c.effective_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        row = conn.execute(
-            select(history.c.settings)
-            .where(history.c.program_id == program_id)
-            .order_by(history.c.effective_at)
-            .limit(1)
-        ).first()
-    return rules_from_json(json.loads(row.settings)) if row else None
-
-
 def settings_history(conn: Connection, program_id: str) -> list[tuple[datetime, ProgramRules]]:
     """Every version of the program's settings, oldest first."""
     history = program_settings_history

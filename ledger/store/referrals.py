@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, case, func, insert, select, update
 
 from ledger.store.instants import from_micros, to_micros
-from ledger.store.tables import members, referrals
+from ledger.store.tables import referrals
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,6 @@ def _record(row) -> ReferralRecord:
         from_micros(row.matures_at) if row.matures_at is not None else None,
         row.reversal_transaction_id or "",
     )
-
-
-def member_by_code(conn: Connection, program_id: str, code: str) -> str | None:
-    row = conn.execute(
-        select(members.c.member_id).where(members.c.program_id == program_id, members.c.referral_code == code)
-    ).first()
-    return row.member_id if row else None
 
 
 def of_referee(conn: Connection, program_id: str, referee_id: str) -> ReferralRecord | None:
