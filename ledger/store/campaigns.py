@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.campaigns import (
@@ -18,6 +18,7 @@ from ledger.domain.campaigns import (
     StackingMode,
 )
 from ledger.domain.kinds import Channel
+from ledger.store import write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.programs import bump_config_version
 from ledger.store.tables import campaign_counters, campaign_member_awards, campaigns
@@ -183,29 +184,42 @@ def counters_for(
     return counters
 
 
+_add_to_counter = (
+    update(campaign_counters)
+    .where(
+        campaign_counters.c.program_id == bindparam("p_program"),
+        campaign_counters.c.campaign_id == bindparam("p_campaign"),
+        campaign_counters.c.slot == bindparam("p_slot"),
+    )
+    .values(awarded=campaign_counters.c.awarded + bindparam("p_points"))
+)
+
+
+def _add_to_member_total(dialect):
+    upsert = dialect.insert(campaign_member_awards)
+    return upsert.on_conflict_do_update(
+        index_elements=["program_id", "campaign_id", "member_id"],
+        set_={"awarded": campaign_member_awards.c.awarded + upsert.excluded.awarded},
+    )
+
+
+_add_to_member_totals = {"postgresql": _add_to_member_total(postgresql), "sqlite": _add_to_member_total(sqlite)}
+
+
 def add_awards(conn: Connection, program_id: str, member_id: str, awards: dict[str, tuple[CampaignRule, int]]) -> None:
     """Adds (or with negative points, gives back) awarded points to the counters."""
     for campaign_id, (rule, points) in sorted(awards.items()):
         if points == 0:
             continue
-        conn.execute(
-            update(campaign_counters)
-            .where(
-                campaign_counters.c.program_id == program_id,
-                campaign_counters.c.campaign_id == campaign_id,
-                campaign_counters.c.slot == slot_for(rule, member_id),
-            )
-            .values(awarded=campaign_counters.c.awarded + points)
+        write_behind.execute(
+            conn,
+            _add_to_counter,
+            {"p_program": program_id, "p_campaign": campaign_id, "p_slot": slot_for(rule, member_id), "p_points": points},
         )
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        upsert = dialect.insert(campaign_member_awards).values(
-            program_id=program_id, campaign_id=campaign_id, member_id=member_id, awarded=points
-        )
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["program_id", "campaign_id", "member_id"],
-                set_={"awarded": campaign_member_awards.c.awarded + upsert.excluded.awarded},
-            )
+        write_behind.execute(
+            conn,
+            _add_to_member_totals[conn.dialect.name],
+            {"program_id": program_id, "campaign_id": campaign_id, "member_id": member_id, "awarded": points},
         )
 
 

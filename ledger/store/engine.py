@@ -13,6 +13,8 @@ import os
 
 from sqlalchemy import Engine, create_engine, event
 
+from ledger.store import locked_heads, write_behind
+
 DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
 STATEMENT_TIMEOUT_MS = 15000
@@ -29,7 +31,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
             url = "postgresql+psycopg2://" + url[len(bare) :]
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(
+    engine = create_engine(
         url,
         # Bounded: every server process holds at most pool_size + 4 connections, so several
         # processes (or servers) fit in PostgreSQL's max_connections.
@@ -43,8 +45,12 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
             "connect_timeout": 3,
             "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
             "application_name": "loyalty-ledger",
+            "client_encoding": "utf8",
         },
     )
+    write_behind.install(engine)
+    locked_heads.install(engine)
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -67,4 +73,5 @@ def _sqlite_engine(url: str) -> Engine:
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    locked_heads.install(engine)
     return engine

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Connection, bindparam, func, insert, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, update
 
 from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
+from ledger.store import locked_heads, write_behind
 from ledger.store.instants import to_micros
+from ledger.store.locked_heads import Head
 from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
 
 # Kinds that count as the member's own activity (the INACTIVITY expiry clock).
@@ -39,6 +41,34 @@ _consume = (
     )
     .values(remaining=lots.c.remaining - bindparam("p_points"))
 )
+
+_insert_transaction = insert(transactions)
+_insert_entry = insert(entries)
+_insert_lot = insert(lots)
+_insert_consumption = insert(lot_consumptions)
+
+_update_member = (
+    update(members)
+    .where(
+        members.c.program_id == bindparam("p_program"),
+        members.c.member_id == bindparam("p_member"),
+        members.c.last_seq == bindparam("p_seq"),
+    )
+    .values(
+        posted=bindparam("p_posted"),
+        last_seq=bindparam("p_new_seq"),
+        updated_at=bindparam("p_now"),
+        last_entry_hash=bindparam("p_hash"),
+    )
+)
+
+# The same, for the member's own activity: it also moves the INACTIVITY expiry clock.
+_move_active_member = {
+    dialect: _update_member.values(
+        last_activity_at=latest(members.c.last_activity_at, bindparam("p_active", type_=BigInteger))
+    )
+    for dialect, latest in (("postgresql", func.greatest), ("sqlite", func.max))
+}
 
 
 def transaction_row(program_id: str, tx: NewTransaction) -> dict:
@@ -73,60 +103,57 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
     Each entry carries its hash (ledger.domain.hash_chain), linked to the member's chain head
     members.last_entry_hash, which then moves to the new entry.
 
-    The caller holds the row lock of every posted member (taken in member_id order).
+    The caller holds the row lock of every posted member (taken in member_id order). The
+    writes go through write_behind: none is read back here.
     """
     now = to_micros(tx.created_at)
-    conn.execute(insert(transactions).values(**transaction_row(program_id, tx)))
+    write_behind.execute(conn, _insert_transaction, transaction_row(program_id, tx))
     applied: dict[str, tuple[int, int]] = {}
-    heads: dict[str, dict] = {}  # member_id -> its new chain head
     for posting in sorted(tx.postings, key=lambda p: p.member_id):
-        values = dict(posted=members.c.posted + posting.points, last_seq=members.c.last_seq + 1, updated_at=now)
-        if tx.kind in ACTIVITY_KINDS:
-            values["last_activity_at"] = func.max(members.c.last_activity_at, to_micros(tx.occurred_at)) if (
-                conn.dialect.name == "sqlite"
-            ) else func.greatest(members.c.last_activity_at, to_micros(tx.occurred_at))
-        # last_entry_hash is not set here, so RETURNING gives the chain head before this entry.
-        row = conn.execute(
-            update(members)
-            .where(members.c.program_id == program_id, members.c.member_id == posting.member_id)
-            .values(**values)
-            .returning(members.c.posted, members.c.last_seq, members.c.last_entry_hash)
-        ).one()
+        head = _head(conn, program_id, posting.member_id)
         content = EntryContent(
-            program_id, posting.member_id, row.last_seq, tx.transaction_id, tx.kind.value, posting.points, row.posted, now
+            program_id,
+            posting.member_id,
+            head.last_seq + 1,
+            tx.transaction_id,
+            tx.kind.value,
+            posting.points,
+            head.posted + posting.points,
+            now,
         )
-        previous = heads[posting.member_id]["p_hash"] if posting.member_id in heads else row.last_entry_hash
-        digest = entry_hash(previous, content)
-        conn.execute(insert(entries).values(_entry_row(content, digest)))
-        heads[posting.member_id] = {
+        digest = entry_hash(head.last_entry_hash, content)
+        moved = {
             "p_program": program_id,
             "p_member": posting.member_id,
-            "p_seq": row.last_seq,
+            "p_seq": head.last_seq,
+            "p_posted": content.balance_after,
+            "p_new_seq": content.seq,
+            "p_now": now,
             "p_hash": digest,
         }
+        if tx.kind in ACTIVITY_KINDS:
+            moved["p_active"] = to_micros(tx.occurred_at)
+            write_behind.execute(conn, _move_active_member[conn.dialect.name], moved)
+        else:
+            write_behind.execute(conn, _update_member, moved)
+        write_behind.execute(conn, _insert_entry, _entry_row(content, digest))
+        locked_heads.remember(conn, program_id, posting.member_id, Head(content.balance_after, content.seq, digest))
         _apply_lots(conn, program_id, tx, posting, now)
-        applied[posting.member_id] = (row.posted, row.last_seq)
-    if heads:
-        _set_heads(conn, list(heads.values()))
+        applied[posting.member_id] = (content.balance_after, content.seq)
     return applied
 
 
-_set_head = (
-    update(members)
-    .where(
-        members.c.program_id == bindparam("p_program"),
-        members.c.member_id == bindparam("p_member"),
-        members.c.last_seq == bindparam("p_seq"),
-    )
-    .values(last_entry_hash=bindparam("p_hash"))
-)
-
-
-def _set_heads(conn: Connection, heads: list[dict]) -> None:
-    """Moves each member's chain head to the entry just appended (the row lock is still held)."""
-    result = conn.execute(_set_head, heads)
-    if result.rowcount != len(heads):
-        raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
+def _head(conn: Connection, program_id: str, member_id: str) -> Head:
+    """The member's chain head: known from its lock in this transaction, or read (still under the lock)."""
+    head = locked_heads.known(conn, program_id, member_id)
+    if head is not None:
+        return head
+    row = conn.execute(
+        select(members.c.posted, members.c.last_seq, members.c.last_entry_hash).where(
+            members.c.program_id == program_id, members.c.member_id == member_id
+        )
+    ).one()
+    return Head(row.posted, row.last_seq, row.last_entry_hash)
 
 
 def _entry_row(content: EntryContent, digest: str) -> dict:
@@ -146,15 +173,17 @@ def _entry_row(content: EntryContent, digest: str) -> dict:
 def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: Posting, now: int) -> None:
     moves = [(c.lot_id, c.points) for c in posting.consumed] + [(r.lot_id, -r.points) for r in posting.restored]
     if moves:
-        conn.execute(
+        write_behind.execute(
+            conn,
             _consume,
             [
                 {"p_program": program_id, "p_member": posting.member_id, "p_lot": lot_id, "p_points": points}
                 for lot_id, points in moves
             ],
         )
-        conn.execute(
-            insert(lot_consumptions),
+        write_behind.execute(
+            conn,
+            _insert_consumption,
             [
                 {
                     "program_id": program_id,
@@ -169,8 +198,10 @@ def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: 
         )
     lot = posting.new_lot
     if lot is not None and lot.points > 0:
-        conn.execute(
-            insert(lots).values(
+        write_behind.execute(
+            conn,
+            _insert_lot,
+            dict(
                 program_id=program_id,
                 member_id=posting.member_id,
                 lot_id=tx.transaction_id,
@@ -180,7 +211,7 @@ def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: 
                 expires_at=to_micros(lot.expires_at) if lot.expires_at else None,
                 order_id=lot.order_id or None,
                 created_at=now,
-            )
+            ),
         )
 
 
@@ -240,22 +271,6 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     conn.execute(insert(entries), entry_rows)
     conn.execute(insert(lot_consumptions), consumption_rows)
     _consume_many(conn, consumption_rows)
-
-
-_update_member = (
-    update(members)
-    .where(
-        members.c.program_id == bindparam("p_program"),
-        members.c.member_id == bindparam("p_member"),
-        members.c.last_seq == bindparam("p_seq"),
-    )
-    .values(
-        posted=bindparam("p_posted"),
-        last_seq=bindparam("p_new_seq"),
-        updated_at=bindparam("p_now"),
-        last_entry_hash=bindparam("p_hash"),
-    )
-)
 
 
 def _update_from_values(conn: Connection, sql: str, values: list[tuple], template: str | None = None) -> int:

@@ -9,7 +9,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState, MemberStatus
+from ledger.store import locked_heads
 from ledger.store.instants import from_micros, to_micros
+from ledger.store.locked_heads import Head
 from ledger.store.tables import members
 
 
@@ -29,7 +31,11 @@ def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False
     if lock:
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return _state(row) if row else None
+    if row is None:
+        return None
+    if lock:
+        locked_heads.remember(conn, program_id, member_id, Head(row.posted, row.last_seq, row.last_entry_hash))
+    return _state(row)
 
 
 def insert_if_absent(conn: Connection, program_id: str, member_id: str, referral_code: str, now: datetime) -> bool:

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, insert, select, tuple_, update
 
 from ledger.domain.tiers import TierDefinition, TierState
+from ledger.store import write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import member_tiers, qualifying_events, tiers
 
@@ -76,18 +77,23 @@ def due_reviews(conn: Connection, now: datetime, after: tuple[str, str] | None, 
     return [(r.program_id, r.member_id) for r in rows]
 
 
+_insert_qualifying = insert(qualifying_events)
+
+
 def record_qualifying(
     conn: Connection, program_id: str, member_id: str, transaction_id: str, occurred_at: datetime, spend: int, points: int
 ) -> None:
-    conn.execute(
-        insert(qualifying_events).values(
+    write_behind.execute(
+        conn,
+        _insert_qualifying,
+        dict(
             program_id=program_id,
             member_id=member_id,
             transaction_id=transaction_id,
             occurred_at=to_micros(occurred_at),
             spend=spend,
             base_points=points,
-        )
+        ),
     )
 
 

@@ -1,0 +1,107 @@
+"""Write-behind inside one database transaction: writes nobody reads back share a round trip.
+
+Most of what a ledger operation writes (the transaction row, its entry and lot, campaign
+counters, qualifying spend) is never read back by the operation itself. On PostgreSQL such
+writes are queued here instead of sent one at a time; the queue rides in front of the
+next statement sent on the same connection, in the same round trip (PostgreSQL runs a
+multi-statement string in order, inside the open transaction), or is sent on its own
+just before the commit. The effects and their order are exactly those of
+sending the statements one by one, and an error in any of them fails the round trip it
+rode in and so the whole database transaction, as before.
+
+psycopg2 binds parameters on the client anyway (mogrify), so queuing adds no quoting work.
+SQLite is in-process with no round trip to save: writes run at once.
+
+Statements passed here are module-level constants (compiled once per parameter shape).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.dml import Insert
+
+_QUEUE = "write_behind.queue"
+_COMPILED: dict[tuple[int, tuple[str, ...]], object] = {}
+_COMPILED_LIMIT = 512
+
+
+def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
+    """Runs statement (once per parameter set) no later than the next statement or the commit."""
+    rows = params if isinstance(params, list) else [params]
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(statement, rows if len(rows) > 1 else rows[0])
+        return
+    queue = conn.info.setdefault(_QUEUE, [])
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for row in rows:
+            compiled = _compiled(conn, statement, row)
+            queue.append(cursor.mogrify(compiled.string, compiled.construct_params(row)))
+    finally:
+        cursor.close()
+
+
+def discard(conn: Connection) -> None:
+    """Forgets queued writes (the transaction is being rolled back, or a new one starts)."""
+    conn.info.pop(_QUEUE, None)
+
+
+def install(engine: Engine) -> None:
+    """Lets queued writes ride in front of every statement sent on the engine's connections,
+    sends what is left just before a commit, and forgets it on a rollback or when the
+    connection goes back to the pool."""
+    event.listen(engine, "before_cursor_execute", _ride_along, retval=True)
+    event.listen(engine, "commit", _send_before_commit)
+    event.listen(engine, "rollback", discard)
+    event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(_QUEUE, None))
+
+
+def _compiled(conn: Connection, statement, row: dict):
+    keys = tuple(sorted(row)) if isinstance(statement, Insert) else ()
+    cache_key = (id(statement), keys)
+    compiled = _COMPILED.get(cache_key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.clear()  # only constants come here: this is a guard, not a policy
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(keys) if keys else None)
+        _COMPILED[cache_key] = compiled
+    return compiled
+
+
+def _take(conn: Connection) -> str | None:
+    queue = conn.info.pop(_QUEUE, None)
+    if not queue:
+        return None
+    return b";\n".join(queue).decode("utf-8")  # the engine sets client_encoding=utf8
+
+
+def _ride_along(conn, cursor, statement, parameters, context, executemany):
+    joined = _take(conn)
+    if joined is None:
+        return statement, parameters
+    if parameters and not executemany:
+        # The statement's own parameters are bound by psycopg2 with %-formatting, which
+        # would also read the queued (already bound) text: its percent signs are escaped.
+        return joined.replace("%", "%%") + ";\n" + statement, parameters
+    _send(conn, cursor, joined)
+    return statement, parameters
+
+
+def _send_before_commit(conn) -> None:
+    joined = _take(conn)
+    if joined is not None:
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            _send(conn, cursor, joined)
+        finally:
+            cursor.close()
+
+
+def _send(conn, cursor, joined: str) -> None:
+    try:
+        cursor.execute(joined)
+    except Exception as error:  # the driver's error, wrapped as SQLAlchemy wraps a statement's
+        raise sa_exc.DBAPIError.instance(joined, None, error, conn.dialect.loaded_dbapi.Error) from error
