@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 from ledger.domain import errors
+from ledger.store import pg_transactions
 
 T = TypeVar("T")
 ATTEMPTS = 6
@@ -123,8 +124,8 @@ def run(
     single_read: bool = False,
 ) -> T:
     """snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL).
-    single_read: one read-only statement; on PostgreSQL it runs in autocommit mode, which
-    saves the COMMIT round trip."""
+    single_read: one read-only statement; on PostgreSQL it is its own transaction, with no
+    BEGIN or COMMIT."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.connect() as conn:
@@ -134,10 +135,10 @@ def run(
                 try:
                     if read_only:
                         conn = conn.execution_options(read_only=True)
-                    if single_read and conn.dialect.name == "postgresql":
-                        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                    if snapshot and conn.dialect.name == "postgresql":
-                        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                    if single_read:
+                        conn = conn.execution_options(**{pg_transactions.SINGLE_STATEMENT: True})
+                    if snapshot:
+                        conn = conn.execution_options(**{pg_transactions.SNAPSHOT: True})
                     with conn.begin():
                         result = work(conn)
                         if not caller_waiting.get()():

@@ -13,7 +13,7 @@ import os
 
 from sqlalchemy import Engine, create_engine, event
 
-from ledger.store import locked_heads, write_behind
+from ledger.store import locked_heads, pg_transactions, write_behind
 
 DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
@@ -41,6 +41,9 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
         # invalidated and the unit of work retries once on a fresh one.
         pool_pre_ping=False,
         pool_timeout=5,
+        # Transactions are written out by pg_transactions: BEGIN rides with the first
+        # statement and COMMIT with the last writes, instead of round trips of their own.
+        isolation_level="AUTOCOMMIT",
         connect_args={
             "connect_timeout": 3,
             "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
@@ -49,6 +52,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
         },
     )
     write_behind.install(engine)
+    pg_transactions.install(engine)
     locked_heads.install(engine)
     return engine
 

@@ -278,6 +278,7 @@ def _update_from_values(conn: Connection, sql: str, values: list[tuple], templat
     per row; returns how many rows matched."""
     from psycopg2.extras import execute_values
 
+    write_behind.send_queued(conn)  # the driver's own cursor: nothing rides on it
     cursor = conn.connection.driver_connection.cursor()
     try:
         execute_values(cursor, sql, values, template=template, page_size=len(values))

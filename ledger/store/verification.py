@@ -109,15 +109,29 @@ ENTRY_HASHES = "each entry's hash covers its content and the previous entry's ha
 CHAIN_HEADS = "each member's chain head is the hash of its last entry"
 
 # Every member with its entries in seq order; a member without entries comes once with NULLs.
-_CHAIN_WALK = text(
-    """
+_CHAIN_WALK = """
     SELECT m.program_id, m.member_id, m.last_entry_hash, e.seq, e.transaction_id, e.kind, e.points,
            e.balance_after, e.created_at, e.entry_hash
     FROM members m
     LEFT JOIN entries e ON e.program_id = m.program_id AND e.member_id = m.member_id
     ORDER BY m.program_id, m.member_id, e.seq
-    """
-).execution_options(yield_per=2000)  # a server-side cursor on PostgreSQL: never the whole ledger in memory
+"""
+_FETCH_ROWS = 2000
+
+
+def _chain_rows(conn: Connection) -> Iterator:
+    """The chain walk's rows, never the whole ledger in memory: SQLite's cursor streams; on
+    PostgreSQL a cursor declared in the transaction is fetched page by page (the driver's own
+    server-side cursors need the driver's own transactions, which pg_transactions replaces)."""
+    if conn.dialect.name != "postgresql":
+        yield from conn.execute(text(_CHAIN_WALK))
+        return
+    conn.exec_driver_sql("DECLARE chain_walk NO SCROLL CURSOR FOR " + _CHAIN_WALK)
+    try:
+        while rows := conn.exec_driver_sql(f"FETCH {_FETCH_ROWS} FROM chain_walk").all():
+            yield from rows
+    finally:
+        conn.exec_driver_sql("CLOSE chain_walk")
 
 
 def _walk(conn: Connection) -> Iterator[tuple[str, dict]]:
@@ -140,39 +154,38 @@ def _walk(conn: Connection) -> Iterator[tuple[str, dict]]:
             }
         return None
 
-    with conn.execute(_CHAIN_WALK) as result:
-        for row in result:
-            key = (row.program_id, row.member_id)
-            if key != member:
-                breach = close()
-                if breach:
-                    yield breach
-                member, previous, head = key, GENESIS, row.last_entry_hash
-            if row.seq is None:
-                continue
-            expected = entry_hash(
-                previous,
-                EntryContent(
-                    row.program_id,
-                    row.member_id,
-                    int(row.seq),
-                    row.transaction_id,
-                    row.kind,
-                    int(row.points),
-                    int(row.balance_after),
-                    int(row.created_at),
-                ),
-            )
-            if row.entry_hash != expected:
-                yield ENTRY_HASHES, {
-                    "program_id": row.program_id,
-                    "member_id": row.member_id,
-                    "seq": row.seq,
-                    "entry_hash": row.entry_hash,
-                    "expected": expected,
-                }
-            # Link the next entry to what is stored, edited or not (see the docstring).
-            previous = row.entry_hash if row.entry_hash is not None else expected
+    for row in _chain_rows(conn):
+        key = (row.program_id, row.member_id)
+        if key != member:
+            breach = close()
+            if breach:
+                yield breach
+            member, previous, head = key, GENESIS, row.last_entry_hash
+        if row.seq is None:
+            continue
+        expected = entry_hash(
+            previous,
+            EntryContent(
+                row.program_id,
+                row.member_id,
+                int(row.seq),
+                row.transaction_id,
+                row.kind,
+                int(row.points),
+                int(row.balance_after),
+                int(row.created_at),
+            ),
+        )
+        if row.entry_hash != expected:
+            yield ENTRY_HASHES, {
+                "program_id": row.program_id,
+                "member_id": row.member_id,
+                "seq": row.seq,
+                "entry_hash": row.entry_hash,
+                "expected": expected,
+            }
+        # Link the next entry to what is stored, edited or not (see the docstring).
+        previous = row.entry_hash if row.entry_hash is not None else expected
     breach = close()
     if breach:
         yield breach

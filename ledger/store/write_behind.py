@@ -4,8 +4,8 @@ Most of what a ledger operation writes (the transaction row, its entry and lot, 
 counters, qualifying spend) is never read back by the operation itself. On PostgreSQL such
 writes are queued here instead of sent one at a time; the queue rides in front of the
 next statement sent on the same connection, in the same round trip (PostgreSQL runs a
-multi-statement string in order, inside the open transaction), or is sent on its own
-just before the commit. The effects and their order are exactly those of
+multi-statement string in order, inside the open transaction), or goes with the COMMIT
+(ledger.store.pg_transactions). The effects and their order are exactly those of
 sending the statements one by one, and an error in any of them fails the round trip it
 rode in and so the whole database transaction, as before.
 
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.dml import Insert
 
-_QUEUE = "write_behind.queue"
+QUEUE = "write_behind.queue"
 _COMPILED: dict[tuple[int, tuple[str, ...]], object] = {}
 _COMPILED_LIMIT = 512
 
@@ -34,7 +34,7 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
     if conn.dialect.name != "postgresql":
         conn.execute(statement, rows if len(rows) > 1 else rows[0])
         return
-    queue = conn.info.setdefault(_QUEUE, [])
+    queue = conn.info.setdefault(QUEUE, [])
     cursor = conn.connection.driver_connection.cursor()
     try:
         for row in rows:
@@ -46,17 +46,39 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
 
 def discard(conn: Connection) -> None:
     """Forgets queued writes (the transaction is being rolled back, or a new one starts)."""
-    conn.info.pop(_QUEUE, None)
+    conn.info.pop(QUEUE, None)
+
+
+def queue_first(conn: Connection, sql: bytes) -> None:
+    """Puts sql at the head of the queue (a transaction's BEGIN)."""
+    conn.info.setdefault(QUEUE, []).insert(0, sql)
+
+
+def only_begin_queued(conn: Connection) -> bool:
+    queue = conn.info.get(QUEUE, [])
+    return len(queue) <= 1 and all(sql.startswith(b"BEGIN") for sql in queue)
+
+
+def send_queued(conn: Connection) -> None:
+    """Sends the queue now: before using the driver's cursor directly, which no queue rides on."""
+    joined = _take(conn)
+    if joined is not None:
+        _send_alone(conn, joined)
+
+
+def send_with(conn: Connection, tail: bytes) -> str:
+    """Sends the queue with tail after it (a COMMIT) in one round trip; returns the server's
+    status for tail."""
+    conn.info.setdefault(QUEUE, []).append(tail)
+    return _send_alone(conn, _take(conn))
 
 
 def install(engine: Engine) -> None:
-    """Lets queued writes ride in front of every statement sent on the engine's connections,
-    sends what is left just before a commit, and forgets it on a rollback or when the
-    connection goes back to the pool."""
+    """Lets queued writes ride in front of every statement sent on the engine's connections;
+    forgets them on a rollback or when the connection goes back to the pool. The commit is
+    pg_transactions' (it sends what is left with the COMMIT)."""
     event.listen(engine, "before_cursor_execute", _ride_along, retval=True)
-    event.listen(engine, "commit", _send_before_commit)
     event.listen(engine, "rollback", discard)
-    event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(_QUEUE, None))
 
 
 def _compiled(conn: Connection, statement, row: dict):
@@ -72,7 +94,7 @@ def _compiled(conn: Connection, statement, row: dict):
 
 
 def _take(conn: Connection) -> str | None:
-    queue = conn.info.pop(_QUEUE, None)
+    queue = conn.info.pop(QUEUE, None)
     if not queue:
         return None
     return b";\n".join(queue).decode("utf-8")  # the engine sets client_encoding=utf8
@@ -90,18 +112,21 @@ def _ride_along(conn, cursor, statement, parameters, context, executemany):
     return statement, parameters
 
 
-def _send_before_commit(conn) -> None:
-    joined = _take(conn)
-    if joined is not None:
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            _send(conn, cursor, joined)
-        finally:
-            cursor.close()
+def _send_alone(conn: Connection, joined: str) -> str:
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        _send(conn, cursor, joined)
+        return cursor.statusmessage or ""
+    finally:
+        cursor.close()
 
 
 def _send(conn, cursor, joined: str) -> None:
     try:
         cursor.execute(joined)
     except Exception as error:  # the driver's error, wrapped as SQLAlchemy wraps a statement's
-        raise sa_exc.DBAPIError.instance(joined, None, error, conn.dialect.loaded_dbapi.Error) from error
+        dbapi = conn.dialect.loaded_dbapi
+        lost = isinstance(error, dbapi.Error) and conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(error)
+        raise sa_exc.DBAPIError.instance(joined, None, error, dbapi.Error, connection_invalidated=lost) from error

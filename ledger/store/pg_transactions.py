@@ -1,0 +1,80 @@
+"""PostgreSQL transactions that cost no round trip of their own.
+
+psycopg2 normally sends BEGIN as a round trip of its own before a transaction's first
+statement, and switching a pooled connection to autocommit for a single read costs a SET
+on its next use. Instead the engine's connections stay in autocommit mode and this module
+writes the transaction boundaries itself, through write_behind's queue:
+
+- begin: BEGIN (ISOLATION LEVEL REPEATABLE READ for a `snapshot` unit of work) is queued,
+  so it rides in front of the transaction's first statement; a `single_statement` unit of
+  work gets no BEGIN at all (its one statement is its own transaction);
+- commit: whatever is still queued is sent with COMMIT after it, in one round trip, and a
+  transaction that never sent anything sends nothing;
+- rollback, or a connection going back to the pool inside a transaction: ROLLBACK.
+
+This is SQLAlchemy's documented recipe for drivers whose own BEGIN does not suit (the
+same one the SQLite engine uses), with libpq's transaction status as the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from sqlalchemy import Engine, event
+
+from ledger.store import write_behind
+
+log = logging.getLogger("ledger.store")
+SNAPSHOT = "snapshot"
+SINGLE_STATEMENT = "single_statement"
+
+
+def install(engine: Engine) -> None:
+    event.listen(engine, "begin", _begin)
+    event.listen(engine, "commit", _commit)
+    event.listen(engine, "rollback", _rollback)
+    event.listen(engine.pool, "checkin", _end_abandoned)
+
+
+def _begin(conn) -> None:
+    options = conn.get_execution_options()
+    if options.get(SINGLE_STATEMENT):
+        return
+    write_behind.queue_first(conn, b"BEGIN ISOLATION LEVEL REPEATABLE READ" if options.get(SNAPSHOT) else b"BEGIN")
+
+
+def _commit(conn) -> None:
+    dbapi_connection = conn.connection.driver_connection
+    if dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE and write_behind.only_begin_queued(conn):
+        write_behind.discard(conn)  # nothing was sent: there is nothing to commit
+        return
+    status = write_behind.send_with(conn, b"COMMIT")
+    if status != "COMMIT":
+        # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, not an error.
+        raise RuntimeError(f"the transaction was not committed (the server answered {status})")
+
+
+def _rollback(conn) -> None:
+    write_behind.discard(conn)
+    dbapi_connection = conn.connection.driver_connection
+    if dbapi_connection.closed or dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+        return
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("ROLLBACK")
+
+
+def _end_abandoned(dbapi_connection, record) -> None:
+    """A connection never goes back to the pool inside a transaction (a failed COMMIT, a
+    caller that closed without ending its transaction)."""
+    record.info.pop(write_behind.QUEUE, None)
+    if dbapi_connection is None or dbapi_connection.closed:
+        return
+    try:
+        if dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+    except Exception:
+        # A connection that cannot even roll back is closed; the pool replaces it on next use.
+        log.warning("closing a pooled connection that could not roll back", exc_info=True)
+        dbapi_connection.close()
