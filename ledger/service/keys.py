@@ -38,7 +38,7 @@ def authenticate(engine: Engine, presented: str) -> Caller:
     key_id = credentials.key_id_of(presented)
     if key_id is None:
         raise _unauthenticated("the API key is malformed")
-    stored = unit_of_work.run(engine, lambda conn: api_keys.get(conn, key_id), read_only=True, single_read=True)
+    stored = unit_of_work.run(engine, lambda conn: api_keys.get(conn, key_id), read_only=True)
     if stored is None or not credentials.key_matches(presented, stored.secret_hash):
         raise _unauthenticated("the API key is not known")
     if stored.revoked:

@@ -121,11 +121,10 @@ def run(
     *,
     read_only: bool = False,
     snapshot: bool = False,
-    single_read: bool = False,
 ) -> T:
-    """snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL).
-    single_read: one read-only statement; on PostgreSQL it is its own transaction, with no
-    BEGIN or COMMIT."""
+    """read_only: work that only reads (on PostgreSQL, without snapshot, its statements need
+    no transaction block: see ledger.store.pg_transactions).
+    snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.connect() as conn:
@@ -134,9 +133,7 @@ def run(
                     scope.attach(conn.connection.driver_connection)
                 try:
                     if read_only:
-                        conn = conn.execution_options(read_only=True)
-                    if single_read:
-                        conn = conn.execution_options(**{pg_transactions.SINGLE_STATEMENT: True})
+                        conn = conn.execution_options(**{pg_transactions.READ_ONLY: True})
                     if snapshot:
                         conn = conn.execution_options(**{pg_transactions.SNAPSHOT: True})
                     with conn.begin():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.kinds import Role
 from ledger.store.instants import to_micros
@@ -21,8 +21,12 @@ class StoredKey:
     revoked: bool
 
 
+# Hot-path reads are built once: SQLAlchemy then finds them compiled without rebuilding them.
+_by_id = select(api_keys).where(api_keys.c.key_id == bindparam("key_id"))
+
+
 def get(conn: Connection, key_id: str) -> StoredKey | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    row = conn.execute(_by_id, {"key_id": key_id}).first()
     if row is None:
         return None
     return StoredKey(row.key_id, row.program_id, Role(row.role), row.secret_hash, row.revoked_at is not None)

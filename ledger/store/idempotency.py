@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.store.instants import to_micros
@@ -24,12 +24,28 @@ class StoredOutcome:
     outcome: dict
 
 
+# Built once: SQLAlchemy then finds them compiled without rebuilding them.
+_by_key = select(
+    idempotency_records.c.method, idempotency_records.c.request_hash, idempotency_records.c.outcome
+).where(
+    idempotency_records.c.program_id == bindparam("program_id"),
+    idempotency_records.c.idempotency_key == bindparam("key"),
+)
+
+
+def _claim_statement(dialect):
+    return (
+        dialect.insert(idempotency_records)
+        .on_conflict_do_nothing(index_elements=["program_id", "idempotency_key"])
+        .returning(idempotency_records.c.idempotency_key)
+    )
+
+
+_claim = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+
+
 def find(conn: Connection, program_id: str, key: str) -> StoredOutcome | None:
-    row = conn.execute(
-        select(idempotency_records.c.method, idempotency_records.c.request_hash, idempotency_records.c.outcome).where(
-            idempotency_records.c.program_id == program_id, idempotency_records.c.idempotency_key == key
-        )
-    ).first()
+    row = conn.execute(_by_key, {"program_id": program_id, "key": key}).first()
     if row is None:
         return None
     return StoredOutcome(row.method, row.request_hash, json.loads(row.outcome))
@@ -39,21 +55,15 @@ def claim(
     conn: Connection, program_id: str, key: str, method: str, request_hash: str, outcome: dict, now: datetime
 ) -> bool:
     """Records the outcome under key; False if another request holds the key already."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(idempotency_records)
-        .values(
-            program_id=program_id,
-            idempotency_key=key,
-            method=method,
-            request_hash=request_hash,
-            outcome=json.dumps(outcome, separators=(",", ":")),
-            created_at=to_micros(now),
-        )
-        .on_conflict_do_nothing(index_elements=["program_id", "idempotency_key"])
-        .returning(idempotency_records.c.idempotency_key)
+    row = dict(
+        program_id=program_id,
+        idempotency_key=key,
+        method=method,
+        request_hash=request_hash,
+        outcome=json.dumps(outcome, separators=(",", ":")),
+        created_at=to_micros(now),
     )
-    return conn.execute(statement).first() is not None
+    return conn.execute(_claim[conn.dialect.name], row).first() is not None
 
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:

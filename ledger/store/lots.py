@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from ledger.domain.holds import HoldState
 from ledger.domain.lots import Consumption, Lot
@@ -52,30 +52,48 @@ def consumptions_of(
     return [Consumption(row.lot_id, row.points) for row in valid]
 
 
+# Read by every earn, spend and balance query: built once, so SQLAlchemy finds them
+# compiled without rebuilding them.
+_pending = (
+    select(func.coalesce(func.sum(lots.c.remaining), 0))
+    .where(
+        lots.c.program_id == bindparam("program_id"),
+        lots.c.member_id == bindparam("member_id"),
+        lots.c.remaining > 0,
+        lots.c.available_at > bindparam("at"),
+    )
+    .scalar_subquery()
+)
+_held = (
+    select(func.coalesce(func.sum(holds.c.points), 0))
+    .where(
+        holds.c.program_id == bindparam("program_id"),
+        holds.c.member_id == bindparam("member_id"),
+        holds.c.state == HoldState.OPEN.value,
+        holds.c.expires_at > bindparam("at"),
+    )
+    .scalar_subquery()
+)
+_pending_and_held = select(_pending, _held)
+_expiring = (
+    select(lots.c.expires_at, func.sum(lots.c.remaining).label("points"))
+    .where(
+        lots.c.program_id == bindparam("program_id"),
+        lots.c.member_id == bindparam("member_id"),
+        lots.c.remaining > 0,
+        lots.c.expires_at > bindparam("start"),
+        lots.c.expires_at <= bindparam("end"),
+    )
+    .group_by(lots.c.expires_at)
+    .order_by(lots.c.expires_at)
+)
+
+
 def pending_and_held(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, int]:
     """Live pending (lots not yet available) and held (open holds not yet lapsed), in one round trip."""
-    at = to_micros(now)
-    pending = (
-        select(func.coalesce(func.sum(lots.c.remaining), 0))
-        .where(
-            lots.c.program_id == program_id,
-            lots.c.member_id == member_id,
-            lots.c.remaining > 0,
-            lots.c.available_at > at,
-        )
-        .scalar_subquery()
-    )
-    held = (
-        select(func.coalesce(func.sum(holds.c.points), 0))
-        .where(
-            holds.c.program_id == program_id,
-            holds.c.member_id == member_id,
-            holds.c.state == HoldState.OPEN.value,
-            holds.c.expires_at > at,
-        )
-        .scalar_subquery()
-    )
-    row = conn.execute(select(pending, held)).one()
+    row = conn.execute(
+        _pending_and_held, {"program_id": program_id, "member_id": member_id, "at": to_micros(now)}
+    ).one()
     return int(row[0]), int(row[1])
 
 
@@ -83,17 +101,7 @@ def expiring_between(
     conn: Connection, program_id: str, member_id: str, start: datetime, end: datetime
 ) -> list[tuple[datetime, int]]:
     rows = conn.execute(
-        select(lots.c.expires_at, func.sum(lots.c.remaining).label("points"))
-        .where(
-            and_(
-                lots.c.program_id == program_id,
-                lots.c.member_id == member_id,
-                lots.c.remaining > 0,
-                lots.c.expires_at > to_micros(start),
-                lots.c.expires_at <= to_micros(end),
-            )
-        )
-        .group_by(lots.c.expires_at)
-        .order_by(lots.c.expires_at)
+        _expiring,
+        {"program_id": program_id, "member_id": member_id, "start": to_micros(start), "end": to_micros(end)},
     ).all()
     return [(from_micros(row.expires_at), int(row.points)) for row in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.balance import Balance
@@ -26,11 +26,13 @@ def _state(row) -> MemberState:
     )
 
 
+# Hot-path reads are built once: SQLAlchemy then finds them compiled without rebuilding them.
+_by_id = select(members).where(members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id"))
+_by_id_locked = _by_id.with_for_update()
+
+
 def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
-    query = select(members).where(members.c.program_id == program_id, members.c.member_id == member_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(_by_id_locked if lock else _by_id, {"program_id": program_id, "member_id": member_id}).first()
     if row is None:
         return None
     if lock:

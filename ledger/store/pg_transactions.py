@@ -6,8 +6,10 @@ on its next use. Instead the engine's connections stay in autocommit mode and th
 writes the transaction boundaries itself, through write_behind's queue:
 
 - begin: BEGIN (ISOLATION LEVEL REPEATABLE READ for a `snapshot` unit of work) is queued,
-  so it rides in front of the transaction's first statement; a `single_statement` unit of
-  work gets no BEGIN at all (its one statement is its own transaction);
+  so it rides in front of the transaction's first statement. A `read_only` unit of work
+  without `snapshot` gets no BEGIN at all: under READ COMMITTED every statement sees its
+  own snapshot anyway, so a read-only transaction of such statements sees exactly what the
+  same statements see on their own, and needs no COMMIT round trip;
 - commit: whatever is still queued is sent with COMMIT after it, in one round trip, and a
   transaction that never sent anything sends nothing;
 - rollback, or a connection going back to the pool inside a transaction: ROLLBACK.
@@ -27,7 +29,7 @@ from ledger.store import write_behind
 
 log = logging.getLogger("ledger.store")
 SNAPSHOT = "snapshot"
-SINGLE_STATEMENT = "single_statement"
+READ_ONLY = "read_only"
 
 
 def install(engine: Engine) -> None:
@@ -39,7 +41,7 @@ def install(engine: Engine) -> None:
 
 def _begin(conn) -> None:
     options = conn.get_execution_options()
-    if options.get(SINGLE_STATEMENT):
+    if options.get(READ_ONLY) and not options.get(SNAPSHOT):
         return
     write_behind.queue_first(conn, b"BEGIN ISOLATION LEVEL REPEATABLE READ" if options.get(SNAPSHOT) else b"BEGIN")
 

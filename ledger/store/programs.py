@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from ledger.domain.program import (
     EarnRate,
@@ -76,8 +76,12 @@ def settings_history(conn: Connection, program_id: str) -> list[tuple[datetime, 
     return [(from_micros(r.effective_at), rules_from_json(json.loads(r.settings))) for r in rows]
 
 
+# Built once: SQLAlchemy then finds it compiled without rebuilding it.
+_by_id = select(programs).where(programs.c.program_id == bindparam("program_id"))
+
+
 def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
-    row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
+    row = conn.execute(_by_id, {"program_id": program_id}).first()
     return (_rules(row), row.config_version) if row else None
 
 
@@ -90,7 +94,7 @@ def bump_config_version(conn: Connection, program_id: str) -> None:
 
 
 def get(conn: Connection, program_id: str) -> ProgramRules | None:
-    row = conn.execute(select(programs).where(programs.c.program_id == program_id)).first()
+    row = conn.execute(_by_id, {"program_id": program_id}).first()
     return _rules(row) if row else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import referrals
@@ -42,10 +42,14 @@ def _record(row) -> ReferralRecord:
     )
 
 
+# Read by every earn: built once, so SQLAlchemy finds it compiled without rebuilding it.
+_of_referee = select(referrals).where(
+    referrals.c.program_id == bindparam("program_id"), referrals.c.referee_id == bindparam("referee_id")
+)
+
+
 def of_referee(conn: Connection, program_id: str, referee_id: str) -> ReferralRecord | None:
-    row = conn.execute(
-        select(referrals).where(referrals.c.program_id == program_id, referrals.c.referee_id == referee_id)
-    ).first()
+    row = conn.execute(_of_referee, {"program_id": program_id, "referee_id": referee_id}).first()
     return _record(row) if row else None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_, update
 
 from ledger.domain.tiers import TierDefinition, TierState
 from ledger.store import write_behind
@@ -12,8 +12,12 @@ from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import member_tiers, qualifying_events, tiers
 
 
+# Hot-path reads are built once: SQLAlchemy then finds them compiled without rebuilding them.
+_definitions = select(tiers).where(tiers.c.program_id == bindparam("program_id")).order_by(tiers.c.position)
+
+
 def definitions(conn: Connection, program_id: str) -> list[TierDefinition]:
-    rows = conn.execute(select(tiers).where(tiers.c.program_id == program_id).order_by(tiers.c.position))
+    rows = conn.execute(_definitions, {"program_id": program_id})
     return [TierDefinition(r.name, r.threshold, r.multiplier_bps, r.qualification_days) for r in rows]
 
 
@@ -39,10 +43,13 @@ def replace_definitions(conn: Connection, program_id: str, ordered: list[TierDef
         )
 
 
+_state_of = select(member_tiers).where(
+    member_tiers.c.program_id == bindparam("program_id"), member_tiers.c.member_id == bindparam("member_id")
+)
+
+
 def state(conn: Connection, program_id: str, member_id: str) -> TierState | None:
-    row = conn.execute(
-        select(member_tiers).where(member_tiers.c.program_id == program_id, member_tiers.c.member_id == member_id)
-    ).first()
+    row = conn.execute(_state_of, {"program_id": program_id, "member_id": member_id}).first()
     if row is None:
         return None
     return TierState(row.tier_name, row.multiplier_bps, from_micros(row.reached_at), from_micros(row.held_until))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.records import TransactionView, breakdown_from_json
@@ -72,15 +72,17 @@ def views_of(conn: Connection, program_id: str, transaction_id: str) -> list[Tra
     return [_view(row) for row in rows]
 
 
+# Read by every earn: built once, so SQLAlchemy finds it compiled without rebuilding it.
+_earn_of_order = select(transactions.c.transaction_id, transactions.c.member_id).where(
+    transactions.c.program_id == bindparam("program_id"),
+    transactions.c.order_id == bindparam("order_id"),
+    transactions.c.kind == TransactionKind.EARN.value,
+)
+
+
 def earn_of_order(conn: Connection, program_id: str, order_id: str) -> tuple[str, str] | None:
     """(transaction_id, member_id) of the order's earn, if it earned."""
-    row = conn.execute(
-        select(transactions.c.transaction_id, transactions.c.member_id).where(
-            transactions.c.program_id == program_id,
-            transactions.c.order_id == order_id,
-            transactions.c.kind == TransactionKind.EARN.value,
-        )
-    ).first()
+    row = conn.execute(_earn_of_order, {"program_id": program_id, "order_id": order_id}).first()
     return (row.transaction_id, row.member_id) if row else None
 
 
@@ -91,6 +93,16 @@ def reversal_of(conn: Connection, program_id: str, transaction_id: str) -> str |
         )
     ).first()
     return row.transaction_id if row else None
+
+
+_NO_SEQ_LIMIT = 2**63 - 1
+_page_of_member = _joined().where(
+    entries.c.program_id == bindparam("program_id"),
+    entries.c.member_id == bindparam("member_id"),
+    entries.c.seq < bindparam("before_seq"),
+)
+# The unfiltered page, the one storefronts ask for: built once, so SQLAlchemy finds it compiled.
+_plain_page = _page_of_member.order_by(entries.c.seq.desc()).limit(bindparam("limit"))
 
 
 def statement_page(
@@ -105,16 +117,22 @@ def statement_page(
     created_before: datetime | None,
 ) -> list[TransactionView]:
     """Newest first by the member's entry sequence: stable while new entries arrive."""
-    query = _joined().where(entries.c.program_id == program_id, entries.c.member_id == member_id)
-    if before_seq is not None:
-        query = query.where(entries.c.seq < before_seq)
+    params = {
+        "program_id": program_id,
+        "member_id": member_id,
+        "before_seq": before_seq if before_seq is not None else _NO_SEQ_LIMIT,
+        "limit": limit,
+    }
+    if not (kinds or created_after or created_before):
+        return [_view(row) for row in conn.execute(_plain_page, params)]
+    query = _page_of_member
     if kinds:
         query = query.where(entries.c.kind.in_([k.value for k in kinds]))
     if created_after is not None:
         query = query.where(entries.c.created_at >= to_micros(created_after))
     if created_before is not None:
         query = query.where(entries.c.created_at < to_micros(created_before))
-    rows = conn.execute(query.order_by(entries.c.seq.desc()).limit(limit)).all()
+    rows = conn.execute(query.order_by(entries.c.seq.desc()).limit(bindparam("limit")), params).all()
     return [_view(row) for row in rows]
 
 
