@@ -46,8 +46,19 @@ from ledger.service.earn_context import EarnContext
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
 from ledger.service.tiers import upgrade_after_order
+from ledger.store import idempotency, prefetch, transactions
+from ledger.store import programs as program_store
+from ledger.store import referrals as referral_store
 from ledger.store import tiers as tier_store
-from ledger.store import transactions
+
+
+_EARN_READS = (
+    idempotency.BY_KEY,
+    program_store.BY_ID,
+    tier_store.STATE,
+    transactions.EARN_OF_ORDER,
+    referral_store.OF_REFEREE,
+)
 
 
 @dataclass(frozen=True)
@@ -122,14 +133,23 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         )
         return refreshed(conn, caller.program_id, result) if rewarded else result
 
-    return idempotent.execute(
-        engine,
-        caller,
-        mutation,
-        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
-        apply=apply,
-        decode=TransactionResult.from_json,
-    )
+    def lock(conn: Connection) -> MemberState:
+        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
+        # Everything earn reads next, in one round trip (under the lock: as fresh as reading it then).
+        prefetch.load(
+            conn,
+            _EARN_READS,
+            {
+                "program_id": caller.program_id,
+                "member_id": command.member_id,
+                "referee_id": command.member_id,
+                "key": mutation.idempotency_key,
+                "order_id": command.order.order_id,
+            },
+        )
+        return member
+
+    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)
 
 
 def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> TransactionResult:

@@ -5,10 +5,12 @@ Order inside the one database transaction:
   2. look up the key: a stored outcome is replayed (or ALREADY_EXISTS if the
      request differs),
   3. decide and write,
-  4. claim the key with the outcome (ON CONFLICT DO NOTHING).
+  4. record the key with the outcome (sent with the COMMIT on PostgreSQL).
 Because same-key retries of one request lock the same member, they queue on the
-lock and the later ones find the first one's record in step 2. A key reused for
-another member loses in step 4, rolls back, and is answered from the record.
+lock and the later ones find the first one's record in step 2. A key reused at the
+same moment for another member loses in step 4: its commit fails on the record's
+primary key, nothing of it is written, and unit_of_work's retry answers from the
+winner's record in step 2.
 Business refusals (FAILED_PRECONDITION, ALREADY_EXISTS) are stored like
 successes so a retry gets the same answer even after the state changed.
 """
@@ -41,10 +43,6 @@ class Mutation:
     idempotency_key: str
     method: str
     request_hash: str
-
-
-class _KeyTaken(Exception):
-    pass
 
 
 @dataclass
@@ -103,20 +101,12 @@ def execute(
                 raise
             outcome = _Outcome(error=error)
             recorded = {"error": _error_to_json(error)}
-        if not idempotency.claim(
+        idempotency.record(
             conn, program, mutation.idempotency_key, mutation.method, mutation.request_hash, recorded, clock.now()
-        ):
-            raise _KeyTaken
+        )
         return outcome
 
-    try:
-        outcome = unit_of_work.run(engine, work)
-    except _KeyTaken:
-        stored = unit_of_work.run(
-            engine, lambda conn: idempotency.find(conn, program, mutation.idempotency_key), read_only=True
-        )
-        assert stored is not None, "a claimed key has a committed record"
-        outcome = _replay(stored, mutation, decode)
+    outcome = unit_of_work.run(engine, work)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None

@@ -13,7 +13,7 @@ import os
 
 from sqlalchemy import Engine, create_engine, event
 
-from ledger.store import locked_heads, pg_transactions, write_behind
+from ledger.store import locked_heads, pg_transactions, prefetch, write_behind
 
 DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
@@ -54,6 +54,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
     write_behind.install(engine)
     pg_transactions.install(engine)
     locked_heads.install(engine)
+    prefetch.install(engine)
     return engine
 
 

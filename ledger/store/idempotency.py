@@ -1,7 +1,7 @@
 """Idempotency records: the durable answer to every applied or refused request.
 
-A record is claimed with INSERT ... ON CONFLICT DO NOTHING in the same database
-transaction as the effect, so an effect exists exactly when its record does.
+A record is inserted in the same database transaction as the effect, so an effect
+exists exactly when its record does; two requests racing for one key cannot both commit.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, insert, select
 
+from ledger.store import prefetch, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.tables import idempotency_records
 
@@ -33,45 +33,44 @@ _by_key = select(
 )
 
 
-def _claim_statement(dialect):
-    return (
-        dialect.insert(idempotency_records)
-        .on_conflict_do_nothing(index_elements=["program_id", "idempotency_key"])
-        .returning(idempotency_records.c.idempotency_key)
-    )
+_insert_record = insert(idempotency_records)
 
 
-_claim = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+BY_KEY = prefetch.Read("idempotency_record", _by_key, ("program_id", "key"))
 
 
 def find(conn: Connection, program_id: str, key: str) -> StoredOutcome | None:
-    row = conn.execute(_by_key, {"program_id": program_id, "key": key}).first()
+    row = prefetch.take(conn, BY_KEY, program_id, key)
+    if prefetch.missing(row):
+        row = conn.execute(_by_key, {"program_id": program_id, "key": key}).first()
     if row is None:
         return None
     return StoredOutcome(row.method, row.request_hash, json.loads(row.outcome))
 
 
-def claim(
+def record(
     conn: Connection, program_id: str, key: str, method: str, request_hash: str, outcome: dict, now: datetime
-) -> bool:
-    """Records the outcome under key; False if another request holds the key already."""
-    row = dict(
-        program_id=program_id,
-        idempotency_key=key,
-        method=method,
-        request_hash=request_hash,
-        outcome=json.dumps(outcome, separators=(",", ":")),
-        created_at=to_micros(now),
+) -> None:
+    """Records the outcome under key, with the operation's other writes (write_behind). A key
+    another request recorded meanwhile fails the transaction on the primary key."""
+    write_behind.execute(
+        conn,
+        _insert_record,
+        dict(
+            program_id=program_id,
+            idempotency_key=key,
+            method=method,
+            request_hash=request_hash,
+            outcome=json.dumps(outcome, separators=(",", ":")),
+            created_at=to_micros(now),
+        ),
     )
-    return conn.execute(_claim[conn.dialect.name], row).first() is not None
 
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
     """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh."""
     if not records:
         return
-    from sqlalchemy import insert
-
     conn.execute(
         insert(idempotency_records),
         [

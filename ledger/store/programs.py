@@ -17,6 +17,7 @@ from ledger.domain.program import (
     rules_from_json,
     rules_to_json,
 )
+from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import program_settings_history, programs
 
@@ -80,8 +81,13 @@ def settings_history(conn: Connection, program_id: str) -> list[tuple[datetime, 
 _by_id = select(programs).where(programs.c.program_id == bindparam("program_id"))
 
 
+BY_ID = prefetch.Read("program", _by_id, ("program_id",))
+
+
 def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
-    row = conn.execute(_by_id, {"program_id": program_id}).first()
+    row = prefetch.take(conn, BY_ID, program_id)
+    if prefetch.missing(row):
+        row = conn.execute(_by_id, {"program_id": program_id}).first()
     return (_rules(row), row.config_version) if row else None
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
+from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import referrals
 
@@ -48,8 +49,13 @@ _of_referee = select(referrals).where(
 )
 
 
+OF_REFEREE = prefetch.Read("referral_of_referee", _of_referee, ("program_id", "referee_id"))
+
+
 def of_referee(conn: Connection, program_id: str, referee_id: str) -> ReferralRecord | None:
-    row = conn.execute(_of_referee, {"program_id": program_id, "referee_id": referee_id}).first()
+    row = prefetch.take(conn, OF_REFEREE, program_id, referee_id)
+    if prefetch.missing(row):
+        row = conn.execute(_of_referee, {"program_id": program_id, "referee_id": referee_id}).first()
     return _record(row) if row else None
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_, update
 
 from ledger.domain.tiers import TierDefinition, TierState
-from ledger.store import write_behind
+from ledger.store import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import member_tiers, qualifying_events, tiers
 
@@ -48,8 +48,13 @@ _state_of = select(member_tiers).where(
 )
 
 
+STATE = prefetch.Read("tier_state", _state_of, ("program_id", "member_id"))
+
+
 def state(conn: Connection, program_id: str, member_id: str) -> TierState | None:
-    row = conn.execute(_state_of, {"program_id": program_id, "member_id": member_id}).first()
+    row = prefetch.take(conn, STATE, program_id, member_id)
+    if prefetch.missing(row):
+        row = conn.execute(_state_of, {"program_id": program_id, "member_id": member_id}).first()
     if row is None:
         return None
     return TierState(row.tier_name, row.multiplier_bps, from_micros(row.reached_at), from_micros(row.held_until))

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.records import TransactionView, breakdown_from_json
+from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import entries, transactions
 
@@ -80,9 +81,14 @@ _earn_of_order = select(transactions.c.transaction_id, transactions.c.member_id)
 )
 
 
+EARN_OF_ORDER = prefetch.Read("earn_of_order", _earn_of_order, ("program_id", "order_id"))
+
+
 def earn_of_order(conn: Connection, program_id: str, order_id: str) -> tuple[str, str] | None:
     """(transaction_id, member_id) of the order's earn, if it earned."""
-    row = conn.execute(_earn_of_order, {"program_id": program_id, "order_id": order_id}).first()
+    row = prefetch.take(conn, EARN_OF_ORDER, program_id, order_id)
+    if prefetch.missing(row):
+        row = conn.execute(_earn_of_order, {"program_id": program_id, "order_id": order_id}).first()
     return (row.transaction_id, row.member_id) if row else None
 
 
