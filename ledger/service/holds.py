@@ -29,7 +29,12 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import holds, members
+from ledger.store import holds, idempotency, lots, members, prefetch, programs
+from ledger.store.instants import to_micros
+
+
+_AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.PENDING_AND_HELD)
+_CAPTURE_READS = (idempotency.BY_KEY, lots.PENDING_AND_HELD, lots.OPEN_LOTS)
 
 
 @dataclass(frozen=True)
@@ -69,27 +74,34 @@ class CaptureResult:
 
 
 def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: AuthorizeCommand) -> HoldResult:
+    now = clock.now()
+
+    def lock(conn: Connection) -> MemberState:
+        nonlocal now
+        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
+        now = clock.now()
+        # What authorize reads next, in one round trip (under the lock: as fresh as reading it then).
+        prefetch.load(conn, _AUTHORIZE_READS, _reads_of(caller, member.member_id, mutation, now))
+        return member
+
     def apply(conn: Connection, member: MemberState) -> HoldResult:
         lookups.require_active(member)
         rules = lookups.program_rules(conn, caller.program_id)
-        now = clock.now()
         expires_at = hold_expiry(now, command.ttl_seconds, rules.hold_ttl_seconds)
-        check_redeemable(live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now), command.points)
+        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        check_redeemable(balance, command.points)
         hold = HoldFacts(
             credentials.new_id("hold"), member.member_id, command.points, HoldState.OPEN, expires_at,
             command.order_id, 0, now,
         )
         holds.open_hold(conn, caller.program_id, hold, command.channel, command.store_id)
-        return HoldResult(hold, live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now))
+        return HoldResult(hold, Balance(balance.posted, balance.pending, balance.held + hold.points))
 
-    return idempotent.execute(
-        engine,
-        caller,
-        mutation,
-        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
-        apply=apply,
-        decode=HoldResult.from_json,
-    )
+    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json)
+
+
+def _reads_of(caller: Caller, member_id: str, mutation: Mutation, now) -> dict:
+    return {"program_id": caller.program_id, "member_id": member_id, "key": mutation.idempotency_key, "at": to_micros(now)}
 
 
 def _lock_hold(conn: Connection, program_id: str, hold_id: str) -> tuple[MemberState, HoldFacts]:
@@ -103,9 +115,18 @@ def _lock_hold(conn: Connection, program_id: str, hold_id: str) -> tuple[MemberS
 
 
 def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, points: int) -> CaptureResult:
+    now = clock.now()
+
+    def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
+        nonlocal now
+        member, hold = _lock_hold(conn, caller.program_id, hold_id)
+        now = clock.now()
+        # What capture reads next, in one round trip (under the locks: as fresh as reading it then).
+        prefetch.load(conn, _CAPTURE_READS, _reads_of(caller, member.member_id, mutation, now))
+        return member, hold
+
     def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:
         member, hold = locked
-        now = clock.now()
         check_open(hold, now)
         captured = capture_points(hold, points)
         balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
@@ -127,17 +148,11 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
             reason=f"capture of {hold.hold_id}" + (f"; {hold.points - captured} released" if captured < hold.points else ""),
             postings=(lot_postings.debit(conn, caller.program_id, member.member_id, captured, now),),
         )
-        result = post(conn, caller.program_id, member, tx)
+        # Spending available lots leaves pending points as they were; the hold is closed.
+        result = post(conn, caller.program_id, member, tx, pending_and_held=(balance.pending, balance.held - hold.points))
         return CaptureResult(result, hold.closed(HoldState.CAPTURED, captured))
 
-    return idempotent.execute(
-        engine,
-        caller,
-        mutation,
-        lock=lambda conn: _lock_hold(conn, caller.program_id, hold_id),
-        apply=apply,
-        decode=CaptureResult.from_json,
-    )
+    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=CaptureResult.from_json)
 
 
 def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> HoldResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from ledger.domain.balance import Balance
 from ledger.domain.records import (
     MemberState,
     NewTransaction,
@@ -15,7 +16,16 @@ from ledger.service.balances import live_balance
 from ledger.store import ledger_writes, members
 
 
-def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransaction) -> TransactionResult:
+def post(
+    conn: Connection,
+    program_id: str,
+    member: MemberState,
+    tx: NewTransaction,
+    *,
+    pending_and_held: tuple[int, int] | None = None,
+) -> TransactionResult:
+    """pending_and_held: the member's pending and held points, when the caller knows tx leaves
+    them as they were (then they are not read again)."""
     applied = ledger_writes.append(conn, program_id, tx)
     posted_after, seq = applied[member.member_id]
     view = TransactionView(
@@ -41,7 +51,10 @@ def post(conn: Connection, program_id: str, member: MemberState, tx: NewTransact
         tier_from=tx.tier_from,
         tier_to=tx.tier_to,
     )
-    balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
+    if pending_and_held is None:
+        balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
+    else:
+        balance = Balance(posted=posted_after, pending=pending_and_held[0], held=pending_and_held[1])
     return TransactionResult(view, balance)
 
 

@@ -16,8 +16,12 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import rewards
+from ledger.store import idempotency, lots, prefetch, rewards
+from ledger.store.instants import to_micros
 from ledger.store.rewards import RewardRecord
+
+
+_REDEEM_READS = (idempotency.BY_KEY, lots.PENDING_AND_HELD, lots.OPEN_LOTS)
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,27 @@ def _available_reward(conn: Connection, program_id: str, reward_id: str, now) ->
 
 
 def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCommand) -> TransactionResult:
+    now = clock.now()
+
+    def lock(conn: Connection) -> MemberState:
+        nonlocal now
+        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
+        now = clock.now()
+        # What redeem reads next, in one round trip (under the lock: as fresh as reading it then).
+        prefetch.load(
+            conn,
+            _REDEEM_READS,
+            {
+                "program_id": caller.program_id,
+                "member_id": command.member_id,
+                "key": mutation.idempotency_key,
+                "at": to_micros(now),
+            },
+        )
+        return member
+
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
-        now = clock.now()
         points, description = command.points, "redeemed"
         reward = None
         if command.reward_id:
@@ -71,13 +93,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
             reason=description if reward is not None else "",
             postings=(lot_postings.debit(conn, caller.program_id, command.member_id, points, now),),
         )
-        return post(conn, caller.program_id, member, tx)
+        # Spending available lots changes neither pending points nor holds.
+        return post(conn, caller.program_id, member, tx, pending_and_held=(balance.pending, balance.held))
 
-    return idempotent.execute(
-        engine,
-        caller,
-        mutation,
-        lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),
-        apply=apply,
-        decode=TransactionResult.from_json,
-    )
+    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)

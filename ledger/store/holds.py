@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.kinds import Channel
+from ledger.store import write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, members
 
@@ -25,11 +26,29 @@ def _facts(row) -> HoldFacts:
     )
 
 
+# The till's statements are built once, so SQLAlchemy finds them compiled; writes go
+# through write_behind (nothing here reads them back).
+_by_id = select(holds).where(holds.c.program_id == bindparam("program_id"), holds.c.hold_id == bindparam("hold_id"))
+_by_id_locked = _by_id.with_for_update()
+_insert_hold = insert(holds)
+_close = (
+    update(holds)
+    .where(
+        holds.c.program_id == bindparam("p_program"),
+        holds.c.hold_id == bindparam("p_hold"),
+        holds.c.state == HoldState.OPEN.value,
+    )
+    .values(state=bindparam("p_state"), captured_points=bindparam("p_captured"), closed_at=bindparam("p_now"))
+)
+_move_held_by = (
+    update(members)
+    .where(members.c.program_id == bindparam("p_program"), members.c.member_id == bindparam("p_member"))
+    .values(held=members.c.held + bindparam("p_delta"))
+)
+
+
 def get(conn: Connection, program_id: str, hold_id: str, *, lock: bool = False) -> HoldFacts | None:
-    query = select(holds).where(holds.c.program_id == program_id, holds.c.hold_id == hold_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(_by_id_locked if lock else _by_id, {"program_id": program_id, "hold_id": hold_id}).first()
     return _facts(row) if row else None
 
 
@@ -40,8 +59,10 @@ def open_hold(
     channel: Channel,
     store_id: str,
 ) -> None:
-    conn.execute(
-        insert(holds).values(
+    write_behind.execute(
+        conn,
+        _insert_hold,
+        dict(
             program_id=program_id,
             hold_id=hold.hold_id,
             member_id=hold.member_id,
@@ -53,27 +74,29 @@ def open_hold(
             channel=channel.value,
             store_id=store_id,
             created_at=to_micros(hold.created_at),
-        )
+        ),
     )
     _move_held(conn, program_id, hold.member_id, hold.points)
 
 
 def close(conn: Connection, program_id: str, hold: HoldFacts, state: HoldState, captured: int, now: datetime) -> None:
     """Closes an open hold (the caller holds the member and hold locks)."""
-    conn.execute(
-        update(holds)
-        .where(holds.c.program_id == program_id, holds.c.hold_id == hold.hold_id, holds.c.state == HoldState.OPEN.value)
-        .values(state=state.value, captured_points=captured, closed_at=to_micros(now))
+    write_behind.execute(
+        conn,
+        _close,
+        {
+            "p_program": program_id,
+            "p_hold": hold.hold_id,
+            "p_state": state.value,
+            "p_captured": captured,
+            "p_now": to_micros(now),
+        },
     )
     _move_held(conn, program_id, hold.member_id, -hold.points)
 
 
 def _move_held(conn: Connection, program_id: str, member_id: str, delta: int) -> None:
-    conn.execute(
-        update(members)
-        .where(members.c.program_id == program_id, members.c.member_id == member_id)
-        .values(held=members.c.held + delta)
-    )
+    write_behind.execute(conn, _move_held_by, {"p_program": program_id, "p_member": member_id, "p_delta": delta})
 
 
 def due(conn: Connection, now: datetime, limit: int) -> list[tuple[str, str, str]]:

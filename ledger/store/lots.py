@@ -8,16 +8,21 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from ledger.domain.holds import HoldState
 from ledger.domain.lots import Consumption, Lot
+from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, lot_consumptions, lots
 
 
+_open_lots = select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
+    lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0
+)
+OPEN_LOTS = prefetch.Read("open_lots", _open_lots, ("program_id", "member_id"), many=True)
+
+
 def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
-    rows = conn.execute(
-        select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
-            lots.c.program_id == program_id, lots.c.member_id == member_id, lots.c.remaining > 0
-        )
-    ).all()
+    rows = prefetch.take(conn, OPEN_LOTS, program_id, member_id)
+    if prefetch.missing(rows):
+        rows = conn.execute(_open_lots, {"program_id": program_id, "member_id": member_id}).all()
     return [
         Lot(
             row.lot_id,
@@ -74,7 +79,8 @@ _held = (
     )
     .scalar_subquery()
 )
-_pending_and_held = select(_pending, _held)
+_pending_and_held = select(_pending.label("pending"), _held.label("held"))
+PENDING_AND_HELD = prefetch.Read("pending_and_held", _pending_and_held, ("program_id", "member_id", "at"))
 _expiring = (
     select(lots.c.expires_at, func.sum(lots.c.remaining).label("points"))
     .where(
@@ -91,10 +97,11 @@ _expiring = (
 
 def pending_and_held(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, int]:
     """Live pending (lots not yet available) and held (open holds not yet lapsed), in one round trip."""
-    row = conn.execute(
-        _pending_and_held, {"program_id": program_id, "member_id": member_id, "at": to_micros(now)}
-    ).one()
-    return int(row[0]), int(row[1])
+    at = to_micros(now)
+    row = prefetch.take(conn, PENDING_AND_HELD, program_id, member_id, at)
+    if prefetch.missing(row):
+        row = conn.execute(_pending_and_held, {"program_id": program_id, "member_id": member_id, "at": at}).one()
+    return int(row.pending), int(row.held)
 
 
 def expiring_between(

@@ -26,11 +26,18 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class Read:
-    """A single-row read by name, its statement's bind parameters named after `identity`."""
+    """A read by name, its statement's bind parameters named after `identity`; `many`: all
+    its rows (a list), otherwise its first row or None."""
 
     name: str
     statement: Select
     identity: tuple[str, ...]
+    many: bool = False
+
+    def as_json(self):
+        if self.many:
+            return select(func.json_agg(self.statement.subquery().table_valued())).scalar_subquery()
+        return select(func.row_to_json(self.statement.limit(1).subquery().table_valued())).scalar_subquery()
 
 
 _COMBINED: dict[tuple[str, ...], Select] = {}
@@ -43,27 +50,23 @@ def load(conn: Connection, reads: tuple[Read, ...], params: dict) -> None:
     names = tuple(read.name for read in reads)
     combined = _COMBINED.get(names)
     if combined is None:
-        combined = select(
-            *(
-                select(func.row_to_json(read.statement.limit(1).subquery().table_valued()))
-                .scalar_subquery()
-                .label(read.name)
-                for read in reads
-            )
-        )
+        combined = select(*(read.as_json().label(read.name) for read in reads))
         _COMBINED[names] = combined
     row = conn.execute(combined, params).one()
     store = conn.info.setdefault(_KEY, {})
     for read, found in zip(reads, row):
-        store[(read.name, *(params[name] for name in read.identity))] = found
+        store[(read.name, *(params[name] for name in read.identity))] = (found or []) if read.many else found
 
 
-def take(conn: Connection, read: Read, *identity) -> SimpleNamespace | None | object:
-    """The prefetched row (attribute access like a database row), None when the read found
-    no row, or MISSING when it was not fetched ahead: then the caller reads it itself."""
+def take(conn: Connection, read: Read, *identity):
+    """The prefetched row (attribute access like a database row) or None when the read found
+    no row; for a `many` read the list of rows. MISSING (see missing()) when it was not
+    fetched ahead: then the caller reads it itself."""
     found = conn.info.get(_KEY, {}).pop((read.name, *identity), _MISSING)
     if found is _MISSING or found is None:
         return found
+    if read.many:
+        return [SimpleNamespace(**row) for row in found]
     return SimpleNamespace(**found)
 
 

@@ -84,10 +84,15 @@ _by_id = select(programs).where(programs.c.program_id == bindparam("program_id")
 BY_ID = prefetch.Read("program", _by_id, ("program_id",))
 
 
-def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
+def _row(conn: Connection, program_id: str):
     row = prefetch.take(conn, BY_ID, program_id)
     if prefetch.missing(row):
         row = conn.execute(_by_id, {"program_id": program_id}).first()
+    return row
+
+
+def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
+    row = _row(conn, program_id)
     return (_rules(row), row.config_version) if row else None
 
 
@@ -100,7 +105,7 @@ def bump_config_version(conn: Connection, program_id: str) -> None:
 
 
 def get(conn: Connection, program_id: str) -> ProgramRules | None:
-    row = conn.execute(_by_id, {"program_id": program_id}).first()
+    row = _row(conn, program_id)
     return _rules(row) if row else None
 
 
