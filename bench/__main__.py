@@ -3,6 +3,7 @@
   python -m bench seed --members 100000 --entries 1 --out bench/out/setup.json
   python -m bench run --setup bench/out/setup.json --scenario earn --concurrency 64 --duration 20
   python -m bench run --setup ... --scenario all --report bench/out/report.md
+  python -m bench scale --ledger 10k URL SETUP --ledger 10m URL SETUP   (p99 ratios, see bench/scale.py)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, seed, soak
+from bench import report, runner, scale, seed, soak
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -71,6 +72,7 @@ def main() -> int:
     r.add_argument("--report", help="write a Markdown report (and a latency plot next to it)")
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)
+    scale.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 
