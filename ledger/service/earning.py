@@ -149,7 +149,9 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         )
         return member
 
-    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)
+    return idempotent.execute(
+        engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
+    )
 
 
 def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> TransactionResult:

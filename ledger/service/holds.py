@@ -97,7 +97,9 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
         holds.open_hold(conn, caller.program_id, hold, command.channel, command.store_id)
         return HoldResult(hold, Balance(balance.posted, balance.pending, balance.held + hold.points))
 
-    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json)
+    return idempotent.execute(
+        engine, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json, member_id=command.member_id
+    )
 
 
 def _reads_of(caller: Caller, member_id: str, mutation: Mutation, now) -> dict:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger.domain import errors
 from ledger.domain.errors import Category, LedgerError
-from ledger.service import clock, unit_of_work
+from ledger.service import clock, member_batches, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import idempotency
 
@@ -84,8 +84,11 @@ def execute(
     lock: Callable[[Connection], object],
     apply: Callable[[Connection, object], R],
     decode: Callable[[dict], R],
+    member_id: str = "",
 ) -> R:
-    """lock(conn) returns what apply needs (e.g. the locked member state)."""
+    """lock(conn) returns what apply needs (e.g. the locked member state).
+    member_id: the member whose row lock is taken first; the operation may then share its
+    transaction with that member's concurrent operations (member_batches)."""
     program = caller.program_id
 
     def work(conn: Connection) -> _Outcome[R]:
@@ -106,7 +109,10 @@ def execute(
         )
         return outcome
 
-    outcome = unit_of_work.run(engine, work)
+    if member_id:
+        outcome = member_batches.run(engine, (program, member_id), work)
+    else:
+        outcome = unit_of_work.run(engine, work)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None

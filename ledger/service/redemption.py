@@ -96,4 +96,6 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
         # Spending available lots changes neither pending points nor holds.
         return post(conn, caller.program_id, member, tx, pending_and_held=(balance.pending, balance.held))
 
-    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)
+    return idempotent.execute(
+        engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
+    )

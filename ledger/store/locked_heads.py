@@ -33,6 +33,15 @@ def known(conn: Connection, program_id: str, member_id: str) -> Head | None:
     return conn.info.get(_KEY, {}).get((program_id, member_id))
 
 
+def snapshot(conn: Connection) -> dict:
+    return dict(conn.info.get(_KEY, {}))
+
+
+def restore(conn: Connection, saved: dict) -> None:
+    """Back to a snapshot (the writes since were rolled back to a savepoint)."""
+    conn.info[_KEY] = dict(saved)
+
+
 def forget_all(conn) -> None:
     conn.info.pop(_KEY, None)
 

@@ -74,9 +74,13 @@ def missing(found: object) -> bool:
     return found is _MISSING
 
 
+def forget(conn) -> None:
+    """Drops whatever was fetched ahead and not taken (its reader was rolled back)."""
+    conn.info.pop(_KEY, None)
+
+
 def install(engine: Engine) -> None:
     """Nothing prefetched outlives its transaction."""
-    forget = lambda conn: conn.info.pop(_KEY, None)  # noqa: E731 - three one-line listeners
     event.listen(engine, "commit", forget)
     event.listen(engine, "rollback", forget)
     event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(_KEY, None))

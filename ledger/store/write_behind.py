@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.dml import Insert
 
 QUEUE = "write_behind.queue"
+_SENDS = "write_behind.sends"  # how many times a queue was sent on this connection
 _COMPILED: dict[tuple[int, tuple[str, ...]], object] = {}
 _COMPILED_LIMIT = 512
 
@@ -47,6 +48,30 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
 def discard(conn: Connection) -> None:
     """Forgets queued writes (the transaction is being rolled back, or a new one starts)."""
     conn.info.pop(QUEUE, None)
+
+
+def queue_raw(conn: Connection, sql: bytes) -> None:
+    """Queues a statement written out in full (a SAVEPOINT, say); on SQLite it runs at once."""
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(sql.decode())
+        return
+    conn.info.setdefault(QUEUE, []).append(sql)
+
+
+def mark(conn: Connection) -> tuple[int, int]:
+    """Where the queue stands now, for rewind()."""
+    return conn.info.get(_SENDS, 0), len(conn.info.get(QUEUE, []))
+
+
+def rewind(conn: Connection, to: tuple[int, int]) -> bool:
+    """Drops what was queued since mark `to`; True if some of it was sent already (then the
+    caller must undo it in the database, e.g. ROLLBACK TO SAVEPOINT)."""
+    sends, length = to
+    if conn.info.get(_SENDS, 0) == sends:
+        del conn.info.setdefault(QUEUE, [])[length:]
+        return False
+    discard(conn)
+    return True
 
 
 def queue_first(conn: Connection, sql: bytes) -> None:
@@ -97,6 +122,7 @@ def _take(conn: Connection) -> str | None:
     queue = conn.info.pop(QUEUE, None)
     if not queue:
         return None
+    conn.info[_SENDS] = conn.info.get(_SENDS, 0) + 1
     return b";\n".join(queue).decode("utf-8")  # the engine sets client_encoding=utf8
 
 
