@@ -1,6 +1,9 @@
 """Seeds a PostgreSQL ledger fast with set-based SQL (generate_series): a program, N members
 with K ledger entries each (a consistent ledger that `loyalty-ledger verify` accepts, hash
 chain included), a hot member with a large balance and a running unbudgeted campaign.
+
+With due_lots, each member's lot expired a day ago, so `loyalty-ledger expire` has one
+due lot per member to expire: the expiry benchmark.
 """
 
 from __future__ import annotations
@@ -21,16 +24,24 @@ from ledger.store.engine import create_engine_for
 from ledger.store.instants import to_micros
 
 POINTS_PER_ENTRY = 10
+DUE_LOT_AGE_MICROS = 86_400_000_000  # --due-lots: the lots expired a day before seeding
 
 
-def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
+def seed(url: str, members: int, entries_per_member: int, name: str, due_lots: bool = False) -> dict:
     engine = create_engine_for(url, pool_size=2)
     if engine.dialect.name != "postgresql":
         raise SystemExit("bench seed needs PostgreSQL (LOYALTY_DATABASE_URL=postgresql://...)")
     migrate.upgrade(engine)
     created = programs.create_program(engine, name)
     program_id, now = created.program_id, to_micros(datetime.now(timezone.utc))
-    params = {"p": program_id, "n": members, "k": entries_per_member, "pts": POINTS_PER_ENTRY, "now": now}
+    params = {
+        "p": program_id,
+        "n": members,
+        "k": entries_per_member,
+        "pts": POINTS_PER_ENTRY,
+        "now": now,
+        "expires": now - DUE_LOT_AGE_MICROS if due_lots else None,
+    }
     statements = [
         # members: balance already includes their seeded entries
         """INSERT INTO members (program_id, member_id, referral_code, status, enrolled_at, posted, held, last_seq,
@@ -49,7 +60,7 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
         # one lot per member holding all its points, credited by its first transaction
         """INSERT INTO lots (program_id, member_id, lot_id, points, remaining, available_at, expires_at, order_id,
                              created_at)
-           SELECT :p, 'm' || g, 'tx_seed_' || g || '_1', :k * :pts, :k * :pts, 0, NULL, NULL, :now
+           SELECT :p, 'm' || g, 'tx_seed_' || g || '_1', :k * :pts, :k * :pts, 0, CAST(:expires AS bigint), NULL, :now
            FROM generate_series(0, :n - 1) g""",
     ]
     # The hash chain links each entry to the previous one: one statement per sequence number.
@@ -93,9 +104,9 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
         "UTC",
     )
     # VACUUM, not just ANALYZE: a bulk-loaded table has no hint bits and no visibility map, so
-    # the first reads of each page would write it back, and autovacuum would start on the
-    # 10-million-row tables in the middle of a measurement. This leaves the steady state a
-    # long-lived ledger is in.
+    # the first reads of each page would write it back; setting the chain heads left a dead
+    # version of every member row; and autovacuum would start on the big tables in the
+    # middle of a measurement. This leaves the steady state a long-lived ledger is in.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("SET statement_timeout = 0"))
         conn.execute(text("VACUUM (ANALYZE)"))
@@ -107,6 +118,7 @@ def seed(url: str, members: int, entries_per_member: int, name: str) -> dict:
         "member_prefix": "m",
         "hot_member": "m0",
         "entries": members * entries_per_member,
+        "due_lots": members if due_lots else 0,
     }
 
 

@@ -56,6 +56,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+def new_ids(prefix: str, count: int) -> list[str]:
+    """count ids like new_id's, from one read of the system's random source: bulk jobs make
+    thousands at once, and a read per id was a tenth of the expiry job's time."""
+    random = secrets.token_bytes(12 * count)
+    return [f"{prefix}_{random[start:start + 12].hex()}" for start in range(0, 12 * count, 12)]
+
+
 SYSTEM_KEY_MARK = "\x1f"
 
 

@@ -60,9 +60,14 @@ def _int(value: object, name: str) -> str:
     return str(value)
 
 
-def _netstring(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return str(len(data)).encode("ascii") + b":" + data + b","
+_TAG_NETSTRING = b"%d:%s," % (len(DOMAIN_TAG), DOMAIN_TAG.encode("ascii"))
+
+
+def _netstrings(fields: tuple[str, ...]) -> bytes:
+    # One %-format per field: this runs once per entry written in bulk and once per entry
+    # `verify` walks, so it avoids a function call per field.
+    encoded = [field.encode("utf-8") for field in fields]
+    return b"".join([b"%d:%s," % (len(data), data) for data in encoded])
 
 
 def encode(previous_hash: str, entry: EntryContent) -> bytes:
@@ -70,7 +75,6 @@ def encode(previous_hash: str, entry: EntryContent) -> bytes:
     if not isinstance(previous_hash, str) or not _HEX64.fullmatch(previous_hash):
         raise ValueError("previous_hash must be 64 lowercase hex digits")
     fields = (
-        DOMAIN_TAG,
         previous_hash,
         _text(entry.program_id, "program_id"),
         _text(entry.member_id, "member_id"),
@@ -81,7 +85,7 @@ def encode(previous_hash: str, entry: EntryContent) -> bytes:
         _int(entry.balance_after, "balance_after"),
         _int(entry.created_at, "created_at"),
     )
-    return b"".join(_netstring(field) for field in fields)
+    return _TAG_NETSTRING + _netstrings(fields)
 
 
 def entry_hash(previous_hash: str, entry: EntryContent) -> str:

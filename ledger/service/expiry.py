@@ -6,14 +6,21 @@ order that crosses a threshold.
 Expiry works in batches of members, each batch one database transaction that
 row-locks its members in key order (so it never deadlocks with tills), re-reads
 their lots under the lock and writes all EXPIRE transactions of the batch with a
-few bulk statements. Running it twice expires nothing twice: expired lots have
-no remaining points left.
+few bulk statements (COPY on PostgreSQL). The ROLLING sweep streams the due
+members in key order off one query and cuts them into contiguous, disjoint
+batches; on PostgreSQL two batches are in flight at once, on two connections, so
+one batch's Python work overlaps the other's database work. Running it twice
+expires nothing twice: expired lots have no remaining points left, and a crash
+loses at most the batches not yet committed.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine
 
@@ -25,11 +32,15 @@ from ledger.domain.records import NewTransaction, Posting
 from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, idempotency, ledger_writes, programs
+from ledger.store import expiry, idempotency, ledger_writes, pg_transactions, programs
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
-BATCH = 2000
+# Members per batch (one database transaction). Bigger batches mean fewer statements, but a
+# till paying for a member of a batch in flight waits for the batch to commit.
+BATCH = 10_000
+# Batches in flight at once on PostgreSQL (one connection each).
+WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -45,10 +56,16 @@ class _Tally:
     members: int = 0
     points: int = 0
 
+    def add(self, other: _Tally) -> None:
+        self.members += other.members
+        self.points += other.points
+
 
 def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime, inactive_cutoff: datetime | None) -> _Tally:
     locked = expiry.lock_members(conn, keys)
-    lots_by_member = expiry.open_lots_of(conn, list(locked))
+    # The ROLLING sweep only ever expires lots past their date; an inactive member loses them all.
+    lots_by_member = expiry.open_lots_of(conn, list(locked), due_at=now if inactive_cutoff is None else None)
+    transaction_ids = iter(credentials.new_ids("tx", len(locked)))
     items, tally = [], _Tally()
     for key, (posted, last_seq, last_activity, last_hash) in locked.items():
         everything = inactive_cutoff is not None and last_activity <= to_micros(inactive_cutoff)
@@ -57,7 +74,7 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
         if points <= 0:
             continue
         program_id, member_id = key
-        transaction_id = credentials.new_id("tx")
+        transaction_id = next(transaction_ids)
         why = "no activity for the program's inactivity period" if everything else "validity ended"
         tx = NewTransaction(
             transaction_id=transaction_id,
@@ -85,43 +102,90 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
     return tally
 
 
-def _expire_rolling(engine: Engine, now: datetime) -> _Tally:
-    total = _Tally()
-    while True:
-        keys = unit_of_work.run(engine, lambda conn: expiry.members_with_due_lots(conn, now, BATCH), read_only=True)
-        if not keys:
-            return total
-        done = unit_of_work.run(engine, lambda conn: _expire_batch(conn, keys, now, None))
-        total.members += done.members
-        total.points += done.points
-        if done.points == 0:
-            return total  # nothing left that can expire (guards against looping on the same rows)
+@dataclass(frozen=True)
+class _Sweep:
+    """One run's settings: every batch of it expires as of `now`."""
+
+    engine: Engine
+    now: datetime
+    batch_size: int
+    workers: int
 
 
-def _expire_inactive(engine: Engine, now: datetime) -> _Tally:
+def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cutoff: datetime | None) -> _Tally:
+    """Expires each batch in its own database transaction, sweep.workers of them at a time.
+
+    The batches must be disjoint, so concurrent batches never wait on each other's locks.
+    Running two at once overlaps one batch's Python work (hashing, rows) with the other's
+    database work; the next batch is only taken from `batches` when a worker is free.
+    """
+    # SQLite has a single writer: a second batch would only wait for the first.
+    workers = sweep.workers if sweep.engine.dialect.name == "postgresql" else 1
     total = _Tally()
-    for program_id in unit_of_work.run(engine, expiry.inactivity_programs, read_only=True):
-        rules = unit_of_work.run(engine, lambda conn: programs.get(conn, program_id), read_only=True)
-        cutoff, after = inactive_since(rules, now) if rules else None, None
-        if cutoff is None:
-            continue
-        while True:
-            keys = unit_of_work.run(
-                engine, lambda conn: expiry.inactive_members(conn, program_id, cutoff, after, BATCH), read_only=True
-            )
-            if not keys:
-                break
-            done = unit_of_work.run(engine, lambda conn: _expire_batch(conn, keys, now, cutoff))
-            total.members += done.members
-            total.points += done.points
-            after = keys[-1][1]
+
+    def collect(finished) -> None:
+        for future in finished:
+            total.add(future.result())
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry") as pool:
+        running: set[Future] = set()
+        for keys in batches:
+            if len(running) >= workers:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                collect(finished)
+            expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
+            running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
+        collect(wait(running).done)
     return total
 
 
-def run_due_work(engine: Engine, now: datetime | None = None) -> DueWorkReport:
+def _expire_rolling(sweep: _Sweep) -> _Tally:
+    """Passes over every member with due lots until a pass expires nothing (a lot can fall due
+    while a pass runs: an order backdated past its expiry)."""
+    total = _Tally()
+    while True:
+        with sweep.engine.connect() as conn:
+            # One consistent read (a transaction block, for its streamed cursor).
+            conn = conn.execution_options(**{pg_transactions.READ_ONLY: True, pg_transactions.SNAPSHOT: True})
+            with conn.begin():
+                done = _expire_batches(sweep, expiry.due_member_batches(conn, sweep.now, sweep.batch_size), None)
+        total.add(done)
+        if done.points == 0:
+            return total
+
+
+def _inactive_batches(sweep: _Sweep, program_id: str, cutoff: datetime) -> Iterator[list[expiry.MemberKey]]:
+    """The program's inactive members, a batch at a time, in member_id order (disjoint pages)."""
+    after = None
+    while True:
+        keys = unit_of_work.run(
+            sweep.engine,
+            lambda conn: expiry.inactive_members(conn, program_id, cutoff, after, sweep.batch_size),
+            read_only=True,
+        )
+        if not keys:
+            return
+        yield keys
+        after = keys[-1][1]
+
+
+def _expire_inactive(sweep: _Sweep) -> _Tally:
+    total = _Tally()
+    for program_id in unit_of_work.run(sweep.engine, expiry.inactivity_programs, read_only=True):
+        rules = unit_of_work.run(sweep.engine, lambda conn: programs.get(conn, program_id), read_only=True)
+        cutoff = inactive_since(rules, sweep.now) if rules else None
+        if cutoff is not None:
+            total.add(_expire_batches(sweep, _inactive_batches(sweep, program_id, cutoff), cutoff))
+    return total
+
+
+def run_due_work(
+    engine: Engine, now: datetime | None = None, *, batch_size: int = BATCH, workers: int = WORKERS
+) -> DueWorkReport:
     now = now or clock.now()
     lapsed = lapse_due_holds(engine, now=now)
     tiers_changed = review_due_tiers(engine, now)
-    rolling = _expire_rolling(engine, now)
-    inactive = _expire_inactive(engine, now)
+    sweep = _Sweep(engine, now, batch_size, workers)
+    rolling = _expire_rolling(sweep)
+    inactive = _expire_inactive(sweep)
     return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points, tiers_changed)

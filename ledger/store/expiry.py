@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Iterator
 
 from sqlalchemy import Connection, select
 
 from ledger.domain.lots import Lot
 from ledger.domain.program import ExpiryMode
+from ledger.store import streaming
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import lots, members, programs
 
 MemberKey = tuple[str, str]
 
 
-def members_with_due_lots(conn: Connection, now: datetime, limit: int) -> list[MemberKey]:
-    """Up to `limit` members with lots past expires_at, soonest first, straight off the partial
-    index ix_lots_due (expired lots leave it, so each call finds the next ones)."""
-    rows = conn.execute(
-        select(lots.c.program_id, lots.c.member_id)
-        .where(lots.c.remaining > 0, lots.c.expires_at.is_not(None), lots.c.expires_at <= to_micros(now))
-        .order_by(lots.c.expires_at)
-        .limit(limit)
-    )
-    return sorted({(row.program_id, row.member_id) for row in rows})
+def _due(now: datetime):
+    return (lots.c.remaining > 0) & lots.c.expires_at.is_not(None) & (lots.c.expires_at <= to_micros(now))
+
+
+def due_member_batches(conn: Connection, now: datetime, size: int) -> Iterator[list[MemberKey]]:
+    """Every member with lots past expires_at, in key order, `size` members at a time, streamed
+    off one query (ledger.store.streaming: never every key in memory at once).
+
+    The batches are disjoint and each is a contiguous key range, so several can be expired at
+    once without ever waiting on each other's row locks. conn should be a read-only snapshot
+    transaction: it stays open while the batches are expired on other connections.
+    """
+    due = select(lots.c.program_id, lots.c.member_id).distinct().where(_due(now)).order_by(lots.c.program_id, lots.c.member_id)
+    for rows in streaming.pages(conn, due, size):
+        yield [(row.program_id, row.member_id) for row in rows]
 
 
 def inactivity_programs(conn: Connection) -> list[str]:
@@ -67,7 +74,6 @@ def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tup
     for program_id, member_ids in _by_program(keys).items():
         rows = conn.execute(
             select(
-                members.c.program_id,
                 members.c.member_id,
                 members.c.posted,
                 members.c.last_seq,
@@ -78,29 +84,29 @@ def lock_members(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, tup
             .order_by(members.c.member_id)
             .with_for_update()
         )
-        locked.update(
-            {(r.program_id, r.member_id): (r.posted, r.last_seq, r.last_activity_at, r.last_entry_hash) for r in rows}
-        )
+        for member_id, posted, last_seq, last_activity_at, last_entry_hash in rows:
+            locked[(program_id, member_id)] = (posted, last_seq, last_activity_at, last_entry_hash)
     return locked
 
 
-def open_lots_of(conn: Connection, keys: list[MemberKey]) -> dict[MemberKey, list[Lot]]:
-    rows = [
-        row
-        for program_id, member_ids in _by_program(keys).items()
-        for row in conn.execute(
-            select(lots).where(lots.c.program_id == program_id, lots.c.member_id.in_(member_ids), lots.c.remaining > 0)
-        )
-    ]
+def open_lots_of(conn: Connection, keys: list[MemberKey], due_at: datetime | None = None) -> dict[MemberKey, list[Lot]]:
+    """The members' lots with points left; with due_at, only those expired by then (a member
+    may hold many lots, and reading the others is wasted work for the ROLLING sweep)."""
     found: dict[MemberKey, list[Lot]] = {}
-    for row in rows:
-        found.setdefault((row.program_id, row.member_id), []).append(
-            Lot(
-                row.lot_id,
-                row.remaining,
-                from_micros(row.available_at),
-                from_micros(row.expires_at) if row.expires_at is not None else None,
-                row.order_id or "",
+    for program_id, member_ids in _by_program(keys).items():
+        query = select(
+            lots.c.member_id, lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
+        ).where(lots.c.program_id == program_id, lots.c.member_id.in_(member_ids), lots.c.remaining > 0)
+        if due_at is not None:
+            query = query.where(_due(due_at))
+        for member_id, lot_id, remaining, available_at, expires_at, order_id in conn.execute(query):
+            found.setdefault((program_id, member_id), []).append(
+                Lot(
+                    lot_id,
+                    remaining,
+                    from_micros(available_at),
+                    from_micros(expires_at) if expires_at is not None else None,
+                    order_id or "",
+                )
             )
-        )
     return found

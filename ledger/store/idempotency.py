@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from ledger.store import prefetch, write_behind
+from ledger.store import pg_copy, prefetch, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.tables import idempotency_records
 
@@ -68,20 +68,22 @@ def record(
 
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
-    """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh."""
+    """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh.
+    On PostgreSQL they go in through COPY (ledger.store.pg_copy)."""
     if not records:
         return
-    conn.execute(
-        insert(idempotency_records),
-        [
-            dict(
-                program_id=program_id,
-                idempotency_key=key,
-                method=method,
-                request_hash=request_hash,
-                outcome=json.dumps(outcome, separators=(",", ":")),
-                created_at=to_micros(now),
-            )
-            for program_id, key, method, request_hash, outcome in records
-        ],
-    )
+    rows = [
+        dict(
+            program_id=program_id,
+            idempotency_key=key,
+            method=method,
+            request_hash=request_hash,
+            outcome=json.dumps(outcome, separators=(",", ":")),
+            created_at=to_micros(now),
+        )
+        for program_id, key, method, request_hash, outcome in records
+    ]
+    if conn.dialect.name == "postgresql":
+        pg_copy.copy_rows(conn, "idempotency_records", rows)
+    else:
+        conn.execute(insert(idempotency_records), rows)

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, 
 from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
-from ledger.store import locked_heads, write_behind
+from ledger.store import locked_heads, pg_copy, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
@@ -222,6 +222,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     row lock}). Postings here only consume lots, at most one posting per member per batch.
     The member update is guarded by the last_seq read under the lock, so a concurrent
     writer can never be overwritten; it moves the chain head in the same statement.
+    On PostgreSQL the rows go in through COPY (ledger.store.pg_copy).
     """
     if not items:
         return
@@ -242,17 +243,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 now,
             )
             digest = entry_hash(previous_hash, content)
-            member_rows.append(
-                {
-                    "p_program": program_id,
-                    "p_member": posting.member_id,
-                    "p_seq": last_seq,
-                    "p_posted": posted + posting.points,
-                    "p_new_seq": last_seq + 1,
-                    "p_now": now,
-                    "p_hash": digest,
-                }
-            )
+            member_rows.append((program_id, posting.member_id, last_seq, posted + posting.points, last_seq + 1, now, digest))
             entry_rows.append(_entry_row(content, digest))
             consumption_rows += [
                 dict(
@@ -265,61 +256,55 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 )
                 for c in posting.consumed
             ]
-    conn.execute(insert(transactions), tx_rows)
-    if _update_members_many(conn, member_rows) != len(member_rows):
+    if conn.dialect.name == "postgresql":
+        pg_copy.copy_rows(conn, "transactions", tx_rows)
+        matched = _update_members_postgres(conn, member_rows)
+        pg_copy.copy_rows(conn, "entries", entry_rows)
+        pg_copy.copy_rows(conn, "lot_consumptions", consumption_rows)
+        _consume_postgres(conn, consumption_rows)
+    else:
+        conn.execute(insert(transactions), tx_rows)
+        matched = conn.execute(_update_member, [dict(zip(_MEMBER_PARAMS, row)) for row in member_rows]).rowcount
+        conn.execute(insert(entries), entry_rows)
+        conn.execute(insert(lot_consumptions), consumption_rows)
+        if consumption_rows:
+            conn.execute(_consume, [_consume_params(row) for row in consumption_rows])
+    if matched != len(member_rows):
         raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
-    conn.execute(insert(entries), entry_rows)
-    conn.execute(insert(lot_consumptions), consumption_rows)
-    _consume_many(conn, consumption_rows)
 
 
-def _update_from_values(conn: Connection, sql: str, values: list[tuple], template: str | None = None) -> int:
-    """PostgreSQL: one UPDATE ... FROM (VALUES ...) for a whole batch instead of one round trip
-    per row; returns how many rows matched."""
-    from psycopg2.extras import execute_values
+# Each member's new balance, sequence and chain head, guarded by the sequence read under the lock.
+_MEMBER_PARAMS = ("p_program", "p_member", "p_seq", "p_posted", "p_new_seq", "p_now", "p_hash")
 
-    write_behind.send_queued(conn)  # the driver's own cursor: nothing rides on it
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        execute_values(cursor, sql, values, template=template, page_size=len(values))
-        return cursor.rowcount
-    finally:
-        cursor.close()
+def _consume_params(row: dict) -> dict:
+    return {"p_program": row["program_id"], "p_member": row["member_id"], "p_lot": row["lot_id"], "p_points": row["points"]}
 
 
-def _update_members_many(conn: Connection, rows: list[dict]) -> int:
-    """Sets each member's new balance, sequence and chain head; returns how many rows matched."""
-    if conn.dialect.name != "postgresql":
-        return conn.execute(_update_member, rows).rowcount
-    return _update_from_values(
+def _update_members_postgres(conn: Connection, member_rows: list[tuple]) -> int:
+    """One UPDATE for the whole batch; returns how many members matched their guard."""
+    return pg_copy.update_from_rows(
         conn,
+        {
+            "program_id": "text",
+            "member_id": "text",
+            "seq": "bigint",
+            "posted": "bigint",
+            "new_seq": "bigint",
+            "now": "bigint",
+            "hash": "text",
+        },
+        member_rows,
         "UPDATE members SET posted = v.posted, last_seq = v.new_seq, updated_at = v.now, last_entry_hash = v.hash "
-        "FROM (VALUES %s) AS v(program_id, member_id, seq, posted, new_seq, now, hash) "
+        "FROM batch_rows AS v "
         "WHERE members.program_id = v.program_id AND members.member_id = v.member_id AND members.last_seq = v.seq",
-        [
-            (r["p_program"], r["p_member"], r["p_seq"], r["p_posted"], r["p_new_seq"], r["p_now"], r["p_hash"])
-            for r in rows
-        ],
-        template="(%s, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s)",
     )
 
 
-def _consume_many(conn: Connection, rows: list[dict]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        _update_from_values(
-            conn,
-            "UPDATE lots SET remaining = lots.remaining - v.points "
-            "FROM (VALUES %s) AS v(program_id, member_id, lot_id, points) "
-            "WHERE lots.program_id = v.program_id AND lots.member_id = v.member_id AND lots.lot_id = v.lot_id",
-            [(r["program_id"], r["member_id"], r["lot_id"], r["points"]) for r in rows],
-        )
-        return
-    conn.execute(
-        _consume,
-        [
-            {"p_program": r["program_id"], "p_member": r["member_id"], "p_lot": r["lot_id"], "p_points": r["points"]}
-            for r in rows
-        ],
+def _consume_postgres(conn: Connection, consumption_rows: list[dict]) -> None:
+    pg_copy.update_from_rows(
+        conn,
+        {"program_id": "text", "member_id": "text", "lot_id": "text", "points": "bigint"},
+        [(r["program_id"], r["member_id"], r["lot_id"], r["points"]) for r in consumption_rows],
+        "UPDATE lots SET remaining = lots.remaining - v.points FROM batch_rows AS v "
+        "WHERE lots.program_id = v.program_id AND lots.member_id = v.member_id AND lots.lot_id = v.lot_id",
     )

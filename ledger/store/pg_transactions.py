@@ -41,6 +41,8 @@ def install(engine: Engine) -> None:
 
 def _begin(conn) -> None:
     options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return  # asked for explicitly: each statement on its own (VACUUM cannot run in a block)
     if options.get(READ_ONLY) and not options.get(SNAPSHOT):
         return
     write_behind.queue_first(conn, b"BEGIN ISOLATION LEVEL REPEATABLE READ" if options.get(SNAPSHOT) else b"BEGIN")

@@ -13,6 +13,7 @@ from typing import Iterator
 from sqlalchemy import Connection, text
 
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
+from ledger.store import streaming
 
 CHECKS: dict[str, str] = {
     "cached posted balance equals the sum of the member's entries": """
@@ -120,18 +121,9 @@ _FETCH_ROWS = 2000
 
 
 def _chain_rows(conn: Connection) -> Iterator:
-    """The chain walk's rows, never the whole ledger in memory: SQLite's cursor streams; on
-    PostgreSQL a cursor declared in the transaction is fetched page by page (the driver's own
-    server-side cursors need the driver's own transactions, which pg_transactions replaces)."""
-    if conn.dialect.name != "postgresql":
-        yield from conn.execute(text(_CHAIN_WALK))
-        return
-    conn.exec_driver_sql("DECLARE chain_walk NO SCROLL CURSOR FOR " + _CHAIN_WALK)
-    try:
-        while rows := conn.exec_driver_sql(f"FETCH {_FETCH_ROWS} FROM chain_walk").all():
-            yield from rows
-    finally:
-        conn.exec_driver_sql("CLOSE chain_walk")
+    """The chain walk's rows, never the whole ledger in memory."""
+    for page in streaming.pages(conn, text(_CHAIN_WALK), _FETCH_ROWS):
+        yield from page
 
 
 def _walk(conn: Connection) -> Iterator[tuple[str, dict]]:

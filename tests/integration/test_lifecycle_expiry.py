@@ -8,7 +8,8 @@ What it proves:
   pending and cannot be redeemed or held (INSUFFICIENT_POINTS); a lot matures by time alone;
 - ROLLING expiry consumes first-expiring-first: a redemption takes the soonest-expiring lot, and
   run_due_work expires only what is left of the due lot (exact numbers, an EXPIRE transaction in
-  the statement), never points already spent; running it again expires nothing;
+  the statement), never points already spent; running it again expires nothing; the same holds
+  in many small batches run two at a time;
 - INACTIVITY expiry: a member whose last activity is older than expiry_days loses all points,
   members with a recent order or redemption keep theirs;
 - GetMember.expiring_points lists the points expiring within 30 days, by date, net of spending;
@@ -209,6 +210,29 @@ def test_rolling_expiry_never_takes_spent_points(program, api):
     assert [tx.points for tx in statement(api, untouched, EXPIRE)] == [-700]
     assert as_tuple(balance(api, nothing_due)) == (700, 0, 0, 700)
     assert statement(api, nothing_due, EXPIRE) == []
+    assert_clean(program)
+
+
+def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(program, api):
+    """Many batches, two in flight at once on PostgreSQL: every due member gets exactly one
+    EXPIRE with its own seq, running balance and hash chain (verify), none is skipped or doubled."""
+    update_program(api, expiry_mode=ROLLING, expiry_days=30)
+    due = [new_member(api) for _ in range(9)]
+    for points, m in enumerate(due, start=1):
+        earn_at(api, m, 100 * points, whole_seconds_ago(31 * DAY))
+        earn_at(api, m, 7, whole_seconds_ago(2 * DAY))
+    redeem(api, due[0], 50)
+
+    run_due_work(program.backend.engine, batch_size=2, workers=2)
+    for points, m in enumerate(due, start=1):
+        assert as_tuple(balance(api, m)) == (7, 0, 0, 7)
+        expected = 100 * points - (50 if m == due[0] else 0)
+        assert [tx.points for tx in statement(api, m, EXPIRE)] == [-expected]
+        assert statement(api, m)[0].balance_after == 7
+    assert_clean(program)
+
+    run_due_work(program.backend.engine, batch_size=2, workers=2)
+    assert all(len(statement(api, m, EXPIRE)) == 1 for m in due)
     assert_clean(program)
 
 
