@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, scale, seed, soak
+from bench import report, runner, scale, seed, server_models, soak
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -79,6 +79,7 @@ def main() -> int:
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)
     scale.add_parser(sub)
+    server_models.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 
