@@ -28,7 +28,12 @@ def due_member_batches(conn: Connection, now: datetime, size: int) -> Iterator[l
     once without ever waiting on each other's row locks. conn should be a read-only snapshot
     transaction: it stays open while the batches are expired on other connections.
     """
-    due = select(lots.c.program_id, lots.c.member_id).distinct().where(_due(now)).order_by(lots.c.program_id, lots.c.member_id)
+    due = (
+        select(lots.c.program_id, lots.c.member_id)
+        .distinct()
+        .where(_due(now))
+        .order_by(lots.c.program_id, lots.c.member_id)
+    )
     for rows in streaming.pages(conn, due, size):
         yield [(row.program_id, row.member_id) for row in rows]
 

@@ -48,23 +48,23 @@ def find(conn: Connection, program_id: str, key: str) -> StoredOutcome | None:
     return StoredOutcome(row.method, row.request_hash, json.loads(row.outcome))
 
 
+def _row(program_id: str, key: str, method: str, request_hash: str, outcome: dict, now: datetime) -> dict:
+    return dict(
+        program_id=program_id,
+        idempotency_key=key,
+        method=method,
+        request_hash=request_hash,
+        outcome=json.dumps(outcome, separators=(",", ":")),
+        created_at=to_micros(now),
+    )
+
+
 def record(
     conn: Connection, program_id: str, key: str, method: str, request_hash: str, outcome: dict, now: datetime
 ) -> None:
     """Records the outcome under key, with the operation's other writes (write_behind). A key
     another request recorded meanwhile fails the transaction on the primary key."""
-    write_behind.execute(
-        conn,
-        _insert_record,
-        dict(
-            program_id=program_id,
-            idempotency_key=key,
-            method=method,
-            request_hash=request_hash,
-            outcome=json.dumps(outcome, separators=(",", ":")),
-            created_at=to_micros(now),
-        ),
-    )
+    write_behind.execute(conn, _insert_record, _row(program_id, key, method, request_hash, outcome, now))
 
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
@@ -72,17 +72,7 @@ def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]],
     On PostgreSQL they go in through COPY (ledger.store.pg_copy)."""
     if not records:
         return
-    rows = [
-        dict(
-            program_id=program_id,
-            idempotency_key=key,
-            method=method,
-            request_hash=request_hash,
-            outcome=json.dumps(outcome, separators=(",", ":")),
-            created_at=to_micros(now),
-        )
-        for program_id, key, method, request_hash, outcome in records
-    ]
+    rows = [_row(*record, now) for record in records]
     if conn.dialect.name == "postgresql":
         pg_copy.copy_rows(conn, "idempotency_records", rows)
     else:

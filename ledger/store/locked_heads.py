@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
+
+from ledger.store import transaction_scoped
 
 _KEY = "locked_heads"
 
@@ -47,6 +49,4 @@ def forget_all(conn) -> None:
 
 
 def install(engine: Engine) -> None:
-    event.listen(engine, "commit", forget_all)
-    event.listen(engine, "rollback", forget_all)
-    event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(_KEY, None))
+    transaction_scoped.forget_at_transaction_end(engine, _KEY)

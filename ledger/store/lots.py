@@ -13,9 +13,9 @@ from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, lot_consumptions, lots
 
 
-_open_lots = select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
-    lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0
-)
+_open_lots = select(
+    lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
+).where(lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0)
 OPEN_LOTS = prefetch.Read("open_lots", _open_lots, ("program_id", "member_id"), many=True)
 
 

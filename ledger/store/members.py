@@ -27,7 +27,9 @@ def _state(row) -> MemberState:
 
 
 # Hot-path reads are built once: SQLAlchemy then finds them compiled without rebuilding them.
-_by_id = select(members).where(members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id"))
+_by_id = select(members).where(
+    members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id")
+)
 _by_id_locked = _by_id.with_for_update()
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.sql import Select
+
+from ledger.store import transaction_scoped
 
 _KEY = "prefetched"
 _MISSING = object()
@@ -81,6 +83,4 @@ def forget(conn) -> None:
 
 def install(engine: Engine) -> None:
     """Nothing prefetched outlives its transaction."""
-    event.listen(engine, "commit", forget)
-    event.listen(engine, "rollback", forget)
-    event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(_KEY, None))
+    transaction_scoped.forget_at_transaction_end(engine, _KEY)
