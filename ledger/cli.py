@@ -157,7 +157,7 @@ def cmd_expire(args) -> int:
 
     engine = _engine()
     migrations.upgrade(engine)
-    report = run_due_work(engine)
+    report = run_due_work(engine, workers=args.workers, processes=True)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
         f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}"
@@ -253,7 +253,11 @@ def parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("key_prefix")
     key_revoke.set_defaults(run=cmd_key_revoke)
 
-    sub.add_parser("expire", help="run due expiries and lapse due holds now").set_defaults(run=cmd_expire)
+    expire = sub.add_parser("expire", help="run due expiries and lapse due holds now")
+    expire.add_argument(
+        "--workers", type=int, default=2, help="batches expired at once, each in a worker process (default 2)"
+    )
+    expire.set_defaults(run=cmd_expire)
     sub.add_parser("verify", help="check every balance and invariant against the ledger").set_defaults(run=cmd_verify)
     return root
 

@@ -16,7 +16,8 @@ loses at most the batches not yet committed.
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -33,6 +34,7 @@ from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
 from ledger.store import expiry, idempotency, ledger_writes, pg_transactions, programs
+from ledger.store.engine import create_engine_for
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
@@ -110,6 +112,7 @@ class _Sweep:
     now: datetime
     batch_size: int
     workers: int
+    processes: bool = False
 
 
 def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cutoff: datetime | None) -> _Tally:
@@ -127,16 +130,49 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
         for future in finished:
             total.add(future.result())
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry") as pool:
-        running: set[Future] = set()
+    pool, running = None, set()
+    try:
         for keys in batches:
+            if pool is None:  # only a sweep with something to expire starts workers
+                pool = _worker_pool(sweep, workers)
             if len(running) >= workers:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 collect(finished)
-            expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
-            running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
+            if sweep.processes and workers > 1:
+                running.add(pool.submit(_expire_batch_in_worker, keys, sweep.now, cutoff))
+            else:
+                expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
+                running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
         collect(wait(running).done)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return total
+
+
+def _worker_pool(sweep: _Sweep, workers: int) -> Executor:
+    """Threads share one process's GIL, so only the database's work overlaps Python's; worker
+    processes (the `expire` command on PostgreSQL) also run the Python work of several
+    batches at once."""
+    if not (sweep.processes and workers > 1):
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry")
+    url = sweep.engine.url.render_as_string(hide_password=False)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(url,)
+    )
+
+
+_worker_engine: Engine | None = None
+
+
+def _start_worker(url: str) -> None:
+    global _worker_engine
+    _worker_engine = create_engine_for(url, pool_size=1)
+
+
+def _expire_batch_in_worker(keys: list[expiry.MemberKey], now: datetime, cutoff: datetime | None) -> _Tally:
+    assert _worker_engine is not None, "started by _start_worker"
+    return unit_of_work.run(_worker_engine, partial(_expire_batch, keys=keys, now=now, inactive_cutoff=cutoff))
 
 
 def _expire_rolling(sweep: _Sweep) -> _Tally:
@@ -180,12 +216,19 @@ def _expire_inactive(sweep: _Sweep) -> _Tally:
 
 
 def run_due_work(
-    engine: Engine, now: datetime | None = None, *, batch_size: int = BATCH, workers: int = WORKERS
+    engine: Engine,
+    now: datetime | None = None,
+    *,
+    batch_size: int = BATCH,
+    workers: int = WORKERS,
+    processes: bool = False,
 ) -> DueWorkReport:
+    """processes: expire batches in worker processes rather than threads (the `expire`
+    command; a server keeps its schedule's work in its own process)."""
     now = now or clock.now()
     lapsed = lapse_due_holds(engine, now=now)
     tiers_changed = review_due_tiers(engine, now)
-    sweep = _Sweep(engine, now, batch_size, workers)
+    sweep = _Sweep(engine, now, batch_size, workers, processes)
     rolling = _expire_rolling(sweep)
     inactive = _expire_inactive(sweep)
     return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points, tiers_changed)
