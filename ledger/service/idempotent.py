@@ -5,7 +5,7 @@ Order inside the one database transaction:
   2. look up the key: a stored outcome is replayed (or ALREADY_EXISTS if the
      request differs),
   3. decide and write,
-  4. record the key with the outcome (sent with the COMMIT on PostgreSQL).
+  4. record the key with the outcome (on PostgreSQL it goes out with the COMMIT).
 Because same-key retries of one request lock the same member, they queue on the
 lock and the later ones find the first one's record in step 2. A key reused at the
 same moment for another member loses in step 4: its commit fails on the record's

@@ -10,9 +10,13 @@ lookup, decide, write, record its key) inside a savepoint of its own, then one C
 
 - An operation refused by a rule without a stored answer (LedgerError) rolls back to its
   savepoint alone; the rest of the line commits.
-- Any other failure (a lost race, the database going away) fails the whole transaction,
-  and every operation of the line then runs on its own through unit_of_work, which
-  retries or answers exactly as it does without batching.
+- A lost race (deadlock, unique key) makes unit_of_work run the whole line again, as it
+  would one operation.
+- A failure that is the member's or the database's, not one operation's (the member's row
+  stayed locked, a timeout, the database unreachable), is every operation's answer:
+  nothing of the line was committed, and each caller retries with its key.
+- Any other failure makes each operation whose caller still waits run on its own, so one
+  operation's failure is not its neighbours' answer.
 - When the leader is done, it hands the lead to the first operation still waiting.
 
 Each operation keeps its own idempotency key and record, so exactly-once holds per
@@ -23,21 +27,26 @@ trips) runs every operation on its own.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from ledger.domain import errors
 from ledger.domain.errors import LedgerError
 from ledger.service import unit_of_work
 from ledger.store import locked_heads, prefetch, write_behind
 
 T = TypeVar("T")
+log = logging.getLogger("ledger.member_batches")
 MAX_BATCH = 64
 _SAVEPOINT = b"SAVEPOINT member_batch_item"
 _RELEASE = b"RELEASE SAVEPOINT member_batch_item"
 _ROLLBACK_TO = "ROLLBACK TO SAVEPOINT member_batch_item"
+# lock_not_available (the member's row stayed locked), query_canceled (a timeout).
+_SHARED_SQLSTATES = {"55P03", "57014"}
 
 
 @dataclass
@@ -124,12 +133,34 @@ def _run_batch(engine: Engine, batch: list[_Operation]) -> None:
     try:
         # Whoever is still waiting gets an answer: the batch is not tied to the leader's caller.
         outcomes = contextvars.Context().run(unit_of_work.run, engine, work)
+    except LedgerError as lost:
+        if _shared_by_the_line(lost):
+            for operation in batch:
+                operation.finish(error=lost)
+            return
+        _run_each_alone(engine, batch)
     except Exception:
-        for operation in batch:
+        _run_each_alone(engine, batch)
+    else:
+        for operation, (value, error) in zip(batch, outcomes):
+            operation.finish(value, error)
+
+
+def _shared_by_the_line(lost: LedgerError) -> bool:
+    """A lock wait or timeout on the member's row, or the database unreachable: running each
+    operation alone would only meet it again, one after another."""
+    if lost.reason == "STORE_UNAVAILABLE":
+        return True
+    return getattr(getattr(lost.__cause__, "orig", None), "pgcode", None) in _SHARED_SQLSTATES
+
+
+def _run_each_alone(engine: Engine, batch: list[_Operation]) -> None:
+    log.warning("a batch of %d operations failed; running each on its own", len(batch), exc_info=True)
+    for operation in batch:
+        if operation.context.run(unit_of_work.caller_waiting.get)():
             _run_alone(engine, operation)
-        return
-    for operation, (value, error) in zip(batch, outcomes):
-        operation.finish(value, error)
+        else:
+            operation.finish(error=errors.conflict_retry("the caller went away; nothing was written"))
 
 
 def _run_alone(engine: Engine, operation: _Operation) -> None:
@@ -149,7 +180,10 @@ def _in_savepoint(conn: Connection, operation: _Operation) -> tuple[object, Base
         if write_behind.rewind(conn, before):
             conn.exec_driver_sql(_ROLLBACK_TO)
         locked_heads.restore(conn, heads)
-        prefetch.forget(conn)
         return None, refusal
+    finally:
+        # What one operation fetched ahead and did not use was read before its writes: the
+        # next operation must read for itself.
+        prefetch.forget(conn)
     write_behind.queue_raw(conn, _RELEASE)
     return value, None

@@ -60,6 +60,8 @@ def _commit(conn) -> None:
 
 
 def _rollback(conn) -> None:
+    if conn.invalidated:
+        return  # the connection is gone (and the server ended its transaction)
     write_behind.discard(conn)
     dbapi_connection = conn.connection.driver_connection
     if dbapi_connection.closed or dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE:

@@ -11,7 +11,10 @@ from sqlalchemy import Engine, event
 
 
 def forget_at_transaction_end(engine: Engine, key: str) -> None:
-    forget = lambda conn: conn.info.pop(key, None)  # noqa: E731 - the same one-liner for two events
+    def forget(conn) -> None:
+        if not conn.invalidated:  # an invalidated connection's info is gone, and touching it raises
+            conn.info.pop(key, None)
+
     event.listen(engine, "commit", forget)
     event.listen(engine, "rollback", forget)
     event.listen(engine.pool, "checkin", lambda _dbapi, record: record.info.pop(key, None))

@@ -47,6 +47,8 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
 
 def discard(conn: Connection) -> None:
     """Forgets queued writes (the transaction is being rolled back, or a new one starts)."""
+    if conn.invalidated:
+        return  # the connection is gone, and its info with it; touching it would raise
     conn.info.pop(QUEUE, None)
 
 
@@ -80,6 +82,7 @@ def queue_first(conn: Connection, sql: bytes) -> None:
 
 
 def only_begin_queued(conn: Connection) -> bool:
+    """Nothing but (at most) the transaction's BEGIN is waiting: the transaction sent nothing."""
     queue = conn.info.get(QUEUE, [])
     return len(queue) <= 1 and all(sql.startswith(b"BEGIN") for sql in queue)
 
@@ -99,9 +102,9 @@ def send_with(conn: Connection, tail: bytes) -> str:
 
 
 def install(engine: Engine) -> None:
-    """Lets queued writes ride in front of every statement sent on the engine's connections;
-    forgets them on a rollback or when the connection goes back to the pool. The commit is
-    pg_transactions' (it sends what is left with the COMMIT)."""
+    """Lets queued writes ride in front of every statement sent on the engine's connections
+    and forgets them on a rollback. The commit is pg_transactions' (it sends what is left
+    with the COMMIT), and so is the clean-up when a connection goes back to the pool."""
     event.listen(engine, "before_cursor_execute", _ride_along, retval=True)
     event.listen(engine, "rollback", discard)
 

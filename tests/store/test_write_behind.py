@@ -85,3 +85,15 @@ def test_a_failing_write_sent_at_the_commit_commits_nothing(engine):
             write_behind.execute(conn, _insert_note, {"id": 2, "text": "would be lost"})
             write_behind.execute(conn, _insert_note, {"id": 1, "text": "duplicate key"})
     assert _texts(engine) == {1: "first"}
+
+
+def test_a_connection_lost_inside_a_transaction_rolls_back_cleanly_and_the_pool_reconnects(engine):
+    """The queue's clean-up must not touch a connection SQLAlchemy has invalidated: that would
+    raise over the original error and hide the lost connection from unit_of_work's retry."""
+    with engine.connect() as conn:
+        conn.begin()
+        write_behind.execute(conn, _insert_note, {"id": 1, "text": "lost with the connection"})
+        conn.execute(select(notes.c.id)).all()
+        conn.invalidate()
+        conn.rollback()
+    assert unit_of_work.run(engine, lambda conn: conn.execute(select(notes.c.id)).all(), read_only=True) == []
