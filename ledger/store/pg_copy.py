@@ -12,6 +12,7 @@ Everything here runs on the caller's connection, inside its database transaction
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from typing import Iterable, Sequence
 
 from sqlalchemy import Connection
@@ -52,11 +53,16 @@ def copy_text(rows: Iterable[Sequence[object]]) -> io.StringIO:
     return io.StringIO("".join([_line(row) + "\n" for row in rows]))
 
 
-def _cursor(conn: Connection):
+@contextmanager
+def _cursor(conn: Connection, what: str):
     # Nothing queued rides on the driver's own cursor: what is queued (the transaction's
     # BEGIN among it) goes first.
     write_behind.send_queued(conn)
-    return conn.connection.driver_connection.cursor()
+    with conn.connection.driver_connection.cursor() as cursor:
+        try:
+            yield cursor
+        except Exception as error:  # a timeout, deadlock or lost connection is classified as usual
+            raise write_behind.as_sqlalchemy_error(conn, cursor, what, error) from error
 
 
 def copy_rows(conn: Connection, table: str, rows: Sequence[dict]) -> None:
@@ -64,7 +70,7 @@ def copy_rows(conn: Connection, table: str, rows: Sequence[dict]) -> None:
     as the rows given to SQLAlchemy's insert() would."""
     if not rows:
         return
-    with _cursor(conn) as cursor:
+    with _cursor(conn, f"COPY {table}") as cursor:
         cursor.copy_expert(
             f"COPY {table} ({', '.join(rows[0])}) FROM STDIN", copy_text(row.values() for row in rows)
         )
@@ -82,7 +88,7 @@ def update_from_rows(
     if not rows:
         return 0
     definition = ", ".join(f"{name} {sql_type}" for name, sql_type in columns.items())
-    with _cursor(conn) as cursor:
+    with _cursor(conn, update_sql) as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE batch_rows ({definition})")
         cursor.copy_expert(f"COPY batch_rows ({', '.join(columns)}) FROM STDIN", copy_text(rows))
         cursor.execute("ANALYZE batch_rows")

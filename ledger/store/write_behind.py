@@ -153,9 +153,17 @@ def _send_alone(conn: Connection, joined: str) -> str:
 def _send(conn, cursor, joined: str) -> None:
     try:
         cursor.execute(joined)
-    except Exception as error:  # the driver's error, wrapped as SQLAlchemy wraps a statement's
-        dbapi = conn.dialect.loaded_dbapi
-        lost = isinstance(error, dbapi.Error) and conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
-        if lost:
-            conn.invalidate(error)
-        raise sa_exc.DBAPIError.instance(joined, None, error, dbapi.Error, connection_invalidated=lost) from error
+    except Exception as error:
+        raise as_sqlalchemy_error(conn, cursor, joined, error) from error
+
+
+def as_sqlalchemy_error(conn: Connection, cursor, statement: str, error: Exception) -> Exception:
+    """The driver's error from its own cursor, wrapped as SQLAlchemy wraps a statement's (so
+    unit_of_work classifies it alike), the connection invalidated if it was lost."""
+    dbapi = conn.dialect.loaded_dbapi
+    if not isinstance(error, dbapi.Error):
+        return error
+    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+    if lost:
+        conn.invalidate(error)
+    return sa_exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost)
