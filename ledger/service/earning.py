@@ -11,6 +11,7 @@ threshold (the order itself earned at the old tier).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
@@ -47,9 +48,11 @@ from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
 from ledger.service.tiers import upgrade_after_order
 from ledger.store import idempotency, prefetch, transactions
+from ledger.store import lots as lot_store
 from ledger.store import programs as program_store
 from ledger.store import referrals as referral_store
 from ledger.store import tiers as tier_store
+from ledger.store.instants import to_micros
 
 
 _EARN_READS = (
@@ -58,6 +61,7 @@ _EARN_READS = (
     tier_store.STATE,
     transactions.EARN_OF_ORDER,
     referral_store.OF_REFEREE,
+    lot_store.PENDING_AND_HELD,
 )
 
 
@@ -85,7 +89,13 @@ def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: boo
 
 
 def _new_transaction(
-    caller: Caller, command: EarnCommand, decision: EarnDecision, context: EarnContext, member: MemberState, key: str
+    caller: Caller,
+    command: EarnCommand,
+    decision: EarnDecision,
+    context: EarnContext,
+    member: MemberState,
+    key: str,
+    now: datetime,
 ) -> NewTransaction:
     available_at, expires_at = lot_dates(command.order.occurred_at, context.rules, pending=True)
     posting = lot_postings.credit(
@@ -101,7 +111,7 @@ def _new_transaction(
         idempotency_key=key,
         api_key_id=caller.key_id,
         occurred_at=command.order.occurred_at,
-        created_at=clock.now(),
+        created_at=now,
         store_id=command.store_id,
         order_id=command.order.order_id,
         order_amount=command.order.amount,
@@ -110,13 +120,24 @@ def _new_transaction(
     )
 
 
+def _newly_pending(tx: NewTransaction) -> int:
+    """The points of the lot tx credits that are not available yet at its creation."""
+    lot = tx.postings[0].new_lot
+    return lot.points if lot is not None and lot.available_at > tx.created_at else 0
+
+
 def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
+    now = clock.now()
+
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=True)
         check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
-        tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key)
-        result = post(conn, caller.program_id, member, tx)
+        before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key, now)
+        # An earn adds its lot and touches no hold: the answer's balance needs no second read.
+        pending_and_held = (before.pending + _newly_pending(tx), before.held)
+        result = post(conn, caller.program_id, member, tx, pending_and_held=pending_and_held)
         earn_context.record_awards(conn, caller.program_id, command.member_id, context, decision.awards)
         tier_store.record_qualifying(
             conn, caller.program_id, command.member_id, tx.transaction_id, command.order.occurred_at,
@@ -134,7 +155,9 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         return refreshed(conn, caller.program_id, result) if rewarded else result
 
     def lock(conn: Connection) -> MemberState:
+        nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
+        now = clock.now()
         # Everything earn reads next, in one round trip (under the lock: as fresh as reading it then).
         prefetch.load(
             conn,
@@ -145,6 +168,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
                 "referee_id": command.member_id,
                 "key": mutation.idempotency_key,
                 "order_id": command.order.order_id,
+                "at": to_micros(now),
             },
         )
         return member
@@ -161,12 +185,10 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         member = lookups.member(conn, caller.program_id, command.member_id)
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=False)
-        tx = _new_transaction(caller, command, decision, context, member, "")
         now = clock.now()
+        tx = _new_transaction(caller, command, decision, context, member, "", now)
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
-        lot = tx.postings[0].new_lot
-        newly_pending = lot.points if lot is not None and lot.available_at > now else 0
-        balance = Balance(before.posted + decision.points, before.pending + newly_pending, before.held)
+        balance = Balance(before.posted + decision.points, before.pending + _newly_pending(tx), before.held)
         view = TransactionView(
             transaction_id="",
             member_id=command.member_id,
