@@ -40,9 +40,7 @@ BY_KEY = prefetch.Read("idempotency_record", _by_key, ("program_id", "key"))
 
 
 def find(conn: Connection, program_id: str, key: str) -> StoredOutcome | None:
-    row = prefetch.take(conn, BY_KEY, program_id, key)
-    if prefetch.missing(row):
-        row = conn.execute(_by_key, {"program_id": program_id, "key": key}).first()
+    row = prefetch.read(conn, BY_KEY, {"program_id": program_id, "key": key})
     if row is None:
         return None
     return StoredOutcome(row.method, row.request_hash, json.loads(row.outcome))

@@ -20,9 +20,7 @@ OPEN_LOTS = prefetch.Read("open_lots", _open_lots, ("program_id", "member_id"), 
 
 
 def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
-    rows = prefetch.take(conn, OPEN_LOTS, program_id, member_id)
-    if prefetch.missing(rows):
-        rows = conn.execute(_open_lots, {"program_id": program_id, "member_id": member_id}).all()
+    rows = prefetch.read(conn, OPEN_LOTS, {"program_id": program_id, "member_id": member_id})
     return [
         Lot(
             row.lot_id,
@@ -97,10 +95,8 @@ _expiring = (
 
 def pending_and_held(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, int]:
     """Live pending (lots not yet available) and held (open holds not yet lapsed), in one round trip."""
-    at = to_micros(now)
-    row = prefetch.take(conn, PENDING_AND_HELD, program_id, member_id, at)
-    if prefetch.missing(row):
-        row = conn.execute(_pending_and_held, {"program_id": program_id, "member_id": member_id, "at": at}).one()
+    params = {"program_id": program_id, "member_id": member_id, "at": to_micros(now)}
+    row = prefetch.read(conn, PENDING_AND_HELD, params)
     return int(row.pending), int(row.held)
 
 

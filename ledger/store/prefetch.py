@@ -1,12 +1,13 @@
 """Reads a use case is about to make, fetched together in one round trip.
 
-Right after an operation takes its member's row lock, the single-row reads it will make
-anyway (the idempotency record, the program row, the member's tier, an earlier earn of
-the order, the member's referral) are independent of each other. On PostgreSQL they are
-sent as one SELECT of scalar subqueries, each row as JSON, and kept on the connection for
-this transaction. The store function that makes the read takes its row from here instead
-(once: a second call reads the database again, so it sees the transaction's own writes).
-SQLite has no round trip to save: nothing is fetched ahead and every read runs as before.
+Right after an operation takes its member's row lock, the reads it will make anyway (the
+idempotency record, the program row, the member's tier, an earlier earn of the order, the
+member's referral, pending and held points, open lots) are independent of each other. On
+PostgreSQL they are sent as one SELECT of scalar subqueries, each as JSON, and kept on the
+connection for this transaction. Store functions read through read(), which hands out the
+prefetched rows once (a second call reads the database again, so it sees the transaction's
+own writes) or runs the statement itself. SQLite has no round trip to save: nothing is
+fetched ahead and every read runs as before.
 
 A prefetched read runs after the lock, in its own statement, so it sees what committed
 before it exactly as the read made later would (READ COMMITTED).
@@ -46,7 +47,7 @@ _COMBINED: dict[tuple[str, ...], Select] = {}
 
 
 def load(conn: Connection, reads: tuple[Read, ...], params: dict) -> None:
-    """Fetches every read with params (one round trip), for take() to hand out."""
+    """Fetches every read with params (one round trip), for read() to hand out."""
     if conn.dialect.name != "postgresql" or not reads:
         return
     names = tuple(read.name for read in reads)
@@ -60,20 +61,17 @@ def load(conn: Connection, reads: tuple[Read, ...], params: dict) -> None:
         store[(read.name, *(params[name] for name in read.identity))] = (found or []) if read.many else found
 
 
-def take(conn: Connection, read: Read, *identity):
-    """The prefetched row (attribute access like a database row) or None when the read found
-    no row; for a `many` read the list of rows. MISSING (see missing()) when it was not
-    fetched ahead: then the caller reads it itself."""
-    found = conn.info.get(_KEY, {}).pop((read.name, *identity), _MISSING)
-    if found is _MISSING or found is None:
-        return found
+def read(conn: Connection, read: Read, params: dict):
+    """The read's first row (None without one), or for a `many` read its rows: the prefetched
+    ones if load() fetched them with these params (attribute access like a database row),
+    otherwise read from the database now."""
+    found = conn.info.get(_KEY, {}).pop((read.name, *(params[name] for name in read.identity)), _MISSING)
+    if found is _MISSING:
+        result = conn.execute(read.statement, params)
+        return result.all() if read.many else result.first()
     if read.many:
         return [SimpleNamespace(**row) for row in found]
-    return SimpleNamespace(**found)
-
-
-def missing(found: object) -> bool:
-    return found is _MISSING
+    return None if found is None else SimpleNamespace(**found)
 
 
 def forget(conn) -> None:

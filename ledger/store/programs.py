@@ -85,10 +85,7 @@ BY_ID = prefetch.Read("program", _by_id, ("program_id",))
 
 
 def _row(conn: Connection, program_id: str):
-    row = prefetch.take(conn, BY_ID, program_id)
-    if prefetch.missing(row):
-        row = conn.execute(_by_id, {"program_id": program_id}).first()
-    return row
+    return prefetch.read(conn, BY_ID, {"program_id": program_id})
 
 
 def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:

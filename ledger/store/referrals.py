@@ -53,9 +53,7 @@ OF_REFEREE = prefetch.Read("referral_of_referee", _of_referee, ("program_id", "r
 
 
 def of_referee(conn: Connection, program_id: str, referee_id: str) -> ReferralRecord | None:
-    row = prefetch.take(conn, OF_REFEREE, program_id, referee_id)
-    if prefetch.missing(row):
-        row = conn.execute(_of_referee, {"program_id": program_id, "referee_id": referee_id}).first()
+    row = prefetch.read(conn, OF_REFEREE, {"program_id": program_id, "referee_id": referee_id})
     return _record(row) if row else None
 
 

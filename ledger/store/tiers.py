@@ -52,9 +52,7 @@ STATE = prefetch.Read("tier_state", _state_of, ("program_id", "member_id"))
 
 
 def state(conn: Connection, program_id: str, member_id: str) -> TierState | None:
-    row = prefetch.take(conn, STATE, program_id, member_id)
-    if prefetch.missing(row):
-        row = conn.execute(_state_of, {"program_id": program_id, "member_id": member_id}).first()
+    row = prefetch.read(conn, STATE, {"program_id": program_id, "member_id": member_id})
     if row is None:
         return None
     return TierState(row.tier_name, row.multiplier_bps, from_micros(row.reached_at), from_micros(row.held_until))

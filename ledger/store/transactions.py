@@ -86,9 +86,7 @@ EARN_OF_ORDER = prefetch.Read("earn_of_order", _earn_of_order, ("program_id", "o
 
 def earn_of_order(conn: Connection, program_id: str, order_id: str) -> tuple[str, str] | None:
     """(transaction_id, member_id) of the order's earn, if it earned."""
-    row = prefetch.take(conn, EARN_OF_ORDER, program_id, order_id)
-    if prefetch.missing(row):
-        row = conn.execute(_earn_of_order, {"program_id": program_id, "order_id": order_id}).first()
+    row = prefetch.read(conn, EARN_OF_ORDER, {"program_id": program_id, "order_id": order_id})
     return (row.transaction_id, row.member_id) if row else None
 
 
