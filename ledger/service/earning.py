@@ -47,12 +47,11 @@ from ledger.service.earn_context import EarnContext
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
 from ledger.service.tiers import upgrade_after_order
-from ledger.store import idempotency, prefetch, transactions
+from ledger.store import idempotency, transactions
 from ledger.store import lots as lot_store
 from ledger.store import programs as program_store
 from ledger.store import referrals as referral_store
 from ledger.store import tiers as tier_store
-from ledger.store.instants import to_micros
 
 
 _EARN_READS = (
@@ -157,19 +156,9 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
     def lock(conn: Connection) -> MemberState:
         nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = clock.now()
-        # Everything earn reads next, in one round trip (under the lock: as fresh as reading it then).
-        prefetch.load(
-            conn,
-            _EARN_READS,
-            {
-                "program_id": caller.program_id,
-                "member_id": command.member_id,
-                "referee_id": command.member_id,
-                "key": mutation.idempotency_key,
-                "order_id": command.order.order_id,
-                "at": to_micros(now),
-            },
+        now = lookups.read_ahead(
+            conn, caller.program_id, command.member_id, mutation.idempotency_key, _EARN_READS,
+            referee_id=command.member_id, order_id=command.order.order_id,
         )
         return member
 

@@ -29,8 +29,7 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import holds, idempotency, lots, members, prefetch, programs
-from ledger.store.instants import to_micros
+from ledger.store import holds, idempotency, lots, members, programs
 
 
 _AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.PENDING_AND_HELD)
@@ -79,9 +78,7 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
     def lock(conn: Connection) -> MemberState:
         nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = clock.now()
-        # What authorize reads next, in one round trip (under the lock: as fresh as reading it then).
-        prefetch.load(conn, _AUTHORIZE_READS, _reads_of(caller, member.member_id, mutation, now))
+        now = lookups.read_ahead(conn, caller.program_id, member.member_id, mutation.idempotency_key, _AUTHORIZE_READS)
         return member
 
     def apply(conn: Connection, member: MemberState) -> HoldResult:
@@ -102,10 +99,6 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
     )
 
 
-def _reads_of(caller: Caller, member_id: str, mutation: Mutation, now) -> dict:
-    return {"program_id": caller.program_id, "member_id": member_id, "key": mutation.idempotency_key, "at": to_micros(now)}
-
-
 def _lock_hold(conn: Connection, program_id: str, hold_id: str) -> tuple[MemberState, HoldFacts]:
     unlocked = holds.get(conn, program_id, hold_id)
     if unlocked is None:
@@ -122,9 +115,7 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
     def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
         nonlocal now
         member, hold = _lock_hold(conn, caller.program_id, hold_id)
-        now = clock.now()
-        # What capture reads next, in one round trip (under the locks: as fresh as reading it then).
-        prefetch.load(conn, _CAPTURE_READS, _reads_of(caller, member.member_id, mutation, now))
+        now = lookups.read_ahead(conn, caller.program_id, member.member_id, mutation.idempotency_key, _CAPTURE_READS)
         return member, hold
 
     def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:

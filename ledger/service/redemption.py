@@ -16,8 +16,7 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import idempotency, lots, prefetch, rewards
-from ledger.store.instants import to_micros
+from ledger.store import idempotency, lots, rewards
 from ledger.store.rewards import RewardRecord
 
 
@@ -52,18 +51,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
     def lock(conn: Connection) -> MemberState:
         nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = clock.now()
-        # What redeem reads next, in one round trip (under the lock: as fresh as reading it then).
-        prefetch.load(
-            conn,
-            _REDEEM_READS,
-            {
-                "program_id": caller.program_id,
-                "member_id": command.member_id,
-                "key": mutation.idempotency_key,
-                "at": to_micros(now),
-            },
-        )
+        now = lookups.read_ahead(conn, caller.program_id, command.member_id, mutation.idempotency_key, _REDEEM_READS)
         return member
 
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
