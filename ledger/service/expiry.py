@@ -124,6 +124,7 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
     """
     # SQLite has a single writer: a second batch would only wait for the first.
     workers = sweep.workers if sweep.engine.dialect.name == "postgresql" else 1
+    in_processes = sweep.processes and workers > 1
     total = _Tally()
 
     def collect(finished) -> None:
@@ -134,11 +135,11 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
     try:
         for keys in batches:
             if pool is None:  # only a sweep with something to expire starts workers
-                pool = _worker_pool(sweep, workers)
+                pool = _worker_pool(sweep, workers, in_processes)
             if len(running) >= workers:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 collect(finished)
-            if sweep.processes and workers > 1:
+            if in_processes:
                 running.add(pool.submit(_expire_batch_in_worker, keys, sweep.now, cutoff))
             else:
                 expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
@@ -150,11 +151,11 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
     return total
 
 
-def _worker_pool(sweep: _Sweep, workers: int) -> Executor:
+def _worker_pool(sweep: _Sweep, workers: int, in_processes: bool) -> Executor:
     """Threads share one process's GIL, so only the database's work overlaps Python's; worker
     processes (the `expire` command on PostgreSQL) also run the Python work of several
     batches at once."""
-    if not (sweep.processes and workers > 1):
+    if not in_processes:
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry")
     url = sweep.engine.url.render_as_string(hide_password=False)
     return ProcessPoolExecutor(

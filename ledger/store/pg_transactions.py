@@ -63,7 +63,11 @@ def _rollback(conn) -> None:
     if conn.invalidated:
         return  # the connection is gone (and the server ended its transaction)
     write_behind.discard(conn)
-    dbapi_connection = conn.connection.driver_connection
+    _roll_back_if_open(conn.connection.driver_connection)
+
+
+def _roll_back_if_open(dbapi_connection) -> None:
+    """ROLLBACK when the server has a transaction open on this connection (libpq knows)."""
     if dbapi_connection.closed or dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
         return
     with dbapi_connection.cursor() as cursor:
@@ -71,15 +75,13 @@ def _rollback(conn) -> None:
 
 
 def _end_abandoned(dbapi_connection, record) -> None:
-    """A connection never goes back to the pool inside a transaction (a failed COMMIT, a
-    caller that closed without ending its transaction)."""
+    """Makes sure no connection goes back to the pool inside a transaction (after a failed
+    COMMIT, or a caller that closed without ending its transaction)."""
     record.info.pop(write_behind.QUEUE, None)
-    if dbapi_connection is None or dbapi_connection.closed:
+    if dbapi_connection is None:
         return
     try:
-        if dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("ROLLBACK")
+        _roll_back_if_open(dbapi_connection)
     except Exception:
         # A connection that cannot even roll back is closed; the pool replaces it on next use.
         log.warning("closing a pooled connection that could not roll back", exc_info=True)
