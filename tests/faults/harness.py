@@ -132,6 +132,15 @@ class Op:
     started: float = 0.0
     elapsed: float = 0.0
 
+    @classmethod
+    def random(cls, rng, key: str, members: int) -> "Op":
+        """The fault suites' load: on one of `members` members m-0.., 60 % earns of an order of
+        100-5000 minor units, else redeems of 1-40 points."""
+        member = f"m-{rng.randrange(members)}"
+        if rng.random() < 0.6:
+            return cls(key, "earn", member, rng.randint(100, 5000))
+        return cls(key, "redeem", member, rng.randint(1, 40))
+
     def request(self):
         if self.kind == "earn":
             order = common_pb2.Order(

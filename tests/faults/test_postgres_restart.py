@@ -53,11 +53,7 @@ def _client(ledger, worker, recorder: Recorder, stop: threading.Event) -> None:
         sequence = 0
         while not stop.is_set():
             sequence += 1
-            member = f"m-{rng.randrange(MEMBERS)}"
-            if rng.random() < 0.6:
-                op = Op(f"pg{worker}-{sequence}", "earn", member, rng.randint(100, 5000))
-            else:
-                op = Op(f"pg{worker}-{sequence}", "redeem", member, rng.randint(1, 40))
+            op = Op.random(rng, f"pg{worker}-{sequence}", MEMBERS)
             recorder.record(op)
             op.send(stub, ledger.admin_key, timeout=CALL_TIMEOUT_S)
             if not op.acknowledged:

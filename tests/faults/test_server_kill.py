@@ -43,11 +43,7 @@ def _client(ledger, worker: int, recorder: Recorder, stop: threading.Event) -> N
         sequence = 0
         while not stop.is_set():
             sequence += 1
-            member = f"m-{rng.randrange(MEMBERS)}"
-            if rng.random() < 0.6:
-                op = Op(f"w{worker}-{sequence}", "earn", member, rng.randint(100, 5000))
-            else:
-                op = Op(f"w{worker}-{sequence}", "redeem", member, rng.randint(1, 40))
+            op = Op.random(rng, f"w{worker}-{sequence}", MEMBERS)
             recorder.record(op)  # before it is sent: an op the kill interrupts is still known
             op.send(stub, ledger.admin_key, timeout=5)
             if op.code not in (OK, grpc.StatusCode.FAILED_PRECONDITION):
