@@ -1,7 +1,7 @@
 """Runs a use case in one database transaction, retrying lost races a bounded number of times.
 
-Serialization failures, deadlocks, lock timeouts and unique-key races are
-retried inside the server (the retry sees the winner's committed rows); what is
+Serialization failures, deadlocks, lock timeouts, unique-key races and prepared statements
+outdated by a migration are retried inside the server (the retry sees the winner's committed rows); what is
 still lost after the last attempt is ABORTED / CONFLICT_RETRY. A database that
 cannot be reached is UNAVAILABLE / STORE_UNAVAILABLE.
 """
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 from ledger.domain import errors
-from ledger.store import pg_transactions
+from ledger.store import driver_errors, pg_transactions
 
 T = TypeVar("T")
 ATTEMPTS = 6
@@ -98,7 +98,7 @@ def _classify(exc: sa_exc.DBAPIError) -> str:
     if exc.connection_invalidated:
         return "unavailable"
     code = getattr(exc.orig, "pgcode", None)
-    if code in _RETRY_SQLSTATES:
+    if code in _RETRY_SQLSTATES or driver_errors.stale_prepared_plan(exc.orig):
         return "retry"
     if code in _TIMEOUT_SQLSTATES:
         return "timeout"

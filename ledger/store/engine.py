@@ -13,7 +13,7 @@ import os
 
 from sqlalchemy import Engine, create_engine, event
 
-from ledger.store import locked_heads, pg_transactions, prefetch, write_behind
+from ledger.store import locked_heads, pg_transactions, prefetch, prepared, write_behind
 
 DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
@@ -51,6 +51,8 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
             "client_encoding": "utf8",
         },
     )
+    if prepared.enabled_by_environment():
+        prepared.install(engine)  # before write_behind: its queue rides in front of EXECUTE
     write_behind.install(engine)
     pg_transactions.install(engine)
     locked_heads.install(engine)

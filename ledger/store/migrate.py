@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from ledger.store import prepared
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -23,6 +25,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    prepared.forget_everywhere()  # statements prepared against the old schema
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
@@ -30,6 +33,7 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+    prepared.forget_everywhere()  # statements prepared against the old schema
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from sqlalchemy import Connection
 
-from ledger.store import write_behind
+from ledger.store import driver_errors, write_behind
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -62,7 +62,7 @@ def _cursor(conn: Connection, what: str):
         try:
             yield cursor
         except Exception as error:  # a timeout, deadlock or lost connection is classified as usual
-            raise write_behind.as_sqlalchemy_error(conn, cursor, what, error) from error
+            raise driver_errors.as_sqlalchemy_error(conn, cursor, what, error) from error
 
 
 def copy_rows(conn: Connection, table: str, rows: Sequence[dict]) -> None:

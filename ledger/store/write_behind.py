@@ -12,14 +12,16 @@ rode in and so the whole database transaction, as before.
 psycopg2 binds parameters on the client anyway (mogrify), so queuing adds no quoting work.
 SQLite is in-process with no round trip to save: writes run at once.
 
-Statements passed here are module-level constants (compiled once per parameter shape).
+Statements passed here are module-level constants (compiled once per parameter shape), and
+hot ones go out as EXECUTE of a prepared statement (ledger.store.prepared).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.dml import Insert
+
+from ledger.store import driver_errors, prepared
 
 QUEUE = "write_behind.queue"
 _SENDS = "write_behind.sends"  # how many times a queue was sent on this connection
@@ -40,7 +42,8 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
     try:
         for row in rows:
             compiled = _compiled(conn, statement, row)
-            queue.append(cursor.mogrify(compiled.string, compiled.construct_params(row)))
+            sql = prepared.execute_form(conn, compiled.string)
+            queue.append(cursor.mogrify(sql, compiled.construct_params(row)))
     finally:
         cursor.close()
 
@@ -154,16 +157,4 @@ def _send(conn, cursor, joined: str) -> None:
     try:
         cursor.execute(joined)
     except Exception as error:
-        raise as_sqlalchemy_error(conn, cursor, joined, error) from error
-
-
-def as_sqlalchemy_error(conn: Connection, cursor, statement: str, error: Exception) -> Exception:
-    """The driver's error from its own cursor, wrapped as SQLAlchemy wraps a statement's (so
-    unit_of_work classifies it alike), the connection invalidated if it was lost."""
-    dbapi = conn.dialect.loaded_dbapi
-    if not isinstance(error, dbapi.Error):
-        return error
-    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
-    if lost:
-        conn.invalidate(error)
-    return sa_exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost)
+        raise driver_errors.as_sqlalchemy_error(conn, cursor, joined, error) from error
