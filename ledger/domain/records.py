@@ -7,7 +7,7 @@ so a replay returns exactly the original answer.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.domain.balance import Balance
@@ -66,8 +66,10 @@ class TransactionResult:
     balance: Balance
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        tx = data["transaction"]
+        # A shallow copy of the flat fields: dataclasses.asdict deep-copies every value, and
+        # took a tenth of an Earn's server time doing so.
+        tx = dict(vars(self.transaction))
+        data = {"transaction": tx, "balance": dict(vars(self.balance))}
         tx["kind"] = self.transaction.kind.value
         tx["channel"] = self.transaction.channel.value
         tx["occurred_at"] = self.transaction.occurred_at.isoformat()
