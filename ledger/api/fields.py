@@ -6,6 +6,7 @@ are reported together and nothing is written.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Mapping, TypeVar
 
@@ -26,6 +27,7 @@ E = TypeVar("E")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z, the Timestamp range in the protobuf spec
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b-\x1f]")  # below space, except tab and newline
 
 
 class Fields:
@@ -48,7 +50,7 @@ class Fields:
             return ""
         if len(value) > max_length:
             self.bad(path, f"is longer than {max_length} characters")
-        elif value != value.strip() or any(not ch.isprintable() for ch in value):
+        elif value != value.strip() or not value.isprintable():
             self.bad(path, "must be printable text without leading or trailing spaces")
         return value
 
@@ -59,7 +61,7 @@ class Fields:
             return value.strip()
         if len(value) > max_length:
             self.bad(path, f"is longer than {max_length} characters")
-        elif any(ord(ch) < 32 and ch not in "\t\n" for ch in value):
+        elif _CONTROL_CHARACTER.search(value):
             self.bad(path, "contains control characters")
         return value.strip()
 
