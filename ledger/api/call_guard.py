@@ -83,7 +83,7 @@ class CallGuard(grpc.ServerInterceptor):
             try:
                 if isinstance(request, _Unparseable):
                     raise errors.invalid_field("(request)", "the request body is not a valid protobuf message")
-                caller = keys.authenticate(engine, _bearer(context))
+                caller = keys.authenticate(engine, _bearer(context), f"{service}.{method}")
                 outcome["program"] = caller.program_id
                 if limiter is not None:
                     limiter.check(caller.key_id)

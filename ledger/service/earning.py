@@ -157,7 +157,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
         now = lookups.read_ahead(
-            conn, caller.program_id, command.member_id, mutation.idempotency_key, _EARN_READS,
+            conn, caller, command.member_id, mutation.idempotency_key, _EARN_READS,
             referee_id=command.member_id, order_id=command.order.order_id,
         )
         return member

@@ -78,7 +78,7 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
     def lock(conn: Connection) -> MemberState:
         nonlocal now
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = lookups.read_ahead(conn, caller.program_id, member.member_id, mutation.idempotency_key, _AUTHORIZE_READS)
+        now = lookups.read_ahead(conn, caller, member.member_id, mutation.idempotency_key, _AUTHORIZE_READS)
         return member
 
     def apply(conn: Connection, member: MemberState) -> HoldResult:
@@ -115,7 +115,7 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
     def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
         nonlocal now
         member, hold = _lock_hold(conn, caller.program_id, hold_id)
-        now = lookups.read_ahead(conn, caller.program_id, member.member_id, mutation.idempotency_key, _CAPTURE_READS)
+        now = lookups.read_ahead(conn, caller, member.member_id, mutation.idempotency_key, _CAPTURE_READS)
         return member, hold
 
     def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger.domain import errors
 from ledger.domain.errors import Category, LedgerError
-from ledger.service import clock, member_batches, unit_of_work
+from ledger.service import clock, keys, member_batches, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import idempotency
 
@@ -92,7 +92,12 @@ def execute(
     program = caller.program_id
 
     def work(conn: Connection) -> _Outcome[R]:
-        locked = lock(conn)
+        try:
+            locked = lock(conn)
+        except LedgerError:
+            keys.require_live(conn, caller)  # a revoked key learns nothing, not even "not found"
+            raise
+        keys.require_live(conn, caller)  # before any answer, stored or new
         stored = idempotency.find(conn, program, mutation.idempotency_key)
         if stored is not None:
             return _replay(stored, mutation, decode)

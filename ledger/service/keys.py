@@ -1,8 +1,16 @@
-"""Use cases for API keys: issue, revoke, and authenticate a presented key."""
+"""Use cases for API keys: issue, revoke, and authenticate a presented key.
+
+A key's row never changes but for its revocation. The till's calls (TRUSTED_UNTIL_THEIR_
+TRANSACTION) therefore authenticate against the row as this process last read it, and
+check revocation inside their own transaction instead, in the round trip that reads what
+they need after the member's lock (lookups.read_ahead), before any answer, stored or new
+(require_live): a revoked key is still refused on its very next call, and the till saves
+a round trip and a connection checkout per call. Every other call reads the key's row.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
@@ -29,18 +37,51 @@ def revoke_keys(engine: Engine, prefix: str) -> list[str]:
     return unit_of_work.run(engine, lambda conn: api_keys.revoke_by_prefix(conn, prefix, clock.now()))
 
 
+# Methods whose use case runs through idempotent.execute, which calls require_live.
+TRUSTED_UNTIL_THEIR_TRANSACTION = frozenset(
+    {"Ledger.Earn", "Ledger.Redeem", "Ledger.AuthorizeRedemption", "Ledger.CaptureRedemption"}
+)
+_KNOWN_LIMIT = 10_000
+_known: dict[str, api_keys.StoredKey] = {}  # unrevoked keys as last read, by key id
+
+
 def _unauthenticated(message: str) -> errors.LedgerError:
     return errors.LedgerError(errors.Category.UNAUTHENTICATED, "API_KEY_INVALID", message)
 
 
-def authenticate(engine: Engine, presented: str) -> Caller:
-    """The caller of a presented key; UNAUTHENTICATED for unknown, malformed or revoked keys."""
+def authenticate(engine: Engine, presented: str, method: str = "") -> Caller:
+    """The caller of a presented key; UNAUTHENTICATED for unknown, malformed or revoked keys.
+    method ("Service.Method"): one of TRUSTED_UNTIL_THEIR_TRANSACTION may take the key's row
+    as last read; its revocation is then checked by require_live."""
     key_id = credentials.key_id_of(presented)
     if key_id is None:
         raise _unauthenticated("the API key is malformed")
-    stored = unit_of_work.run(engine, lambda conn: api_keys.get(conn, key_id), read_only=True)
+    stored = _known.get(key_id) if method in TRUSTED_UNTIL_THEIR_TRANSACTION else None
+    revocation_checked = stored is None
+    if stored is None:
+        stored = unit_of_work.run(engine, lambda conn: api_keys.get(conn, key_id), read_only=True)
+        _remember(key_id, stored)
     if stored is None or not credentials.key_matches(presented, stored.secret_hash):
         raise _unauthenticated("the API key is not known")
     if stored.revoked:
         raise _unauthenticated("the API key was revoked")
-    return Caller(stored.program_id, stored.key_id, stored.role)
+    return Caller(stored.program_id, stored.key_id, stored.role, revocation_checked)
+
+
+def require_live(conn: Connection, caller: Caller) -> None:
+    """Inside the call's transaction: UNAUTHENTICATED if its key, taken as last read, has been
+    revoked since (then the transaction rolls back and nothing is answered from it)."""
+    if caller.revocation_checked:
+        return
+    if not api_keys.is_live(conn, caller.key_id):
+        _known.pop(caller.key_id, None)
+        raise _unauthenticated("the API key was revoked")
+
+
+def _remember(key_id: str, stored: api_keys.StoredKey | None) -> None:
+    if stored is None or stored.revoked:
+        _known.pop(key_id, None)
+        return
+    if len(_known) >= _KNOWN_LIMIT:
+        _known.clear()  # a guard against a flood of distinct keys, not a policy
+    _known[key_id] = stored

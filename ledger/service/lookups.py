@@ -11,7 +11,8 @@ from ledger.domain import errors
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, MemberStatus
 from ledger.service import clock
-from ledger.store import members, prefetch, programs
+from ledger.service.caller import Caller
+from ledger.store import api_keys, members, prefetch, programs
 from ledger.store.instants import to_micros
 
 
@@ -37,12 +38,16 @@ def require_active(state: MemberState) -> None:
 
 
 def read_ahead(
-    conn: Connection, program_id: str, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
+    conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
 ) -> datetime:
     """Called right after the member's lock: the operation's instant, and the reads it makes
     next fetched in one round trip as of that instant (under the lock: as fresh as reading
-    them then). `more`: the reads' other parameters."""
+    them then), with the caller's key revocation when that is still to be checked
+    (keys.require_live). `more`: the reads' other parameters."""
     now = clock.now()
-    params = {"program_id": program_id, "member_id": member_id, "key": key, "at": to_micros(now), **more}
+    params = {"program_id": caller.program_id, "member_id": member_id, "key": key, "at": to_micros(now), **more}
+    if not caller.revocation_checked:
+        reads += (api_keys.REVOCATION,)
+        params["key_id"] = caller.key_id
     prefetch.load(conn, reads, params)
     return now

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.kinds import Role
+from ledger.store import prefetch
 from ledger.store.instants import to_micros
 from ledger.store.tables import api_keys
 
@@ -23,6 +24,8 @@ class StoredKey:
 
 # Hot-path reads are built once: SQLAlchemy then finds them compiled without rebuilding them.
 _by_id = select(api_keys).where(api_keys.c.key_id == bindparam("key_id"))
+_revocation = select(api_keys.c.revoked_at).where(api_keys.c.key_id == bindparam("key_id"))
+REVOCATION = prefetch.Read("api_key_revocation", _revocation, ("key_id",))
 
 
 def get(conn: Connection, key_id: str) -> StoredKey | None:
@@ -30,6 +33,12 @@ def get(conn: Connection, key_id: str) -> StoredKey | None:
     if row is None:
         return None
     return StoredKey(row.key_id, row.program_id, Role(row.role), row.secret_hash, row.revoked_at is not None)
+
+
+def is_live(conn: Connection, key_id: str) -> bool:
+    """The key exists and is not revoked (read, or taken from what prefetch fetched ahead)."""
+    row = prefetch.read(conn, REVOCATION, {"key_id": key_id})
+    return row is not None and row.revoked_at is None
 
 
 def insert_key(conn: Connection, key_id: str, program_id: str, role: Role, secret_hash: str, now: datetime) -> None:

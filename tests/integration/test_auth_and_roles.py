@@ -186,6 +186,51 @@ def test_revoked_key_is_refused_even_for_a_retry_of_its_own_request(program, api
         pos.close()
 
 
+def _till_calls(member_id: str, hold_id: str) -> dict:
+    """One request of each call that authenticates against the key as last read and checks
+    revocation in its own transaction (ledger.service.keys.TRUSTED_UNTIL_THEIR_TRANSACTION)."""
+    return {
+        "Earn": earn_request(member_id, 1000),
+        "Redeem": ledger_pb2.RedeemRequest(member_id=member_id, points=1, idempotency_key=key()),
+        "AuthorizeRedemption": ledger_pb2.AuthorizeRedemptionRequest(
+            member_id=member_id, points=1, idempotency_key=key()
+        ),
+        "CaptureRedemption": ledger_pb2.CaptureRedemptionRequest(hold_id=hold_id, idempotency_key=key()),
+    }
+
+
+def test_a_till_key_revoked_after_use_is_refused_on_its_next_call_of_every_kind(program, api):
+    """The till's calls take a key known to the server process without reading it again: the
+    revocation must still refuse the very next call of each kind, write nothing, and answer
+    nothing (not even whether the member or hold exists)."""
+    enroll(api, "m-1")
+    pos = Api(program.backend.target, program.key(Role.POS))
+    try:
+        earn(pos, "m-1", 5000)
+        hold = pos.ledger.AuthorizeRedemption(
+            ledger_pb2.AuthorizeRedemptionRequest(member_id="m-1", points=5, idempotency_key=key()),
+            metadata=pos.metadata,
+        ).hold
+        calls = _till_calls("m-1", hold.hold_id)
+        for rpc, request in calls.items():  # every kind once with the live key: now it is known
+            getattr(pos.ledger, rpc)(request, metadata=pos.metadata)
+        key_id = pos.key[: len("lk_") + 12]
+        assert revoke_keys(program.backend.engine, key_id) == [key_id]
+        before = snapshot(api, "m-1")
+
+        fresh = _till_calls("m-1", hold.hold_id)
+        unknown = _till_calls("nobody", "hold_unknown")
+        for rpc in calls:
+            # a retry of an answered request, a new request, and one naming what does not exist
+            for request in (calls[rpc], fresh[rpc], unknown[rpc]):
+                with expect_error(UNAUTHENTICATED, "API_KEY_INVALID"):
+                    getattr(pos.ledger, rpc)(request, metadata=pos.metadata)
+        assert snapshot(api, "m-1") == before
+    finally:
+        pos.close()
+    assert_verify_clean(program)
+
+
 # ------------------------------------------------------------------ the role table
 
 
