@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
 from ledger.domain import errors
-from ledger.store import driver_errors, pg_transactions
+from ledger.store import driver_errors, pg_transactions, prepared
 
 T = TypeVar("T")
 ATTEMPTS = 6
@@ -98,7 +98,12 @@ def _classify(exc: sa_exc.DBAPIError) -> str:
     if exc.connection_invalidated:
         return "unavailable"
     code = getattr(exc.orig, "pgcode", None)
-    if code in _RETRY_SQLSTATES or driver_errors.stale_prepared_plan(exc.orig):
+    if code in _RETRY_SQLSTATES:
+        return "retry"
+    if driver_errors.stale_prepared_plan(exc.orig):
+        # Also met on the driver's own cursor (queued writes sent with the COMMIT), where
+        # SQLAlchemy's error hook does not see it: the retry must find them prepared afresh.
+        prepared.forget_everywhere()
         return "retry"
     if code in _TIMEOUT_SQLSTATES:
         return "timeout"

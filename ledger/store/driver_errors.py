@@ -24,6 +24,16 @@ def as_sqlalchemy_error(conn: Connection, cursor, statement: str, error: Excepti
 
 
 def stale_prepared_plan(error: BaseException | None) -> bool:
-    """PostgreSQL refused to run a prepared statement whose result columns changed since it was
-    prepared (a migration altered a table under a running server): preparing it again fixes it."""
-    return getattr(error, "pgcode", None) == "0A000" and "cached plan must not change result type" in str(error)
+    """A prepared statement could not run as prepared, and preparing it again fixes that:
+    its result columns changed since (a migration altered a table under a running server:
+    PostgreSQL's plan-cache revalidation refuses it, whatever the server's message language),
+    or it is gone from the session (someone ran DEALLOCATE or DISCARD ALL)."""
+    code = getattr(error, "pgcode", None)
+    if code == "26000":  # invalid_sql_statement_name: no prepared statement of that name
+        return True
+    if code != "0A000":  # feature_not_supported
+        return False
+    diag = getattr(error, "diag", None)
+    return getattr(diag, "source_function", None) == "RevalidateCachedQuery" or (
+        "cached plan must not change result type" in str(error)
+    )

@@ -50,6 +50,7 @@ MAX_PARAMETERS = 64
 _PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 _KEY = "prepared.statements"  # on a DBAPI connection's info: {sql text: its EXECUTE form}
 _GENERATION = "prepared.generation"  # the _generation its statements were prepared in
+_NAMED = "prepared.named"  # how many names this session has handed out
 _PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")
 
 _uses: Counter[str] = Counter()
@@ -80,9 +81,12 @@ def execute_form(conn: Connection, sql: str) -> str:
     mine = conn.info.get(_KEY)
     if mine is None:
         return sql  # not installed on this engine
-    if conn.info[_GENERATION] != _generation:
-        mine.clear()
-        conn.info[_GENERATION] = _generation
+    generation = _generation  # read once: another thread may bump it meanwhile
+    if conn.info[_GENERATION] != generation:
+        if mine:
+            _deallocate_all(conn)
+            mine.clear()
+        conn.info[_GENERATION] = generation
     found = mine.get(sql)
     if found is not None:
         return found
@@ -90,6 +94,7 @@ def execute_form(conn: Connection, sql: str) -> str:
         return sql
     if len(_uses) >= _SEEN_LIMIT:
         _uses.clear()
+        _refused.clear()
     _uses[sql] += 1
     if _uses[sql] < THRESHOLD or not sql.lstrip().upper().startswith(_PREPARABLE):
         return sql
@@ -99,7 +104,10 @@ def execute_form(conn: Connection, sql: str) -> str:
     if len(names) > MAX_PARAMETERS:
         _refused.add(sql)
         return sql
-    name = f"ledger_{_generation}_{len(mine) + 1}"
+    # Never reused on this session, whatever became of an earlier attempt (a PREPARE that
+    # ran but whose answer was lost to a cancel still holds its name).
+    conn.info[_NAMED] += 1
+    name = f"ledger_{conn.info[_NAMED]}"
     if not _prepare(conn, name, body, sql):
         return sql
     arguments = ", ".join(f"%({n})s" for n in names)
@@ -143,6 +151,17 @@ def _prepare(conn: Connection, name: str, body: str, sql: str) -> bool:
             return False
 
 
+def _deallocate_all(conn: Connection) -> None:
+    """Drops the session's prepared statements (prepared against a schema since changed).
+    DEALLOCATE is not transactional and may run inside a transaction block."""
+    dbapi_connection = conn.connection.driver_connection
+    with dbapi_connection.cursor() as cursor:
+        try:
+            cursor.execute("DEALLOCATE ALL")
+        except Exception as error:
+            raise driver_errors.as_sqlalchemy_error(conn, cursor, "DEALLOCATE ALL", error) from error
+
+
 def _refusal(pgcode: str) -> bool:
     """PostgreSQL could not prepare the text as it stands (an indeterminate parameter type,
     say): class 42, syntax error or access rule violation."""
@@ -152,6 +171,7 @@ def _refusal(pgcode: str) -> bool:
 def _start_tracking(dbapi_connection, record) -> None:
     record.info[_KEY] = {}  # a new session: nothing prepared on it yet
     record.info[_GENERATION] = _generation
+    record.info[_NAMED] = 0
 
 
 def forget_everywhere() -> None:
@@ -162,9 +182,9 @@ def forget_everywhere() -> None:
 
 
 def _forget_stale_plans(context) -> None:
-    """After 'cached plan must not change result type' (a migration run by another process),
-    every connection prepares afresh; the unit of work retries the transaction that met it
-    (driver_errors.stale_prepared_plan)."""
+    """After 'cached plan must not change result type' (a migration run by another process)
+    or a prepared statement gone from its session, every connection prepares afresh; the unit
+    of work retries the transaction that met it (driver_errors.stale_prepared_plan)."""
     if driver_errors.stale_prepared_plan(context.original_exception):
         forget_everywhere()
 

@@ -10,6 +10,8 @@ session prepares afresh; LOYALTY_PG_PREPARE=off sends everything as text.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
 
@@ -24,6 +26,13 @@ _insert_note = insert(notes)
 _note_by_id = select(notes.c.id, notes.c.text).where(notes.c.id == bindparam("id"))
 
 
+@pytest.fixture(autouse=True)
+def fresh_counts(monkeypatch):
+    """Each test counts uses and refusals from zero (they are per process)."""
+    monkeypatch.setattr(prepared, "_uses", Counter())
+    monkeypatch.setattr(prepared, "_refused", set())
+
+
 @pytest.fixture
 def engine(tmp_path):
     with fresh_engine("postgresql", tmp_path) as engine:
@@ -36,6 +45,10 @@ def engine(tmp_path):
 def _prepared_on(conn) -> list[str]:
     """The statements prepared in this connection's session, as PostgreSQL lists them."""
     return [row.statement for row in conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")]
+
+
+def _names_on(conn) -> list[str]:
+    return [row.name for row in conn.exec_driver_sql("SELECT name FROM pg_prepared_statements")]
 
 
 def _run_hot(conn, statement, params, times=prepared.THRESHOLD):
@@ -101,6 +114,7 @@ def test_a_table_changed_under_a_prepared_select_is_prepared_again(engine):
     everything = text("SELECT * FROM prepared_notes WHERE id = :id")
     with engine.connect() as conn:
         _run_hot(conn, everything, {"id": 1})
+        assert any("SELECT * FROM prepared_notes" in statement for statement in _prepared_on(conn))
     # Another process migrates: the prepared plan's result columns no longer match.
     with create_engine_for(engine.url.render_as_string(hide_password=False), pool_size=1).begin() as other:
         other.exec_driver_sql("ALTER TABLE prepared_notes ADD COLUMN extra integer DEFAULT 7")
@@ -108,6 +122,29 @@ def test_a_table_changed_under_a_prepared_select_is_prepared_again(engine):
     rows = unit_of_work.run(engine, lambda conn: conn.execute(everything, {"id": 1}).all())
 
     assert [tuple(row) for row in rows] == [(1, "one", 7)]
+
+
+def test_a_prepared_statement_gone_from_its_session_is_prepared_again(engine):
+    with engine.connect() as conn:
+        _run_hot(conn, _note_by_id, {"id": 1})
+        conn.exec_driver_sql("DEALLOCATE ALL")  # as DISCARD ALL or a pooler would
+        assert _prepared_on(conn) == []
+
+    # The pool hands the same connection back: its EXECUTE fails, and the retry prepares anew.
+    rows = unit_of_work.run(engine, lambda conn: (conn.execute(_note_by_id, {"id": 2}).all(), _prepared_on(conn)))
+    assert rows[0] == [(2, "50% 'two'")]
+    assert any("prepared_notes" in statement for statement in rows[1])
+
+
+def test_after_a_migration_a_connection_drops_what_it_prepared_and_prepares_under_new_names(engine):
+    with engine.connect() as conn:
+        _run_hot(conn, _note_by_id, {"id": 1})
+        before = _names_on(conn)
+        prepared.forget_everywhere()
+        assert conn.execute(_note_by_id, {"id": 1}).all() == [(1, "one")]
+        after = _names_on(conn)
+    assert len(before) == len(after) == 1
+    assert before != after  # a name is never handed out twice on a session
 
 
 def test_a_new_session_prepares_afresh(engine):
