@@ -1,8 +1,11 @@
 """The interceptor every loyalty.v1 call passes: authenticate, authorize, map errors, log.
 
 It wraps each RPC handler so that:
-- the `authorization: Bearer <key>` metadata is checked (UNAUTHENTICATED; the key is
-  read on every call, so a revocation takes effect at once), the key's rate limit
+- the `authorization: Bearer <key>` metadata is checked (UNAUTHENTICATED; a revocation
+  takes effect on the key's very next call: the key is read on every call, or for the
+  till's calls its revocation is read inside the call's own transaction, and any other
+  refusal of such a call is answered UNAUTHENTICATED if the key was revoked meanwhile:
+  ledger.service.keys), the key's rate limit
   is taken (RESOURCE_EXHAUSTED / RATE_LIMITED, when limits are on) and its role
   may call the RPC (PERMISSION_DENIED), all before the servicer runs;
 - a request body that does not parse is INVALID_ARGUMENT, not INTERNAL;
@@ -80,6 +83,7 @@ class CallGuard(grpc.ServerInterceptor):
         def guarded(request, context: grpc.ServicerContext):
             started = time.perf_counter()
             outcome = {"code": "OK", "program": "", "reason": ""}
+            caller = None
             try:
                 if isinstance(request, _Unparseable):
                     raise errors.invalid_field("(request)", "the request body is not a valid protobuf message")
@@ -111,6 +115,8 @@ class CallGuard(grpc.ServerInterceptor):
                     metrics.observe_points(caller.program_id, kind, transaction.points)
                 return response
             except LedgerError as error:
+                if caller is not None:
+                    error = keys.refusal_for(engine, caller, error)
                 outcome["code"], outcome["reason"] = error.category.value, error.reason
                 context.abort_with_status(to_status(error))
             except NotImplementedError:

@@ -4,8 +4,10 @@ A key's row never changes but for its revocation. The till's calls (TRUSTED_UNTI
 TRANSACTION) therefore authenticate against the row as this process last read it, and
 check revocation inside their own transaction instead, in the round trip that reads what
 they need after the member's lock (lookups.read_ahead), before any answer, stored or new
-(require_live): a revoked key is still refused on its very next call, and the till saves
-a round trip and a connection checkout per call. Every other call reads the key's row.
+(require_live); a call refused before that check (a malformed request, a rate limit) is
+answered UNAUTHENTICATED if the key was revoked meanwhile (refusal_for). A revoked key is
+still refused on its very next call, and the till saves a round trip and a connection
+checkout per call. Every other call reads the key's row.
 """
 
 from __future__ import annotations
@@ -76,6 +78,22 @@ def require_live(conn: Connection, caller: Caller) -> None:
     if not api_keys.is_live(conn, caller.key_id):
         _known.pop(caller.key_id, None)
         raise _unauthenticated("the API key was revoked")
+
+
+def refusal_for(engine: Engine, caller: Caller, error: errors.LedgerError) -> errors.LedgerError:
+    """What a call refused with `error` answers: UNAUTHENTICATED instead when its key, taken as
+    last read, has been revoked since (a refusal before its transaction checked: a malformed
+    request, a rate limit, a lost lock race). Read only on this refusal path."""
+    if caller.revocation_checked or error.category is errors.Category.UNAUTHENTICATED:
+        return error
+    try:
+        live = unit_of_work.run(engine, lambda conn: api_keys.is_live(conn, caller.key_id), read_only=True)
+    except errors.LedgerError:
+        return error  # the database is unreachable: the original refusal stands
+    if live:
+        return error
+    _known.pop(caller.key_id, None)
+    return _unauthenticated("the API key was revoked")
 
 
 def _remember(key_id: str, stored: api_keys.StoredKey | None) -> None:
