@@ -7,6 +7,8 @@ invalidation of a lost connection) as a statement sent through SQLAlchemy.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
@@ -21,6 +23,18 @@ def as_sqlalchemy_error(conn: Connection, cursor, statement: str, error: Excepti
     if lost:
         conn.invalidate(error)
     return sa_exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost)
+
+
+@contextmanager
+def driver_cursor(conn: Connection, what: str):
+    """A cursor of the driver's own on conn's connection. An error of what is sent on it (a
+    timeout, deadlock or lost connection) is raised as as_sqlalchemy_error wraps it, `what`
+    naming the statement, so it is classified as usual."""
+    with conn.connection.driver_connection.cursor() as cursor:
+        try:
+            yield cursor
+        except Exception as error:
+            raise as_sqlalchemy_error(conn, cursor, what, error) from error
 
 
 def stale_prepared_plan(error: BaseException | None) -> bool:

@@ -58,11 +58,8 @@ def _cursor(conn: Connection, what: str):
     # Nothing queued rides on the driver's own cursor: what is queued (the transaction's
     # BEGIN among it) goes first.
     write_behind.send_queued(conn)
-    with conn.connection.driver_connection.cursor() as cursor:
-        try:
-            yield cursor
-        except Exception as error:  # a timeout, deadlock or lost connection is classified as usual
-            raise driver_errors.as_sqlalchemy_error(conn, cursor, what, error) from error
+    with driver_errors.driver_cursor(conn, what) as cursor:
+        yield cursor
 
 
 def copy_rows(conn: Connection, table: str, rows: Sequence[dict]) -> None:

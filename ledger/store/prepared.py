@@ -137,13 +137,13 @@ def _prepare(conn: Connection, name: str, body: str, sql: str) -> bool:
     statement = f"PREPARE {name} AS {body}"
     if in_transaction:
         statement = f"SAVEPOINT ledger_prepare; {statement}; RELEASE SAVEPOINT ledger_prepare"
-    with dbapi_connection.cursor() as cursor:
+    with driver_errors.driver_cursor(conn, statement) as cursor:
         try:
             cursor.execute(statement)  # no parameters: psycopg2 sends the text as it is
             return True
         except Exception as error:
             if getattr(error, "pgcode", None) is None or not _refusal(error.pgcode):
-                raise driver_errors.as_sqlalchemy_error(conn, cursor, statement, error) from error
+                raise
             if in_transaction:
                 cursor.execute("ROLLBACK TO SAVEPOINT ledger_prepare; RELEASE SAVEPOINT ledger_prepare")
             _refused.add(sql)
@@ -154,12 +154,8 @@ def _prepare(conn: Connection, name: str, body: str, sql: str) -> bool:
 def _deallocate_all(conn: Connection) -> None:
     """Drops the session's prepared statements (prepared against a schema since changed).
     DEALLOCATE is not transactional and may run inside a transaction block."""
-    dbapi_connection = conn.connection.driver_connection
-    with dbapi_connection.cursor() as cursor:
-        try:
-            cursor.execute("DEALLOCATE ALL")
-        except Exception as error:
-            raise driver_errors.as_sqlalchemy_error(conn, cursor, "DEALLOCATE ALL", error) from error
+    with driver_errors.driver_cursor(conn, "DEALLOCATE ALL") as cursor:
+        cursor.execute("DEALLOCATE ALL")
 
 
 def _refusal(pgcode: str) -> bool:

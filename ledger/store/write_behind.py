@@ -145,15 +145,13 @@ def _ride_along(conn, cursor, statement, parameters, context, executemany):
 
 
 def _send_alone(conn: Connection, joined: str) -> str:
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        _send(conn, cursor, joined)
+    with driver_errors.driver_cursor(conn, joined) as cursor:
+        cursor.execute(joined)
         return cursor.statusmessage or ""
-    finally:
-        cursor.close()
 
 
 def _send(conn, cursor, joined: str) -> None:
+    """Sends on SQLAlchemy's cursor for a statement (see _ride_along)."""
     try:
         cursor.execute(joined)
     except Exception as error:
