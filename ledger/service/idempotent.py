@@ -92,11 +92,7 @@ def execute(
     program = caller.program_id
 
     def work(conn: Connection) -> _Outcome[R]:
-        try:
-            locked = lock(conn)
-        except LedgerError:
-            keys.require_live(conn, caller)  # a revoked key learns nothing, not even "not found"
-            raise
+        locked = lock(conn)  # a refusal here reaches the caller through keys.refusal_for
         keys.require_live(conn, caller)  # before any answer, stored or new
         stored = idempotency.find(conn, program, mutation.idempotency_key)
         if stored is not None:

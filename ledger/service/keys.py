@@ -73,26 +73,26 @@ def authenticate(engine: Engine, presented: str, method: str = "") -> Caller:
 def require_live(conn: Connection, caller: Caller) -> None:
     """Inside the call's transaction: UNAUTHENTICATED if its key, taken as last read, has been
     revoked since (then the transaction rolls back and nothing is answered from it)."""
-    if caller.revocation_checked:
-        return
-    if not api_keys.is_live(conn, caller.key_id):
-        _known.pop(caller.key_id, None)
-        raise _unauthenticated("the API key was revoked")
+    if not caller.revocation_checked and not api_keys.is_live(conn, caller.key_id):
+        raise _revoked(caller.key_id)
 
 
 def refusal_for(engine: Engine, caller: Caller, error: errors.LedgerError) -> errors.LedgerError:
     """What a call refused with `error` answers: UNAUTHENTICATED instead when its key, taken as
-    last read, has been revoked since (a refusal before its transaction checked: a malformed
-    request, a rate limit, a lost lock race). Read only on this refusal path."""
+    last read, has been revoked since (a refusal before require_live ran: a malformed request,
+    a rate limit, a member or hold not found, a lost lock race). Read only on this refusal
+    path."""
     if caller.revocation_checked or error.category is errors.Category.UNAUTHENTICATED:
         return error
     try:
         live = unit_of_work.run(engine, lambda conn: api_keys.is_live(conn, caller.key_id), read_only=True)
     except errors.LedgerError:
         return error  # the database is unreachable: the original refusal stands
-    if live:
-        return error
-    _known.pop(caller.key_id, None)
+    return error if live else _revoked(caller.key_id)
+
+
+def _revoked(key_id: str) -> errors.LedgerError:
+    _known.pop(key_id, None)  # read again on its next call (and refused there)
     return _unauthenticated("the API key was revoked")
 
 
