@@ -155,8 +155,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
 
     def lock(conn: Connection) -> MemberState:
         nonlocal now
-        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = lookups.read_ahead(
+        member, now = lookups.locked_member(
             conn, caller, command.member_id, mutation.idempotency_key, _EARN_READS,
             referee_id=command.member_id, order_id=command.order.order_id,
         )

@@ -77,8 +77,9 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
 
     def lock(conn: Connection) -> MemberState:
         nonlocal now
-        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = lookups.read_ahead(conn, caller, member.member_id, mutation.idempotency_key, _AUTHORIZE_READS)
+        member, now = lookups.locked_member(
+            conn, caller, command.member_id, mutation.idempotency_key, _AUTHORIZE_READS
+        )
         return member
 
     def apply(conn: Connection, member: MemberState) -> HoldResult:

@@ -37,6 +37,14 @@ def require_active(state: MemberState) -> None:
         raise errors.refused("MEMBER_CLOSED", f"member {state.member_id!r} is closed")
 
 
+def locked_member(
+    conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
+) -> tuple[MemberState, datetime]:
+    """The member, row-locked, and read_ahead's instant: how a member's operation starts."""
+    state = member(conn, caller.program_id, member_id, lock=True)
+    return state, read_ahead(conn, caller, member_id, key, reads, **more)
+
+
 def read_ahead(
     conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
 ) -> datetime:

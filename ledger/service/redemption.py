@@ -50,8 +50,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
 
     def lock(conn: Connection) -> MemberState:
         nonlocal now
-        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
-        now = lookups.read_ahead(conn, caller, command.member_id, mutation.idempotency_key, _REDEEM_READS)
+        member, now = lookups.locked_member(conn, caller, command.member_id, mutation.idempotency_key, _REDEEM_READS)
         return member
 
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
