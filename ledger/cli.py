@@ -157,7 +157,7 @@ def cmd_expire(args) -> int:
 
     engine = _engine()
     migrations.upgrade(engine)
-    report = run_due_work(engine, workers=args.workers, processes=True)
+    report = run_due_work(engine, workers=args.workers)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
         f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}"
@@ -257,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
 
     expire = sub.add_parser("expire", help="run due expiries and lapse due holds now")
     expire.add_argument(
-        "--workers", type=int, default=2, help="batches expired at once, each in a worker process (default 2)"
+        "--workers", type=int, default=2, help="batches expired at once, each on its own database connection (default 2)"
     )
     expire.set_defaults(run=cmd_expire)
     sub.add_parser("verify", help="check every balance and invariant against the ledger").set_defaults(run=cmd_verify)

@@ -13,6 +13,15 @@ from datetime import datetime, timedelta
 from ledger.domain.lots import Consumption, Lot
 from ledger.domain.program import ExpiryMode, ProgramRules
 
+# Why points expired, as an EXPIRE transaction states it: the rule that took them.
+VALIDITY_ENDED = "validity ended"
+NO_ACTIVITY = "no activity for the program's inactivity period"
+# The transaction's reason and its breakdown line's description. They are %s templates that
+# Python's % operator and PostgreSQL's format() fill alike: the bulk writer on PostgreSQL
+# (ledger.store.expiry_writes) fills them in SQL, and both then state the same text.
+REASON = "points expired: %s"
+DESCRIPTION = "%s lot(s) expired: %s"
+
 
 def inactive_since(rules: ProgramRules, now: datetime) -> datetime | None:
     """Members whose last activity is at or before this instant are inactive (INACTIVITY mode only)."""

@@ -5,39 +5,41 @@ order that crosses a threshold.
 
 Expiry works in batches of members, each batch one database transaction that
 row-locks its members in key order (so it never deadlocks with tills), re-reads
-their lots under the lock and writes all EXPIRE transactions of the batch with a
-few bulk statements (COPY on PostgreSQL). The ROLLING sweep streams the due
-members in key order off one query and cuts them into contiguous, disjoint
-batches; on PostgreSQL two batches are in flight at once, on two connections, so
-one batch's Python work overlaps the other's database work. Running it twice
-expires nothing twice: expired lots have no remaining points left, and a crash
-loses at most the batches not yet committed.
+their lots under the lock and writes all EXPIRE transactions of the batch. On
+PostgreSQL the database does that in two statements of its own
+(ledger.store.expiry_writes); elsewhere it is done here, row by row, with the
+domain's rules. The ROLLING sweep streams the due members in key order off one
+query and cuts them into contiguous, disjoint batches; on PostgreSQL two batches
+are in flight at once, on two connections. Running it twice expires nothing
+twice: expired lots have no remaining points left, and a crash loses at most the
+batches not yet committed.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Iterable, Iterator
+from itertools import groupby
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials
 from ledger.domain.earning import BreakdownLine
-from ledger.domain.expiry import due_consumptions, inactive_since
+from ledger.domain.expiry import DESCRIPTION, NO_ACTIVITY, REASON, VALIDITY_ENDED, due_consumptions, inactive_since
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import NewTransaction, Posting
 from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, idempotency, ledger_writes, pg_transactions, programs
-from ledger.store.engine import create_engine_for
+from ledger.store import expiry, expiry_writes, idempotency, ledger_writes, pg_transactions, programs
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
+# The idempotency record's method of an EXPIRE transaction.
+EXPIRE_METHOD = "Expire"
 # Members per batch (one database transaction). Bigger batches mean fewer statements, but a
 # till paying for a member of a batch in flight waits for the batch to commit.
 BATCH = 10_000
@@ -63,11 +65,56 @@ class _Tally:
         self.points += other.points
 
 
-def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime, inactive_cutoff: datetime | None) -> _Tally:
+def _expire_batch(
+    conn: Connection,
+    keys: list[expiry.MemberKey],
+    now: datetime,
+    inactive_cutoff: datetime | None,
+    new_ids: Callable[[str, int], list[str]] = credentials.new_ids,
+) -> _Tally:
+    """Expires what is due of the batch's members; member i of the sorted keys takes the
+    i-th of new_ids' transaction ids. PostgreSQL does the work in its own statements
+    (ledger.store.expiry_writes); elsewhere it is done here, row by row."""
+    keys = sorted(keys)
+    transaction_ids = new_ids("tx", len(keys))
+    if conn.dialect.name == "postgresql":
+        return _expire_in_database(conn, keys, transaction_ids, now, inactive_cutoff)
+    return _expire_in_python(conn, keys, transaction_ids, now, inactive_cutoff)
+
+
+def _expire_in_database(
+    conn: Connection, keys: list[expiry.MemberKey], transaction_ids: list[str], now: datetime, cutoff: datetime | None
+) -> _Tally:
+    tally = _Tally()
+    for program_id, indexed in groupby(enumerate(keys), key=lambda item: item[1][0]):
+        positions = [position for position, _ in indexed]
+        ids = [transaction_ids[position] for position in positions]
+        done = expiry_writes.expire(
+            conn,
+            program_id,
+            [keys[position][1] for position in positions],
+            ids,
+            [credentials.system_key("expire", transaction_id) for transaction_id in ids],
+            to_micros(now),
+            to_micros(cutoff) if cutoff is not None else None,
+            api_key_id=SYSTEM_KEY_ID,
+            method=EXPIRE_METHOD,
+        )
+        tally.add(_Tally(done.members, done.points))
+    return tally
+
+
+def _expire_in_python(
+    conn: Connection,
+    keys: list[expiry.MemberKey],
+    transaction_ids: list[str],
+    now: datetime,
+    inactive_cutoff: datetime | None,
+) -> _Tally:
     locked = expiry.lock_members(conn, keys)
     # The ROLLING sweep only ever expires lots past their date; an inactive member loses them all.
     lots_by_member = expiry.open_lots_of(conn, list(locked), due_at=now if inactive_cutoff is None else None)
-    transaction_ids = iter(credentials.new_ids("tx", len(locked)))
+    id_of = dict(zip(keys, transaction_ids))
     items, tally = [], _Tally()
     for key, (posted, last_seq, last_activity, last_hash) in locked.items():
         everything = inactive_cutoff is not None and last_activity <= to_micros(inactive_cutoff)
@@ -76,20 +123,20 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
         if points <= 0:
             continue
         program_id, member_id = key
-        transaction_id = next(transaction_ids)
-        why = "no activity for the program's inactivity period" if everything else "validity ended"
+        transaction_id = id_of[key]
+        why = NO_ACTIVITY if everything else VALIDITY_ENDED
         tx = NewTransaction(
             transaction_id=transaction_id,
             member_id=member_id,
             kind=TransactionKind.EXPIRE,
             points=-points,
-            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, f"{len(due)} lot(s) expired: {why}"),),
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, DESCRIPTION % (len(due), why)),),
             channel=Channel.OTHER,
             idempotency_key=credentials.system_key("expire", transaction_id),
             api_key_id=SYSTEM_KEY_ID,
             occurred_at=now,
             created_at=now,
-            reason=f"points expired: {why}",
+            reason=REASON % why,
             postings=(Posting(member_id, -points, consumed=due),),
         )
         items.append((program_id, tx, {member_id: (posted, last_seq, last_hash)}))
@@ -98,7 +145,10 @@ def _expire_batch(conn: Connection, keys: list[expiry.MemberKey], now: datetime,
     ledger_writes.append_many(conn, items)
     idempotency.claim_many(
         conn,
-        [(program_id, tx.idempotency_key, "Expire", tx.transaction_id, {"expired": -tx.points}) for program_id, tx, _ in items],
+        [
+            (program_id, tx.idempotency_key, EXPIRE_METHOD, tx.transaction_id, {"expired": -tx.points})
+            for program_id, tx, _ in items
+        ],
         now,
     )
     return tally
@@ -112,19 +162,18 @@ class _Sweep:
     now: datetime
     batch_size: int
     workers: int
-    processes: bool = False
 
 
 def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cutoff: datetime | None) -> _Tally:
     """Expires each batch in its own database transaction, sweep.workers of them at a time.
 
     The batches must be disjoint, so concurrent batches never wait on each other's locks.
-    Running two at once overlaps one batch's Python work (hashing, rows) with the other's
-    database work; the next batch is only taken from `batches` when a worker is free.
+    On PostgreSQL the work of a batch is the database's (ledger.store.expiry_writes), so
+    two batches in flight keep two of its backends busy; the next batch is only taken
+    from `batches` when a worker is free.
     """
     # SQLite has a single writer: a second batch would only wait for the first.
     workers = sweep.workers if sweep.engine.dialect.name == "postgresql" else 1
-    in_processes = sweep.processes and workers > 1
     total = _Tally()
 
     def collect(finished) -> None:
@@ -135,45 +184,17 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
     try:
         for keys in batches:
             if pool is None:  # only a sweep with something to expire starts workers
-                pool = _worker_pool(sweep, workers, in_processes)
+                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry")
             if len(running) >= workers:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 collect(finished)
-            if in_processes:
-                running.add(pool.submit(_expire_batch_in_worker, keys, sweep.now, cutoff))
-            else:
-                expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
-                running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
+            expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
+            running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
         collect(wait(running).done)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return total
-
-
-def _worker_pool(sweep: _Sweep, workers: int, in_processes: bool) -> Executor:
-    """Threads share one process's GIL, so only the database's work overlaps Python's; worker
-    processes (the `expire` command on PostgreSQL) also run the Python work of several
-    batches at once."""
-    if not in_processes:
-        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expiry")
-    url = sweep.engine.url.render_as_string(hide_password=False)
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(url,)
-    )
-
-
-_worker_engine: Engine | None = None
-
-
-def _start_worker(url: str) -> None:
-    global _worker_engine
-    _worker_engine = create_engine_for(url, pool_size=1)
-
-
-def _expire_batch_in_worker(keys: list[expiry.MemberKey], now: datetime, cutoff: datetime | None) -> _Tally:
-    assert _worker_engine is not None, "started by _start_worker"
-    return unit_of_work.run(_worker_engine, partial(_expire_batch, keys=keys, now=now, inactive_cutoff=cutoff))
 
 
 def _expire_rolling(sweep: _Sweep) -> _Tally:
@@ -222,14 +243,11 @@ def run_due_work(
     *,
     batch_size: int = BATCH,
     workers: int = WORKERS,
-    processes: bool = False,
 ) -> DueWorkReport:
-    """processes: expire batches in worker processes rather than threads (the `expire`
-    command; a server keeps its schedule's work in its own process)."""
     now = now or clock.now()
     lapsed = lapse_due_holds(engine, now=now)
     tiers_changed = review_due_tiers(engine, now)
-    sweep = _Sweep(engine, now, batch_size, workers, processes)
+    sweep = _Sweep(engine, now, batch_size, workers)
     rolling = _expire_rolling(sweep)
     inactive = _expire_inactive(sweep)
     return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points, tiers_changed)

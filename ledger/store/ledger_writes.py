@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, 
 from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
-from ledger.store import locked_heads, pg_copy, write_behind
+from ledger.store import locked_heads, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
@@ -222,7 +222,8 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     row lock}). Postings here only consume lots, at most one posting per member per batch.
     The member update is guarded by the last_seq read under the lock, so a concurrent
     writer can never be overwritten; it moves the chain head in the same statement.
-    On PostgreSQL the rows go in through COPY (ledger.store.pg_copy).
+    (On PostgreSQL the expiry job lets the database write its batches itself:
+    ledger.store.expiry_writes.)
     """
     if not items:
         return
@@ -256,19 +257,12 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 )
                 for c in posting.consumed
             ]
-    if conn.dialect.name == "postgresql":
-        pg_copy.copy_rows(conn, "transactions", tx_rows)
-        matched = _update_members_postgres(conn, member_rows)
-        pg_copy.copy_rows(conn, "entries", entry_rows)
-        pg_copy.copy_rows(conn, "lot_consumptions", consumption_rows)
-        _consume_postgres(conn, consumption_rows)
-    else:
-        conn.execute(insert(transactions), tx_rows)
-        matched = conn.execute(_update_member, [dict(zip(_MEMBER_PARAMS, row)) for row in member_rows]).rowcount
-        conn.execute(insert(entries), entry_rows)
-        conn.execute(insert(lot_consumptions), consumption_rows)
-        if consumption_rows:
-            conn.execute(_consume, [_consume_params(row) for row in consumption_rows])
+    conn.execute(insert(transactions), tx_rows)
+    matched = conn.execute(_update_member, [dict(zip(_MEMBER_PARAMS, row)) for row in member_rows]).rowcount
+    conn.execute(insert(entries), entry_rows)
+    conn.execute(insert(lot_consumptions), consumption_rows)
+    if consumption_rows:
+        conn.execute(_consume, [_consume_params(row) for row in consumption_rows])
     if matched != len(member_rows):
         raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
 
@@ -278,33 +272,3 @@ _MEMBER_PARAMS = ("p_program", "p_member", "p_seq", "p_posted", "p_new_seq", "p_
 
 def _consume_params(row: dict) -> dict:
     return {"p_program": row["program_id"], "p_member": row["member_id"], "p_lot": row["lot_id"], "p_points": row["points"]}
-
-
-def _update_members_postgres(conn: Connection, member_rows: list[tuple]) -> int:
-    """One UPDATE for the whole batch; returns how many members matched their guard."""
-    return pg_copy.update_from_rows(
-        conn,
-        {
-            "program_id": "text",
-            "member_id": "text",
-            "seq": "bigint",
-            "posted": "bigint",
-            "new_seq": "bigint",
-            "now": "bigint",
-            "hash": "text",
-        },
-        member_rows,
-        "UPDATE members SET posted = v.posted, last_seq = v.new_seq, updated_at = v.now, last_entry_hash = v.hash "
-        "FROM batch_rows AS v "
-        "WHERE members.program_id = v.program_id AND members.member_id = v.member_id AND members.last_seq = v.seq",
-    )
-
-
-def _consume_postgres(conn: Connection, consumption_rows: list[dict]) -> None:
-    pg_copy.update_from_rows(
-        conn,
-        {"program_id": "text", "member_id": "text", "lot_id": "text", "points": "bigint"},
-        [(r["program_id"], r["member_id"], r["lot_id"], r["points"]) for r in consumption_rows],
-        "UPDATE lots SET remaining = lots.remaining - v.points FROM batch_rows AS v "
-        "WHERE lots.program_id = v.program_id AND lots.member_id = v.member_id AND lots.lot_id = v.lot_id",
-    )

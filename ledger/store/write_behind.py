@@ -18,6 +18,8 @@ hot ones go out as EXECUTE of a prepared statement (ledger.store.prepared).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.sql.dml import Insert
 
@@ -95,6 +97,15 @@ def send_queued(conn: Connection) -> None:
     joined = _take(conn)
     if joined is not None:
         _send_alone(conn, joined)
+
+
+@contextmanager
+def driver_cursor(conn: Connection, what: str):
+    """The driver's own cursor (driver_errors.driver_cursor), after what is queued (the
+    transaction's BEGIN among it): nothing queued rides on that cursor."""
+    send_queued(conn)
+    with driver_errors.driver_cursor(conn, what) as cursor:
+        yield cursor
 
 
 def send_with(conn: Connection, tail: bytes) -> str:

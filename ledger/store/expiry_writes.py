@@ -1,0 +1,167 @@
+"""PostgreSQL expires a batch of members itself: two statements, no row through Python.
+
+The expiry job's Python path (ledger.service.expiry) reads each member's lots, builds an
+EXPIRE transaction per member and writes it back in bulk; at a million due lots the
+Python work per member was as large as the database's. Here the database does that work
+in the statements that write: one locks the batch's members in key order, the next (its
+snapshot taken after the locks are held, so no till's redemption committed meanwhile is
+missed) finds the due lots, sums them per member, hashes each new entry onto the member's
+chain (ledger.domain.hash_chain.postgres_expression) and writes every row the Python path
+writes: transaction, entry, lot consumptions, lots, member head and idempotency record.
+
+What is due is the domain's rule (ledger.domain.expiry.due_consumptions), stated once more
+in SQL: a lot with points left whose expires_at has passed, or every such lot of a member
+inactive since the cutoff. The texts come from the domain. tests/store/test_expiry_writes.py
+runs both paths on copies of one ledger and requires the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from ledger.domain import expiry as rules
+from ledger.domain.hash_chain import postgres_expression
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.store import write_behind
+
+# The Python path's lock (ledger.store.expiry.lock_members): members in key order.
+_LOCK = """
+SELECT count(*) FROM (
+    SELECT 1 FROM members WHERE program_id = %(program_id)s AND member_id = ANY(%(member_ids)s)
+    ORDER BY member_id FOR UPDATE
+) AS locked
+"""
+
+_INACTIVE = "(%(cutoff)s::bigint IS NOT NULL AND m.last_activity_at <= %(cutoff)s::bigint)"
+
+_ENTRY_HASH = postgres_expression(
+    "last_entry_hash",
+    "%(program_id)s",
+    "member_id",
+    "last_seq + 1",
+    "transaction_id",
+    "%(kind)s",
+    "-points",
+    "posted - points",
+    "%(now)s",
+)
+
+# Every CTE scans the batch (a few thousand rows) and finds its rows in the big tables
+# through their primary keys. The writes are data-modifying CTEs of one statement: they
+# all see the same snapshot, and none reads another's writes.
+_WRITE = f"""
+WITH due AS (
+    SELECT b.member_id, b.transaction_id, b.idempotency_key, m.posted, m.last_seq, m.last_entry_hash,
+           {_INACTIVE} AS everything, l.lot_id, l.remaining
+    FROM unnest(%(member_ids)s::text[], %(transaction_ids)s::text[], %(idempotency_keys)s::text[])
+         AS b(member_id, transaction_id, idempotency_key)
+    JOIN members m ON m.program_id = %(program_id)s AND m.member_id = b.member_id
+    JOIN lots l ON l.program_id = %(program_id)s AND l.member_id = b.member_id
+    WHERE l.remaining > 0
+      AND ({_INACTIVE} OR (l.expires_at IS NOT NULL AND l.expires_at <= %(now)s))
+), expired AS (
+    SELECT member_id, transaction_id, idempotency_key, posted, last_seq, last_entry_hash,
+           sum(remaining) AS points, count(*) AS lot_count,
+           CASE WHEN everything THEN %(no_activity)s ELSE %(validity_ended)s END AS why
+    FROM due
+    GROUP BY member_id, transaction_id, idempotency_key, posted, last_seq, last_entry_hash, everything
+), hashed AS (
+    SELECT expired.*, {_ENTRY_HASH} AS entry_hash FROM expired
+), written_transactions AS (
+    INSERT INTO transactions (program_id, transaction_id, member_id, kind, points, breakdown, channel, store_id,
+                              order_id, order_amount, currency, reason, idempotency_key, api_key_id,
+                              reverses_transaction_id, occurred_at, created_at, activity_type, tier_from, tier_to)
+    SELECT %(program_id)s, transaction_id, member_id, %(kind)s, -points,
+           json_build_array(json_build_object(
+               'source', %(source)s, 'points', -points,
+               'description', format(%(description)s, lot_count, why), 'campaign_id', ''
+           ))::text,
+           %(channel)s, '', NULL, 0, '', format(%(reason)s, why), idempotency_key, %(api_key_id)s,
+           NULL, %(now)s, %(now)s, NULL, NULL, NULL
+    FROM hashed
+), written_entries AS (
+    INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at,
+                         entry_hash)
+    SELECT %(program_id)s, member_id, last_seq + 1, transaction_id, %(kind)s, -points, posted - points, %(now)s,
+           entry_hash
+    FROM hashed
+), written_consumptions AS (
+    INSERT INTO lot_consumptions (program_id, member_id, transaction_id, lot_id, points, created_at)
+    SELECT %(program_id)s, member_id, transaction_id, lot_id, remaining, %(now)s FROM due
+), consumed_lots AS (
+    UPDATE lots SET remaining = lots.remaining - due.remaining
+    FROM due
+    WHERE lots.program_id = %(program_id)s AND lots.member_id = due.member_id AND lots.lot_id = due.lot_id
+), written_records AS (
+    INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
+    SELECT %(program_id)s, idempotency_key, %(method)s, transaction_id, json_build_object('expired', points)::text,
+           %(now)s
+    FROM hashed
+), moved_heads AS (
+    -- Guarded by the sequence read under the lock, as the Python path's update is.
+    UPDATE members SET posted = hashed.posted - hashed.points, last_seq = hashed.last_seq + 1,
+                       updated_at = %(now)s, last_entry_hash = hashed.entry_hash
+    FROM hashed
+    WHERE members.program_id = %(program_id)s AND members.member_id = hashed.member_id
+      AND members.last_seq = hashed.last_seq
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM hashed), (SELECT coalesce(sum(points), 0) FROM hashed), (SELECT count(*) FROM moved_heads)
+"""
+
+
+@dataclass(frozen=True)
+class Expired:
+    members: int
+    points: int
+
+
+def expire(
+    conn: Connection,
+    program_id: str,
+    member_ids: list[str],
+    transaction_ids: list[str],
+    idempotency_keys: list[str],
+    now: int,
+    inactive_cutoff: int | None,
+    *,
+    api_key_id: str,
+    method: str,
+) -> Expired:
+    """Expires the due lots of the program's members (now and inactive_cutoff in stored
+    microseconds; no cutoff: only lots past their date). Member i's EXPIRE transaction, if it
+    has points due, takes transaction_ids[i] and idempotency_keys[i]; members with nothing
+    due are left as they are."""
+    if not member_ids:
+        return Expired(0, 0)
+    params = {
+        "program_id": program_id,
+        "member_ids": member_ids,
+        "transaction_ids": transaction_ids,
+        "idempotency_keys": idempotency_keys,
+        "now": now,
+        "cutoff": inactive_cutoff,
+        "kind": TransactionKind.EXPIRE.value,
+        "channel": Channel.OTHER.value,
+        "source": PointsSource.LEDGER_OPERATION.value,
+        "api_key_id": api_key_id,
+        "method": method,
+        "no_activity": rules.NO_ACTIVITY,
+        "validity_ended": rules.VALIDITY_ENDED,
+        "reason": rules.REASON,
+        "description": rules.DESCRIPTION,
+    }
+    with write_behind.driver_cursor(conn, "expire a batch") as cursor:
+        cursor.execute(_LOCK, params)
+        # The planner cannot see how small the batch is (it comes in as arrays) and, left to
+        # itself, may hash-join it against a scan of a whole table, whose cost grows with the
+        # table instead of the batch.
+        cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        cursor.execute(_WRITE, params)
+        members, points, moved = cursor.fetchone()
+        cursor.execute("RESET enable_hashjoin; RESET enable_mergejoin")
+    if moved != members:
+        raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
+    return Expired(members, int(points))
