@@ -75,7 +75,7 @@ def _expire_batch(
     """Expires what is due of the batch's members; member i of the sorted keys takes the
     i-th of new_ids' transaction ids. PostgreSQL does the work in its own statements
     (ledger.store.expiry_writes); elsewhere it is done here, row by row."""
-    keys = sorted(keys)
+    keys = sorted(set(keys))  # a member listed twice still gets one EXPIRE
     transaction_ids = new_ids("tx", len(keys))
     if conn.dialect.name == "postgresql":
         return _expire_in_database(conn, keys, transaction_ids, now, inactive_cutoff)

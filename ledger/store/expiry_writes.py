@@ -11,8 +11,9 @@ writes: transaction, entry, lot consumptions, lots, member head and idempotency 
 
 What is due is the domain's rule (ledger.domain.expiry.due_consumptions), stated once more
 in SQL: a lot with points left whose expires_at has passed, or every such lot of a member
-inactive since the cutoff. The texts come from the domain. tests/store/test_expiry_writes.py
-runs both paths on copies of one ledger and requires the same rows.
+inactive since the cutoff. The texts come from the domain, and the JSON columns are written
+in the layout Python's json.dumps gives them. tests/integration/test_expiry_paths.py runs
+both paths on the same members and requires the same rows, byte for byte.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ _ENTRY_HASH = postgres_expression(
     "%(now)s",
 )
 
-# Every CTE scans the batch (a few thousand rows) and finds its rows in the big tables
-# through their primary keys. The writes are data-modifying CTEs of one statement: they
+# Every CTE scans the batch (up to ledger.service.expiry.BATCH members and their due lots)
+# and finds its rows in the big tables through their primary keys. The writes are data-modifying CTEs of one statement: they
 # all see the same snapshot, and none reads another's writes.
 _WRITE = f"""
 WITH due AS (
@@ -74,10 +75,8 @@ WITH due AS (
                               order_id, order_amount, currency, reason, idempotency_key, api_key_id,
                               reverses_transaction_id, occurred_at, created_at, activity_type, tier_from, tier_to)
     SELECT %(program_id)s, transaction_id, member_id, %(kind)s, -points,
-           json_build_array(json_build_object(
-               'source', %(source)s, 'points', -points,
-               'description', format(%(description)s, lot_count, why), 'campaign_id', ''
-           ))::text,
+           format('[{{"source": %%s, "points": %%s, "description": %%s, "campaign_id": ""}}]',
+                  to_json(%(source)s::text), -points, to_json(format(%(description)s, lot_count, why))),
            %(channel)s, '', NULL, 0, '', format(%(reason)s, why), idempotency_key, %(api_key_id)s,
            NULL, %(now)s, %(now)s, NULL, NULL, NULL
     FROM hashed
@@ -96,8 +95,7 @@ WITH due AS (
     WHERE lots.program_id = %(program_id)s AND lots.member_id = due.member_id AND lots.lot_id = due.lot_id
 ), written_records AS (
     INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
-    SELECT %(program_id)s, idempotency_key, %(method)s, transaction_id, json_build_object('expired', points)::text,
-           %(now)s
+    SELECT %(program_id)s, idempotency_key, %(method)s, transaction_id, format('{{"expired":%%s}}', points), %(now)s
     FROM hashed
 ), moved_heads AS (
     -- Guarded by the sequence read under the lock, as the Python path's update is.
@@ -110,6 +108,10 @@ WITH due AS (
 )
 SELECT (SELECT count(*) FROM hashed), (SELECT coalesce(sum(points), 0) FROM hashed), (SELECT count(*) FROM moved_heads)
 """
+
+
+# A batch of 10,000 members takes 1-2 s on a slow day (2 cores shared with the job).
+WRITE_TIMEOUT_MS = 300_000
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,13 @@ def expire(
         # itself, may hash-join it against a scan of a whole table, whose cost grows with the
         # table instead of the batch.
         cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        # The batch's whole write is this one statement, where the Python path sent six: it
+        # gets the time of many of the session's statements, or a slow day's batch would
+        # time out, and every later run would stop at the same batch again.
+        cursor.execute(f"SET LOCAL statement_timeout = {WRITE_TIMEOUT_MS}")
         cursor.execute(_WRITE, params)
         members, points, moved = cursor.fetchone()
-        cursor.execute("RESET enable_hashjoin; RESET enable_mergejoin")
+        cursor.execute("RESET enable_hashjoin; RESET enable_mergejoin; RESET statement_timeout")
     if moved != members:
         raise RuntimeError("a member changed under its row lock")  # cannot happen while the lock is held
     return Expired(members, int(points))

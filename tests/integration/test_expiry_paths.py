@@ -8,8 +8,10 @@ partly or wholly spent, several due lots per member, a member with nothing due, 
 whose id is not ASCII (the entry hash counts bytes), and, for the INACTIVITY cutoff, members
 idle since before it (one with a lot that has no date) next to members active after it.
 
-JSON columns (the breakdown and the idempotency record's outcome) are compared as JSON:
-PostgreSQL's json text puts a space before each colon where Python's json.dumps does not.
+The database path is called as the sweep calls it (ledger.service.expiry._expire_batch), with
+the keys out of order, one twice and one of no member, and a second program's member among
+them; the Python path gets the clean, sorted list. Every column is compared as stored, the
+JSON texts (breakdown, the idempotency record's outcome) byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from ledger.service import clock
-from ledger.service.expiry import _expire_in_database, _expire_in_python
+from ledger.service.expiry import _expire_batch, _expire_in_python
+from tests.conftest import new_program
 from tests.grpc_helpers import enroll
 from tests.integration.test_lifecycle_expiry import (
     DAY,
@@ -35,44 +38,45 @@ from tests.integration.test_lifecycle_expiry import (
 
 # What an expiry writes (or moves), per table, as rows of the test's members.
 _READS = {
-    "transactions": "SELECT transaction_id, member_id, kind, points, breakdown, channel, store_id, order_id, "
+    "transactions": "SELECT program_id, transaction_id, member_id, kind, points, breakdown, channel, store_id, order_id, "
     "order_amount, currency, reason, idempotency_key, api_key_id, reverses_transaction_id, occurred_at, created_at, "
-    "activity_type, tier_from, tier_to FROM transactions WHERE program_id = :p AND member_id = ANY(:m) "
-    "ORDER BY transaction_id",
-    "entries": "SELECT member_id, seq, transaction_id, kind, points, balance_after, created_at, entry_hash "
-    "FROM entries WHERE program_id = :p AND member_id = ANY(:m) ORDER BY member_id, seq",
-    "lot_consumptions": "SELECT member_id, transaction_id, lot_id, points, created_at FROM lot_consumptions "
-    "WHERE program_id = :p AND member_id = ANY(:m) ORDER BY member_id, transaction_id, lot_id",
-    "lots": "SELECT member_id, lot_id, points, remaining, available_at, expires_at FROM lots "
-    "WHERE program_id = :p AND member_id = ANY(:m) ORDER BY member_id, lot_id",
-    "members": "SELECT member_id, posted, last_seq, last_activity_at, updated_at, last_entry_hash FROM members "
-    "WHERE program_id = :p AND member_id = ANY(:m) ORDER BY member_id",
-    "idempotency_records": "SELECT r.idempotency_key, r.method, r.request_hash, r.outcome, r.created_at "
+    "activity_type, tier_from, tier_to FROM transactions WHERE program_id = ANY(:p) AND member_id = ANY(:m) "
+    "ORDER BY program_id, transaction_id",
+    "entries": "SELECT program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at, entry_hash "
+    "FROM entries WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, member_id, seq",
+    "lot_consumptions": "SELECT program_id, member_id, transaction_id, lot_id, points, created_at FROM lot_consumptions "
+    "WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, member_id, transaction_id, lot_id",
+    "lots": "SELECT program_id, member_id, lot_id, points, remaining, available_at, expires_at FROM lots "
+    "WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, member_id, lot_id",
+    "members": "SELECT program_id, member_id, posted, last_seq, last_activity_at, updated_at, last_entry_hash FROM members "
+    "WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, member_id",
+    "idempotency_records": "SELECT r.program_id, r.idempotency_key, r.method, r.request_hash, r.outcome, r.created_at "
     "FROM idempotency_records r JOIN transactions t "
     "ON t.program_id = r.program_id AND t.idempotency_key = r.idempotency_key "
-    "WHERE r.program_id = :p AND t.member_id = ANY(:m) ORDER BY r.idempotency_key",
+    "WHERE r.program_id = ANY(:p) AND t.member_id = ANY(:m) ORDER BY r.program_id, r.idempotency_key",
 }
-_JSON_COLUMNS = {"breakdown", "outcome"}
 
 
-def _ledger_after(engine, expire, program_id: str, member_ids: list[str], now, cutoff):
-    """(tally, every table's rows of the members) after `expire` ran, in a transaction rolled back."""
-    keys = [(program_id, m) for m in member_ids]
-    transaction_ids = [f"tx_paths_{n:04d}" for n in range(len(keys))]
+def _ledger_after(engine, expire, keys: list[tuple[str, str]], now, cutoff):
+    """(tally, every table's rows of the members) after expire(conn, now, cutoff), in a
+    transaction rolled back."""
+    program_ids = sorted({program_id for program_id, _ in keys})
+    member_ids = sorted({member_id for _, member_id in keys})
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
-            tally = expire(conn, sorted(keys), transaction_ids, now, cutoff)
+            tally = expire(conn, now, cutoff)
             tables = {
-                table: [
-                    {k: json.loads(v) if k in _JSON_COLUMNS else v for k, v in row._mapping.items()}
-                    for row in conn.execute(text(sql), {"p": program_id, "m": member_ids})
-                ]
+                table: [dict(row._mapping) for row in conn.execute(text(sql), {"p": program_ids, "m": member_ids})]
                 for table, sql in _READS.items()
             }
         finally:
             transaction.rollback()
     return (tally.members, tally.points), tables
+
+
+def _transaction_ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}_paths_{n:04d}" for n in range(count)]
 
 
 def _members(api) -> dict[str, str]:
@@ -117,14 +121,35 @@ def test_database_and_python_expire_the_same_rows(pg_program):
         members = _members(api)
     finally:
         api.close()
-    engine, program_id, member_ids = pg_program.backend.engine, pg_program.program_id, list(members.values())
-    now = clock.now()
+    # A second program in the same batch: the database path writes each program's share.
+    other = new_program(pg_program.backend)
+    api = other.api()
+    try:
+        update_program(api, expiry_mode=ROLLING, expiry_days=30)
+        other_member = f"other-{secrets.token_hex(3)}"
+        enroll(api, other_member)
+        earn_at(api, other_member, 90, whole_seconds_ago(40 * DAY))
+    finally:
+        api.close()
+    engine, now = pg_program.backend.engine, clock.now()
+    keys = sorted([(pg_program.program_id, m) for m in members.values()] + [(other.program_id, other_member)])
+    # As the sweep would never hand them over: out of order, one member twice, one unknown.
+    handed_over = keys[::-1] + [keys[0], (pg_program.program_id, "nobody")]
+    everyone = sorted(set(handed_over))
 
     for cutoff in (None, now - timedelta(days=45)):  # ROLLING alone, then with the INACTIVITY cutoff
-        in_database = _ledger_after(engine, _expire_in_database, program_id, member_ids, now, cutoff)
-        in_python = _ledger_after(engine, _expire_in_python, program_id, member_ids, now, cutoff)
-        (members_expired, points), tables = in_database
-        assert in_database == in_python
+
+        def in_database(conn, now, cutoff):  # through the dispatch, as the sweep calls it
+            assert conn.dialect.name == "postgresql"
+            return _expire_batch(conn, handed_over, now, cutoff, new_ids=_transaction_ids)
+
+        def in_python(conn, now, cutoff):
+            return _expire_in_python(conn, everyone, _transaction_ids("tx", len(everyone)), now, cutoff)
+
+        by_database = _ledger_after(engine, in_database, everyone, now, cutoff)
+        by_python = _ledger_after(engine, in_python, everyone, now, cutoff)
+        (members_expired, points), tables = by_database
+        assert by_database == by_python
         # and what they agree on is the expected expiry, not nothing
         expected = {
             "one due lot": 700,
@@ -135,16 +160,17 @@ def test_database_and_python_expire_the_same_rows(pg_program):
         }
         if cutoff is not None:
             expected["idle, lot without a date"] = 80
-        assert (members_expired, points) == (len(expected), sum(expected.values()))
+        assert (members_expired, points) == (len(expected) + 1, sum(expected.values()) + 90)
         expired = {row["member_id"]: -row["points"] for row in tables["transactions"] if row["kind"] == "EXPIRE"}
-        assert expired == {members[label]: points for label, points in expected.items()}
+        assert expired == {members[label]: points for label, points in expected.items()} | {other_member: 90}
         reasons = {row["member_id"]: row["reason"] for row in tables["transactions"] if row["kind"] == "EXPIRE"}
         idle_reason = reasons[members["idle since before the cutoff"]]
         assert idle_reason == ("points expired: validity ended" if cutoff is None else
                                "points expired: no activity for the program's inactivity period")
         three = next(row for row in tables["transactions"] if row["member_id"] == members["three due lots"]
                      and row["kind"] == "EXPIRE")
-        assert three["breakdown"] == [
-            {"source": "LEDGER_OPERATION", "points": -120, "description": "3 lot(s) expired: validity ended",
-             "campaign_id": ""}
-        ]
+        assert three["breakdown"] == (
+            '[{"source": "LEDGER_OPERATION", "points": -120, "description": "3 lot(s) expired: validity ended", '
+            '"campaign_id": ""}]'
+        )
+        assert json.loads(three["breakdown"])[0]["points"] == -120
