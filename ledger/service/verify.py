@@ -22,6 +22,7 @@ class VerifyReport:
 
 def verify(engine: Engine) -> VerifyReport:
     def work(conn) -> VerifyReport:
+        verification.without_statement_timeout(conn)
         results = verification.run_checks(conn)
         return VerifyReport(verification.counts(conn), {k: v for k, v in results.items() if v})
 
