@@ -17,18 +17,25 @@ from sqlalchemy.engine import make_url
 ADMIN_URL = os.environ.get("LOYALTY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def admin_connection():
-    url = make_url(ADMIN_URL)
+def connect(url: str, **options):
+    """A plain psycopg2 session (autocommit) on the database of a SQLAlchemy URL; options go
+    to psycopg2.connect (an application_name, say)."""
+    parsed = make_url(url)
     conn = psycopg2.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=url.database,
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
         connect_timeout=5,
+        **options,
     )
     conn.autocommit = True
     return conn
+
+
+def admin_connection():
+    return connect(ADMIN_URL)
 
 
 @contextmanager

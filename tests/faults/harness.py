@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
-import psycopg2
-from sqlalchemy.engine import make_url
 
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tests.cli.processes import ServerProcess, free_port, run_cli, run_ok
+from tests import databases
 from tests.databases import postgres_database
 
 OK = grpc.StatusCode.OK
@@ -35,18 +34,7 @@ def bearer(key: str):
 
 def connect(url: str):
     """A plain psycopg2 session (autocommit) on the test database."""
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-        connect_timeout=5,
-        application_name="fault-test",
-    )
-    conn.autocommit = True
-    return conn
+    return databases.connect(url, application_name="fault-test")
 
 
 @dataclass

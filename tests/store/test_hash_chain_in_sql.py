@@ -8,14 +8,12 @@ characters test that each netstring counts bytes, not characters.
 
 from __future__ import annotations
 
-import psycopg2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import make_url
 
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash, postgres_expression
-from tests.databases import postgres_database
+from tests.databases import connect, postgres_database
 
 _FIELDS = ("previous_hash", "program_id", "member_id", "seq", "transaction_id", "kind", "points", "balance_after",
            "created_at")
@@ -32,8 +30,7 @@ _hash = st.one_of(st.just(GENESIS), st.text("0123456789abcdef", min_size=64, max
 @pytest.fixture(scope="module")
 def cursor():
     with postgres_database() as url:
-        parts = make_url(url)
-        conn = psycopg2.connect(host=parts.host, port=parts.port or 5432, user=parts.username, dbname=parts.database)
+        conn = connect(url)
         try:
             with conn.cursor() as cur:
                 yield cur
