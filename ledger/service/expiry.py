@@ -86,14 +86,13 @@ def _expire_in_database(
     conn: Connection, keys: list[expiry.MemberKey], transaction_ids: list[str], now: datetime, cutoff: datetime | None
 ) -> _Tally:
     tally = _Tally()
-    for program_id, indexed in groupby(enumerate(keys), key=lambda item: item[1][0]):
-        positions = [position for position, _ in indexed]
-        ids = [transaction_ids[position] for position in positions]
+    for program_id, pairs in groupby(zip(keys, transaction_ids), key=lambda pair: pair[0][0]):
+        member_ids, ids = zip(*[(member_id, transaction_id) for (_, member_id), transaction_id in pairs])
         done = expiry_writes.expire(
             conn,
             program_id,
-            [keys[position][1] for position in positions],
-            ids,
+            list(member_ids),
+            list(ids),
             [credentials.system_key("expire", transaction_id) for transaction_id in ids],
             to_micros(now),
             to_micros(cutoff) if cutoff is not None else None,
