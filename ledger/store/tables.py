@@ -116,6 +116,14 @@ transactions = Table(
         postgresql_where=text("kind = 'EARN'"),
         sqlite_where=text("kind = 'EARN'"),
     ),
+    # An order's refunds and their reversals, looked up by every refund of the order.
+    Index(
+        "ix_transactions_order_refunds",
+        "program_id",
+        "order_id",
+        postgresql_where=text("kind IN ('REFUND', 'REVERSAL')"),
+        sqlite_where=text("kind IN ('REFUND', 'REVERSAL')"),
+    ),
     # A transaction is reversed at most once.
     Index(
         "uq_transactions_reverses",

@@ -73,13 +73,18 @@ def views_of(conn: Connection, program_id: str, transaction_id: str) -> list[Tra
     return [_view(row) for row in rows]
 
 
-# Read by every earn: built once, so SQLAlchemy finds it compiled without rebuilding it. The
-# kind is written in as a literal: the only index on order_id is partial on kind = 'EARN', and
-# a prepared statement's generic plan can use it only if the statement says so itself.
+def _is_kind(kind: TransactionKind):
+    """kind = '<kind>' written into the statement: the indexes on order_id are partial on the
+    kind, and a prepared statement's generic plan (made without its parameters' values) can
+    use such an index only if the statement itself names the kind."""
+    return transactions.c.kind == literal_column(f"'{kind.value}'")
+
+
+# Read by every earn: built once, so SQLAlchemy finds it compiled without rebuilding it.
 _earn_of_order = select(transactions.c.transaction_id, transactions.c.member_id).where(
     transactions.c.program_id == bindparam("program_id"),
     transactions.c.order_id == bindparam("order_id"),
-    transactions.c.kind == literal_column(f"'{TransactionKind.EARN.value}'"),
+    _is_kind(TransactionKind.EARN),
 )
 
 
@@ -148,12 +153,12 @@ def refunded_amount(conn: Connection, program_id: str, order_id: str) -> int:
     refunds = select(transactions.c.transaction_id, transactions.c.order_amount).where(
         transactions.c.program_id == program_id,
         transactions.c.order_id == order_id,
-        transactions.c.kind == TransactionKind.REFUND.value,
+        _is_kind(TransactionKind.REFUND),
     )
     reversed_ids = select(transactions.c.reverses_transaction_id).where(
         transactions.c.program_id == program_id,
         transactions.c.order_id == order_id,
-        transactions.c.kind == TransactionKind.REVERSAL.value,
+        _is_kind(TransactionKind.REVERSAL),
         transactions.c.reverses_transaction_id.is_not(None),
     )
     rows = conn.execute(refunds).all()
@@ -202,7 +207,7 @@ def order_points_removed(conn: Connection, program_id: str, member_id: str, earn
         select(func.coalesce(func.sum(transactions.c.points), 0)).where(
             transactions.c.program_id == program_id,
             transactions.c.order_id == order_id,
-            transactions.c.kind == TransactionKind.REFUND.value,
+            _is_kind(TransactionKind.REFUND),
         )
     ).scalar_one()
     return int(expired), -int(refunded)
