@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from ledger.service import unit_of_work
 from ledger.store import verification
+from ledger.store.engine import without_statement_timeout
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class VerifyReport:
 
 def verify(engine: Engine) -> VerifyReport:
     def work(conn) -> VerifyReport:
-        verification.without_statement_timeout(conn)
+        without_statement_timeout(conn)
         results = verification.run_checks(conn)
         return VerifyReport(verification.counts(conn), {k: v for k, v in results.items() if v})
 

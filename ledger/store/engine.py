@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from ledger.store import locked_heads, pg_transactions, prefetch, prepared, write_behind
 
@@ -22,6 +22,14 @@ STATEMENT_TIMEOUT_MS = 15000
 
 def database_url() -> str:
     return os.environ.get("LOYALTY_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_FILE}"
+
+
+def without_statement_timeout(conn: Connection) -> None:
+    """Lifts, for the rest of conn's transaction, the per-statement time limit every connection
+    gets (meant for a till's calls). Work over the whole ledger (a migration, a verification)
+    takes as long as the ledger is big; cut short, it would do nothing at all."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
 def create_engine_for(url: str, pool_size: int = 16) -> Engine:

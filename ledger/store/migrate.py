@@ -9,6 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine
 
 from ledger.store import prepared
+from ledger.store.engine import without_statement_timeout
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -23,6 +24,7 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
+        without_statement_timeout(connection)  # an index built over a big ledger takes its time
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     prepared.forget_everywhere()  # statements prepared against the old schema
@@ -31,6 +33,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str = "base") -> None:
     config = alembic_config(engine)
     with engine.begin() as connection:
+        without_statement_timeout(connection)
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
     prepared.forget_everywhere()  # statements prepared against the old schema

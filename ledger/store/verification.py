@@ -198,14 +198,6 @@ def chain_breaches(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
     return found
 
 
-def without_statement_timeout(conn: Connection) -> None:
-    """Lifts, for the rest of conn's transaction, the per-statement time limit every
-    connection gets (ledger.store.engine: meant for a till's calls). A whole-ledger check
-    takes as long as the ledger is big; cut short, it would report nothing at all."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
-
-
 def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
     """{check name: up to `limit` offending rows} for every check."""
     results = {}

@@ -5,15 +5,18 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
   the PostgreSQL trigger function), and a second upgrade works again;
 - after upgrade, the live schema equals `ledger.store.tables.metadata`
   (alembic's compare_metadata finds nothing), so tables.py and migrations/
-  cannot drift apart silently.
+  cannot drift apart silently;
+- on PostgreSQL, migrating a seeded ledger is not cut short by the per-statement limit.
 """
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError
 
 from ledger.store import migrate
 from ledger.store.tables import LEDGER_TABLES, metadata
@@ -117,3 +120,35 @@ def test_partial_index_predicates_match_tables_py(empty_engine, tmp_path):
     assert set(expected) == declared
     assert _partial_index_predicates(engine) == expected
 
+
+
+def test_migrations_are_not_cut_short_by_the_statement_limit():
+    """Every connection gets a per-statement limit meant for the till (15 s); an index built over
+    a big ledger takes longer than that, and cut short, the server would not start. Here the
+    session's limit is 1 ms, and 0008's index is built again over a seeded ledger."""
+    from bench.seed import seed
+    from ledger.store.engine import create_engine_for
+    from tests.databases import postgres_database
+
+    with postgres_database() as url:
+        seed(url, members=20_000, entries_per_member=2, name="migrate-long")
+        engine = create_engine_for(url, pool_size=1)  # one connection: the one limited below
+        try:
+            migrate.downgrade(engine, "0007")
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SET statement_timeout = 1")  # for the session, once committed
+                conn.commit()
+            migrate.upgrade(engine)
+            with engine.connect() as conn:  # the upgrade ran in that session, limit and all
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1ms"
+                with pytest.raises(OperationalError, match="statement timeout"):
+                    conn.exec_driver_sql("SELECT pg_sleep(0.05)")
+        finally:
+            engine.dispose()
+        engine = create_engine_for(url, pool_size=1)  # sessions with the usual limit
+        try:
+            assert migrate.current_revision(engine) == head_revision(engine)
+            indexes = {index["name"] for index in inspect(engine).get_indexes("transactions")}
+            assert "ix_transactions_order_refunds" in indexes
+        finally:
+            engine.dispose()
