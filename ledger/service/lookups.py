@@ -40,9 +40,11 @@ def require_active(state: MemberState) -> None:
 def locked_member(
     conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
 ) -> tuple[MemberState, datetime]:
-    """The member, row-locked, and read_ahead's instant: how a member's operation starts."""
-    state = member(conn, caller.program_id, member_id, lock=True)
-    return state, read_ahead(conn, caller, member_id, key, reads, **more)
+    """The member, row-locked, and read_ahead's instant: how a member's operation starts. On
+    PostgreSQL the lock, the member's row and the reads ahead share one round trip."""
+    members.lock_ahead(conn, caller.program_id, member_id)
+    now = read_ahead(conn, caller, member_id, key, (members.LOCKED, *reads), **more)
+    return member(conn, caller.program_id, member_id, lock=True), now
 
 
 def read_ahead(

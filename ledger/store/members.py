@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState, MemberStatus
-from ledger.store import locked_heads
+from ledger.store import locked_heads, prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import members
@@ -31,10 +31,26 @@ _by_id = select(members).where(
     members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id")
 )
 _by_id_locked = _by_id.with_for_update()
+# The locked row as the read after the lock fetches it (already locked by then: FOR UPDATE
+# there takes nothing new); read alone, it takes the lock itself.
+LOCKED = prefetch.Read("member_locked", _by_id_locked, ("program_id", "member_id"))
+_lock = select(members.c.last_seq).where(
+    members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id")
+).with_for_update()
+
+
+def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
+    """On PostgreSQL, queues the member's row lock to go out in the same round trip as the
+    statement that reads ahead after it (prefetch.load, with LOCKED among its reads): a
+    statement of its own in that round trip, so the reads after it take their snapshot once
+    the lock is held, as they would a round trip later. Elsewhere get(lock=True) locks."""
+    if conn.dialect.name == "postgresql":
+        write_behind.execute(conn, _lock, {"program_id": program_id, "member_id": member_id})
 
 
 def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
-    row = conn.execute(_by_id_locked if lock else _by_id, {"program_id": program_id, "member_id": member_id}).first()
+    params = {"program_id": program_id, "member_id": member_id}
+    row = prefetch.read(conn, LOCKED, params) if lock else conn.execute(_by_id, params).first()
     if row is None:
         return None
     if lock:
