@@ -1,13 +1,13 @@
 """Use cases for API keys: issue, revoke, and authenticate a presented key.
 
-A key's row never changes but for its revocation. The till's calls (TRUSTED_UNTIL_THEIR_
-TRANSACTION) therefore authenticate against the row as this process last read it, and
-check revocation inside their own transaction instead, in the round trip that reads what
-they need after the member's lock (lookups.read_ahead), before any answer, stored or new
-(require_live); a call refused before that check (a malformed request, a rate limit) is
-answered UNAUTHENTICATED if the key was revoked meanwhile (refusal_for). A revoked key is
-still refused on its very next call, and the till saves a round trip and a connection
-checkout per call. Every other call reads the key's row.
+A key's row never changes but for its revocation. The till's calls and the member reads
+(TRUSTED_UNTIL_THEIR_TRANSACTION) therefore authenticate against the row as this process
+last read it, and check revocation inside their own transaction instead, in the round trip
+that reads what they need (after the member's lock, for a write: lookups.read_ahead),
+before any answer, stored or new (require_live); a call refused before that check (a
+malformed request, a rate limit) is answered UNAUTHENTICATED if the key was revoked
+meanwhile (refusal_for). A revoked key is still refused on its very next call, and each such
+call saves a round trip and a connection checkout. Every other call reads the key's row.
 """
 
 from __future__ import annotations
@@ -39,9 +39,17 @@ def revoke_keys(engine: Engine, prefix: str) -> list[str]:
     return unit_of_work.run(engine, lambda conn: api_keys.revoke_by_prefix(conn, prefix, clock.now()))
 
 
-# Methods whose use case runs through idempotent.execute, which calls require_live.
+# Methods whose use case calls require_live in its transaction (idempotent.execute does, for
+# the till's writes; get_member and list_transactions, for the storefront's frequent reads).
 TRUSTED_UNTIL_THEIR_TRANSACTION = frozenset(
-    {"Ledger.Earn", "Ledger.Redeem", "Ledger.AuthorizeRedemption", "Ledger.CaptureRedemption"}
+    {
+        "Ledger.Earn",
+        "Ledger.Redeem",
+        "Ledger.AuthorizeRedemption",
+        "Ledger.CaptureRedemption",
+        "Ledger.GetMember",
+        "Ledger.ListTransactions",
+    }
 )
 _KNOWN_LIMIT = 10_000
 _known: dict[str, api_keys.StoredKey] = {}  # unrevoked keys as last read, by key id

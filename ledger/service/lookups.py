@@ -48,13 +48,21 @@ def locked_member(
 
 
 def read_ahead(
-    conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
+    conn: Connection,
+    caller: Caller,
+    member_id: str,
+    key: str,
+    reads: tuple[prefetch.Read, ...],
+    *,
+    now: datetime | None = None,
+    **more,
 ) -> datetime:
     """Called right after the member's lock: the operation's instant, and the reads it makes
     next fetched in one round trip as of that instant (under the lock: as fresh as reading
     them then), with the caller's key revocation when that is still to be checked
-    (keys.require_live). `more`: the reads' other parameters."""
-    now = clock.now()
+    (keys.require_live). now: the instant, when the caller needs it first (clock.now() by
+    default). `more`: the reads' other parameters."""
+    now = now or clock.now()
     params = {"program_id": caller.program_id, "member_id": member_id, "key": key, "at": to_micros(now), **more}
     if not caller.revocation_checked:
         reads += (api_keys.REVOCATION,)

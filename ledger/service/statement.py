@@ -19,9 +19,9 @@ from ledger.domain import errors
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.limits import INT64_MAX
 from ledger.domain.records import TransactionView
-from ledger.service import lookups, unit_of_work
+from ledger.service import keys, lookups, unit_of_work
 from ledger.service.caller import Caller
-from ledger.store import transactions
+from ledger.store import members, transactions
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ def list_transactions(engine: Engine, caller: Caller, query: StatementQuery) -> 
     before = _decode(query.page_token, fingerprint) if query.page_token else None
 
     def work(conn) -> StatementPage:
+        lookups.read_ahead(conn, caller, query.member_id, "", (members.BY_ID,))  # with the key's revocation
+        keys.require_live(conn, caller)
         lookups.member(conn, caller.program_id, query.member_id)
         rows = transactions.statement_page(
             conn,

@@ -100,11 +100,13 @@ def pending_and_held(conn: Connection, program_id: str, member_id: str, now: dat
     return int(row.pending), int(row.held)
 
 
+EXPIRING = prefetch.Read("expiring", _expiring, ("program_id", "member_id", "start", "end"), many=True)
+
+
 def expiring_between(
     conn: Connection, program_id: str, member_id: str, start: datetime, end: datetime
 ) -> list[tuple[datetime, int]]:
-    rows = conn.execute(
-        _expiring,
-        {"program_id": program_id, "member_id": member_id, "start": to_micros(start), "end": to_micros(end)},
-    ).all()
+    """Points still to expire after start up to end, per expiry instant, soonest first."""
+    params = {"program_id": program_id, "member_id": member_id, "start": to_micros(start), "end": to_micros(end)}
+    rows = sorted(prefetch.read(conn, EXPIRING, params), key=lambda row: row.expires_at)
     return [(from_micros(row.expires_at), int(row.points)) for row in rows]

@@ -31,6 +31,7 @@ _by_id = select(members).where(
     members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id")
 )
 _by_id_locked = _by_id.with_for_update()
+BY_ID = prefetch.Read("member", _by_id, ("program_id", "member_id"))
 # The locked row as the read after the lock fetches it (already locked by then: FOR UPDATE
 # there takes nothing new); read alone, it takes the lock itself.
 LOCKED = prefetch.Read("member_locked", _by_id_locked, ("program_id", "member_id"))
@@ -50,7 +51,7 @@ def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
 
 def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
     params = {"program_id": program_id, "member_id": member_id}
-    row = prefetch.read(conn, LOCKED, params) if lock else conn.execute(_by_id, params).first()
+    row = prefetch.read(conn, LOCKED if lock else BY_ID, params)
     if row is None:
         return None
     if lock:

@@ -16,8 +16,12 @@ from ledger.store.tables import member_tiers, qualifying_events, tiers
 _definitions = select(tiers).where(tiers.c.program_id == bindparam("program_id")).order_by(tiers.c.position)
 
 
+DEFINITIONS = prefetch.Read("tier_definitions", _definitions, ("program_id",), many=True)
+
+
 def definitions(conn: Connection, program_id: str) -> list[TierDefinition]:
-    rows = conn.execute(_definitions, {"program_id": program_id})
+    """The program's tiers, lowest first."""
+    rows = sorted(prefetch.read(conn, DEFINITIONS, {"program_id": program_id}), key=lambda row: row.position)
     return [TierDefinition(r.name, r.threshold, r.multiplier_bps, r.qualification_days) for r in rows]
 
 

@@ -187,7 +187,7 @@ def test_revoked_key_is_refused_even_for_a_retry_of_its_own_request(program, api
 
 
 def _till_calls(member_id: str, hold_id: str) -> dict:
-    """One request of each call that authenticates against the key as last read and checks
+    """One request of each call (the till's, and the member reads) that authenticates against the key as last read and checks
     revocation in its own transaction (ledger.service.keys.TRUSTED_UNTIL_THEIR_TRANSACTION)."""
     return {
         "Earn": earn_request(member_id, 1000),
@@ -196,6 +196,8 @@ def _till_calls(member_id: str, hold_id: str) -> dict:
             member_id=member_id, points=1, idempotency_key=key()
         ),
         "CaptureRedemption": ledger_pb2.CaptureRedemptionRequest(hold_id=hold_id, idempotency_key=key()),
+        "GetMember": ledger_pb2.GetMemberRequest(member_id=member_id),
+        "ListTransactions": ledger_pb2.ListTransactionsRequest(member_id=member_id),
     }
 
 
