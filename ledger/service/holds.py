@@ -8,6 +8,7 @@ the sweeper has not run yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
@@ -29,11 +30,13 @@ from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import holds, idempotency, lots, members, programs
+from ledger.store import holds, idempotency, lots, members, prefetch, programs
 
 
 _AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.PENDING_AND_HELD)
 _CAPTURE_READS = (idempotency.BY_KEY, lots.PENDING_AND_HELD, lots.OPEN_LOTS)
+# Not pending and held: a void answers the balance after the hold's release, read then.
+_VOID_READS = (idempotency.BY_KEY,)
 
 
 @dataclass(frozen=True)
@@ -100,14 +103,23 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
     )
 
 
-def _lock_hold(conn: Connection, program_id: str, hold_id: str) -> tuple[MemberState, HoldFacts]:
-    unlocked = holds.get(conn, program_id, hold_id)
+def _lock_hold(
+    conn: Connection, caller: Caller, hold_id: str, key: str, reads: tuple[prefetch.Read, ...]
+) -> tuple[MemberState, HoldFacts, datetime]:
+    """The hold's member and the hold, both row-locked (member first, as every writer of the
+    member does), and read_ahead's instant. On PostgreSQL the locks, both rows and `reads`
+    share one round trip, after the one that finds the hold's member."""
+    unlocked = holds.get(conn, caller.program_id, hold_id)
     if unlocked is None:
         raise errors.not_found("HOLD_NOT_FOUND", f"hold {hold_id!r} does not exist in this program")
-    member = lookups.member(conn, program_id, unlocked.member_id, lock=True)
-    hold = holds.get(conn, program_id, hold_id, lock=True)
+    members.lock_ahead(conn, caller.program_id, unlocked.member_id)
+    now = lookups.read_ahead(
+        conn, caller, unlocked.member_id, key, (members.LOCKED, holds.LOCKED, *reads), hold_id=hold_id
+    )
+    member = lookups.member(conn, caller.program_id, unlocked.member_id, lock=True)
+    hold = holds.get(conn, caller.program_id, hold_id, lock=True)
     assert hold is not None
-    return member, hold
+    return member, hold, now
 
 
 def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, points: int) -> CaptureResult:
@@ -115,8 +127,7 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
 
     def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
         nonlocal now
-        member, hold = _lock_hold(conn, caller.program_id, hold_id)
-        now = lookups.read_ahead(conn, caller, member.member_id, mutation.idempotency_key, _CAPTURE_READS)
+        member, hold, now = _lock_hold(conn, caller, hold_id, mutation.idempotency_key, _CAPTURE_READS)
         return member, hold
 
     def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:
@@ -150,9 +161,15 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
 
 
 def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> HoldResult:
+    now = clock.now()
+
+    def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
+        nonlocal now
+        member, hold, now = _lock_hold(conn, caller, hold_id, mutation.idempotency_key, _VOID_READS)
+        return member, hold
+
     def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> HoldResult:
         member, hold = locked
-        now = clock.now()
         check_open(hold, now)
         holds.close(conn, caller.program_id, hold, HoldState.VOIDED, 0, now)
         balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
@@ -162,7 +179,7 @@ def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> Ho
         engine,
         caller,
         mutation,
-        lock=lambda conn: _lock_hold(conn, caller.program_id, hold_id),
+        lock=lock,
         apply=apply,
         decode=HoldResult.from_json,
     )

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.kinds import Channel
-from ledger.store import write_behind
+from ledger.store import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, members
 
@@ -47,8 +47,14 @@ _move_held_by = (
 )
 
 
+# The locked hold as a read after its member's lock fetches it (members.lock_ahead): the
+# hold's row lock comes with the member's, so none is waited for there. Read alone, it waits.
+LOCKED = prefetch.Read("hold_locked", _by_id_locked, ("program_id", "hold_id"))
+
+
 def get(conn: Connection, program_id: str, hold_id: str, *, lock: bool = False) -> HoldFacts | None:
-    row = conn.execute(_by_id_locked if lock else _by_id, {"program_id": program_id, "hold_id": hold_id}).first()
+    params = {"program_id": program_id, "hold_id": hold_id}
+    row = prefetch.read(conn, LOCKED, params) if lock else conn.execute(_by_id, params).first()
     return _facts(row) if row else None
 
 
