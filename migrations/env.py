@@ -23,7 +23,11 @@ def run_migrations() -> None:
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    # A transaction per migration: one that must build an index outside any transaction
+    # (CREATE INDEX CONCURRENTLY, in an autocommit block) commits the ones before it first.
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, transaction_per_migration=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -13,7 +13,7 @@ import os
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
-from ledger.store import locked_heads, pg_transactions, prefetch, prepared, write_behind
+from ledger.store import driver_errors, locked_heads, pg_transactions, prefetch, prepared, write_behind
 
 DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
@@ -30,6 +30,15 @@ def without_statement_timeout(conn: Connection) -> None:
     takes as long as the ledger is big; cut short, it would do nothing at all."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+
+def without_session_statement_timeout(conn: Connection) -> None:
+    """Lifts the per-statement limit for the rest of conn's session, across the transactions
+    begun on it (without_statement_timeout lasts one transaction). Only for a session that is
+    closed afterwards (conn.invalidate()), never one that goes back to the pool."""
+    if conn.dialect.name == "postgresql":
+        with driver_errors.driver_cursor(conn, "SET statement_timeout = 0") as cursor:
+            cursor.execute("SET statement_timeout = 0")  # the driver's autocommit session: not in a transaction
 
 
 def create_engine_for(url: str, pool_size: int = 16) -> Engine:

@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine
 
 from ledger.store import prepared
-from ledger.store.engine import without_statement_timeout
+from ledger.store.engine import without_session_statement_timeout
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -22,20 +22,25 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    config = alembic_config(engine)
-    with engine.begin() as connection:
-        without_statement_timeout(connection)  # an index built over a big ledger takes its time
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    prepared.forget_everywhere()  # statements prepared against the old schema
+    _migrate(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step, revision: str) -> None:
+    """Runs step (Alembic's upgrade or downgrade) on one connection, each migration in a
+    transaction of its own (migrations/env.py), without the per-statement limit: an index
+    built over a big ledger takes as long as the ledger is big."""
     config = alembic_config(engine)
-    with engine.begin() as connection:
-        without_statement_timeout(connection)
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    with engine.connect() as connection:
+        without_session_statement_timeout(connection)
+        try:
+            config.attributes["connection"] = connection
+            step(config, revision)
+        finally:
+            connection.invalidate()  # the session without a limit is closed, not pooled
     prepared.forget_everywhere()  # statements prepared against the old schema
 
 

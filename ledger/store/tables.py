@@ -121,8 +121,15 @@ transactions = Table(
         "ix_transactions_order_refunds",
         "program_id",
         "order_id",
-        postgresql_where=text("kind IN ('REFUND', 'REVERSAL')"),
-        sqlite_where=text("kind IN ('REFUND', 'REVERSAL')"),
+        postgresql_where=text("kind = 'REFUND'"),
+        sqlite_where=text("kind = 'REFUND'"),
+    ),
+    Index(
+        "ix_transactions_order_reversals",
+        "program_id",
+        "order_id",
+        postgresql_where=text("kind = 'REVERSAL'"),
+        sqlite_where=text("kind = 'REVERSAL'"),
     ),
     # A transaction is reversed at most once.
     Index(

@@ -15,9 +15,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
+from ledger.store import engine as engines
 from ledger.store import migrate
 from ledger.store.tables import LEDGER_TABLES, metadata
 from tests.store.fresh import fresh_engine
@@ -122,33 +123,45 @@ def test_partial_index_predicates_match_tables_py(empty_engine, tmp_path):
 
 
 
+def _one_millisecond_limit(dialect, connection_record, cargs, cparams) -> None:
+    cparams["options"] = cparams["options"].replace(
+        f"statement_timeout={engines.STATEMENT_TIMEOUT_MS}", "statement_timeout=1"
+    )
+
+
 def test_migrations_are_not_cut_short_by_the_statement_limit():
-    """Every connection gets a per-statement limit meant for the till (15 s); an index built over
-    a big ledger takes longer than that, and cut short, the server would not start. Here the
-    session's limit is 1 ms, and 0008's index is built again over a seeded ledger."""
+    """Every session starts with a per-statement limit meant for the till (15 s); an index
+    built over a big ledger takes longer than that, and cut short, the server would not start.
+    Here every session starts with a 1 ms limit, and 0008's indexes are built again over a
+    seeded ledger; the session that migrated is not pooled afterwards."""
     from bench.seed import seed
-    from ledger.store.engine import create_engine_for
     from tests.databases import postgres_database
 
     with postgres_database() as url:
         seed(url, members=20_000, entries_per_member=2, name="migrate-long")
-        engine = create_engine_for(url, pool_size=1)  # one connection: the one limited below
+        engine = engines.create_engine_for(url, pool_size=1)
         try:
             migrate.downgrade(engine, "0007")
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SET statement_timeout = 1")  # for the session, once committed
-                conn.commit()
+            event.listen(engine, "do_connect", _one_millisecond_limit)  # the dialect already knows the server
+            engine.dispose()
             migrate.upgrade(engine)
-            with engine.connect() as conn:  # the upgrade ran in that session, limit and all
+            with engine.connect() as conn:  # the session that migrated is closed: a new one has the limit
                 assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1ms"
                 with pytest.raises(OperationalError, match="statement timeout"):
                     conn.exec_driver_sql("SELECT pg_sleep(0.05)")
         finally:
             engine.dispose()
-        engine = create_engine_for(url, pool_size=1)  # sessions with the usual limit
+        engine = engines.create_engine_for(url, pool_size=1)  # sessions with the usual limit
         try:
             assert migrate.current_revision(engine) == head_revision(engine)
-            indexes = {index["name"] for index in inspect(engine).get_indexes("transactions")}
-            assert "ix_transactions_order_refunds" in indexes
+            with engine.connect() as conn:
+                valid = conn.execute(
+                    text(
+                        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                        " WHERE c.relname LIKE :names"
+                    ),
+                    {"names": "ix_transactions_order_%"},
+                ).all()
+            assert sorted(valid) == [("ix_transactions_order_refunds", True), ("ix_transactions_order_reversals", True)]
         finally:
             engine.dispose()
