@@ -2,7 +2,7 @@
 
 A key's row never changes but for its revocation. The till's calls and the member reads
 (TRUSTED_UNTIL_THEIR_TRANSACTION) therefore authenticate against the row as this process
-last read it, and check revocation inside their own transaction instead, in the round trip
+last read it, and check revocation inside their own unit of work instead, in the round trip
 that reads what they need (after the member's lock, for a write: lookups.read_ahead),
 before any answer, stored or new (require_live); a call refused before that check (a
 malformed request, a rate limit) is answered UNAUTHENTICATED if the key was revoked

@@ -57,11 +57,13 @@ def read_ahead(
     now: datetime | None = None,
     **more,
 ) -> datetime:
-    """Called right after the member's lock: the operation's instant, and the reads it makes
-    next fetched in one round trip as of that instant (under the lock: as fresh as reading
-    them then), with the caller's key revocation when that is still to be checked
-    (keys.require_live). now: the instant, when the caller needs it first (clock.now() by
-    default). `more`: the reads' other parameters."""
+    """The operation's instant, and the reads it makes next fetched in one round trip as of
+    that instant, with the caller's key revocation when that is still to be checked
+    (keys.require_live). A write calls it right after queueing its member's lock
+    (members.lock_ahead), which goes out first in that round trip: the reads are then as
+    fresh as reading them later under the lock. A member read calls it with no lock and no
+    idempotency key (key ""). now: the instant, when the caller needs it first (clock.now()
+    by default). `more`: the reads' other parameters."""
     now = now or clock.now()
     params = {"program_id": caller.program_id, "member_id": member_id, "key": key, "at": to_micros(now), **more}
     if not caller.revocation_checked:

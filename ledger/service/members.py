@@ -14,7 +14,7 @@ from ledger.service import clock, keys, lookups, referrals, unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
-from ledger.store import lots, members
+from ledger.store import lots, members, programs
 from ledger.store import tiers as tier_store
 from ledger.store.instants import to_micros
 
@@ -65,8 +65,16 @@ def summarize(conn, program_id: str, state: MemberState, now: datetime) -> Membe
     return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now))
 
 
-# What summarize reads, fetched in one round trip on PostgreSQL (with the key's revocation).
-_SUMMARY_READS = (members.BY_ID, lots.PENDING_AND_HELD, lots.EXPIRING, tier_store.DEFINITIONS, tier_store.STATE)
+# What summarize reads, fetched in one round trip on PostgreSQL (with the key's revocation);
+# a program with tiers adds one more, its members' qualifying totals over the tier's window.
+_SUMMARY_READS = (
+    members.BY_ID,
+    lots.PENDING_AND_HELD,
+    lots.EXPIRING,
+    tier_store.DEFINITIONS,
+    tier_store.STATE,
+    programs.BY_ID,
+)
 
 
 def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberSummary:

@@ -47,8 +47,10 @@ _move_held_by = (
 )
 
 
-# The locked hold as a read after its member's lock fetches it (members.lock_ahead): the
-# hold's row lock comes with the member's, so none is waited for there. Read alone, it waits.
+# The locked hold as a read after its member's lock fetches it (members.lock_ahead). Every
+# writer of a hold (capture, void, the lapsing job) locks the hold's member first, so with the
+# member's lock held this lock is never waited for, and the prefetch's snapshot (taken once
+# the member's lock is held) is the hold's latest state. Read alone, it waits as usual.
 LOCKED = prefetch.Read("hold_locked", _by_id_locked, ("program_id", "hold_id"))
 
 

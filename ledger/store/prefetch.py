@@ -9,8 +9,11 @@ prefetched rows once (a second call reads the database again, so it sees the tra
 own writes) or runs the statement itself. SQLite has no round trip to save: nothing is
 fetched ahead and every read runs as before.
 
-A prefetched read runs after the lock, in its own statement, so it sees what committed
-before it exactly as the read made later would (READ COMMITTED).
+A prefetched read runs after the lock, in its own statement (the lock, queued by
+members.lock_ahead, is the statement before it in the same round trip), so it sees what
+committed before it exactly as the read made later would (READ COMMITTED). A locked row can
+be a read too (members.LOCKED, holds.LOCKED: FOR UPDATE in the subquery), taking a lock the
+statement before already holds, or one that only a holder of that lock ever takes.
 """
 
 from __future__ import annotations

@@ -96,6 +96,10 @@ def test_hot_statements_run_on_generic_plans():
         try:
             _drive_the_hot_calls(api, setup["members"])
             with engine.connect() as conn:  # the pool's one connection: the session that served the calls
+                sessions = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = 'loyalty-ledger'"
+                ).scalar_one()
                 plans = conn.exec_driver_sql(
                     "SELECT name, statement, generic_plans, cardinality(parameter_types) AS parameters"
                     f" FROM pg_prepared_statements WHERE generic_plans + custom_plans > {_CUSTOM_PLANS_FIRST}"
@@ -106,6 +110,7 @@ def test_hot_statements_run_on_generic_plans():
             running.stop(1)
             engine.dispose()
 
+    assert sessions == 1, "one session served every call, so its statements are all listed here"
     assert len(plans) >= 15, "the hot calls should have prepared and run their statements"
     replanned = [_body(row) for row in plans if row.generic_plans == 0]
     assert replanned == [], "planned afresh on every execution:\n\n" + "\n\n".join(replanned)
