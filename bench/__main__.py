@@ -41,12 +41,14 @@ def cmd_run(args) -> int:
     )
     names = [s for s in SCENARIOS if s != "health"] if args.scenario == "all" else [args.scenario]
     results = {}
-    results["health"] = runner.run(args.target, "health", ctx, args.concurrency, args.duration, args.processes)
+    measure = (args.target, ctx, args.concurrency, args.duration, args.processes, args.server_pid)
+    results["health"] = runner.run(measure[0], "health", *measure[1:])
+    print(report.header(results["health"]), flush=True)
     report.print_row("health", results["health"], results["health"])
     for name in names:
         if name == "health":
             continue
-        results[name] = runner.run(args.target, name, ctx, args.concurrency, args.duration, args.processes)
+        results[name] = runner.run(measure[0], name, *measure[1:])
         report.print_row(name, results[name], results["health"])
     if args.report:
         report.write(args.report, results, vars(args), setup)
@@ -76,6 +78,12 @@ def main() -> int:
     r.add_argument("--duration", type=float, default=20.0)
     r.add_argument("--processes", type=int, default=2)
     r.add_argument("--report", help="write a Markdown report (and a latency plot next to it)")
+    r.add_argument(
+        "--server-pid",
+        type=int,
+        help="the server's process id: adds the CPU per call spent by the server, by this machine's "
+        "PostgreSQL and by the load generator (read from /proc; all three on this machine)",
+    )
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)
     scale.add_parser(sub)

@@ -8,14 +8,22 @@ from pathlib import Path
 from bench.stats import Sample
 
 HEADER = "| scenario | ok calls | throughput (ok/s) | x health | p50 ms | p95 ms | p99 ms | errors |"
+CPU_COLUMNS = " server CPU ms/call | database CPU ms/call | load generator CPU ms/call |"
+
+
+def header(sample: Sample) -> str:
+    """The table's header, with the CPU columns when the sample has them."""
+    return HEADER + (CPU_COLUMNS if sample.cpu_ms_per_call() is not None else "")
 
 
 def row(name: str, sample: Sample, health: Sample) -> str:
     ratio = sample.throughput / health.throughput if health.throughput else 0.0
     errors = ", ".join(f"{code}: {n}" for code, n in sorted(sample.errors().items())) or "none"
+    cpu = sample.cpu_ms_per_call()
     return (
         f"| {name} | {sample.ok} | {sample.throughput:.0f} | {ratio:.2f} | {sample.percentile(50):.1f} | "
         f"{sample.percentile(95):.1f} | {sample.percentile(99):.1f} | {errors} |"
+        + ("" if cpu is None else " {:.2f} | {:.2f} | {:.2f} |".format(*cpu))
     )
 
 
@@ -31,8 +39,8 @@ def write(path: str, results: dict[str, Sample], args: dict, setup: dict) -> Non
         f"concurrency {args['concurrency']}, {args['duration']:.0f} s per scenario, {args['processes']} load processes, "
         f"{setup['members']} members, {setup.get('entries', 0)} seeded entries",
         "",
-        HEADER,
-        "|---|---|---|---|---|---|---|---|",
+        header(health),
+        "|---" * header(health).count(" |") + "|",
         *[row(name, sample, health) for name, sample in results.items()],
     ]
     plot = Path(path).with_suffix(".png")

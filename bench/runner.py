@@ -9,6 +9,7 @@ import time
 
 import grpc
 
+from bench import procfs
 from bench.scenarios import SCENARIOS, Context
 from bench.stats import Sample
 
@@ -31,9 +32,10 @@ async def _worker(target: str, scenario: str, ctx: Context, concurrency: int, du
             sample.latencies_ms.append((time.perf_counter() - started) * 1000)
             sample.codes[code] += 1
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     await asyncio.gather(*(loop(i) for i in range(concurrency)))
     sample.duration_s = time.perf_counter() - started
+    sample.load_cpu_s = time.process_time() - cpu_before
     for channel in channels:
         await channel.close()
     return sample
@@ -43,7 +45,18 @@ def _process(target, scenario, ctx, concurrency, duration, queue) -> None:
     queue.put(asyncio.run(_worker(target, scenario, ctx, concurrency, duration)))
 
 
-def run(target: str, scenario: str, ctx: Context, concurrency: int, duration: float, processes: int) -> Sample:
+def run(
+    target: str,
+    scenario: str,
+    ctx: Context,
+    concurrency: int,
+    duration: float,
+    processes: int,
+    server_pid: int | None = None,
+) -> Sample:
+    """server_pid: also measure the CPU that the server's processes and this machine's
+    PostgreSQL processes spend while the scenario runs."""
+    cpu_before = _server_and_database_cpu(server_pid) if server_pid else None
     queue = multiprocessing.get_context("spawn").Queue()
     share = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     workers = [
@@ -60,4 +73,14 @@ def run(target: str, scenario: str, ctx: Context, concurrency: int, duration: fl
         total.merge(queue.get(timeout=duration + 120))
     for worker in workers:
         worker.join(timeout=30)
+    if cpu_before is not None:
+        server, database = _server_and_database_cpu(server_pid)
+        total.server_cpu_s, total.database_cpu_s = server - cpu_before[0], database - cpu_before[1]
     return total
+
+
+def _server_and_database_cpu(server_pid: int) -> tuple[float, float]:
+    tree = procfs.process_tree(server_pid)
+    if tree is None:
+        raise SystemExit(f"no process {server_pid} (--server-pid)")
+    return procfs.cpu_seconds(tree), procfs.cpu_seconds(procfs.postgres_pids())

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import grpc
 
+from bench import procfs
 from bench.scenarios import _order
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -64,27 +65,8 @@ def percentile(values: list[float], p: float) -> float:
 
 def read_rss_kb(pid: int) -> int | None:
     """VmRSS of pid plus its descendants (a multi-process server), in kB; None if it is gone."""
-    total, seen, pending = 0, set(), [pid]
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            if current == pid:
-                return None
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return total
+    tree = procfs.process_tree(pid)
+    return None if tree is None else procfs.rss_kb(tree)
 
 
 def judge(

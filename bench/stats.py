@@ -11,11 +11,23 @@ class Sample:
     latencies_ms: list[float] = field(default_factory=list)
     codes: Counter = field(default_factory=Counter)
     duration_s: float = 0.0
+    load_cpu_s: float = 0.0  # CPU the load generator's processes spent making the calls
+    # CPU the server's processes and the PostgreSQL processes spent meanwhile (bench run
+    # --server-pid); None when not measured.
+    server_cpu_s: float | None = None
+    database_cpu_s: float | None = None
 
     def merge(self, other: "Sample") -> None:
         self.latencies_ms += other.latencies_ms
         self.codes.update(other.codes)
         self.duration_s = max(self.duration_s, other.duration_s)
+        self.load_cpu_s += other.load_cpu_s
+
+    def cpu_ms_per_call(self) -> tuple[float, float, float] | None:
+        """(server, database, load generator) CPU per call, when the server's was measured."""
+        if self.server_cpu_s is None or self.database_cpu_s is None or not self.calls:
+            return None
+        return tuple(1000 * s / self.calls for s in (self.server_cpu_s, self.database_cpu_s, self.load_cpu_s))
 
     @property
     def calls(self) -> int:
