@@ -112,11 +112,7 @@ def _lock_hold(
     unlocked = holds.get(conn, caller.program_id, hold_id)
     if unlocked is None:
         raise errors.not_found("HOLD_NOT_FOUND", f"hold {hold_id!r} does not exist in this program")
-    members.lock_ahead(conn, caller.program_id, unlocked.member_id)
-    now = lookups.read_ahead(
-        conn, caller, unlocked.member_id, key, (members.LOCKED, holds.LOCKED, *reads), hold_id=hold_id
-    )
-    member = lookups.member(conn, caller.program_id, unlocked.member_id, lock=True)
+    member, now = lookups.locked_member(conn, caller, unlocked.member_id, key, (holds.LOCKED, *reads), hold_id=hold_id)
     hold = holds.get(conn, caller.program_id, hold_id, lock=True)
     assert hold is not None
     return member, hold, now
