@@ -12,13 +12,15 @@ call saves a round trip and a connection checkout. Every other call reads the ke
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
 from ledger.service import clock, lookups, unit_of_work
 from ledger.service.caller import Caller
-from ledger.store import api_keys
+from ledger.store import api_keys, prefetch
 
 
 def create_key(engine: Engine, program_id: str, role: Role) -> str:
@@ -83,6 +85,23 @@ def require_live(conn: Connection, caller: Caller) -> None:
     revoked since (then the transaction rolls back and nothing is answered from it)."""
     if not caller.revocation_checked and not api_keys.is_live(conn, caller.key_id):
         raise _revoked(caller.key_id)
+
+
+def read_ahead_live(
+    conn: Connection,
+    caller: Caller,
+    member_id: str,
+    reads: tuple[prefetch.Read, ...],
+    *,
+    now: datetime | None = None,
+    **more,
+) -> datetime:
+    """How a member read starts: its reads in one round trip (lookups.read_ahead, without a
+    lock or an idempotency key, with the key's revocation among them), then require_live,
+    before anything is answered. Returns read_ahead's instant."""
+    now = lookups.read_ahead(conn, caller, member_id, "", reads, now=now, **more)
+    require_live(conn, caller)
+    return now
 
 
 def refusal_for(engine: Engine, caller: Caller, error: errors.LedgerError) -> errors.LedgerError:

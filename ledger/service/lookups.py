@@ -61,8 +61,8 @@ def read_ahead(
     that instant, with the caller's key revocation when that is still to be checked
     (keys.require_live). A write calls it right after queueing its member's lock
     (members.lock_ahead), which goes out first in that round trip: the reads are then as
-    fresh as reading them later under the lock. A member read calls it with no lock and no
-    idempotency key (key ""). now: the instant, when the caller needs it first (clock.now()
+    fresh as reading them later under the lock. A member read calls it through
+    keys.read_ahead_live. now: the instant, when the caller needs it first (clock.now()
     by default). `more`: the reads' other parameters."""
     now = now or clock.now()
     params = {"program_id": caller.program_id, "member_id": member_id, "key": key, "at": to_micros(now), **more}

@@ -81,8 +81,7 @@ def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberSummary:
     def work(conn) -> MemberSummary:
         now = clock.now()
         soon = {"start": to_micros(now), "end": to_micros(now + EXPIRING_SOON)}
-        lookups.read_ahead(conn, caller, member_id, "", _SUMMARY_READS, now=now, **soon)
-        keys.require_live(conn, caller)
+        keys.read_ahead_live(conn, caller, member_id, _SUMMARY_READS, now=now, **soon)
         return summarize(conn, caller.program_id, lookups.member(conn, caller.program_id, member_id), now)
 
     return unit_of_work.run(engine, work, read_only=True)

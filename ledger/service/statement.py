@@ -73,8 +73,7 @@ def list_transactions(engine: Engine, caller: Caller, query: StatementQuery) -> 
     before = _decode(query.page_token, fingerprint) if query.page_token else None
 
     def work(conn) -> StatementPage:
-        lookups.read_ahead(conn, caller, query.member_id, "", (members.BY_ID,))  # with the key's revocation
-        keys.require_live(conn, caller)
+        keys.read_ahead_live(conn, caller, query.member_id, (members.BY_ID,))
         lookups.member(conn, caller.program_id, query.member_id)
         rows = transactions.statement_page(
             conn,
