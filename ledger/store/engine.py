@@ -26,8 +26,8 @@ def database_url() -> str:
 
 def without_statement_timeout(conn: Connection) -> None:
     """Lifts, for the rest of conn's transaction, the per-statement time limit every connection
-    gets (meant for a till's calls). Work over the whole ledger (a migration, a verification)
-    takes as long as the ledger is big; cut short, it would do nothing at all."""
+    gets (meant for a till's calls). Work over the whole ledger (a verification) takes as long
+    as the ledger is big; cut short, it would do nothing at all."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
 

@@ -35,9 +35,7 @@ BY_ID = prefetch.Read("member", _by_id, ("program_id", "member_id"))
 # The locked row as the read after the lock fetches it (already locked by then: FOR UPDATE
 # there takes nothing new); read alone, it takes the lock itself.
 LOCKED = prefetch.Read("member_locked", _by_id_locked, ("program_id", "member_id"))
-_lock = select(members.c.last_seq).where(
-    members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id")
-).with_for_update()
+_lock = _by_id.with_only_columns(members.c.last_seq).with_for_update()
 
 
 def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
