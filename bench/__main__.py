@@ -82,7 +82,8 @@ def main() -> int:
         "--server-pid",
         type=int,
         help="the server's process id: adds the CPU per call spent by the server, by this machine's "
-        "PostgreSQL and by the load generator (read from /proc; all three on this machine)",
+        "PostgreSQL and by the load generator (read from /proc; all three on this machine), and the "
+        "ceiling: the ratio to health a scenario could reach if the server's work beyond one RPC's transport cost nothing",
     )
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)

@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.stats import Sample
 
 HEADER = "| scenario | ok calls | throughput (ok/s) | x health | p50 ms | p95 ms | p99 ms | errors |"
-CPU_COLUMNS = " server CPU ms/call | database CPU ms/call | load generator CPU ms/call |"
+CPU_COLUMNS = " server CPU ms/call | database CPU ms/call | load generator CPU ms/call | ceiling x health |"
 
 
 def header(sample: Sample) -> str:
@@ -19,11 +19,12 @@ def header(sample: Sample) -> str:
 def row(name: str, sample: Sample, health: Sample) -> str:
     ratio = sample.throughput / health.throughput if health.throughput else 0.0
     errors = ", ".join(f"{code}: {n}" for code, n in sorted(sample.errors().items())) or "none"
-    cpu = sample.cpu_ms_per_call()
+    cpu, ceiling = sample.cpu_ms_per_call(), sample.ceiling(health)
     return (
         f"| {name} | {sample.ok} | {sample.throughput:.0f} | {ratio:.2f} | {sample.percentile(50):.1f} | "
         f"{sample.percentile(95):.1f} | {sample.percentile(99):.1f} | {errors} |"
         + ("" if cpu is None else " {:.2f} | {:.2f} | {:.2f} |".format(*cpu))
+        + ("" if cpu is None else " - |" if ceiling is None else f" {ceiling:.2f} |")
     )
 
 

@@ -29,6 +29,19 @@ class Sample:
             return None
         return tuple(1000 * s / self.calls for s in (self.server_cpu_s, self.database_cpu_s, self.load_cpu_s))
 
+    def ceiling(self, health: "Sample") -> float | None:
+        """The most this scenario's throughput could be, as a ratio to health's, if the server's
+        own work beyond the transport cost nothing: server, database and load generator share
+        the machine's cores, so throughput goes as the inverse of their CPU per call, and what
+        would be left per call is this scenario's database and load-generator CPU plus a
+        health call's server CPU (what gRPC costs the server for one RPC). An upper bound: a
+        scenario making several RPCs per call (till) pays the transport more than once."""
+        mine, theirs = self.cpu_ms_per_call(), health.cpu_ms_per_call()
+        if mine is None or theirs is None:
+            return None
+        floor = mine[1] + mine[2] + theirs[0]
+        return sum(theirs) / floor if floor else None
+
     @property
     def calls(self) -> int:
         return sum(self.codes.values())
