@@ -5,6 +5,7 @@
   python -m bench run --setup bench/out/setup.json --scenario earn --concurrency 64 --duration 20
   python -m bench run --setup ... --scenario all --report bench/out/report.md
   python -m bench scale --ledger 10k URL SETUP --ledger 10m URL SETUP   (p99 ratios, see bench/scale.py)
+  python -m bench serial --operation earn --calls 3000   (one call's cost without gRPC, see bench/serial.py)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, scale, seed, server_models, soak
+from bench import report, runner, scale, seed, serial, server_models, soak
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -89,6 +90,7 @@ def main() -> int:
     soak.add_parser(sub)
     scale.add_parser(sub)
     server_models.add_parser(sub)
+    serial.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 

@@ -1,0 +1,91 @@
+"""`python -m bench serial`: what one call costs with gRPC and concurrency taken away.
+
+  LOYALTY_DATABASE_URL=postgresql://... python -m bench serial --setup bench/out/setup.json \
+      --operation earn --calls 3000
+
+Runs the use case behind an RPC (Earn: request checks, `earning.earn`; GetMember:
+`members.get_member`) in a loop in this process, one call after another, on the seeded
+ledger the setup describes, each call authenticated with the setup's key as the server
+does it (the key's row as last read, its revocation read in the call's transaction). After a
+warm-up (prepared statements, caches), it prints wall time, this process's CPU and this
+machine's PostgreSQL CPU per call (from /proc). Set against `bench run --server-pid`, the
+difference is what serving over gRPC with many clients at once adds. Earn writes to the
+ledger, as `bench run` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from bench import procfs
+from bench.scenarios import Context, _member, _order
+from ledger.api import requests
+from ledger.gen.loyalty.v1 import ledger_pb2
+from ledger.service import earning, keys, members
+from ledger.store.engine import create_engine_for
+
+OPERATIONS = ("earn", "get-member")
+
+
+def _earn(engine, key: str, ctx: Context) -> None:
+    caller = keys.authenticate(engine, key, "Ledger.Earn")
+    request = ledger_pb2.EarnRequest(member_id=_member(ctx), idempotency_key=secrets.token_hex(12), order=_order())
+    command, key = requests.earn(request, key_required=True)
+    earning.earn(engine, caller, requests.mutation("Earn", request, key), command)
+
+
+def _get_member(engine, key: str, ctx: Context) -> None:
+    caller = keys.authenticate(engine, key, "Ledger.GetMember")
+    members.get_member(engine, caller, _member(ctx))
+
+
+def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> dict:
+    """Per-call wall time, this process's CPU and PostgreSQL's CPU, in ms, over `calls`."""
+    engine = create_engine_for(url, pool_size=1)
+    try:
+        ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
+        one = _earn if operation == "earn" else _get_member
+        for _ in range(warmup):
+            one(engine, setup["key"], ctx)
+        database_before, cpu_before, started = procfs.cpu_seconds(procfs.postgres_pids()), time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            one(engine, setup["key"], ctx)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+        database = procfs.cpu_seconds(procfs.postgres_pids()) - database_before
+    finally:
+        engine.dispose()
+    return {
+        "operation": operation,
+        "calls": calls,
+        "wall_ms": 1000 * wall / calls,
+        "python_cpu_ms": 1000 * cpu / calls,
+        "database_cpu_ms": 1000 * database / calls,
+    }
+
+
+def run(args) -> int:
+    url = os.environ.get("LOYALTY_DATABASE_URL")
+    if not url:
+        print("set LOYALTY_DATABASE_URL to the seeded PostgreSQL database", file=sys.stderr)
+        return 2
+    setup = json.loads(Path(args.setup).read_text())
+    found = measure(url, setup, args.operation, args.calls, args.warmup)
+    print(
+        f"{found['operation']}: {found['calls']} calls one after another, per call: wall {found['wall_ms']:.3f} ms, "
+        f"Python CPU {found['python_cpu_ms']:.3f} ms, PostgreSQL CPU {found['database_cpu_ms']:.3f} ms"
+    )
+    return 0
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("serial", help="one use case in a loop in-process (no gRPC): Python and PostgreSQL CPU per call")
+    s.add_argument("--setup", default="bench/out/setup.json")
+    s.add_argument("--operation", choices=OPERATIONS, default="earn")
+    s.add_argument("--calls", type=int, default=3000)
+    s.add_argument("--warmup", type=int, default=300, help="calls before measuring (prepared statements, caches)")
+    s.set_defaults(run=run)
