@@ -21,11 +21,11 @@ class Context:
     member_prefix: str
 
 
-def _member(ctx: Context) -> str:
+def random_member(ctx: Context) -> str:
     return f"{ctx.member_prefix}{random.randrange(ctx.members)}"
 
 
-def _order() -> common_pb2.Order:
+def random_order() -> common_pb2.Order:
     lines = [
         common_pb2.OrderLine(
             sku=f"SKU-{random.randrange(5000)}",
@@ -50,7 +50,9 @@ async def health(channel, ctx: Context) -> None:
 
 
 async def earn(channel, ctx: Context) -> None:
-    request = ledger_pb2.EarnRequest(member_id=_member(ctx), idempotency_key=secrets.token_hex(12), order=_order())
+    request = ledger_pb2.EarnRequest(
+        member_id=random_member(ctx), idempotency_key=secrets.token_hex(12), order=random_order()
+    )
     await ledger_pb2_grpc.LedgerStub(channel).Earn(request, metadata=ctx.metadata, timeout=10)
 
 
@@ -61,7 +63,7 @@ async def redeem_hot(channel, ctx: Context) -> None:
 
 async def till(channel, ctx: Context) -> None:
     stub = ledger_pb2_grpc.LedgerStub(channel)
-    member = _member(ctx)
+    member = random_member(ctx)
     hold = await stub.AuthorizeRedemption(
         ledger_pb2.AuthorizeRedemptionRequest(member_id=member, idempotency_key=secrets.token_hex(12), points=1),
         metadata=ctx.metadata,
@@ -76,13 +78,13 @@ async def till(channel, ctx: Context) -> None:
 
 async def get_member(channel, ctx: Context) -> None:
     await ledger_pb2_grpc.LedgerStub(channel).GetMember(
-        ledger_pb2.GetMemberRequest(member_id=_member(ctx)), metadata=ctx.metadata, timeout=10
+        ledger_pb2.GetMemberRequest(member_id=random_member(ctx)), metadata=ctx.metadata, timeout=10
     )
 
 
 async def statement(channel, ctx: Context) -> None:
     await ledger_pb2_grpc.LedgerStub(channel).ListTransactions(
-        ledger_pb2.ListTransactionsRequest(member_id=_member(ctx), page_size=50), metadata=ctx.metadata, timeout=10
+        ledger_pb2.ListTransactionsRequest(member_id=random_member(ctx), page_size=50), metadata=ctx.metadata, timeout=10
     )
 
 

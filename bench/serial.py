@@ -6,11 +6,14 @@
 Runs the use case behind an RPC (Earn: request checks, `earning.earn`; GetMember:
 `members.get_member`) in a loop in this process, one call after another, on the seeded
 ledger the setup describes, each call authenticated with the setup's key as the server
-does it (the key's row as last read, its revocation read in the call's transaction). After a
-warm-up (prepared statements, caches), it prints wall time, this process's CPU and this
-machine's PostgreSQL CPU per call (from /proc). Set against `bench run --server-pid`, the
-difference is what serving over gRPC with many clients at once adds. Earn writes to the
-ledger, as `bench run` does.
+does it (the key's row as last read, its revocation read in the call's transaction).
+The requests are built before the clock starts: making them is the load generator's
+work. After a warm-up (prepared statements, caches), it prints wall time, this process's
+CPU and PostgreSQL's CPU per call (from /proc: every PostgreSQL process on this machine,
+so run it on an otherwise idle database server). Set against `bench run --server-pid`,
+the difference is what serving over gRPC to many clients at once adds: the transport,
+the interceptor (role check, metrics, the log line), building the response, and
+handing calls between threads. Earn writes to the ledger, as `bench run` does.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench import procfs
-from bench.scenarios import Context, _member, _order
+from bench.scenarios import Context, random_member, random_order
 from ledger.api import requests
 from ledger.gen.loyalty.v1 import ledger_pb2
 from ledger.service import earning, keys, members
@@ -32,29 +35,41 @@ from ledger.store.engine import create_engine_for
 OPERATIONS = ("earn", "get-member")
 
 
-def _earn(engine, key: str, ctx: Context) -> None:
-    caller = keys.authenticate(engine, key, "Ledger.Earn")
-    request = ledger_pb2.EarnRequest(member_id=_member(ctx), idempotency_key=secrets.token_hex(12), order=_order())
-    command, key = requests.earn(request, key_required=True)
-    earning.earn(engine, caller, requests.mutation("Earn", request, key), command)
+def _earn_requests(ctx: Context, count: int) -> list[ledger_pb2.EarnRequest]:
+    return [
+        ledger_pb2.EarnRequest(
+            member_id=random_member(ctx), idempotency_key=secrets.token_hex(12), order=random_order()
+        )
+        for _ in range(count)
+    ]
 
 
-def _get_member(engine, key: str, ctx: Context) -> None:
-    caller = keys.authenticate(engine, key, "Ledger.GetMember")
-    members.get_member(engine, caller, _member(ctx))
+def _earn(engine, api_key: str, request: ledger_pb2.EarnRequest) -> None:
+    caller = keys.authenticate(engine, api_key, "Ledger.Earn")
+    command, idempotency_key = requests.earn(request, key_required=True)
+    earning.earn(engine, caller, requests.mutation("Earn", request, idempotency_key), command)
+
+
+def _get_member(engine, api_key: str, member_id: str) -> None:
+    caller = keys.authenticate(engine, api_key, "Ledger.GetMember")
+    members.get_member(engine, caller, member_id)
 
 
 def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> dict:
     """Per-call wall time, this process's CPU and PostgreSQL's CPU, in ms, over `calls`."""
+    ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
+    if operation == "earn":
+        call_once, arguments = _earn, _earn_requests(ctx, warmup + calls)
+    else:
+        call_once, arguments = _get_member, [random_member(ctx) for _ in range(warmup + calls)]
     engine = create_engine_for(url, pool_size=1)
     try:
-        ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
-        one = _earn if operation == "earn" else _get_member
-        for _ in range(warmup):
-            one(engine, setup["key"], ctx)
-        database_before, cpu_before, started = procfs.cpu_seconds(procfs.postgres_pids()), time.process_time(), time.perf_counter()
-        for _ in range(calls):
-            one(engine, setup["key"], ctx)
+        for argument in arguments[:warmup]:
+            call_once(engine, setup["key"], argument)
+        database_before = procfs.cpu_seconds(procfs.postgres_pids())
+        cpu_before, started = time.process_time(), time.perf_counter()
+        for argument in arguments[warmup:]:
+            call_once(engine, setup["key"], argument)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         database = procfs.cpu_seconds(procfs.postgres_pids()) - database_before
     finally:
@@ -72,6 +87,9 @@ def run(args) -> int:
     url = os.environ.get("LOYALTY_DATABASE_URL")
     if not url:
         print("set LOYALTY_DATABASE_URL to the seeded PostgreSQL database", file=sys.stderr)
+        return 2
+    if args.calls < 1 or args.warmup < 0:
+        print("--calls must be at least 1 and --warmup at least 0", file=sys.stderr)
         return 2
     setup = json.loads(Path(args.setup).read_text())
     found = measure(url, setup, args.operation, args.calls, args.warmup)

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 
 from bench import procfs
-from bench.scenarios import _order
+from bench.scenarios import random_order
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 
 BUSINESS_ANSWERS = {"OK", "FAILED_PRECONDITION"}
@@ -121,7 +121,7 @@ class Soak:
         try:
             if roll < self.mix[0]:
                 request = ledger_pb2.EarnRequest(
-                    member_id=self._member(), idempotency_key=f"soak-{secrets.token_hex(12)}", order=_order()
+                    member_id=self._member(), idempotency_key=f"soak-{secrets.token_hex(12)}", order=random_order()
                 )
                 await stub.Earn(request, metadata=self.metadata, timeout=10)
             elif roll < self.mix[0] + self.mix[1]:

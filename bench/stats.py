@@ -29,18 +29,21 @@ class Sample:
             return None
         return tuple(1000 * s / self.calls for s in (self.server_cpu_s, self.database_cpu_s, self.load_cpu_s))
 
-    def ceiling(self, health: "Sample") -> float | None:
-        """The most this scenario's throughput could be, as a ratio to health's, if the server's
-        own work beyond the transport cost nothing: server, database and load generator share
-        the machine's cores, so throughput goes as the inverse of their CPU per call, and what
-        would be left per call is this scenario's database and load-generator CPU plus a
-        health call's server CPU (what gRPC costs the server for one RPC). An upper bound: a
-        scenario making several RPCs per call (till) pays the transport more than once."""
+    def ceiling(self, health: "Sample", cores: int) -> float | None:
+        """An upper bound on this scenario's throughput, as a ratio to health's measured one:
+        every one of the machine's cores busy (server, database and load generator share
+        them), and each call costing only its database and load-generator CPU as measured
+        plus a health call's server CPU (what the transport costs the server). It holds
+        whatever the server's own work is cut to, as long as the database's work per call
+        stays as it is; a scenario making several RPCs per call (till) pays the transport
+        more than once, so its bound is looser still."""
         mine, theirs = self.cpu_ms_per_call(), health.cpu_ms_per_call()
-        if mine is None or theirs is None:
+        if mine is None or theirs is None or health.throughput <= 0:
             return None
-        floor = mine[1] + mine[2] + theirs[0]
-        return sum(theirs) / floor if floor else None
+        floor_ms = mine[1] + mine[2] + theirs[0]
+        if floor_ms <= 0:
+            return None
+        return cores * 1000 / floor_ms / health.throughput
 
     @property
     def calls(self) -> int:

@@ -44,18 +44,25 @@ def test_serial_reports_cost_per_call_of_earn_and_get_member(tmp_path):
         assert seeded.returncode == 0, seeded.stderr
         for operation in ("earn", "get-member"):
             before = _earns(url)
-            done = _bench(url, "serial", "--setup", setup, "--operation", operation, "--calls", "60", "--warmup", "10")
+            done = _bench(url, "serial", "--setup", setup, "--operation", operation, "--calls", "300", "--warmup", "10")
             assert done.returncode == 0, done.stdout + done.stderr
             found = LINE.search(done.stdout)
             assert found, done.stdout
-            assert found.group(1) == operation and int(found.group(2)) == 60
+            assert found.group(1) == operation and int(found.group(2)) == 300
             wall, python_cpu, database_cpu = (float(found.group(i)) for i in (3, 4, 5))
             assert wall > 0 and python_cpu > 0 and database_cpu > 0, found.group(0)
             # earn earns: warm-up and measured calls each wrote one EARN; get-member writes nothing
-            assert _earns(url) - before == (70 if operation == "earn" else 0)
+            assert _earns(url) - before == (310 if operation == "earn" else 0)
 
 
 def test_serial_needs_a_database(tmp_path):
     done = _bench(None, "serial", "--setup", str(tmp_path / "missing.json"))
     assert done.returncode == 2
     assert "LOYALTY_DATABASE_URL" in done.stderr
+
+
+def test_serial_needs_at_least_one_call(tmp_path):
+    unused_url = "postgresql://postgres@127.0.0.1:5432/postgres"  # refused before any connection
+    done = _bench(unused_url, "serial", "--setup", str(tmp_path / "missing.json"), "--calls", "0")
+    assert done.returncode == 2
+    assert "--calls must be at least 1" in done.stderr
