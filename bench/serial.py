@@ -3,8 +3,9 @@
   LOYALTY_DATABASE_URL=postgresql://... python -m bench serial --setup bench/out/setup.json \
       --operation earn --calls 3000
 
-Runs the use case behind an RPC (Earn: request checks, `earning.earn`; GetMember:
-`members.get_member`) in a loop in this process, one call after another, on the seeded
+Runs the use case behind an RPC (Earn: request checks, `earning.earn`; Redeem: request
+checks, `redemption.redeem` of one point from the setup's hot member, as redeem-hot does;
+GetMember: `members.get_member`) in a loop in this process, one call after another, on the seeded
 ledger the setup describes, each call authenticated with the setup's key as the server
 does it (the key's row as last read, its revocation read in the call's transaction).
 The requests are built before the clock starts: making them is the load generator's
@@ -29,10 +30,10 @@ from bench import procfs
 from bench.scenarios import Context, random_member, random_order
 from ledger.api import requests
 from ledger.gen.loyalty.v1 import ledger_pb2
-from ledger.service import earning, keys, members
+from ledger.service import earning, keys, members, redemption
 from ledger.store.engine import create_engine_for
 
-OPERATIONS = ("earn", "get-member")
+OPERATIONS = ("earn", "redeem", "get-member")
 
 
 def _earn_requests(ctx: Context, count: int) -> list[ledger_pb2.EarnRequest]:
@@ -50,6 +51,12 @@ def _earn(engine, api_key: str, request: ledger_pb2.EarnRequest) -> None:
     earning.earn(engine, caller, requests.mutation("Earn", request, idempotency_key), command)
 
 
+def _redeem(engine, api_key: str, request: ledger_pb2.RedeemRequest) -> None:
+    caller = keys.authenticate(engine, api_key, "Ledger.Redeem")
+    command, idempotency_key = requests.redeem(request)
+    redemption.redeem(engine, caller, requests.mutation("Redeem", request, idempotency_key), command)
+
+
 def _get_member(engine, api_key: str, member_id: str) -> None:
     caller = keys.authenticate(engine, api_key, "Ledger.GetMember")
     members.get_member(engine, caller, member_id)
@@ -60,6 +67,11 @@ def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> d
     ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
     if operation == "earn":
         call_once, arguments = _earn, _earn_requests(ctx, warmup + calls)
+    elif operation == "redeem":
+        call_once, arguments = _redeem, [
+            ledger_pb2.RedeemRequest(member_id=ctx.hot_member, idempotency_key=secrets.token_hex(12), points=1)
+            for _ in range(warmup + calls)
+        ]
     else:
         call_once, arguments = _get_member, [random_member(ctx) for _ in range(warmup + calls)]
     engine = create_engine_for(url, pool_size=1)

@@ -1,5 +1,5 @@
 """`python -m bench serial` on a seeded ledger: one use case in a loop in-process, its wall
-time and CPU per call, and (for earn) the calls really written to the ledger."""
+time and CPU per call, and (for earn and redeem) the calls really written to the ledger."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.databases import postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(
-    r"^(earn|get-member): (\d+) calls one after another, per call: wall ([\d.]+) ms, "
+    r"^(earn|redeem|get-member): (\d+) calls one after another, per call: wall ([\d.]+) ms, "
     r"Python CPU ([\d.]+) ms, PostgreSQL CPU ([\d.]+) ms$",
     re.M,
 )
@@ -28,22 +28,22 @@ def _bench(url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _earns(url: str) -> int:
+def _transactions(url: str, kind: str) -> int:
     engine = create_engine_for(url, pool_size=1)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM transactions WHERE kind = 'EARN'")).scalar_one()
+            return conn.execute(text("SELECT count(*) FROM transactions WHERE kind = :kind"), {"kind": kind}).scalar_one()
     finally:
         engine.dispose()
 
 
-def test_serial_reports_cost_per_call_of_earn_and_get_member(tmp_path):
+def test_serial_reports_cost_per_call_of_earn_redeem_and_get_member(tmp_path):
     setup = str(tmp_path / "setup.json")
     with postgres_database() as url:
         seeded = _bench(url, "seed", "--members", "200", "--out", setup)
         assert seeded.returncode == 0, seeded.stderr
-        for operation in ("earn", "get-member"):
-            before = _earns(url)
+        for operation in ("earn", "redeem", "get-member"):
+            before = {kind: _transactions(url, kind) for kind in ("EARN", "REDEEM")}
             done = _bench(url, "serial", "--setup", setup, "--operation", operation, "--calls", "300", "--warmup", "10")
             assert done.returncode == 0, done.stdout + done.stderr
             found = LINE.search(done.stdout)
@@ -51,8 +51,9 @@ def test_serial_reports_cost_per_call_of_earn_and_get_member(tmp_path):
             assert found.group(1) == operation and int(found.group(2)) == 300
             wall, python_cpu, database_cpu = (float(found.group(i)) for i in (3, 4, 5))
             assert wall > 0 and python_cpu > 0 and database_cpu > 0, found.group(0)
-            # earn earns: warm-up and measured calls each wrote one EARN; get-member writes nothing
-            assert _earns(url) - before == (310 if operation == "earn" else 0)
+            # warm-up and measured calls each wrote one transaction of their kind; get-member none
+            written = {kind: _transactions(url, kind) - before[kind] for kind in before}
+            assert written == {"EARN": 310 if operation == "earn" else 0, "REDEEM": 310 if operation == "redeem" else 0}
 
 
 def test_serial_needs_a_database(tmp_path):
