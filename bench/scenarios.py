@@ -49,16 +49,24 @@ async def health(channel, ctx: Context) -> None:
     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
 
 
-async def earn(channel, ctx: Context) -> None:
-    request = ledger_pb2.EarnRequest(
+def earn_request(ctx: Context) -> ledger_pb2.EarnRequest:
+    """A new order for a random member, with a key of its own."""
+    return ledger_pb2.EarnRequest(
         member_id=random_member(ctx), idempotency_key=secrets.token_hex(12), order=random_order()
     )
-    await ledger_pb2_grpc.LedgerStub(channel).Earn(request, metadata=ctx.metadata, timeout=10)
+
+
+def redeem_hot_request(ctx: Context) -> ledger_pb2.RedeemRequest:
+    """One point from the hot member, with a key of its own."""
+    return ledger_pb2.RedeemRequest(member_id=ctx.hot_member, idempotency_key=secrets.token_hex(12), points=1)
+
+
+async def earn(channel, ctx: Context) -> None:
+    await ledger_pb2_grpc.LedgerStub(channel).Earn(earn_request(ctx), metadata=ctx.metadata, timeout=10)
 
 
 async def redeem_hot(channel, ctx: Context) -> None:
-    request = ledger_pb2.RedeemRequest(member_id=ctx.hot_member, idempotency_key=secrets.token_hex(12), points=1)
-    await ledger_pb2_grpc.LedgerStub(channel).Redeem(request, metadata=ctx.metadata, timeout=10)
+    await ledger_pb2_grpc.LedgerStub(channel).Redeem(redeem_hot_request(ctx), metadata=ctx.metadata, timeout=10)
 
 
 async def till(channel, ctx: Context) -> None:

@@ -21,28 +21,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
 
 from bench import procfs
-from bench.scenarios import Context, random_member, random_order
+from bench.scenarios import Context, earn_request, random_member, redeem_hot_request
 from ledger.api import requests
 from ledger.gen.loyalty.v1 import ledger_pb2
 from ledger.service import earning, keys, members, redemption
 from ledger.store.engine import create_engine_for
 
 OPERATIONS = ("earn", "redeem", "get-member")
-
-
-def _earn_requests(ctx: Context, count: int) -> list[ledger_pb2.EarnRequest]:
-    return [
-        ledger_pb2.EarnRequest(
-            member_id=random_member(ctx), idempotency_key=secrets.token_hex(12), order=random_order()
-        )
-        for _ in range(count)
-    ]
 
 
 def _earn(engine, api_key: str, request: ledger_pb2.EarnRequest) -> None:
@@ -65,15 +55,13 @@ def _get_member(engine, api_key: str, member_id: str) -> None:
 def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> dict:
     """Per-call wall time, this process's CPU and PostgreSQL's CPU, in ms, over `calls`."""
     ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
-    if operation == "earn":
-        call_once, arguments = _earn, _earn_requests(ctx, warmup + calls)
-    elif operation == "redeem":
-        call_once, arguments = _redeem, [
-            ledger_pb2.RedeemRequest(member_id=ctx.hot_member, idempotency_key=secrets.token_hex(12), points=1)
-            for _ in range(warmup + calls)
-        ]
-    else:
-        call_once, arguments = _get_member, [random_member(ctx) for _ in range(warmup + calls)]
+    # the same requests as the scenarios of those names send
+    call_once, make = {
+        "earn": (_earn, earn_request),
+        "redeem": (_redeem, redeem_hot_request),
+        "get-member": (_get_member, random_member),
+    }[operation]
+    arguments = [make(ctx) for _ in range(warmup + calls)]
     engine = create_engine_for(url, pool_size=1)
     try:
         for argument in arguments[:warmup]:
