@@ -34,12 +34,7 @@ def cmd_seed(args) -> int:
 
 def cmd_run(args) -> int:
     setup = json.loads(Path(args.setup).read_text())
-    ctx = Context(
-        metadata=(("authorization", f"Bearer {setup['key']}"),),
-        members=setup["members"],
-        hot_member=setup["hot_member"],
-        member_prefix=setup["member_prefix"],
-    )
+    ctx = Context.from_setup(setup)
     names = [s for s in SCENARIOS if s != "health"] if args.scenario == "all" else [args.scenario]
     results = {}
     measure = (args.target, ctx, args.concurrency, args.duration, args.processes, args.server_pid)

@@ -153,18 +153,9 @@ class Server:
         self._log.close()
 
 
-def context(setup: dict) -> Context:
-    return Context(
-        metadata=(("authorization", f"Bearer {setup['key']}"),),
-        members=setup["members"],
-        hot_member=setup["hot_member"],
-        member_prefix=setup["member_prefix"],
-    )
-
-
 def measure(ledger: Ledger, repetition: int, args) -> list[Measurement]:
     setup = json.loads(ledger.setup.read_text())
-    ctx = context(setup)
+    ctx = Context.from_setup(setup)
     print(f"\n## {ledger.label}: {setup.get('entries', '?')} entries, {setup['members']} members, repetition {repetition}")
     print(report.HEADER, flush=True)
     server = Server(ledger.url, args.listen, Path(args.logs) / f"server-{ledger.label}-{repetition}.log")

@@ -20,6 +20,16 @@ class Context:
     hot_member: str
     member_prefix: str
 
+    @classmethod
+    def from_setup(cls, setup: dict) -> "Context":
+        """What `bench seed` wrote (its setup JSON): the seeded members and the key to call with."""
+        return cls(
+            metadata=(("authorization", f"Bearer {setup['key']}"),),
+            members=setup["members"],
+            hot_member=setup["hot_member"],
+            member_prefix=setup["member_prefix"],
+        )
+
 
 def random_member(ctx: Context) -> str:
     return f"{ctx.member_prefix}{random.randrange(ctx.members)}"

@@ -54,7 +54,7 @@ def _get_member(engine, api_key: str, member_id: str) -> None:
 
 def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> dict:
     """Per-call wall time, this process's CPU and PostgreSQL's CPU, in ms, over `calls`."""
-    ctx = Context((), setup["members"], setup["hot_member"], setup["member_prefix"])
+    ctx = Context.from_setup(setup)
     # the same requests as the scenarios of those names send
     call_once, make = {
         "earn": (_earn, earn_request),

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 
 from bench import procfs
-from bench.scenarios import random_order
+from bench.scenarios import Context, random_member, random_order
 from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 
 BUSINESS_ANSWERS = {"OK", "FAILED_PRECONDITION"}
@@ -102,9 +102,7 @@ def judge(
 class Soak:
     def __init__(self, target: str, setup: dict, rate: float, mix: tuple[float, float, float], max_in_flight: int):
         self.target = target
-        self.metadata = (("authorization", f"Bearer {setup['key']}"),)
-        self.members = int(setup["members"])
-        self.prefix = setup["member_prefix"]
+        self.ctx = Context.from_setup(setup)
         self.rate = rate
         self.mix = mix
         self.max_in_flight = max_in_flight
@@ -113,24 +111,21 @@ class Soak:
         self.dropped = 0
         self.in_flight = 0
 
-    def _member(self) -> str:
-        return f"{self.prefix}{random.randrange(self.members)}"
-
     async def _one(self, stub: ledger_pb2_grpc.LedgerStub, due: float) -> None:
         roll = random.random()
         try:
             if roll < self.mix[0]:
                 request = ledger_pb2.EarnRequest(
-                    member_id=self._member(), idempotency_key=f"soak-{secrets.token_hex(12)}", order=random_order()
+                    member_id=random_member(self.ctx), idempotency_key=f"soak-{secrets.token_hex(12)}", order=random_order()
                 )
-                await stub.Earn(request, metadata=self.metadata, timeout=10)
+                await stub.Earn(request, metadata=self.ctx.metadata, timeout=10)
             elif roll < self.mix[0] + self.mix[1]:
-                await stub.GetMember(ledger_pb2.GetMemberRequest(member_id=self._member()), metadata=self.metadata, timeout=10)
+                await stub.GetMember(ledger_pb2.GetMemberRequest(member_id=random_member(self.ctx)), metadata=self.ctx.metadata, timeout=10)
             else:
                 request = ledger_pb2.RedeemRequest(
-                    member_id=self._member(), idempotency_key=f"soak-{secrets.token_hex(12)}", points=random.randint(1, 5)
+                    member_id=random_member(self.ctx), idempotency_key=f"soak-{secrets.token_hex(12)}", points=random.randint(1, 5)
                 )
-                await stub.Redeem(request, metadata=self.metadata, timeout=10)
+                await stub.Redeem(request, metadata=self.ctx.metadata, timeout=10)
             code = "OK"
         except grpc.aio.AioRpcError as error:
             code = error.code().name
