@@ -6,6 +6,7 @@
   python -m bench run --setup ... --scenario all --report bench/out/report.md
   python -m bench scale --ledger 10k URL SETUP --ledger 10m URL SETUP   (p99 ratios, see bench/scale.py)
   python -m bench serial --operation earn --calls 3000   (one call's cost without gRPC, see bench/serial.py)
+  python -m bench stall --unfinished 200 --connections 20   (Health while calls never send a request, see bench/stall.py)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, scale, seed, serial, server_models, soak
+from bench import report, runner, scale, seed, serial, server_models, soak, stall
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -86,6 +87,7 @@ def main() -> int:
     scale.add_parser(sub)
     server_models.add_parser(sub)
     serial.add_parser(sub)
+    stall.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 
