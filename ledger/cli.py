@@ -61,7 +61,13 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
     tls_config, limiter = _security(args)
     engine = _engine(pool_size=args.workers)
     running = server.start(
-        engine, args.listen, max_workers=args.workers, share_port=share_port, tls=tls_config, limiter=limiter
+        engine,
+        args.listen,
+        max_workers=args.workers,
+        share_port=share_port,
+        tls=tls_config,
+        limiter=limiter,
+        request_timeout=args.request_timeout,
     )
     if args.metrics_port:
         from ledger.api import metrics
@@ -184,7 +190,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
     # One process runs Python on one core at a time (the GIL): threads beyond what covers the
     # database round trips only queue for it. 16 ran earn 11-35 % faster than 32 here (README).
-    serve.add_argument("--workers", type=int, default=16, help="RPC worker threads per process (default 16)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="worker threads doing the ledger's database work, per process (default 16); "
+        "32 more calls per worker may wait, beyond that RESOURCE_EXHAUSTED / SERVER_BUSY",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(os.environ.get("LOYALTY_REQUEST_TIMEOUT", "10")),
+        metavar="SECONDS",
+        help="a call that has not sent its request message after this long is ended with "
+        "DEADLINE_EXCEEDED / REQUEST_INCOMPLETE (default 10)",
+    )
     serve.add_argument(
         "--metrics-port",
         type=int,

@@ -22,6 +22,7 @@ _CODES = {
     Category.UNAVAILABLE: code_pb2.UNAVAILABLE,
     Category.UNIMPLEMENTED: code_pb2.UNIMPLEMENTED,
     Category.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    Category.DEADLINE_EXCEEDED: code_pb2.DEADLINE_EXCEEDED,
 }
 
 GRPC_CODES = {category: grpc.StatusCode[category.value] for category in Category}

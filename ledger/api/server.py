@@ -1,48 +1,89 @@
-"""Builds and runs the gRPC server: ledger services, health, reflection, graceful shutdown."""
+"""Builds and runs the gRPC server: ledger services, health, reflection, graceful shutdown.
+
+The server is grpc.aio: the event loop receives every call, serves health and reflection
+itself, and hands the ledger's calls (whose database work blocks) to a bounded pool of
+worker threads once their request has arrived (ledger.api.unary_calls,
+ledger.api.admission). The loop runs on a thread of its own, so `start` returns to a
+synchronous caller (the command line, the tests) as before.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
-from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
+from ledger.api.admission import Admission
 from ledger.api.call_guard import CallGuard
 from ledger.api.ledger_servicer import LedgerServicer
 from ledger.api.programs_servicer import ProgramsServicer
 from ledger.api.rate_limits import RateLimiter
+from ledger.api.store_health import StoreHealth
 from ledger.api.tls import TlsConfig
-from ledger.gen.loyalty.v1 import (
-    ledger_pb2,
-    ledger_pb2_grpc,
-    programs_pb2,
-    programs_pb2_grpc,
-)
+from ledger.api.unary_calls import generic_handler
+from ledger.gen.loyalty.v1 import ledger_pb2, programs_pb2
+from ledger.store.reachability import StoreProbe
 
 log = logging.getLogger("ledger.server")
 MAX_MESSAGE_BYTES = 1 * 1024 * 1024
-SERVICE_NAMES = (
-    ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
-    programs_pb2.DESCRIPTOR.services_by_name["Programs"].full_name,
+LEDGER_SERVICES = (
+    ledger_pb2.DESCRIPTOR.services_by_name["Ledger"],
+    programs_pb2.DESCRIPTOR.services_by_name["Programs"],
 )
+SERVICE_NAMES = tuple(service.full_name for service in LEDGER_SERVICES)
+# A call that has not sent its request message after this long is ended (REQUEST_INCOMPLETE).
+REQUEST_TIMEOUT_S = 10.0
+# Calls allowed to wait for a worker thread, per worker, before SERVER_BUSY.
+WAITING_PER_WORKER = 32
+HEALTH_PROBE_INTERVAL_S = 1.0
+HEALTH_PROBE_TIMEOUT_S = 2.0
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+    # Streams one connection may have open at once: one client cannot hold them all.
+    ("grpc.max_concurrent_streams", 256),
+    # Ping a connection quiet for a minute; a peer that does not answer in 20 s is gone.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # A connection with no call for 15 minutes is closed (clients reconnect transparently).
+    ("grpc.max_connection_idle_ms", 15 * 60_000),
+]
 
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    admission: Admission
+    store_health: StoreHealth
+    _tasks: list = field(default_factory=list)
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop accepting calls, let in-flight calls finish within the grace period."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace_seconds).wait()
+
+        async def stop() -> None:
+            for task in self._tasks:
+                task.cancel()
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace_seconds)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=grace_seconds + 30)
+        self.admission.shutdown()
+        self.store_health.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
 
 
 def start(
@@ -53,41 +94,60 @@ def start(
     share_port: bool = False,
     tls: TlsConfig | None = None,
     limiter: RateLimiter | None = None,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+    health_interval: float = HEALTH_PROBE_INTERVAL_S,
 ) -> RunningServer:
-    """share_port: several server processes listen on one port (SO_REUSEPORT); the kernel
+    """max_workers: threads doing the ledger's database work (at most 32 more calls each wait).
+    share_port: several server processes listen on one port (SO_REUSEPORT); the kernel
     spreads connections over them, so a machine's cores are not limited by one GIL.
     tls: serve TLS (mutual TLS when it names a client CA) instead of plaintext.
-    limiter: per-key rate limits (None: unlimited)."""
+    limiter: per-key rate limits (None: unlimited).
+    request_timeout: seconds a call may take to send its request message.
+    health_interval: seconds between probes of the database for the health service."""
     credentials = tls.server_credentials() if tls is not None else None  # bad files fail before binding
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[CallGuard(engine, limiter)],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-            # Unless asked to, refuse to share a port silently with another server.
-            ("grpc.so_reuseport", 1 if share_port else 0),
-        ],
-        maximum_concurrent_rpcs=max_workers * 8,
-    )
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerServicer(engine), server)
-    programs_pb2_grpc.add_ProgramsServicer_to_server(ProgramsServicer(engine), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
-    if credentials is not None:
-        port = server.add_secure_port(listen, credentials)
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    server.start()
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
+    thread.start()
+
+    async def build() -> RunningServer:
+        server = grpc.aio.server(
+            options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 1 if share_port else 0)],
+        )
+        admission = Admission(max_workers, max_workers * WAITING_PER_WORKER)
+        guard = CallGuard(engine, limiter)
+        for descriptor, servicer in zip(LEDGER_SERVICES, (LedgerServicer(engine), ProgramsServicer(engine))):
+            server.add_generic_rpc_handlers(
+                (generic_handler(descriptor, servicer, guard, admission, request_timeout),)
+            )
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        if credentials is not None:
+            port = server.add_secure_port(listen, credentials)
+        else:
+            port = server.add_insecure_port(listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {listen}")
+        store_health = StoreHealth(
+            StoreProbe(engine), health_servicer, ("", *SERVICE_NAMES), health_interval, HEALTH_PROBE_TIMEOUT_S
+        )
+        await store_health.probe_once()  # the first answer reflects the database already
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, store_health.status)
+        await server.start()
+        running = RunningServer(server, port, health_servicer, loop, thread, admission, store_health)
+        running._tasks.append(asyncio.ensure_future(store_health.run()))
+        return running
+
+    try:
+        return asyncio.run_coroutine_threadsafe(build(), loop).result(timeout=60)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        raise
 
 
 def serve_until_signal(running: RunningServer, grace_seconds: float = 10.0) -> None:

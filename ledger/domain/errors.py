@@ -21,6 +21,7 @@ class Category(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 # Outcomes that depend on ledger state are recorded under the idempotency key,

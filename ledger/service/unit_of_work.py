@@ -50,8 +50,13 @@ class CallScope:
         with self._lock:
             self._connection = None
 
+    @property
+    def attached(self) -> bool:
+        """Whether the call's work holds a connection now (a statement may be running)."""
+        return self._connection is not None
+
     def cancel(self) -> None:
-        """Called from gRPC's thread when the call ends; cancels only a statement still running for it."""
+        """Called when the call ends; cancels only a statement still running for it."""
         with self._lock:
             self.abandoned = True
             connection = self._connection
