@@ -24,11 +24,12 @@ def _engine(pool_size: int = 4):
 
 def _security(args):
     """The TLS settings and the rate limiter of `serve`; ValueError on inconsistent options."""
-    from ledger.api import rate_limits, tls
+    from ledger.api import rate_limits, tls, tracing
 
     config = tls.from_settings(args.tls_cert, args.tls_key, args.tls_client_ca)
     if config is not None:
         config.server_credentials()  # read the PEM files now: a bad path fails at start
+    tracing.check_installed()
     if args.rate_limit < 0 or args.rate_burst < 0:
         raise ValueError("--rate-limit and --rate-burst must not be negative")
     return config, rate_limits.from_settings(args.rate_limit, args.rate_burst)
@@ -55,11 +56,14 @@ def cmd_serve(args) -> int:
 
 
 def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
-    from ledger.api import server
+    from ledger.api import server, tracing
     from ledger.scheduler import DueWorkScheduler
 
     tls_config, limiter = _security(args)
     engine = _engine(pool_size=args.workers)
+    interceptors = ()
+    if tracing.wanted():
+        interceptors = tuple(tracing.instrument(engine, tracing.provider_from_environment()))
     running = server.start(
         engine,
         args.listen,
@@ -68,11 +72,12 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
         tls=tls_config,
         limiter=limiter,
         request_timeout=args.request_timeout,
+        interceptors=interceptors,
     )
     if args.metrics_port:
         from ledger.api import metrics
 
-        metrics.serve(args.metrics_port + getattr(args, "process_index", 0), engine)
+        metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), engine)
     scheduler = DueWorkScheduler(engine, args.due_work_interval if scheduler_on else 0)
     scheduler.start()
     log.info(
@@ -210,6 +215,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("LOYALTY_METRICS_PORT", "0")),
         help="serve Prometheus metrics on 127.0.0.1:PORT (+1 per extra process); 0 disables (default)",
+    )
+    serve.add_argument(
+        "--metrics-address",
+        default=os.environ.get("LOYALTY_METRICS_ADDRESS", "127.0.0.1"),
+        help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
     )
     serve.add_argument(
         "--processes",

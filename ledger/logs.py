@@ -8,6 +8,11 @@ import os
 import sys
 import time
 
+try:  # the `otel` extra: a call's log line names its trace
+    from opentelemetry import trace as _trace
+except ImportError:  # pragma: no cover - tracing not installed
+    _trace = None
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -20,6 +25,11 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if _trace is not None:
+            span = _trace.get_current_span().get_span_context()
+            if span.is_valid:
+                line["trace_id"] = format(span.trace_id, "032x")
+                line["span_id"] = format(span.span_id, "016x")
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

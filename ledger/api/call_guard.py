@@ -128,7 +128,11 @@ class CallGuard:
             transaction = getattr(response, "transaction", None)
             if transaction is not None and transaction.transaction_id:
                 kind = common_pb2.TransactionKind.Name(transaction.kind).removeprefix("TRANSACTION_KIND_")
-                metrics.observe_points(caller.program_id, kind, transaction.points)
+                sources = (
+                    (common_pb2.PointsSource.Name(line.source).removeprefix("POINTS_SOURCE_"), line.points)
+                    for line in transaction.breakdown
+                )
+                metrics.observe_points(caller.program_id, kind, transaction.points, sources)
             if not caller_waiting():
                 outcome["code"] = "CANCELLED"
             return response

@@ -1,7 +1,15 @@
 """Prometheus metrics, served on their own HTTP port (prometheus-client).
 
-- loyalty_rpc_total / loyalty_rpc_duration_seconds: every call by method and status code;
+The call metrics carry the names and labels of go-grpc-prometheus / py-grpc-prometheus,
+which the usual gRPC dashboards and alerts are written against:
+- grpc_server_started_total / grpc_server_handled_total (with grpc_code) /
+  grpc_server_handling_seconds, by grpc_type, grpc_service and grpc_method, for every
+  loyalty.v1 call (health and reflection are served by the event loop and not counted);
+and the ledger's own:
 - loyalty_points_total: points moved by program and transaction kind (earned, redeemed, ...);
+- loyalty_points_issued_total: points credited by program and source (base, tier bonus,
+  campaign, activity, referral, adjustment);
+- loyalty_points_expired_total: points expired by the due-work job, by program;
 - loyalty_db_pool_connections_in_use: database connections checked out of the pool.
 """
 
@@ -10,29 +18,58 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import Engine
 
-RPCS = Counter("loyalty_rpc_total", "gRPC calls handled", ["method", "code"])
-RPC_SECONDS = Histogram(
-    "loyalty_rpc_duration_seconds",
-    "gRPC call latency",
-    ["method", "code"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+CALL_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+STARTED = Counter("grpc_server_started_total", "Total number of RPCs started on the server.", CALL_LABELS)
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "Total number of RPCs completed on the server, regardless of success or failure.",
+    [*CALL_LABELS, "grpc_code"],
+)
+HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+    CALL_LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 POINTS = Counter("loyalty_points_total", "Points moved by transactions, by kind", ["program", "kind"])
+ISSUED = Counter("loyalty_points_issued_total", "Points credited, by source", ["program", "source"])
+EXPIRED = Counter("loyalty_points_expired_total", "Points expired by the due-work job", ["program"])
 POOL_IN_USE = Gauge("loyalty_db_pool_connections_in_use", "Database connections checked out")
+UNARY = "unary"
 
 
-def observe_call(method: str, code: str, seconds: float) -> None:
-    RPCS.labels(method, code).inc()
-    RPC_SECONDS.labels(method, code).observe(seconds)
+def _labels(rpc: str) -> tuple[str, str, str]:
+    service, _, method = rpc.partition(".")
+    return UNARY, f"loyalty.v1.{service}", method
 
 
-def observe_points(program: str, kind: str, points: int) -> None:
+def observe_start(rpc: str) -> None:
+    STARTED.labels(*_labels(rpc)).inc()
+
+
+def observe_call(rpc: str, code: str, seconds: float) -> None:
+    """One call of rpc ("Service.Method") ended with code after seconds."""
+    labels = _labels(rpc)
+    HANDLED.labels(*labels, code).inc()
+    HANDLING_SECONDS.labels(*labels).observe(seconds)
+
+
+def observe_points(program: str, kind: str, points: int, breakdown=()) -> None:
+    """A transaction of `kind` moved `points`; breakdown: (source, points) pairs of a credit."""
     if points:
         POINTS.labels(program, kind).inc(abs(points))
+    for source, credited in breakdown:
+        if credited > 0:
+            ISSUED.labels(program, source).inc(credited)
 
 
-def serve(port: int, engine: Engine) -> None:
+def observe_expired(program: str, points: int) -> None:
+    if points:
+        EXPIRED.labels(program).inc(points)
+
+
+def serve(address: str, port: int, engine: Engine) -> None:
     """Starts the metrics endpoint (a daemon thread) and reports the pool of this engine."""
     pool = engine.pool
     POOL_IN_USE.set_function(lambda: pool.checkedout() if hasattr(pool, "checkedout") else 0)
-    start_http_server(port, addr="127.0.0.1")
+    start_http_server(port, addr=address)

@@ -96,6 +96,7 @@ def start(
     limiter: RateLimiter | None = None,
     request_timeout: float = REQUEST_TIMEOUT_S,
     health_interval: float = HEALTH_PROBE_INTERVAL_S,
+    interceptors: tuple = (),
 ) -> RunningServer:
     """max_workers: threads doing the ledger's database work (at most 32 more calls each wait).
     share_port: several server processes listen on one port (SO_REUSEPORT); the kernel
@@ -103,7 +104,8 @@ def start(
     tls: serve TLS (mutual TLS when it names a client CA) instead of plaintext.
     limiter: per-key rate limits (None: unlimited).
     request_timeout: seconds a call may take to send its request message.
-    health_interval: seconds between probes of the database for the health service."""
+    health_interval: seconds between probes of the database for the health service.
+    interceptors: grpc.aio server interceptors (tracing: ledger.api.tracing)."""
     credentials = tls.server_credentials() if tls is not None else None  # bad files fail before binding
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
@@ -111,6 +113,7 @@ def start(
 
     async def build() -> RunningServer:
         server = grpc.aio.server(
+            interceptors=interceptors or None,
             options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 1 if share_port else 0)],
         )
         admission = Admission(max_workers, max_workers * WAITING_PER_WORKER)

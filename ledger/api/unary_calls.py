@@ -20,6 +20,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
+from ledger.api import metrics
 from ledger.api.admission import Admission
 from ledger.api.call_guard import CallGuard, bearer, log_call, tolerant
 from ledger.api.errors import to_status
@@ -66,6 +67,7 @@ def _behavior(servicer, name: str):
 def _serve(rpc: str, behavior, guard: CallGuard, admission: Admission, request_timeout: float):
     async def serve(_requests, context: grpc.aio.ServicerContext):
         started = time.perf_counter()
+        metrics.observe_start(rpc)
         metadata = context.invocation_metadata()
         try:
             bearer(metadata)  # a call without a key is refused before its request is awaited
