@@ -301,12 +301,13 @@ class LedgerClient:
         member_id: str,
         order_id: str,
         amount: int,
-        currency: str,
+        currency: str = "",
         *,
         reason: str = "",
         idempotency_key: str | None = None,
     ) -> ledger_pb2.RefundOrderResponse:
-        """Claws back the order's earned points in proportion to the refunded `amount` (minor units)."""
+        """Claws back the order's earned points in proportion to the refunded `amount` (minor units
+        of the order's currency; `currency`, when given, must be the order's)."""
         key = idempotency_key or new_idempotency_key()
         request = ledger_pb2.RefundOrderRequest(
             member_id=member_id, order_id=order_id, idempotency_key=key, amount=amount, currency=currency, reason=reason

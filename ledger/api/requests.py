@@ -186,7 +186,8 @@ def refund(request: ledger_pb2.RefundOrderRequest) -> tuple[RefundCommand, str]:
     order_id = fields.identifier("order_id", request.order_id)
     key = fields.identifier("idempotency_key", request.idempotency_key)
     amount = fields.amount("amount", request.amount)
-    currency = fields.currency("currency", request.currency)
+    # Optional: the order's own currency applies; one given must be the order's (checked against it).
+    currency = fields.currency("currency", request.currency) if request.currency else ""
     reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
     fields.done()
     return RefundCommand(member, order_id, amount, currency, reason), key

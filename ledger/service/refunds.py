@@ -42,7 +42,7 @@ class RefundCommand:
     member_id: str
     order_id: str
     amount: int
-    currency: str
+    currency: str  # "" when the request left it out: the order's currency applies
     reason: str
 
 
@@ -89,7 +89,7 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
                 "ORDER_NOT_FOUND", f"order {command.order_id!r} earned nothing for member {command.member_id!r}"
             )
         earn = transactions.views_of(conn, program_id, earned[0])[0]
-        if command.currency != earn.currency:
+        if command.currency and command.currency != earn.currency:
             raise errors.invalid_field("currency", f"must be the order's currency {earn.currency}")
         if transactions.reversal_of(conn, program_id, earn.transaction_id):
             raise errors.refused("ORDER_EARN_REVERSED", f"the earn of order {command.order_id!r} was reversed")

@@ -237,6 +237,29 @@ def test_order_that_earned_nothing_has_nothing_to_claw_back(program, api):
     assert_clean(program)
 
 
+def test_refund_without_currency_takes_the_orders_currency(program, api):
+    """currency is optional on RefundOrder: the order already has one (DESIGN.md section 4)."""
+    update_program(api, currency="EUR")
+    member = new_member(api)
+    order = earn_order(api, member, 10_000, currency="EUR")
+    first = refund(api, member, order, 4_000, currency="")
+    assert (first.transaction.points, first.transaction.currency, first.transaction.order_amount) == (-40, "EUR", 4_000)
+    # given, it must be the order's: a different one is refused and writes nothing, its key stays free
+    refused_key = key()
+    for other in ("USD", "usd", "ZZZ"):
+        with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="currency"):
+            refund(api, member, order, 1_000, currency=other, idempotency_key=refused_key)
+    assert as_tuple(balance(api, member)) == (60, 0, 0, 60)
+    assert len(statement(api, member, REFUND)) == 1
+    rest = refund(api, member, order, 6_000, currency="EUR", idempotency_key=refused_key)
+    assert (rest.transaction.points, rest.transaction.currency) == (-60, "EUR")
+    # the same key and request again answers the same refund
+    again = refund(api, member, order, 6_000, currency="EUR", idempotency_key=refused_key)
+    assert again.transaction.transaction_id == rest.transaction.transaction_id
+    assert as_tuple(balance(api, member)) == (0, 0, 0, 0)
+    assert_clean(program)
+
+
 # --------------------------------------------------------------------------- pending first, spent points
 
 
