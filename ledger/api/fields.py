@@ -2,6 +2,12 @@
 
 A request is checked completely before any business logic runs; all violations
 are reported together and nothing is written.
+
+No string of a request may hold a control character (NUL, tab, newline, DEL, C1) or a
+Unicode line or paragraph separator: identifiers must be printable (str.isprintable),
+free text (reasons) and display names (tiers, campaigns, rewards) one line. Ledger
+requests check each string they carry; Programs requests are also walked whole
+(no_control_characters), so output-only ids and fields outside an update mask are covered.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Mapping, TypeVar
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.domain import errors
@@ -27,7 +35,10 @@ E = TypeVar("E")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z, the Timestamp range in the protobuf spec
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
-_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b-\x1f]")  # below space, except tab and newline
+# Control characters (Unicode category Cc: C0 with NUL, tab and newline, DEL, C1) and the Unicode
+# line and paragraph separators. No text field of a request may hold one: PostgreSQL cannot store
+# NUL at all, and a name, reason or id is one line of text on receipts, statements and logs.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Fields:
@@ -55,15 +66,35 @@ class Fields:
         return value
 
     def text(self, path: str, value: str, *, max_length: int, required: bool = False) -> str:
+        """Free text such as a reason: one line, no control characters; outer spaces are dropped."""
+        if _CONTROL_CHARACTER.search(value):
+            self.bad(path, "must be one line of text without control characters")
+            return ""
         if not value.strip():
             if required:
                 self.bad(path, "is required")
-            return value.strip()
+            return ""
         if len(value) > max_length:
             self.bad(path, f"is longer than {max_length} characters")
-        elif _CONTROL_CHARACTER.search(value):
-            self.bad(path, "contains control characters")
         return value.strip()
+
+    def no_control_characters(self, message: Message, prefix: str = "") -> None:
+        """Control characters in any string field of message, nested ones included, also those the
+        request does not read (output-only ids, fields outside the update mask): no text of a request
+        may hold one. A field already reported is not reported twice."""
+        reported = {violation.field for violation in self.violations}
+        for field, value in message.ListFields():
+            path = f"{prefix}{field.name}"
+            items = list(enumerate(value)) if field.is_repeated else [(None, value)]
+            for index, item in items:
+                at = path if index is None else f"{path}[{index}]"
+                if field.type == FieldDescriptor.TYPE_STRING:
+                    if at not in reported and _CONTROL_CHARACTER.search(item):
+                        self.bad(at, "must be one line of text without control characters")
+                elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.full_name.startswith(
+                    "google.protobuf."
+                ):
+                    self.no_control_characters(item, f"{at}.")
 
     def positive_points(self, path: str, value: int) -> int:
         if value <= 0:

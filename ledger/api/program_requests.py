@@ -140,6 +140,7 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             )
         else:
             fields.bad("update_mask", f"{path[:64]!r} is not a field of Program that can be changed")
+    fields.no_control_characters(request)
     fields.done()
     return changes
 
@@ -147,6 +148,7 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
 def tiers(request: programs_pb2.SetTiersRequest) -> list[TierDefinition]:
     fields = Fields()
     items = _list(fields, "tiers", request.tiers)
+    fields.no_control_characters(request)
     fields.done()
     return [
         TierDefinition(t.name, t.threshold, t.earn_multiplier_bps or 10_000, t.qualification_days or DEFAULT_QUALIFICATION_DAYS)
@@ -192,6 +194,7 @@ def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
     )
     conditions = _conditions(fields, message.conditions)
     time_zone = fields.identifier("campaign.time_zone", message.time_zone, required=False, max_length=64) or "UTC"
+    fields.no_control_characters(message, "campaign.")
     fields.done()
     rule = CampaignRule(
         campaign_id="",
@@ -240,6 +243,7 @@ def campaign_changes(request: programs_pb2.UpdateCampaignRequest) -> tuple[str, 
             changes["time_zone"] = fields.identifier("campaign.time_zone", message.time_zone, max_length=64)
         else:
             changes[path] = getattr(message, path)
+    fields.no_control_characters(request)
     fields.done()
     return campaign_id, changes
 
@@ -264,5 +268,6 @@ def reward(message: programs_pb2.Reward) -> RewardRecord:
     end = _instant(fields, "reward.end_time", message.end_time, message.HasField("end_time"), False)
     if message.unlimited_stock and message.stock:
         fields.bad("reward.stock", "give a stock or unlimited_stock, not both")
+    fields.no_control_characters(message, "reward.")
     fields.done()
     return RewardRecord("", message.name, message.points_price, start, end, None if message.unlimited_stock else message.stock, 0)

@@ -20,6 +20,13 @@ both backends, for each method:
 - a body over the 1 MiB limit is RESOURCE_EXHAUSTED.
 
 After each method's fuzzing `verify` must still be clean.
+
+Text: every string field of every request (found from the descriptors, nested and
+repeated ones included, display names of tiers, campaigns and rewards, reasons,
+output-only ids and fields outside an update mask) is given control characters (NUL,
+tab, newline, DEL, C1, the Unicode line separators) in an otherwise valid request: each
+is INVALID_ARGUMENT / INVALID_FIELD with a violation naming that field, and nothing was
+written (balances, statements, settings, tiers, campaigns, rewards as they were).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
-from google.protobuf import descriptor as pb_descriptor, text_format
+from google.protobuf import descriptor as pb_descriptor, field_mask_pb2, text_format
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +46,7 @@ from ledger.domain.kinds import Role
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.conftest import new_program
 from tests.grpc_helpers import earn, enroll, error_details, expect_error, key
-from tests.integration.ledger_checks import assert_verify_clean
+from tests.integration.ledger_checks import assert_verify_clean, outcome, snapshot
 
 FieldDescriptor = pb_descriptor.FieldDescriptor
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -118,6 +125,9 @@ class World:
         token = api.ledger.ListTransactions(
             ledger_pb2.ListTransactionsRequest(member_id="m-1", page_size=1), metadata=md
         ).next_page_token
+        self.referral_code, self.token = m1.referral_code, token
+        self.open_hold, self.adjustment = holds[0].hold_id, txs[3].transaction_id
+        self.campaign_id, self.reward_id = campaign.campaign_id, reward.reward_id
         self.ids = sorted({
             "m-1", "m-2", m1.referral_code, program.program_id,
             *(tx.transaction_id for tx in txs), *(tx.idempotency_key for tx in txs),
@@ -127,16 +137,23 @@ class World:
         self.other_key = new_program(program.backend).admin_key
 
     def state(self) -> tuple:
-        """What a failed call must leave as it was: m-1's balance and status, the settings, the tiers."""
+        """What a failed call must leave as it was: both members' balances, statements and status, the
+        settings, the tiers, the campaigns and the rewards."""
         md = self.api.metadata
-        member = self.api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id="m-1"), metadata=md).member
+        members = [
+            self.api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id=m), metadata=md).member for m in ("m-1", "m-2")
+        ]
         settings_ = self.api.programs.GetProgram(programs_pb2.GetProgramRequest(), metadata=md).program
         tiers = self.api.programs.ListTiers(programs_pb2.ListTiersRequest(), metadata=md)
+        campaigns = self.api.programs.ListCampaigns(programs_pb2.ListCampaignsRequest(page_size=500), metadata=md)
+        rewards = self.api.programs.ListRewards(programs_pb2.ListRewardsRequest(page_size=500), metadata=md)
         return (
-            member.balance.SerializeToString(deterministic=True),
-            member.status,
+            *(snapshot(self.api, m.member_id) for m in members),
+            *(m.status for m in members),
             settings_.SerializeToString(deterministic=True),
             tiers.SerializeToString(deterministic=True),
+            campaigns.SerializeToString(deterministic=True),
+            rewards.SerializeToString(deterministic=True),
         )
 
     def metadata(self, who: str) -> tuple:
@@ -336,6 +353,194 @@ def test_fuzzed_requests_never_internal_and_failures_change_nothing(program, wor
 
     fuzz()
     # Whatever the fuzzed calls did, the ledger is still sound.
+    assert_verify_clean(program)
+
+
+# ---------------------------------------------------------------- control characters in every text field
+
+# NUL (PostgreSQL cannot store it), tab, newline, carriage return, escape, DEL, C1 (NEL, CSI) and the
+# Unicode line and paragraph separators.
+CONTROL_CHARACTERS = ["\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+
+
+def text_paths(descriptor, prefix: tuple = (), depth: int = 0) -> list[tuple]:
+    """Every string field a request can carry, as the chain of field descriptors leading to it."""
+    found = []
+    for field in descriptor.fields:
+        here = (*prefix, field)
+        if field.type == FieldDescriptor.TYPE_STRING:
+            found.append(here)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and depth < 4:
+            if field.message_type.full_name == "google.protobuf.FieldMask":
+                found.append((*here, field.message_type.fields_by_name["paths"]))
+            elif not field.message_type.full_name.startswith("google.protobuf."):
+                found.extend(text_paths(field.message_type, here, depth + 1))
+    return found
+
+
+def dotted(path: tuple) -> str:
+    return ".".join(field.name for field in path)
+
+
+def place(request, path: tuple, text: str, *, in_mask: bool) -> str:
+    """Puts text at path (the first item of a repeated field, added if needed); returns the field
+    path a violation must name. With in_mask, an update request's mask names the changed field."""
+    target, names = request, []
+    for field in path[:-1]:
+        if field.message_type.full_name == "google.protobuf.FieldMask":
+            getattr(target, field.name).paths.insert(0, text)
+            return field.name  # an unknown mask path is a violation of the mask itself
+        if field.is_repeated:
+            items = getattr(target, field.name)
+            target = items[0] if len(items) else items.add()
+            names.append(f"{field.name}[0]")
+        else:
+            target = getattr(target, field.name)
+            names.append(field.name)
+    last = path[-1]
+    if last.is_repeated:
+        items = getattr(target, last.name)
+        if len(items):
+            items[0] = text
+        else:
+            items.append(text)
+        names.append(f"{last.name}[0]")
+    else:
+        setattr(target, last.name, text)
+        names.append(last.name)
+    if in_mask and "update_mask" in request.DESCRIPTOR.fields_by_name and len(path) > 1:
+        if path[1].name not in request.update_mask.paths:
+            request.update_mask.paths.append(path[1].name)
+    return ".".join(names)
+
+
+def valid_request(world: World, method):
+    """A request of method that would succeed (or fail only for a business reason) as it is."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    order = common_pb2.Order(
+        order_id=f"o-{secrets.token_hex(6)}", channel=common_pb2.CHANNEL_POS, amount=1000, currency="USD",
+        store_id="store-1", lines=[common_pb2.OrderLine(sku="A1", category="shoes", quantity=1, amount=1000)],
+    )
+    campaign = programs_pb2.Campaign(
+        name="summer", start_time=ts(now), end_time=ts(now + timedelta(days=1)), time_zone="Europe/Paris",
+        multiplier_bps=15_000, conditions=programs_pb2.CampaignConditions(
+            tiers=["Gold"], skus=["A1"], categories=["shoes"], activity_type="review_submitted"
+        ),
+    )
+    built = {
+        "EnrollMember": lambda: ledger_pb2.EnrollMemberRequest(
+            member_id=f"n-{secrets.token_hex(4)}", referral_code=world.referral_code
+        ),
+        "GetMember": lambda: ledger_pb2.GetMemberRequest(member_id="m-1"),
+        "Earn": lambda: ledger_pb2.EarnRequest(member_id="m-1", idempotency_key=key(), order=order),
+        "QuoteEarn": lambda: ledger_pb2.QuoteEarnRequest(member_id="m-1", idempotency_key=key(), order=order),
+        "Redeem": lambda: ledger_pb2.RedeemRequest(
+            member_id="m-1", idempotency_key=key(), points=1, order_id="o-r", channel=common_pb2.CHANNEL_POS,
+            store_id="store-1",
+        ),
+        "AuthorizeRedemption": lambda: ledger_pb2.AuthorizeRedemptionRequest(
+            member_id="m-1", idempotency_key=key(), points=1, order_id="o-a", store_id="store-1"
+        ),
+        "CaptureRedemption": lambda: ledger_pb2.CaptureRedemptionRequest(
+            hold_id=world.open_hold, idempotency_key=key(), points=1
+        ),
+        "VoidRedemption": lambda: ledger_pb2.VoidRedemptionRequest(hold_id=world.open_hold, idempotency_key=key()),
+        "RefundOrder": lambda: ledger_pb2.RefundOrderRequest(
+            member_id="m-1", order_id="o-0", idempotency_key=key(), amount=100, currency="USD", reason="returned"
+        ),
+        "RecordActivity": lambda: ledger_pb2.RecordActivityRequest(
+            member_id="m-1", idempotency_key=key(), activity_type="review_submitted"
+        ),
+        "AdjustPoints": lambda: ledger_pb2.AdjustPointsRequest(
+            member_id="m-1", idempotency_key=key(), points=5, reason="goodwill"
+        ),
+        "ReverseTransaction": lambda: ledger_pb2.ReverseTransactionRequest(
+            transaction_id=world.adjustment, idempotency_key=key(), reason="wrong member"
+        ),
+        "ListTransactions": lambda: ledger_pb2.ListTransactionsRequest(member_id="m-1", page_token=world.token),
+        "ListReferrals": lambda: ledger_pb2.ListReferralsRequest(member_id="m-1"),
+        "UpdateProgram": lambda: programs_pb2.UpdateProgramRequest(
+            program=programs_pb2.Program(
+                name=f"renamed-{secrets.token_hex(4)}", currency="USD",
+                earn_rate_rules=[programs_pb2.EarnRateRule(sku="A1", excluded=True)],
+                activity_rules=[programs_pb2.ActivityRule(activity_type="review_submitted", points=5)],
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+        ),
+        "SetTiers": lambda: programs_pb2.SetTiersRequest(
+            tiers=[programs_pb2.Tier(name="Member", threshold=0), programs_pb2.Tier(name="Silver", threshold=100)]
+        ),
+        "CreateCampaign": lambda: programs_pb2.CreateCampaignRequest(campaign=campaign),
+        "UpdateCampaign": lambda: programs_pb2.UpdateCampaignRequest(
+            campaign=programs_pb2.Campaign(campaign_id=world.campaign_id, name="renamed"),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+        ),
+        "GetCampaign": lambda: programs_pb2.GetCampaignRequest(campaign_id=world.campaign_id),
+        "PauseCampaign": lambda: programs_pb2.PauseCampaignRequest(campaign_id=world.campaign_id),
+        "CreateReward": lambda: programs_pb2.CreateRewardRequest(
+            reward=programs_pb2.Reward(name="tote bag", points_price=100, unlimited_stock=True)
+        ),
+        "ListCampaigns": lambda: programs_pb2.ListCampaignsRequest(page_size=1),
+        "ListRewards": lambda: programs_pb2.ListRewardsRequest(page_size=1),
+    }
+    return built[method.name]() if method.name in built else None
+
+
+TEXT_METHODS = [method for method in METHODS if text_paths(method.input_type)]
+
+
+def test_every_text_field_of_every_request_is_covered():
+    """A new string field or RPC is covered without touching this file; a new RPC needs a valid request."""
+    assert len(TEXT_METHODS) >= 23
+    names = {f"{m.name}.{dotted(path)}" for m in TEXT_METHODS for path in text_paths(m.input_type)}
+    assert {"SetTiers.tiers.name", "CreateCampaign.campaign.name", "UpdateCampaign.campaign.name",
+            "CreateReward.reward.name", "AdjustPoints.reason", "RefundOrder.reason", "ReverseTransaction.reason",
+            "UpdateProgram.program.activity_rules.activity_type", "Earn.order.lines.sku"} <= names
+
+
+def _refused_and_unchanged(world: World, method, request, expected_field: str) -> None:
+    stub = world.api.channel.unary_unary(
+        path_of(method), request_serializer=type(request).SerializeToString,
+        response_deserializer=GetMessageClass(method.output_type).FromString,
+    )
+    before = world.state()
+    code, reason, fields, _response = outcome(stub, request, world.api.metadata)
+    shown = describe(request)
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"), f"{method.name} {code}: {shown}"
+    assert expected_field in fields, f"{method.name}: no violation of {expected_field} in {fields}: {shown}"
+    assert world.state() == before, f"refused {method.name} changed state: {shown}"
+    if method.name == "EnrollMember" and expected_field != "member_id":
+        with expect_error(grpc.StatusCode.NOT_FOUND, "MEMBER_NOT_FOUND"):
+            world.api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id=request.member_id), metadata=world.api.metadata)
+
+
+@pytest.mark.parametrize("method", TEXT_METHODS, ids=[m.name for m in TEXT_METHODS])
+def test_control_characters_in_any_text_field_are_invalid_argument_and_write_nothing(program, world, method):
+    """Each string field in turn, each control character in turn (both inside and outside an update
+    mask), then hypothesis: random text around one or more control characters in a random field."""
+    paths = text_paths(method.input_type)
+    assert valid_request(world, method) is not None, f"add a valid {method.name} request to valid_request()"
+    for i, path in enumerate(paths):
+        for j in range(2):
+            char = CONTROL_CHARACTERS[(2 * i + j) % len(CONTROL_CHARACTERS)]
+            request = valid_request(world, method)
+            expected = place(request, path, f"x{char}y" if j else char, in_mask=bool(j))
+            _refused_and_unchanged(world, method, request, expected)
+
+    control = st.one_of(st.sampled_from(CONTROL_CHARACTERS), st.characters(categories=["Cc"]))
+    around = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=8)
+
+    @FUZZ
+    @given(
+        path=st.sampled_from(paths),
+        text=st.builds(lambda a, c, b: a + "".join(c) + b, around, st.lists(control, min_size=1, max_size=3), around),
+        in_mask=st.booleans(),
+    )
+    def fuzz(path, text, in_mask):
+        request = valid_request(world, method)
+        _refused_and_unchanged(world, method, request, place(request, path, text, in_mask=in_mask))
+
+    fuzz()
     assert_verify_clean(program)
 
 

@@ -95,6 +95,18 @@ def reverse_of(ctx, **overrides):
     return ledger_pb2.ReverseTransactionRequest(**fields)
 
 
+def refund_of(ctx, **overrides):
+    fields = dict(member_id="m-1", order_id=ctx["order"], idempotency_key=key(), amount=500, reason="returned")
+    fields.update(overrides)
+    return ledger_pb2.RefundOrderRequest(**fields)
+
+
+def campaign_of(**overrides) -> programs_pb2.CreateCampaignRequest:
+    fields = dict(name="double days", multiplier_bps=20_000, start_time=ts(now()), end_time=ts(now() + timedelta(days=2)))
+    fields.update(overrides)
+    return programs_pb2.CreateCampaignRequest(campaign=programs_pb2.Campaign(**fields))
+
+
 def list_of(**overrides):
     fields = dict(member_id="m-1", page_size=1)
     fields.update(overrides)
@@ -118,6 +130,8 @@ def valid_with_key(rpc: str, idempotency_key: str, ctx) -> tuple[object, int]:
         return adjust_of(idempotency_key=idempotency_key, points=7), 7
     if rpc == "ReverseTransaction":
         return reverse_of(ctx, idempotency_key=idempotency_key), -10
+    if rpc == "RefundOrder":
+        return refund_of(ctx, idempotency_key=idempotency_key), -5
     raise AssertionError(rpc)
 
 
@@ -218,6 +232,31 @@ CASES = [
     Case("reverse-tx-spaces", "ledger", "ReverseTransaction", lambda c: reverse_of(c, transaction_id=f" {c['tx']}"), "transaction_id"),
     Case("reverse-key-missing", "ledger", "ReverseTransaction", lambda c: reverse_of(c, idempotency_key=""), "idempotency_key"),
     Case("reverse-reason-control", "ledger", "ReverseTransaction", lambda c: reverse_of(c, reason="oops\x08"), "reason"),
+    # ---- Free text is one line: no control characters, newlines and tabs included
+    Case("adjust-reason-newline", "ledger", "AdjustPoints", lambda c: adjust_of(reason="goodwill\nfor the delay"), "reason"),
+    Case("adjust-reason-tab", "ledger", "AdjustPoints", lambda c: adjust_of(reason="goodwill\tdelay"), "reason"),
+    Case("adjust-reason-only-newline", "ledger", "AdjustPoints", lambda c: adjust_of(reason="\n"), "reason"),
+    Case("adjust-reason-line-separator", "ledger", "AdjustPoints", lambda c: adjust_of(reason="a\u2028b"), "reason"),
+    Case("reverse-reason-only-newline", "ledger", "ReverseTransaction", lambda c: reverse_of(c, reason="\r\n"), "reason"),
+    Case("reverse-reason-c1", "ledger", "ReverseTransaction", lambda c: reverse_of(c, reason="oops\x85"), "reason"),
+    Case("refund-reason-nul", "ledger", "RefundOrder", lambda c: refund_of(c, reason="broken\x00"), "reason"),
+    Case("refund-reason-newline", "ledger", "RefundOrder", lambda c: refund_of(c, reason="broken\nlid"), "reason"),
+    Case("refund-order-id-control", "ledger", "RefundOrder", lambda c: refund_of(c, order_id="o-\x1b"), "order_id"),
+    Case("refund-currency-nul", "ledger", "RefundOrder", lambda c: refund_of(c, currency="US\x00"), "currency"),
+    # ---- Display names: tiers, campaigns, rewards
+    Case("tiers-name-nul", "programs", "SetTiers", lambda c: programs_pb2.SetTiersRequest(tiers=[programs_pb2.Tier(name="Go\x00ld")]), "tiers[0].name"),
+    Case("tiers-name-newline", "programs", "SetTiers", lambda c: programs_pb2.SetTiersRequest(tiers=[programs_pb2.Tier(name="Member"), programs_pb2.Tier(name="Gold\nVIP", threshold=9)]), "tiers[1].name"),
+    Case("tiers-name-del", "programs", "SetTiers", lambda c: programs_pb2.SetTiersRequest(tiers=[programs_pb2.Tier(name="Gold\x7f")]), "tiers[0].name"),
+    Case("campaign-name-nul", "programs", "CreateCampaign", lambda c: campaign_of(name="double\x00days"), "campaign.name"),
+    Case("campaign-name-newline", "programs", "CreateCampaign", lambda c: campaign_of(name="double\ndays"), "campaign.name"),
+    Case("campaign-name-c1", "programs", "CreateCampaign", lambda c: campaign_of(name="double\x9bdays"), "campaign.name"),
+    Case("campaign-id-nul-on-create", "programs", "CreateCampaign", lambda c: campaign_of(campaign_id="\x00"), "campaign.campaign_id"),
+    Case("campaign-rename-nul", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\x00"), update_mask=field_mask_pb2.FieldMask(paths=["name"])), "campaign.name"),
+    Case("campaign-rename-tab", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\ty"), update_mask=field_mask_pb2.FieldMask(paths=["name"])), "campaign.name"),
+    Case("campaign-name-nul-outside-mask", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\x00", budget=5), update_mask=field_mask_pb2.FieldMask(paths=["budget"])), "campaign.name"),
+    Case("reward-name-nul", "programs", "CreateReward", lambda c: programs_pb2.CreateRewardRequest(reward=programs_pb2.Reward(name="mug\x00", points_price=10, unlimited_stock=True)), "reward.name"),
+    Case("reward-name-newline", "programs", "CreateReward", lambda c: programs_pb2.CreateRewardRequest(reward=programs_pb2.Reward(name="mug\n", points_price=10, unlimited_stock=True)), "reward.name"),
+    Case("reward-name-only-controls", "programs", "CreateReward", lambda c: programs_pb2.CreateRewardRequest(reward=programs_pb2.Reward(name="\x1c\x1d", points_price=10, unlimited_stock=True)), "reward.name"),
     # ---- ListTransactions
     Case("list-member-empty", "ledger", "ListTransactions", lambda c: list_of(member_id=""), "member_id"),
     Case("list-member-control", "ledger", "ListTransactions", lambda c: list_of(member_id="m-1\x7f"), "member_id"),
@@ -256,6 +295,9 @@ CASES = [
     Case("update-currency-unknown", "programs", "UpdateProgram", lambda c: update_of(["currency"], currency="ZZZ"), "program.currency"),
     Case("update-backdate-negative", "programs", "UpdateProgram", lambda c: update_of(["max_backdate_days"], max_backdate_days=-1), "program.max_backdate_days"),
     Case("update-name-empty", "programs", "UpdateProgram", lambda c: update_of(["name"], name=""), "program.name"),
+    Case("update-name-nul", "programs", "UpdateProgram", lambda c: update_of(["name"], name="shop\x00"), "program.name"),
+    Case("update-name-newline", "programs", "UpdateProgram", lambda c: update_of(["name"], name="shop\n"), "program.name"),
+    Case("update-activity-type-nul", "programs", "UpdateProgram", lambda c: update_of(["activity_rules"], activity_rules=[programs_pb2.ActivityRule(activity_type="review\x00", points=5)]), "program.activity_rules[0].activity_type"),
 ]
 
 
@@ -264,9 +306,14 @@ def _stub(api, case: Case):
 
 
 def _world(api) -> tuple:
-    """Everything a refused call must leave untouched: the member and the program settings."""
-    settings_ = api.programs.GetProgram(programs_pb2.GetProgramRequest(), metadata=api.metadata)
-    return snapshot(api, "m-1"), settings_.SerializeToString(deterministic=True)
+    """Everything a refused call must leave untouched: the member, the program settings, tiers,
+    campaigns and rewards."""
+    md = api.metadata
+    settings_ = api.programs.GetProgram(programs_pb2.GetProgramRequest(), metadata=md)
+    tiers = api.programs.ListTiers(programs_pb2.ListTiersRequest(), metadata=md)
+    campaigns = api.programs.ListCampaigns(programs_pb2.ListCampaignsRequest(page_size=500), metadata=md)
+    rewards = api.programs.ListRewards(programs_pb2.ListRewardsRequest(page_size=500), metadata=md)
+    return snapshot(api, "m-1"), *(m.SerializeToString(deterministic=True) for m in (settings_, tiers, campaigns, rewards))
 
 
 class Ctx:
@@ -275,7 +322,8 @@ class Ctx:
     def __init__(self, api) -> None:
         self.api = api
         enroll(api, "m-1")
-        self.tx = earn(api, "m-1", 1000).transaction.transaction_id
+        first = earn(api, "m-1", 1000).transaction
+        self.tx, self.order = first.transaction_id, first.order_id
         earn(api, "m-1", 2000)
 
     def _token(self, member_id: str) -> str:
@@ -286,6 +334,10 @@ class Ctx:
     def __getitem__(self, name: str) -> str:
         if name == "tx":
             return self.tx
+        if name == "order":
+            return self.order
+        if name == "campaign":
+            return self.api.programs.CreateCampaign(campaign_of(), metadata=self.api.metadata).campaign.campaign_id
         if name == "token_m1":
             return self._token("m-1")
         if name == "token_m2":
@@ -307,8 +359,8 @@ def test_cases_name_distinct_ids():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input_is_invalid_field_and_changes_nothing(program, api, ctx, case):
+    request = case.build(ctx)  # first: building may create what the request names (a campaign)
     before = _world(api)
-    request = case.build(ctx)
     with expect_error(INVALID, "INVALID_FIELD", field=case.field) as caught:
         _stub(api, case)(request, metadata=api.metadata)
     assert caught.value.details(), "a one-line human message"
@@ -319,7 +371,7 @@ def test_bad_input_is_invalid_field_and_changes_nothing(program, api, ctx, case)
 
     # Nothing was recorded under the key: it now serves a valid request.
     used_key = getattr(request, "idempotency_key", "")
-    if case.rpc in ("Earn", "Redeem", "AdjustPoints", "ReverseTransaction") and case.field != "idempotency_key":
+    if case.rpc in ("Earn", "Redeem", "AdjustPoints", "ReverseTransaction", "RefundOrder") and case.field != "idempotency_key":
         assert used_key
         valid, points = valid_with_key(case.rpc, used_key, ctx)
         response = _stub(api, case)(valid, metadata=api.metadata)
