@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ledger.domain.campaigns import CampaignState, StackingMode
-from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.kinds import Channel, PointsSource, Role, TransactionKind
 from ledger.domain.program import (
     ExpiryMode,
     NegativeBalancePolicy,
@@ -35,6 +35,7 @@ TIER_BASES: dict[int, TierBasis] = _by_suffix(programs_pb2.TierBasis, TierBasis,
 TIER_WINDOWS: dict[int, TierWindow] = _by_suffix(programs_pb2.TierWindow, TierWindow, "TIER_WINDOW_")
 STACKING_MODES: dict[int, StackingMode] = _by_suffix(programs_pb2.StackingMode, StackingMode, "STACKING_MODE_")
 CAMPAIGN_STATES: dict[int, CampaignState] = _by_suffix(programs_pb2.Campaign.State, CampaignState, "STATE_")
+ROLES: dict[int, Role] = {programs_pb2.ApiKeyRole.Value(f"API_KEY_ROLE_{role.name}"): role for role in Role}
 
 
 def number(mapping: dict[int, object], member: object) -> int:

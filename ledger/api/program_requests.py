@@ -18,7 +18,8 @@ from ledger.domain.limits import (
     MAX_ID_LENGTH,
     MAX_POINTS_PER_REQUEST,
 )
-from ledger.domain.program import ActivityRule, EarnRate, RateRule
+from ledger.domain.kinds import Role
+from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.gen.loyalty.v1 import programs_pb2
@@ -46,6 +47,20 @@ def _list(fields: Fields, path: str, items) -> list:
         fields.bad(path, f"has more than {MAX_RULES} entries")
         return []
     return list(items)
+
+
+def _activity_roles(fields: Fields, path: str, numbers) -> tuple[Role, ...]:
+    """The roles that may record an activity, in Role order; none given means the default."""
+    if not numbers:
+        return DEFAULT_ACTIVITY_ROLES
+    roles = set()
+    for i, number in enumerate(_list(fields, path, numbers)):
+        role = fields.enum(f"{path}[{i}]", number, enums.ROLES, required=True)
+        if role is Role.MARKETING:
+            fields.bad(f"{path}[{i}]", "a marketing key cannot call RecordActivity")
+        elif role is not None:
+            roles.add(role)
+    return tuple(role for role in Role if role in roles)
 
 
 def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
@@ -111,7 +126,8 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
                 _days(fields, f"{at}.max_per_period", item.max_per_period, 0, 1_000_000)
                 period = item.period_days or 30
                 _days(fields, f"{at}.period_days", period, 1, 3650)
-                rules.append(ActivityRule(kind, item.points, item.max_per_period, period))
+                roles = _activity_roles(fields, f"{at}.allowed_roles", item.allowed_roles)
+                rules.append(ActivityRule(kind, item.points, item.max_per_period, period, roles))
             if len({r.activity_type for r in rules}) != len(rules):
                 fields.bad("program.activity_rules", "names an activity type twice")
             changes["activity_rules"] = tuple(rules)

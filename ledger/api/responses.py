@@ -131,7 +131,8 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         ],
         activity_rules=[
             programs_pb2.ActivityRule(
-                activity_type=a.activity_type, points=a.points, max_per_period=a.max_per_period, period_days=a.period_days
+                activity_type=a.activity_type, points=a.points, max_per_period=a.max_per_period, period_days=a.period_days,
+                allowed_roles=[enums.number(enums.ROLES, role) for role in a.roles],
             )
             for a in rules.activity_rules
         ],

@@ -75,6 +75,11 @@ def refused(reason: str, message: str, **metadata: str) -> LedgerError:
     return LedgerError(Category.FAILED_PRECONDITION, reason, message, metadata=metadata)
 
 
+def permission_denied(reason: str, message: str, **metadata: str) -> LedgerError:
+    """The key may call the RPC but not for this (PERMISSION_DENIED; never recorded)."""
+    return LedgerError(Category.PERMISSION_DENIED, reason, message, metadata=metadata)
+
+
 def already_exists(reason: str, message: str, **metadata: str) -> LedgerError:
     return LedgerError(Category.ALREADY_EXISTS, reason, message, metadata=metadata)
 

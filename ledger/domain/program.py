@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ledger.domain.kinds import Channel
+from ledger.domain import errors
+from ledger.domain.kinds import Channel, Role
 from ledger.domain.referrals import ReferralRules
 
 
@@ -58,12 +59,36 @@ class RateRule:
     excluded: bool = False
 
 
+# Who may record an activity whose rule names no roles: not storefront keys, which often sit
+# somewhere less trusted (a web page, an app) and would otherwise mint points at will.
+DEFAULT_ACTIVITY_ROLES: tuple[Role, ...] = (Role.POS, Role.SUPPORT, Role.ADMIN)
+
+
 @dataclass(frozen=True)
 class ActivityRule:
     activity_type: str
     points: int
     max_per_period: int = 0
     period_days: int = 30
+    # The roles of the keys that may record it (RecordActivity).
+    roles: tuple[Role, ...] = DEFAULT_ACTIVITY_ROLES
+
+
+def check_activity_role(activity_type: str, role: Role, *rules: ActivityRule | None) -> None:
+    """A key may record an activity only when every given rule lets its role (the rule in force
+    now and the one in force when the activity happened: a backdated call must not reach back to
+    a rule that let more roles in). A missing rule lets the default roles in; whether a rule
+    exists at all is decide_activity's to say."""
+    for rule in rules:
+        allowed = rule.roles if rule is not None else DEFAULT_ACTIVITY_ROLES
+        if role not in allowed:
+            raise errors.permission_denied(
+                "ACTIVITY_ROLE_NOT_ALLOWED",
+                f"a {role.value} key may not record activity {activity_type!r}"
+                f" (allowed: {', '.join(r.value for r in allowed) or 'no role'})",
+                activity_type=activity_type,
+                role=role.value,
+            )
 
 
 @dataclass(frozen=True)
@@ -110,7 +135,7 @@ class ProgramRules:
             ],
             "activity_rules": [
                 {"activity_type": a.activity_type, "points": a.points, "max_per_period": a.max_per_period,
-                 "period_days": a.period_days}
+                 "period_days": a.period_days, "roles": [r.value for r in a.roles]}
                 for a in self.activity_rules
             ],
             "tier_basis": self.tier_basis.value,
@@ -133,7 +158,11 @@ def earning_fields(data: dict) -> dict:
             for r in data.get("rate_rules", [])
         ),
         "activity_rules": tuple(
-            ActivityRule(a["activity_type"], a["points"], a["max_per_period"], a["period_days"])
+            ActivityRule(
+                a["activity_type"], a["points"], a["max_per_period"], a["period_days"],
+                # Settings written before migration 0009 (or by a server of that time) name no roles.
+                tuple(Role(r) for r in a["roles"]) if "roles" in a else DEFAULT_ACTIVITY_ROLES,
+            )
             for a in data.get("activity_rules", [])
         ),
         "tier_basis": TierBasis(data.get("tier_basis", TierBasis.QUALIFYING_SPEND.value)),

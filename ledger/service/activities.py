@@ -1,4 +1,8 @@
-"""Use case: a member did something the program rewards (a review, an app install, ...)."""
+"""Use case: a member did something the program rewards (a review, an app install, ...).
+
+Only keys of a role the activity's rule lists may record it (domain/program.py
+check_activity_role): a storefront key, by default, may not mint points this way.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from ledger.domain import credentials
 from ledger.domain.earning import check_order_time, decide_activity
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
+from ledger.domain.program import check_activity_role
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult
 from ledger.service import clock, earn_context, idempotent, lookups, lot_postings
 from ledger.service.caller import Caller
@@ -33,6 +38,11 @@ def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command:
         context = earn_context.load(conn, caller.program_id, member.member_id, command.occurred_at, lock_budgets=True)
         check_order_time(command.occurred_at, clock.now(), context.rules, "occurred_at")
         rule = context.rules.activity_rule(command.activity_type)
+        if rule is not None:  # an unknown activity type is decide_activity's NOT_FOUND
+            # Refused before anything is counted or written; PERMISSION_DENIED is not recorded.
+            check_activity_role(
+                command.activity_type, caller.role, rule, context.current.activity_rule(command.activity_type)
+            )
         done = 0
         if rule is not None and rule.max_per_period:
             since = command.occurred_at - timedelta(days=rule.period_days)

@@ -26,6 +26,8 @@ class EarnContext:
     campaigns: list[CampaignRule]
     counters: dict[str, CampaignCounters]
     tiers: list[TierDefinition]
+    # Today's settings (rules holds the earning rules of the event's time).
+    current: ProgramRules
 
 
 def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> ProgramRules:
@@ -65,7 +67,7 @@ def load(
     tier = current_tier(conn, program_id, member_id, definitions)
     running = cached.campaigns_at(at)
     counters = campaigns.counters_for(conn, program_id, member_id, running, lock=lock_budgets)
-    return EarnContext(rules, tier, running, counters, definitions)
+    return EarnContext(rules, tier, running, counters, definitions, current)
 
 
 def record_awards(conn: Connection, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:

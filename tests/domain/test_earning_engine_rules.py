@@ -16,7 +16,11 @@ What it proves, over random programs and orders (hypothesis):
   acts only at held_until + grace, never moves up, keeps the tier while the value still qualifies and
   otherwise moves down to exactly what the value earns; `progress` remaining is exact;
 - `validate_tiers` refuses duplicate names, equal thresholds, out-of-range multipliers, days and
-  names, too many tiers, and returns valid tiers sorted by threshold.
+  names, too many tiers, and returns valid tiers sorted by threshold;
+- activity roles: a rule lets POS, SUPPORT and ADMIN record it by default; a key records an
+  activity only when both the rule in force now and the one in force when it happened let its
+  role (PERMISSION_DENIED / ACTIVITY_ROLE_NOT_ALLOWED, never recorded); roles survive the
+  settings JSON, and JSON without roles (before migration 0009) means the default.
 
 Known bugs pinned as strict xfails (see their reasons):
 - a multiplier campaign multiplies the floor of the exact base, not the (rounded) base points, so a
@@ -45,9 +49,19 @@ from ledger.domain.campaigns import (
     select,
 )
 from ledger.domain.earning import OrderFacts, OrderLine, decide_earn
-from ledger.domain.kinds import Channel, PointsSource
+from ledger.domain.kinds import Channel, PointsSource, Role
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.domain.program import EarnRate, ProgramRules, RateRule, Rounding
+from ledger.domain.program import (
+    DEFAULT_ACTIVITY_ROLES,
+    ActivityRule,
+    EarnRate,
+    ProgramRules,
+    RateRule,
+    Rounding,
+    check_activity_role,
+    rules_from_json,
+    rules_to_json,
+)
 from ledger.domain.tiers import (
     MAX_TIERS,
     TierDefinition,
@@ -590,3 +604,51 @@ def test_validate_tiers_refuses_any_repeated_threshold(tiers, data):
     i, j = data.draw(st.lists(st.integers(0, len(tiers) - 1), min_size=2, max_size=2, unique=True))
     tiers[j] = TierDefinition(tiers[j].name, tiers[i].threshold, tiers[j].multiplier_bps)
     assert "tiers" in violations(tiers)
+
+
+# --------------------------------------------------------------------------- who may record an activity
+
+
+def test_an_activity_rule_lets_pos_support_and_admin_record_it_by_default():
+    rule = ActivityRule("review_submitted", 10)
+    assert rule.roles == DEFAULT_ACTIVITY_ROLES == (Role.POS, Role.SUPPORT, Role.ADMIN)
+    for role in DEFAULT_ACTIVITY_ROLES:
+        check_activity_role("review_submitted", role, rule, rule)
+    for role in (Role.STOREFRONT, Role.MARKETING):
+        with pytest.raises(errors.LedgerError) as refused:
+            check_activity_role("review_submitted", role, rule)
+        error = refused.value
+        assert (error.category, error.reason) == (errors.Category.PERMISSION_DENIED, "ACTIVITY_ROLE_NOT_ALLOWED")
+        assert not error.recorded  # a retry with a permitted key is not answered with this refusal
+        assert error.metadata == {"activity_type": "review_submitted", "role": role.value}
+
+
+@given(
+    now_roles=st.sets(st.sampled_from(list(Role))),
+    then_roles=st.sets(st.sampled_from(list(Role))),
+    role=st.sampled_from(list(Role)),
+    now_exists=st.booleans(),
+)
+def test_a_role_records_only_what_both_the_rule_of_now_and_the_rule_of_then_allow(now_roles, then_roles, role, now_exists):
+    """A backdated activity cannot reach back to a rule that let more roles in, nor forward to one."""
+    then = ActivityRule("app_installed", 5, roles=tuple(then_roles))
+    now = ActivityRule("app_installed", 5, roles=tuple(now_roles)) if now_exists else None
+    allowed = role in then_roles and role in (now_roles if now_exists else DEFAULT_ACTIVITY_ROLES)
+    try:
+        check_activity_role("app_installed", role, then, now)
+    except errors.LedgerError as error:
+        assert not allowed and error.reason == "ACTIVITY_ROLE_NOT_ALLOWED"
+    else:
+        assert allowed
+
+
+def test_activity_roles_survive_the_settings_json_and_old_json_means_the_default():
+    rules = ProgramRules(program_id="p", name="n", activity_rules=(
+        ActivityRule("review_submitted", 10, roles=(Role.STOREFRONT,)), ActivityRule("app_installed", 5),
+        ActivityRule("nobody", 1, roles=()),
+    ))
+    stored = rules_to_json(rules)
+    assert rules_from_json(stored) == rules
+    for rule in stored["activity_rules"]:
+        del rule["roles"]  # as written before migration 0009
+    assert [r.roles for r in rules_from_json(stored).activity_rules] == [DEFAULT_ACTIVITY_ROLES] * 3

@@ -14,7 +14,10 @@ What it proves:
   50 with an ACTIVITY line and activity_type on the transaction, available at once; a second one is
   FAILED_PRECONDITION ACTIVITY_LIMIT_REACHED, recorded under its key (the same key retried after the
   limit is raised still gets the refusal); an unknown type is NOT_FOUND ACTIVITY_RULE_NOT_FOUND; a
-  storefront key may record activities; an activity campaign (conditions.activity_type) adds its bonus
+  rule names the key roles that may record it (default POS, SUPPORT, ADMIN, shown by GetProgram):
+  a storefront key is PERMISSION_DENIED ACTIVITY_ROLE_NOT_ALLOWED and records nothing unless the
+  rule lists STOREFRONT, and a backdated activity needs its role in the rule of then and of now;
+  UpdateProgram refuses unknown, unspecified and MARKETING roles; an activity campaign (conditions.activity_type) adds its bonus
   and order campaigns do not touch activities; a backdated activity from before its rule existed is
   NOT_FOUND (activity rules are those in force when it happened);
 - rewards: CreateReward/ListRewards (validated, pages cover every reward once), Redeem with a
@@ -57,6 +60,11 @@ RULES = [
 ]
 CHANNEL_RATES = [programs_pb2.ChannelEarnRate(channel=common_pb2.CHANNEL_WEB, rate=EarnRate(points=2, per_amount=100))]
 REVIEW = programs_pb2.ActivityRule(activity_type="review_submitted", points=50, max_per_period=1, period_days=30)
+POS, STOREFRONT, SUPPORT, ADMIN = (
+    programs_pb2.API_KEY_ROLE_POS, programs_pb2.API_KEY_ROLE_STOREFRONT, programs_pb2.API_KEY_ROLE_SUPPORT,
+    programs_pb2.API_KEY_ROLE_ADMIN,
+)
+DEFAULT_ROLES = [POS, SUPPORT, ADMIN]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -268,6 +276,13 @@ def test_lines_above_the_order_amount_never_earn_more_than_the_amount(program, p
         ({"activity_rules": [REVIEW, REVIEW]}, None, "program.activity_rules"),
         ({"activity_rules": [programs_pb2.ActivityRule(activity_type="x", points=0)]}, None,
          "program.activity_rules[0].points"),
+        ({"activity_rules": [programs_pb2.ActivityRule(activity_type="x", points=1, allowed_roles=[POS, 0])]}, None,
+         "program.activity_rules[0].allowed_roles[1]"),
+        ({"activity_rules": [programs_pb2.ActivityRule(activity_type="x", points=1, allowed_roles=[99])]}, None,
+         "program.activity_rules[0].allowed_roles[0]"),
+        ({"activity_rules": [programs_pb2.ActivityRule(
+            activity_type="x", points=1, allowed_roles=[programs_pb2.API_KEY_ROLE_MARKETING])]}, None,
+         "program.activity_rules[0].allowed_roles[0]"),
         ({"min_order_amount": -1}, None, "program.min_order_amount"),
         ({"tier_period_days": 0}, None, "program.tier_period_days"),
         ({}, ["rounding_mode"], "program.rounding_mode"),  # unspecified
@@ -302,7 +317,12 @@ def test_get_program_round_trips_every_setting(program, api):
         channel_earn_rates=CHANNEL_RATES
         + [programs_pb2.ChannelEarnRate(channel=common_pb2.CHANNEL_MOBILE, rate=EarnRate(points=3, per_amount=100))],
         earn_rate_rules=RULES + [programs_pb2.EarnRateRule(category="shoes", rate=EarnRate(points=4, per_amount=300))],
-        activity_rules=[REVIEW, programs_pb2.ActivityRule(activity_type="app_installed", points=200, period_days=7)],
+        activity_rules=[
+            programs_pb2.ActivityRule(activity_type="review_submitted", points=50, max_per_period=1, period_days=30,
+                                      allowed_roles=DEFAULT_ROLES),
+            programs_pb2.ActivityRule(activity_type="app_installed", points=200, period_days=7,
+                                      allowed_roles=[STOREFRONT, ADMIN]),
+        ],
         tier_basis=programs_pb2.TIER_BASIS_QUALIFYING_POINTS,
         tier_window=programs_pb2.TIER_WINDOW_CALENDAR_YEAR,
         tier_period_days=180,
@@ -363,12 +383,88 @@ def test_an_activity_earns_by_the_rules_in_force_when_it_happened(program, api, 
     assert activity(pos, shopper).transaction.points == 50
 
 
-def test_a_storefront_key_may_record_an_activity(program, api):
-    update_program(api, activity_rules=[REVIEW])
+def test_a_rule_names_no_roles_and_gets_pos_support_and_admin(program, api):
+    answered = update_program(api, activity_rules=[REVIEW])
+    assert list(answered.activity_rules[0].allowed_roles) == DEFAULT_ROLES
+    assert list(get_program(api).activity_rules[0].allowed_roles) == DEFAULT_ROLES
+    # listed in any order, given twice: kept once each, in role order
+    answered = update_program(api, activity_rules=[programs_pb2.ActivityRule(
+        activity_type="review_submitted", points=50, allowed_roles=[ADMIN, STOREFRONT, ADMIN])])
+    assert list(answered.activity_rules[0].allowed_roles) == [STOREFRONT, ADMIN]
+
+
+def test_a_storefront_key_cannot_mint_points_with_an_activity_by_default(program, api):
+    """The hardening issue: 20 calls of an uncapped activity from a storefront key gave 200 points."""
+    update_program(api, activity_rules=[programs_pb2.ActivityRule(activity_type="app_opened", points=10)])
+    storefront = program.api(Role.STOREFRONT)
+    try:
+        shopper = new_member(storefront)
+        keys = [key() for _ in range(20)]
+        for idempotency_key in keys:
+            with expect_error(grpc.StatusCode.PERMISSION_DENIED, "ACTIVITY_ROLE_NOT_ALLOWED") as caught:
+                activity(storefront, shopper, "app_opened", idempotency_key=idempotency_key)
+        assert "storefront" in caught.value.details()
+        assert balance(api, shopper).posted == 0
+        assert api.ledger.ListTransactions(
+            ledger_pb2.ListTransactionsRequest(member_id=shopper), metadata=api.metadata
+        ).transactions == []
+        # nothing was recorded under the keys: a permitted key may use one
+        assert activity(api, shopper, "app_opened", idempotency_key=keys[0]).transaction.points == 10
+        for role in (Role.POS, Role.SUPPORT):
+            client = program.api(role)
+            try:
+                assert activity(client, shopper, "app_opened").transaction.points == 10
+            finally:
+                client.close()
+        assert balance(api, shopper).posted == 30
+    finally:
+        storefront.close()
+    assert_clean(program)
+
+
+def test_a_storefront_key_records_an_activity_whose_rule_lists_it(program, api, pos):
+    update_program(api, activity_rules=[
+        programs_pb2.ActivityRule(activity_type="review_submitted", points=50, allowed_roles=[STOREFRONT]),
+    ])
     storefront = program.api(Role.STOREFRONT)
     try:
         shopper = new_member(storefront)
         assert activity(storefront, shopper).transaction.points == 50
+        # the list is exact: a pos key is not on it
+        with expect_error(grpc.StatusCode.PERMISSION_DENIED, "ACTIVITY_ROLE_NOT_ALLOWED"):
+            activity(pos, shopper)
+        assert balance(api, shopper).posted == 50
+    finally:
+        storefront.close()
+    assert_clean(program)
+
+
+@pytest.mark.parametrize("allowed_then,allowed_now", [(True, False), (False, True)], ids=["revoked", "granted"])
+def test_a_backdated_activity_needs_its_role_in_the_rule_of_then_and_of_now(program, api, allowed_then, allowed_now):
+    """Revoked: a storefront key cannot reach back to the hour when the rule still let it in.
+    Granted: nor earn by a rule of a time when it was not let in."""
+    def rule(storefront_allowed: bool):
+        roles = [POS, STOREFRONT] if storefront_allowed else [POS]
+        return programs_pb2.ActivityRule(activity_type="review_submitted", points=50, allowed_roles=roles)
+
+    update_program(api, activity_rules=[rule(allowed_then)])
+    time.sleep(0.05)
+    between = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    update_program(api, activity_rules=[rule(allowed_now)])
+    storefront = program.api(Role.STOREFRONT)
+    try:
+        shopper = new_member(storefront)
+        with expect_error(grpc.StatusCode.PERMISSION_DENIED, "ACTIVITY_ROLE_NOT_ALLOWED"):
+            storefront.ledger.RecordActivity(
+                ledger_pb2.RecordActivityRequest(
+                    member_id=shopper, idempotency_key=key(), activity_type="review_submitted", occurred_at=stamp(between)
+                ),
+                metadata=storefront.metadata,
+            )
+        assert balance(api, shopper).posted == 0
+        if allowed_now:
+            assert activity(storefront, shopper).transaction.points == 50  # at the present time it may
     finally:
         storefront.close()
 

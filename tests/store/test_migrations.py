@@ -6,10 +6,15 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
 - after upgrade, the live schema equals `ledger.store.tables.metadata`
   (alembic's compare_metadata finds nothing), so tables.py and migrations/
   cannot drift apart silently;
-- on PostgreSQL, migrating a seeded ledger is not cut short by the per-statement limit.
+- on PostgreSQL, migrating a seeded ledger is not cut short by the per-statement limit;
+- 0009 writes the default roles (pos, support, admin) into every stored activity rule that
+  names none, current settings and their history alike, bumps those programs' config_version,
+  keeps roles a rule already names, and its downgrade leaves the JSON as 0008 wrote it.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -165,3 +170,95 @@ def test_migrations_are_not_cut_short_by_the_statement_limit():
             assert sorted(valid) == [("ix_transactions_order_refunds", True), ("ix_transactions_order_reversals", True)]
         finally:
             engine.dispose()
+
+
+# ---------------------------------------------------------------- 0009: roles of activity rules
+
+
+def _settings_0008(*rules: dict) -> str:
+    """earning_settings as the code of 0008 wrote them (ProgramRules.earning_json then)."""
+    return json.dumps({
+        "min_order_amount": 0, "channel_rates": [], "rate_rules": [], "activity_rules": list(rules),
+        "tier_basis": "QUALIFYING_SPEND", "tier_window": "ROLLING", "tier_period_days": 365, "tier_grace_days": 0,
+        "referral": {},
+    }, separators=(",", ":"))
+
+
+_REVIEW = {"activity_type": "review_submitted", "points": 10, "max_per_period": 0, "period_days": 30}
+_INSTALL = {"activity_type": "app_installed", "points": 200, "max_per_period": 1, "period_days": 365}
+
+
+def _insert_program(conn, program_id: str, settings: str, history: list[str]) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO programs (program_id, name, currency, earn_points, earn_per_amount, rounding, pending_days,"
+            " expiry_mode, expiry_days, negative_balance_policy, hold_ttl_seconds, max_backdate_days, created_at,"
+            " updated_at, earning_settings, config_version)"
+            " VALUES (:id, :id, 'USD', 1, 100, 'DOWN', 0, 'NONE', 0, 'ALLOW', 900, 90, 1, 1, :settings, 3)"
+        ),
+        {"id": program_id, "settings": settings},
+    )
+    for i, version in enumerate(history):
+        whole = {"program_id": program_id, "name": program_id, "currency": "USD", "earn_rate": [1, 100],
+                 "rounding": "DOWN", "pending_days": 0, "expiry_mode": "NONE", "expiry_days": 0,
+                 "negative_balance_policy": "ALLOW", "hold_ttl_seconds": 900, "max_backdate_days": 90,
+                 **json.loads(version)}
+        conn.execute(
+            text("INSERT INTO program_settings_history (program_id, effective_at, settings) VALUES (:id, :at, :s)"),
+            {"id": program_id, "at": i + 1, "s": json.dumps(whole, separators=(",", ":"))},
+        )
+
+
+def _stored(engine: Engine) -> dict:
+    """{program_id: (config_version, [activity rules now], [[activity rules] per history version])}."""
+    with engine.connect() as conn:
+        programs = conn.execute(text("SELECT program_id, earning_settings, config_version FROM programs")).all()
+        history = conn.execute(
+            text("SELECT program_id, settings FROM program_settings_history ORDER BY program_id, effective_at")
+        ).all()
+    return {
+        p.program_id: (
+            p.config_version,
+            json.loads(p.earning_settings)["activity_rules"],
+            [json.loads(h.settings)["activity_rules"] for h in history if h.program_id == p.program_id],
+        )
+        for p in programs
+    }
+
+
+def test_0009_gives_stored_activity_rules_the_default_roles_and_its_downgrade_takes_them_away(empty_engine):
+    from ledger.domain.kinds import Role
+    from ledger.store import programs as program_store
+
+    engine = empty_engine
+    migrate.upgrade(engine, "0008")
+    storefront_too = {**_REVIEW, "roles": ["pos", "storefront"]}  # as if written after 0009 and downgraded without it
+    with engine.begin() as conn:
+        _insert_program(conn, "prg_rules", _settings_0008(_REVIEW, _INSTALL), [_settings_0008(), _settings_0008(_REVIEW)])
+        _insert_program(conn, "prg_history_only", _settings_0008(), [_settings_0008(_INSTALL), _settings_0008()])
+        _insert_program(conn, "prg_none", _settings_0008(), [_settings_0008()])
+        _insert_program(conn, "prg_named", _settings_0008(storefront_too), [_settings_0008(storefront_too)])
+    before = _stored(engine)
+
+    migrate.upgrade(engine)
+    default = ["pos", "support", "admin"]
+    assert _stored(engine) == {
+        "prg_rules": (4, [{**_REVIEW, "roles": default}, {**_INSTALL, "roles": default}],
+                      [[], [{**_REVIEW, "roles": default}]]),
+        "prg_history_only": (4, [], [[{**_INSTALL, "roles": default}], []]),
+        "prg_none": (3, [], [[]]),  # nothing to change: its cached configuration stays valid
+        "prg_named": (3, [storefront_too], [[storefront_too]]),
+    }
+    with engine.connect() as conn:  # what the code reads
+        rules = program_store.get(conn, "prg_rules")
+        assert [r.roles for r in rules.activity_rules] == [(Role.POS, Role.SUPPORT, Role.ADMIN)] * 2
+        history = program_store.settings_history(conn, "prg_named")
+        assert history[0][1].activity_rules[0].roles == (Role.POS, Role.STOREFRONT)
+
+    migrate.downgrade(engine, "0008")
+    after = _stored(engine)
+    assert {p: (rules, versions) for p, (_v, rules, versions) in after.items() if p != "prg_named"} == {
+        p: (rules, versions) for p, (_v, rules, versions) in before.items() if p != "prg_named"
+    }
+    assert after["prg_named"][1:] == ([_REVIEW], [[_REVIEW]])
+

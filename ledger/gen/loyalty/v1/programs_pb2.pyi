@@ -32,6 +32,15 @@ class ExpiryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPIRY_MODE_ROLLING: _ClassVar[ExpiryMode]
     EXPIRY_MODE_INACTIVITY: _ClassVar[ExpiryMode]
 
+class ApiKeyRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    API_KEY_ROLE_UNSPECIFIED: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_POS: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_STOREFRONT: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_SUPPORT: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_MARKETING: _ClassVar[ApiKeyRole]
+    API_KEY_ROLE_ADMIN: _ClassVar[ApiKeyRole]
+
 class TierBasis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TIER_BASIS_UNSPECIFIED: _ClassVar[TierBasis]
@@ -61,6 +70,12 @@ EXPIRY_MODE_UNSPECIFIED: ExpiryMode
 EXPIRY_MODE_NONE: ExpiryMode
 EXPIRY_MODE_ROLLING: ExpiryMode
 EXPIRY_MODE_INACTIVITY: ExpiryMode
+API_KEY_ROLE_UNSPECIFIED: ApiKeyRole
+API_KEY_ROLE_POS: ApiKeyRole
+API_KEY_ROLE_STOREFRONT: ApiKeyRole
+API_KEY_ROLE_SUPPORT: ApiKeyRole
+API_KEY_ROLE_MARKETING: ApiKeyRole
+API_KEY_ROLE_ADMIN: ApiKeyRole
 TIER_BASIS_UNSPECIFIED: TierBasis
 TIER_BASIS_QUALIFYING_SPEND: TierBasis
 TIER_BASIS_QUALIFYING_POINTS: TierBasis
@@ -101,16 +116,18 @@ class ChannelEarnRate(_message.Message):
     def __init__(self, channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., rate: _Optional[_Union[EarnRate, _Mapping]] = ...) -> None: ...
 
 class ActivityRule(_message.Message):
-    __slots__ = ("activity_type", "points", "max_per_period", "period_days")
+    __slots__ = ("activity_type", "points", "max_per_period", "period_days", "allowed_roles")
     ACTIVITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_PERIOD_FIELD_NUMBER: _ClassVar[int]
     PERIOD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ROLES_FIELD_NUMBER: _ClassVar[int]
     activity_type: str
     points: int
     max_per_period: int
     period_days: int
-    def __init__(self, activity_type: _Optional[str] = ..., points: _Optional[int] = ..., max_per_period: _Optional[int] = ..., period_days: _Optional[int] = ...) -> None: ...
+    allowed_roles: _containers.RepeatedScalarFieldContainer[ApiKeyRole]
+    def __init__(self, activity_type: _Optional[str] = ..., points: _Optional[int] = ..., max_per_period: _Optional[int] = ..., period_days: _Optional[int] = ..., allowed_roles: _Optional[_Iterable[_Union[ApiKeyRole, str]]] = ...) -> None: ...
 
 class Program(_message.Message):
     __slots__ = ("program_id", "name", "currency", "earn_rate", "rounding_mode", "pending_days", "expiry_mode", "expiry_days", "negative_balance_policy", "hold_ttl_seconds", "max_backdate_days", "created_at", "updated_at", "min_order_amount", "channel_earn_rates", "earn_rate_rules", "activity_rules", "tier_basis", "tier_window", "tier_period_days", "tier_grace_days", "referral")
