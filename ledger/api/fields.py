@@ -30,6 +30,7 @@ from ledger.domain.limits import (
     MAX_PAGE_SIZE,
     MAX_POINTS_PER_REQUEST,
 )
+from ledger.domain.page_tokens import MAX_TOKEN_LENGTH as MAX_PAGE_TOKEN_LENGTH
 
 E = TypeVar("E")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -139,6 +140,11 @@ class Fields:
         if not 0 <= value <= MAX_PAGE_SIZE:
             self.bad("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
         return value or DEFAULT_PAGE_SIZE
+
+    def page_token(self, value: str) -> str:
+        """A list request's page_token as text; whether it is one this list issued is the
+        service's check (ledger/domain/page_tokens.py)."""
+        return self.identifier("page_token", value, required=False, max_length=MAX_PAGE_TOKEN_LENGTH)
 
     def timestamp(self, path: str, message: Timestamp, present: bool) -> datetime | None:
         if not present:

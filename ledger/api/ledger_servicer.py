@@ -117,8 +117,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         )
 
     def ListReferrals(self, request, context):
-        member_id, size, after = requests.referrals(request)
-        page = referrals.list_referrals(self._engine, current_caller(), member_id, size, after)
+        member_id, size, token = requests.referrals(request)
+        page = referrals.list_referrals(self._engine, current_caller(), member_id, size, token)
         return ledger_pb2.ListReferralsResponse(
             referrals=[responses.referral(view) for view in page.referrals],
             next_page_token=page.next_page_token,

@@ -264,18 +264,19 @@ def campaign_changes(request: programs_pb2.UpdateCampaignRequest) -> tuple[str, 
     return campaign_id, changes
 
 
-def page(fields: Fields, page_size: int, token: str) -> tuple[int, str | None]:
-    size = fields.page_size(page_size)
-    after = fields.identifier("page_token", token, required=False, max_length=64) or None
-    return size, after
-
-
-def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str | None, CampaignState | None]:
+def list_rewards(request: programs_pb2.ListRewardsRequest) -> tuple[int, str]:
     fields = Fields()
-    size, after = page(fields, request.page_size, request.page_token)
+    size, token = fields.page_size(request.page_size), fields.page_token(request.page_token)
+    fields.done()
+    return size, token
+
+
+def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str, CampaignState | None]:
+    fields = Fields()
+    size, token = fields.page_size(request.page_size), fields.page_token(request.page_token)
     state = fields.enum("state", request.state, enums.CAMPAIGN_STATES, required=False)
     fields.done()
-    return size, after, state
+    return size, token, state
 
 
 def reward(message: programs_pb2.Reward) -> RewardRecord:

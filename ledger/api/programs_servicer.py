@@ -53,12 +53,10 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         return programs_pb2.GetCampaignResponse(campaign=responses.campaign(report))
 
     def ListCampaigns(self, request, context):
-        size, after, state = program_requests.list_campaigns(request)
-        found = campaigns.list_campaigns(self._engine, current_caller(), after, size + 1, state)
-        page = found[:size]
-        token = page[-1].record.rule.campaign_id if len(found) > size else ""
+        size, token, state = program_requests.list_campaigns(request)
+        page, next_token = campaigns.list_campaigns(self._engine, current_caller(), token, size, state)
         return programs_pb2.ListCampaignsResponse(
-            campaigns=[responses.campaign(r) for r in page], next_page_token=token
+            campaigns=[responses.campaign(r) for r in page], next_page_token=next_token
         )
 
     def PauseCampaign(self, request, context):
@@ -70,13 +68,9 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         return programs_pb2.CreateRewardResponse(reward=responses.reward(created))
 
     def ListRewards(self, request, context):
-        fields = Fields()
-        size, after = program_requests.page(fields, request.page_size, request.page_token)
-        fields.done()
-        found = rewards.list_rewards(self._engine, current_caller(), after, size + 1)
-        page = found[:size]
-        token = page[-1].reward_id if len(found) > size else ""
-        return programs_pb2.ListRewardsResponse(rewards=[responses.reward(r) for r in page], next_page_token=token)
+        size, token = program_requests.list_rewards(request)
+        page, next_token = rewards.list_rewards(self._engine, current_caller(), token, size)
+        return programs_pb2.ListRewardsResponse(rewards=[responses.reward(r) for r in page], next_page_token=next_token)
 
     def GetReferralReport(self, request, context):
         return programs_pb2.GetReferralReportResponse(**referrals.report(self._engine, current_caller()))

@@ -125,7 +125,7 @@ def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
     page_size = fields.page_size(request.page_size)
-    token = fields.identifier("page_token", request.page_token, required=False, max_length=512)
+    token = fields.page_token(request.page_token)
     kinds = []
     if len(request.kinds) > 20:
         fields.bad("kinds", "lists more than 20 kinds")
@@ -204,10 +204,10 @@ def activity(request: ledger_pb2.RecordActivityRequest) -> tuple[ActivityCommand
     return ActivityCommand(member, activity_type, occurred or clock.now(), channel), key
 
 
-def referrals(request: ledger_pb2.ListReferralsRequest) -> tuple[str, int, str | None]:
+def referrals(request: ledger_pb2.ListReferralsRequest) -> tuple[str, int, str]:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
     page_size = fields.page_size(request.page_size)
-    after = fields.identifier("page_token", request.page_token, required=False) or None
+    token = fields.page_token(request.page_token)
     fields.done()
-    return member, page_size, after
+    return member, page_size, token

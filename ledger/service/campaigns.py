@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from ledger.domain import credentials, errors
 from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState
 from ledger.domain.errors import FieldViolation
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, lookups, page_tokens, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import campaigns as store
 from ledger.store.campaigns import CampaignRecord
@@ -114,9 +114,17 @@ def get_campaign(engine: Engine, caller: Caller, campaign_id: str) -> CampaignRe
 
 
 def list_campaigns(
-    engine: Engine, caller: Caller, after: str | None, limit: int, state: CampaignState | None
-) -> list[CampaignReport]:
-    def work(conn: Connection) -> list[CampaignReport]:
-        return [_report(conn, caller.program_id, r) for r in store.page(conn, caller.program_id, after, limit, state)]
+    engine: Engine, caller: Caller, page_token: str, page_size: int, state: CampaignState | None
+) -> tuple[list[CampaignReport], str]:
+    """A page of the program's campaigns in id order and the next page's token (signed, bound to
+    the program and the state filter; it holds the last campaign id served)."""
+    pages = page_tokens.pages(engine, "ListCampaigns", caller.program_id, state.value if state else "")
+    after = pages.position(page_token)
+
+    def work(conn: Connection) -> tuple[list[CampaignReport], str]:
+        found = store.page(conn, caller.program_id, after, page_size + 1, state)
+        page = [_report(conn, caller.program_id, r) for r in found[:page_size]]
+        token = pages.token_after(page[-1].record.rule.campaign_id) if len(found) > page_size else ""
+        return page, token
 
     return unit_of_work.run(engine, work, read_only=True)

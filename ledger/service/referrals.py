@@ -25,7 +25,7 @@ from ledger.domain.referrals import (
     reverses_reward,
     state_of,
 )
-from ledger.service import clock, lookups, lot_postings, unit_of_work
+from ledger.service import clock, lookups, lot_postings, page_tokens, unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.tiers import upgrade_after_order
 from ledger.store import idempotency, ledger_writes, members, transactions
@@ -208,7 +208,12 @@ class ReferralPage:
     next_page_token: str
 
 
-def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: int, after: str | None) -> ReferralPage:
+def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: int, page_token: str) -> ReferralPage:
+    """Sorted by referee; the page token (signed, bound to the program and the referrer) holds the
+    last referee served."""
+    pages = page_tokens.pages(engine, "ListReferrals", caller.program_id, referrer_id)
+    after = pages.position(page_token)
+
     def work(conn: Connection) -> ReferralPage:
         referrer = lookups.member(conn, caller.program_id, referrer_id)
         found = store.page(conn, caller.program_id, referrer_id, after, page_size + 1)
@@ -221,7 +226,7 @@ def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: 
             )
             for r in found[:page_size]
         ]
-        token = found[page_size - 1].referee_id if len(found) > page_size else ""
+        token = pages.token_after(found[page_size - 1].referee_id) if len(found) > page_size else ""
         return ReferralPage(referrer.referral_code, views, token)
 
     return unit_of_work.run(engine, work, read_only=True)

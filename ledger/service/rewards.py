@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from ledger.domain import credentials, errors
 from ledger.domain.errors import FieldViolation
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, lookups, page_tokens, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import rewards as store
 from ledger.store.rewards import RewardRecord
@@ -37,5 +37,11 @@ def create_reward(engine: Engine, caller: Caller, reward: RewardRecord) -> Rewar
     return unit_of_work.run(engine, work)
 
 
-def list_rewards(engine: Engine, caller: Caller, after: str | None, limit: int) -> list[RewardRecord]:
-    return unit_of_work.run(engine, lambda conn: store.page(conn, caller.program_id, after, limit), read_only=True)
+def list_rewards(engine: Engine, caller: Caller, page_token: str, page_size: int) -> tuple[list[RewardRecord], str]:
+    """A page of the catalog in id order and the next page's token (signed, bound to the
+    program; it holds the last reward id served)."""
+    pages = page_tokens.pages(engine, "ListRewards", caller.program_id)
+    after = pages.position(page_token)
+    found = unit_of_work.run(engine, lambda conn: store.page(conn, caller.program_id, after, page_size + 1), read_only=True)
+    page = found[:page_size]
+    return page, pages.token_after(page[-1].reward_id) if len(found) > page_size else ""

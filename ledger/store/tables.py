@@ -349,3 +349,14 @@ referrals = Table(
     Index("ix_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
     Index("ix_referrals_order", "program_id", "qualifying_order_id"),
 )
+
+# Settings of the service itself, shared by every server process on this database: a secret
+# per purpose, written once by a migration (0010: "page_token", the key that signs page tokens).
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # 32 random bytes, hex.
+    Column("secret", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

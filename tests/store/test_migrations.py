@@ -9,7 +9,9 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
 - on PostgreSQL, migrating a seeded ledger is not cut short by the per-statement limit;
 - 0009 writes the default roles (pos, support, admin) into every stored activity rule that
   names none, current settings and their history alike, bumps those programs' config_version,
-  keeps roles a rule already names, and its downgrade leaves the JSON as 0008 wrote it.
+  keeps roles a rule already names, and its downgrade leaves the JSON as 0008 wrote it;
+- 0010 writes one random page-token secret (32 bytes), a different one per database, which
+  every engine on that database reads alike; its downgrade removes it.
 """
 
 from __future__ import annotations
@@ -261,4 +263,33 @@ def test_0009_gives_stored_activity_rules_the_default_roles_and_its_downgrade_ta
         p: (rules, versions) for p, (_v, rules, versions) in before.items() if p != "prg_named"
     }
     assert after["prg_named"][1:] == ([_REVIEW], [[_REVIEW]])
+
+
+# ---------------------------------------------------------------- 0010: the page-token secret
+
+
+def test_0010_writes_one_page_token_secret_per_database(empty_engine, tmp_path):
+    from ledger.service import page_tokens
+    from ledger.store import service_secrets
+
+    engine = empty_engine
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, secret FROM service_secrets")).all()
+        secret = service_secrets.read(conn, service_secrets.PAGE_TOKEN)
+    assert [name for name, _ in rows] == ["page_token"]
+    assert len(secret) == 32 and secret != bytes(32)
+    # another engine on this database (another server) signs with the same secret
+    second = engines.create_engine_for(engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        assert page_tokens.secret(second) == page_tokens.secret(engine) == secret
+    finally:
+        second.dispose()
+    # another database has its own
+    (tmp_path / "other").mkdir()
+    with fresh_engine(engine.dialect.name, tmp_path / "other") as other:
+        migrate.upgrade(other)
+        assert page_tokens.secret(other) != secret
+    migrate.downgrade(engine, "0009")
+    assert "service_secrets" not in user_tables(engine)
 
