@@ -10,6 +10,8 @@ What it proves:
 - still-pending points of the refunded order are cancelled first: pending goes down, available stays;
 - spent points: under the default ALLOW policy posted goes negative; under FORBID the clawback stops
   at the posted balance and the rest shows as written off in the breakdown;
+- currency is optional (the order's applies); one that is given must be the order's, else
+  INVALID_ARGUMENT on currency with nothing written and the key left free;
 - the same refund key retried returns the same transaction and claws back once;
 - on PostgreSQL, 16 concurrent partial refunds of one order: exactly as many succeed as fit in the
   order amount, the clawbacks add up to exactly what it earned;
