@@ -1,17 +1,27 @@
 """Expiry rules: which lot points are due to expire at `now`.
 
-ROLLING: each lot expires at its own expires_at (set when it was credited).
+ROLLING: each lot expires at its own expires_at (set when it was credited; Lot.past_expiry).
 INACTIVITY: when a member has had no earn or spend for expiry_days, all their
 points expire at once. Expiry only ever takes a lot's remaining points, so
 points already spent can never be expired.
+
+Points are expired from the instant the rule says so, not from the moment the expiry job
+writes their EXPIRE entry: until then they stay in posted but are counted as `expired`
+in the live balance (live_balance), never as available, so no decision depends on when
+the job last ran. The job writes exactly those points off (due_consumptions).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ledger.domain.balance import Balance
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.lots import Consumption, Lot
 from ledger.domain.program import ExpiryMode, ProgramRules
+from ledger.domain.records import NewTransaction, Posting
 
 # Why points expired, as an EXPIRE transaction states it: the rule that took them.
 VALIDITY_ENDED = "validity ended"
@@ -23,19 +33,100 @@ REASON = "points expired: %s"
 DESCRIPTION = "%s lot(s) expired: %s"
 
 
-def inactive_since(rules: ProgramRules, now: datetime) -> datetime | None:
+def inactivity_cutoff(mode: ExpiryMode, days: int, now: datetime) -> datetime | None:
     """Members whose last activity is at or before this instant are inactive (INACTIVITY mode only)."""
-    if rules.expiry_mode is not ExpiryMode.INACTIVITY or rules.expiry_days <= 0:
+    if mode is not ExpiryMode.INACTIVITY or days <= 0:
         return None
-    return now - timedelta(days=rules.expiry_days)
+    return now - timedelta(days=days)
+
+
+def inactive_since(rules: ProgramRules, now: datetime) -> datetime | None:
+    return inactivity_cutoff(rules.expiry_mode, rules.expiry_days, now)
+
+
+def is_inactive(mode: ExpiryMode, days: int, last_activity_at: datetime, now: datetime) -> bool:
+    """The member's points have all expired for inactivity (the job's INACTIVITY sweep takes them)."""
+    cutoff = inactivity_cutoff(mode, days, now)
+    return cutoff is not None and last_activity_at <= cutoff
+
+
+@dataclass(frozen=True)
+class LotTotals:
+    """A member's open lots (remaining > 0) summed as the live balance needs them: pending
+    (Lot.pending), past_expiry (Lot.past_expiry) and all of them (total). The store sums
+    them in SQL (ledger.store.lots.BALANCE_FACTS); lot_totals is the definition."""
+
+    pending: int = 0
+    past_expiry: int = 0
+    total: int = 0
+
+
+def lot_totals(lots: list[Lot], now: datetime) -> LotTotals:
+    open_lots = [lot for lot in lots if lot.remaining > 0]
+    return LotTotals(
+        pending=sum(lot.remaining for lot in open_lots if lot.pending(now)),
+        past_expiry=sum(lot.remaining for lot in open_lots if lot.past_expiry(now)),
+        total=sum(lot.remaining for lot in open_lots),
+    )
+
+
+def live_balance(posted: int, held: int, lots: LotTotals, *, inactive: bool) -> Balance:
+    """The balance at the instant `lots` was summed for, as if the expiry job had just run:
+    points due to expire (due_consumptions) are `expired`, not pending and not available."""
+    if inactive:
+        return Balance(posted=posted, pending=0, held=held, expired=lots.total)
+    return Balance(posted=posted, pending=lots.pending, held=held, expired=lots.past_expiry)
 
 
 def due_consumptions(lots: list[Lot], now: datetime, *, everything: bool) -> tuple[Consumption, ...]:
     """Lots (and points) to expire: those past expires_at, or all of them for an inactive member."""
-    due = [
-        lot
-        for lot in lots
-        if lot.remaining > 0 and (everything or (lot.expires_at is not None and lot.expires_at <= now))
-    ]
+    due = [lot for lot in lots if lot.remaining > 0 and (everything or lot.past_expiry(now))]
     due.sort(key=lambda lot: (lot.expires_at or now, lot.lot_id))
     return tuple(Consumption(lot.lot_id, lot.remaining) for lot in due)
+
+
+def expiry_transaction(
+    member_id: str,
+    due: tuple[Consumption, ...],
+    *,
+    everything: bool,
+    transaction_id: str,
+    idempotency_key: str,
+    api_key_id: str,
+    now: datetime,
+) -> NewTransaction:
+    """The EXPIRE transaction that writes off `due` (due_consumptions), stating which rule took
+    the points. The expiry job's Python path writes it, and so does an activity credit of an
+    inactive member (written_off); the job's PostgreSQL path writes the same rows in SQL."""
+    points = sum(c.points for c in due)
+    why = NO_ACTIVITY if everything else VALIDITY_ENDED
+    return NewTransaction(
+        transaction_id=transaction_id,
+        member_id=member_id,
+        kind=TransactionKind.EXPIRE,
+        points=-points,
+        breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, DESCRIPTION % (len(due), why)),),
+        channel=Channel.OTHER,
+        idempotency_key=idempotency_key,
+        api_key_id=api_key_id,
+        occurred_at=now,
+        created_at=now,
+        reason=REASON % why,
+        postings=(Posting(member_id, -points, consumed=due),),
+    )
+
+
+def written_off(before: Balance) -> Balance:
+    """The live balance once the points `before` counts as expired have been written off."""
+    return Balance(before.posted - before.expired, before.pending, before.held, 0)
+
+
+def after_credit(before: Balance, points: int, lot: Lot | None, now: datetime, *, inactive: bool) -> Balance:
+    """The live balance after a credit of `points` that adds `lot`, from the live balance
+    before it, for a member with nothing due for inactivity before the credit (an
+    inactive member's points are written off first). inactive: the member is inactive after
+    the credit all the same (a backdated activity older than the inactivity period)."""
+    added = lot_totals([lot] if lot is not None else [], now)
+    if inactive:
+        return Balance(before.posted + points, 0, before.held, before.expired + added.total)
+    return Balance(before.posted + points, before.pending + added.pending, before.held, before.expired + added.past_expiry)

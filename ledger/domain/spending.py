@@ -12,14 +12,16 @@ NOT_REVERSIBLE = frozenset({TransactionKind.REVERSAL, TransactionKind.TIER_CHANG
 
 
 def check_redeemable(balance: Balance, points: int) -> None:
-    """A redeem or hold never takes available below zero."""
+    """A redeem, hold or capture never takes available below zero, and so never spends
+    expired points (Balance.expired: not available, whether or not the expiry job has
+    written them off yet). When some are expired, the refusal says how many (`expired`)."""
     if points > balance.available:
-        raise errors.refused(
-            "INSUFFICIENT_POINTS",
-            f"{points} points requested but only {balance.available} available",
-            requested=str(points),
-            available=str(balance.available),
-        )
+        message = f"{points} points requested but only {balance.available} available"
+        details = {"requested": str(points), "available": str(balance.available)}
+        if balance.expired > 0:
+            message += f"; {balance.expired} expired points are not available"
+            details["expired"] = str(balance.expired)
+        raise errors.refused("INSUFFICIENT_POINTS", message, **details)
 
 
 def check_posting(balance: Balance, delta: int, policy: NegativeBalancePolicy) -> None:

@@ -10,7 +10,8 @@ What they prove:
   split_write_off splits a clawback into taken + written off, never taking more
   than is collectable;
 - lots: plan_consumption takes the requested lot first, then matured lots
-  before pending ones, soonest expiry first (never-expiring last), greedily,
+  before pending ones and lots past their expiry last of all, soonest expiry
+  first (never-expiring last), greedily,
   never more than a lot's remaining nor more than asked; a model of a member
   (credits, debits that may overdraw, reversals of debits, expiries) keeps
   sum(lot remaining) == max(posted, 0) at every step;
@@ -188,8 +189,10 @@ def lot_lists(draw, max_size: int = 12):
 
 
 def _rank(lot: Lot) -> tuple:
-    """Consumption rank per the documented rule: matured first, soonest expiry first, never-expiring last."""
-    return (lot.available_at > NOW, lot.expires_at is None, lot.expires_at or NOW)
+    """Consumption rank per the documented rule: past expiry last of all, matured before
+    pending, soonest expiry first, never-expiring last."""
+    past = lot.expires_at is not None and lot.expires_at <= NOW
+    return (past, lot.available_at > NOW, lot.expires_at is None, lot.expires_at or NOW)
 
 
 @given(lot_lists(), st.integers(0, 15_000), st.data())
@@ -209,7 +212,7 @@ def test_plan_consumption(lots, points, data):
     # the earn's own lot goes first when it has points left
     if first and by_id[first].remaining > 0 and points > 0:
         assert ids[0] == first
-    # the rest: matured before pending, soonest expiry first, never-expiring last
+    # the rest: past expiry last, matured before pending, soonest expiry first, never-expiring last
     rest = [by_id[i] for i in ids if i != first]
     assert [_rank(lot) for lot in rest] == sorted(_rank(lot) for lot in rest)
     # no lot left untouched that should have gone before one that was taken
@@ -231,6 +234,15 @@ def test_plan_consumption_examples():
     assert plan_consumption(lots, 60, NOW, first_lot_id="d") == (Consumption("d", 50), Consumption("a", 10))
     assert plan_consumption(lots, 0, NOW) == ()
     assert pending_points(lots, NOW) == 50
+    # a lot past its expiry goes last of all, after pending lots, even with the soonest date;
+    # the requested lot still goes first when it is the expired one
+    expired = Lot("e", 50, NOW - timedelta(days=40), NOW - timedelta(days=1))
+    lots = [expired, *lots]
+    assert plan_consumption(lots, 120, NOW) == (Consumption("a", 50), Consumption("b", 50), Consumption("c", 20))
+    assert plan_consumption(lots, 230, NOW)[-2:] == (Consumption("d", 50), Consumption("e", 30))
+    assert plan_consumption(lots, 60, NOW, first_lot_id="e") == (Consumption("e", 50), Consumption("a", 10))
+    # a pending lot past its expiry is expired, not pending
+    assert pending_points([Lot("p", 9, NOW + timedelta(days=3), NOW)], NOW) == 0
 
 
 class MemberLotsModel(RuleBasedStateMachine):
