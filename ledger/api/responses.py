@@ -27,7 +27,9 @@ def timestamp(instant: datetime) -> Timestamp:
 
 
 def balance(value: Balance) -> common_pb2.Balance:
-    return common_pb2.Balance(posted=value.posted, pending=value.pending, held=value.held, available=value.available)
+    return common_pb2.Balance(
+        posted=value.posted, pending=value.pending, held=value.held, available=value.available, expired=value.expired
+    )
 
 
 def transaction(view: TransactionView) -> common_pb2.Transaction:

@@ -29,6 +29,8 @@ class MemberState:
     enrolled_at: datetime
     balance: Balance
     last_seq: int
+    # The member's last earn or spend (the epoch before any): the INACTIVITY expiry clock.
+    last_activity_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""A member's live balance: posted from the cached row, pending and held computed at `now`.
+"""A member's live balance: posted from the cached row, pending, held and expired computed at `now`.
 
-Pending points mature and holds lapse by time alone, with no write at that moment,
-so both are computed when asked rather than cached.
+Pending points mature, holds lapse and lots expire by time alone, with no write at that
+moment (the expiry job writes an expiry's entry later), so all three are computed when
+asked rather than cached: a decision never depends on when the job last ran.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from ledger.domain import expiry
 from ledger.domain.balance import Balance
 from ledger.store import lots
 
 
 def live_balance(conn: Connection, program_id: str, member_id: str, posted: int, now: datetime) -> Balance:
-    pending, held = lots.pending_and_held(conn, program_id, member_id, now)
-    return Balance(posted=posted, pending=pending, held=held)
+    return live(conn, program_id, member_id, posted, now)[0]
+
+
+def live(conn: Connection, program_id: str, member_id: str, posted: int, now: datetime) -> tuple[Balance, bool]:
+    """The live balance, and whether the member is inactive (all their points expired) at `now`."""
+    facts = lots.balance_facts(conn, program_id, member_id, now)
+    inactive = expiry.is_inactive(facts.expiry_mode, facts.expiry_days, facts.last_activity_at, now)
+    return expiry.live_balance(posted, facts.held, facts.lots, inactive=inactive), inactive

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from ledger.domain import credentials, errors
+from ledger.domain import credentials, errors, expiry
 from ledger.domain.balance import Balance
 from ledger.domain.earning import (
     EarnDecision,
@@ -24,7 +24,8 @@ from ledger.domain.earning import (
     decide_earn,
 )
 from ledger.domain.kinds import Channel, TransactionKind
-from ledger.domain.lots import lot_dates
+from ledger.domain.lots import Lot, lot_dates
+from ledger.domain.program import ProgramRules
 from ledger.domain.records import (
     MemberState,
     NewTransaction,
@@ -60,7 +61,7 @@ _EARN_READS = (
     tier_store.STATE,
     transactions.EARN_OF_ORDER,
     referral_store.OF_REFEREE,
-    lot_store.PENDING_AND_HELD,
+    lot_store.BALANCE_FACTS,
 )
 
 
@@ -119,10 +120,15 @@ def _new_transaction(
     )
 
 
-def _newly_pending(tx: NewTransaction) -> int:
-    """The points of the lot tx credits that are not available yet at its creation."""
+def _after(before: Balance, tx: NewTransaction, rules: ProgramRules, member: MemberState, now: datetime) -> Balance:
+    """The live balance after tx, from the one before it (in which nothing is due for
+    inactivity): tx's lot is pending, or already expired when the order is backdated past its
+    expiry, and the earn moves the member's activity clock to the order's time."""
     lot = tx.postings[0].new_lot
-    return lot.points if lot is not None and lot.available_at > tx.created_at else 0
+    new_lot = Lot("", lot.points, lot.available_at, lot.expires_at) if lot is not None else None
+    active_at = max(member.last_activity_at, tx.occurred_at)
+    inactive = expiry.is_inactive(rules.expiry_mode, rules.expiry_days, active_at, now)
+    return expiry.after_credit(before, tx.points, new_lot, now, inactive=inactive)
 
 
 def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
@@ -135,8 +141,8 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
         tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key, now)
         # An earn adds its lot and touches no hold: the answer's balance needs no second read.
-        pending_and_held = (before.pending + _newly_pending(tx), before.held)
-        result = post(conn, caller.program_id, member, tx, pending_and_held=pending_and_held)
+        after = _after(before, tx, context.rules, member, now)
+        result = post(conn, caller.program_id, member, tx, unspendable=(after.pending, after.held, after.expired))
         earn_context.record_awards(conn, caller.program_id, command.member_id, context, decision.awards)
         tier_store.record_qualifying(
             conn, caller.program_id, command.member_id, tx.transaction_id, command.order.occurred_at,
@@ -174,9 +180,9 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=False)
         now = clock.now()
-        tx = _new_transaction(caller, command, decision, context, member, "", now)
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
-        balance = Balance(before.posted + decision.points, before.pending + _newly_pending(tx), before.held)
+        tx = _new_transaction(caller, command, decision, context, member, "", now)
+        balance = _after(before, tx, context.rules, member, now)
         view = TransactionView(
             transaction_id="",
             member_id=command.member_id,

@@ -33,9 +33,9 @@ from ledger.service.posting import post
 from ledger.store import holds, idempotency, lots, members, prefetch, programs
 
 
-_AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.PENDING_AND_HELD)
-_CAPTURE_READS = (idempotency.BY_KEY, lots.PENDING_AND_HELD, lots.OPEN_LOTS)
-# Not pending and held: a void answers the balance after the hold's release, read then.
+_AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.BALANCE_FACTS)
+_CAPTURE_READS = (idempotency.BY_KEY, lots.BALANCE_FACTS, lots.OPEN_LOTS)
+# Not the balance's facts: a void answers the balance after the hold's release, read then.
 _VOID_READS = (idempotency.BY_KEY,)
 
 
@@ -96,7 +96,7 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
             command.order_id, 0, now,
         )
         holds.open_hold(conn, caller.program_id, hold, command.channel, command.store_id)
-        return HoldResult(hold, Balance(balance.posted, balance.pending, balance.held + hold.points))
+        return HoldResult(hold, Balance(balance.posted, balance.pending, balance.held + hold.points, balance.expired))
 
     return idempotent.execute(
         engine, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json, member_id=command.member_id
@@ -131,8 +131,12 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
         check_open(hold, now)
         captured = capture_points(hold, points)
         balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
-        # The hold's own points are reserved for this capture; lots may have expired under it.
-        check_redeemable(Balance(balance.posted, balance.pending, balance.held - hold.points), captured)
+        # The hold's own points are reserved for this capture, but a reservation is not a lot:
+        # when lots expired under the hold, only what is still covered can be captured (the
+        # rest is refused, INSUFFICIENT_POINTS with `available` and `expired`; the hold stays
+        # open for a capture of what is covered, or a void).
+        others = Balance(balance.posted, balance.pending, balance.held - hold.points, balance.expired)
+        check_redeemable(others, captured)
         holds.close(conn, caller.program_id, hold, HoldState.CAPTURED, captured, now)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
@@ -149,8 +153,8 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
             reason=f"capture of {hold.hold_id}" + (f"; {hold.points - captured} released" if captured < hold.points else ""),
             postings=(lot_postings.debit(conn, caller.program_id, member.member_id, captured, now),),
         )
-        # Spending available lots leaves pending points as they were; the hold is closed.
-        result = post(conn, caller.program_id, member, tx, pending_and_held=(balance.pending, balance.held - hold.points))
+        # Spending available lots leaves pending and expired points as they were; the hold is closed.
+        result = post(conn, caller.program_id, member, tx, unspendable=(others.pending, others.held, others.expired))
         return CaptureResult(result, hold.closed(HoldState.CAPTURED, captured))
 
     return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=CaptureResult.from_json)

@@ -11,7 +11,7 @@ from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState
 from ledger.service import clock, keys, lookups, referrals, unit_of_work
-from ledger.service.balances import live_balance
+from ledger.service.balances import live
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members, programs
@@ -60,8 +60,10 @@ EXPIRING_SOON = timedelta(days=30)
 
 
 def summarize(conn, program_id: str, state: MemberState, now: datetime) -> MemberSummary:
-    balance = live_balance(conn, program_id, state.member_id, state.balance.posted, now)
+    balance, inactive = live(conn, program_id, state.member_id, state.balance.posted, now)
     expiring = lots.expiring_between(conn, program_id, state.member_id, now, now + EXPIRING_SOON)
+    if inactive:  # every point has expired already (Balance.expired), none is still to expire
+        expiring = []
     return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now))
 
 
@@ -69,7 +71,7 @@ def summarize(conn, program_id: str, state: MemberState, now: datetime) -> Membe
 # a program with tiers adds one more, its members' qualifying totals over the tier's window.
 _SUMMARY_READS = (
     members.BY_ID,
-    lots.PENDING_AND_HELD,
+    lots.BALANCE_FACTS,
     lots.EXPIRING,
     tier_store.DEFINITIONS,
     tier_store.STATE,

@@ -22,10 +22,10 @@ def post(
     member: MemberState,
     tx: NewTransaction,
     *,
-    pending_and_held: tuple[int, int] | None = None,
+    unspendable: tuple[int, int, int] | None = None,
 ) -> TransactionResult:
-    """pending_and_held: the member's pending and held points, when the caller knows tx leaves
-    them as they were (then they are not read again)."""
+    """unspendable: the member's pending, held and expired points after tx, when the caller
+    knows them (then they are not read again)."""
     applied = ledger_writes.append(conn, program_id, tx)
     posted_after, seq = applied[member.member_id]
     view = TransactionView(
@@ -51,10 +51,11 @@ def post(
         tier_from=tx.tier_from,
         tier_to=tx.tier_to,
     )
-    if pending_and_held is None:
+    if unspendable is None:
         balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
     else:
-        balance = Balance(posted=posted_after, pending=pending_and_held[0], held=pending_and_held[1])
+        pending, held, expired = unspendable
+        balance = Balance(posted=posted_after, pending=pending, held=held, expired=expired)
     return TransactionResult(view, balance)
 
 

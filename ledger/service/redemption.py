@@ -20,7 +20,7 @@ from ledger.store import idempotency, lots, rewards
 from ledger.store.rewards import RewardRecord
 
 
-_REDEEM_READS = (idempotency.BY_KEY, lots.PENDING_AND_HELD, lots.OPEN_LOTS)
+_REDEEM_READS = (idempotency.BY_KEY, lots.BALANCE_FACTS, lots.OPEN_LOTS)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
             reason=description if reward is not None else "",
             postings=(lot_postings.debit(conn, caller.program_id, command.member_id, points, now),),
         )
-        # Spending available lots changes neither pending points nor holds.
-        return post(conn, caller.program_id, member, tx, pending_and_held=(balance.pending, balance.held))
+        # Spending available lots changes neither pending points, holds nor expired points.
+        return post(conn, caller.program_id, member, tx, unspendable=(balance.pending, balance.held, balance.expired))
 
     return idempotent.execute(
         engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select
 from ledger.domain.lots import Lot
 from ledger.domain.program import ExpiryMode
 from ledger.store import streaming
+from ledger.store.lots import past_expiry
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import lots, members, programs
 
@@ -17,7 +18,8 @@ MemberKey = tuple[str, str]
 
 
 def _due(now: datetime):
-    return (lots.c.remaining > 0) & lots.c.expires_at.is_not(None) & (lots.c.expires_at <= to_micros(now))
+    """Lots with points left past their expiry (the same rule the live balance applies)."""
+    return (lots.c.remaining > 0) & past_expiry(to_micros(now))
 
 
 def due_member_batches(conn: Connection, now: datetime, size: int) -> Iterator[list[MemberKey]]:

@@ -1,16 +1,33 @@
-"""Lot reads: a member's open lots, what a transaction consumed, pending and expiring points."""
+"""Lot reads: a member's open lots, what a transaction consumed, the balance's facts and expiring points."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, case, func, or_, select
 
+from ledger.domain.expiry import LotTotals
 from ledger.domain.holds import HoldState
 from ledger.domain.lots import Consumption, Lot
+from ledger.domain.program import ExpiryMode
 from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
-from ledger.store.tables import holds, lot_consumptions, lots
+from ledger.store.tables import holds, lot_consumptions, lots, members, programs
+
+
+def past_expiry(at):
+    """ledger.domain.lots.Lot.past_expiry in SQL, for lots rows at `at` (stored microseconds, or
+    a bind parameter): the expiry job's sweep finds its members by it (ledger.store.expiry) and
+    the live balance counts its points as expired (BALANCE_FACTS). The job's writer on
+    PostgreSQL states it once more inside its own statement (ledger.store.expiry_writes);
+    tests/store/test_lot_totals_in_sql.py holds these to the domain's rule."""
+    return lots.c.expires_at.is_not(None) & (lots.c.expires_at <= at)
+
+
+def pending_lot(at):
+    """ledger.domain.lots.Lot.pending in SQL: not available yet, and not past its expiry."""
+    return (lots.c.available_at > at) & or_(lots.c.expires_at.is_(None), lots.c.expires_at > at)
 
 
 _open_lots = select(
@@ -57,15 +74,17 @@ def consumptions_of(
 
 # Read by every earn, spend and balance query: built once, so SQLAlchemy finds them
 # compiled without rebuilding them.
-_pending = (
-    select(func.coalesce(func.sum(lots.c.remaining), 0))
-    .where(
-        lots.c.program_id == bindparam("program_id"),
-        lots.c.member_id == bindparam("member_id"),
-        lots.c.remaining > 0,
-        lots.c.available_at > bindparam("at"),
+_at = bindparam("at")
+_member = (lots.c.program_id == bindparam("program_id")) & (lots.c.member_id == bindparam("member_id"))
+# One pass over the member's open lots (the primary key's prefix) sums all three.
+_lot_sums = (
+    select(
+        func.coalesce(func.sum(case((pending_lot(_at), lots.c.remaining), else_=0)), 0).label("pending"),
+        func.coalesce(func.sum(case((past_expiry(_at), lots.c.remaining), else_=0)), 0).label("past_expiry"),
+        func.coalesce(func.sum(lots.c.remaining), 0).label("total"),
     )
-    .scalar_subquery()
+    .where(_member, lots.c.remaining > 0)
+    .subquery("lot_sums")
 )
 _held = (
     select(func.coalesce(func.sum(holds.c.points), 0))
@@ -73,12 +92,29 @@ _held = (
         holds.c.program_id == bindparam("program_id"),
         holds.c.member_id == bindparam("member_id"),
         holds.c.state == HoldState.OPEN.value,
-        holds.c.expires_at > bindparam("at"),
+        holds.c.expires_at > _at,
     )
     .scalar_subquery()
 )
-_pending_and_held = select(_pending.label("pending"), _held.label("held"))
-PENDING_AND_HELD = prefetch.Read("pending_and_held", _pending_and_held, ("program_id", "member_id", "at"))
+# The INACTIVITY rule's inputs: the program's policy and the member's last activity.
+_program = programs.c.program_id == bindparam("program_id")
+_expiry_mode = select(programs.c.expiry_mode).where(_program).scalar_subquery()
+_expiry_days = select(programs.c.expiry_days).where(_program).scalar_subquery()
+_last_activity = (
+    select(members.c.last_activity_at)
+    .where(members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id"))
+    .scalar_subquery()
+)
+_balance_facts = select(
+    _lot_sums.c.pending,
+    _lot_sums.c.past_expiry,
+    _lot_sums.c.total,
+    _held.label("held"),
+    _expiry_mode.label("expiry_mode"),
+    _expiry_days.label("expiry_days"),
+    _last_activity.label("last_activity_at"),
+).select_from(_lot_sums)
+BALANCE_FACTS = prefetch.Read("balance_facts", _balance_facts, ("program_id", "member_id", "at"))
 _expiring = (
     select(lots.c.expires_at, func.sum(lots.c.remaining).label("points"))
     .where(
@@ -93,11 +129,29 @@ _expiring = (
 )
 
 
-def pending_and_held(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, int]:
-    """Live pending (lots not yet available) and held (open holds not yet lapsed), in one round trip."""
+@dataclass(frozen=True)
+class BalanceFacts:
+    """What the live balance is computed from (ledger.domain.expiry.live_balance)."""
+
+    lots: LotTotals
+    held: int
+    expiry_mode: ExpiryMode
+    expiry_days: int
+    last_activity_at: datetime
+
+
+def balance_facts(conn: Connection, program_id: str, member_id: str, now: datetime) -> BalanceFacts:
+    """The member's open lots summed at `now` (pending, past their expiry, all), the points of
+    open holds not lapsed by then, and the INACTIVITY rule's inputs, in one statement."""
     params = {"program_id": program_id, "member_id": member_id, "at": to_micros(now)}
-    row = prefetch.read(conn, PENDING_AND_HELD, params)
-    return int(row.pending), int(row.held)
+    row = prefetch.read(conn, BALANCE_FACTS, params)
+    return BalanceFacts(
+        LotTotals(int(row.pending), int(row.past_expiry), int(row.total)),
+        int(row.held),
+        ExpiryMode(row.expiry_mode) if row.expiry_mode is not None else ExpiryMode.NONE,
+        int(row.expiry_days or 0),
+        from_micros(int(row.last_activity_at or 0)),
+    )
 
 
 EXPIRING = prefetch.Read("expiring", _expiring, ("program_id", "member_id", "start", "end"), many=True)

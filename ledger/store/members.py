@@ -23,6 +23,7 @@ def _state(row) -> MemberState:
         enrolled_at=from_micros(row.enrolled_at),
         balance=Balance(posted=row.posted, held=row.held),
         last_seq=row.last_seq,
+        last_activity_at=from_micros(row.last_activity_at),
     )
 
 

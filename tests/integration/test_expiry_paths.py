@@ -32,6 +32,7 @@ from tests.integration.test_lifecycle_expiry import (
     ROLLING,
     earn_at,
     redeem,
+    server_clock_moved,
     update_program,
     whole_seconds_ago,
 )
@@ -101,12 +102,16 @@ def _members(api) -> dict[str, str]:
         "idle since before the cutoff": new("idle"),
     }
     earn_at(api, m["one due lot"], 700, whole_seconds_ago(31 * DAY))
-    for days, points in ((45, 300), (40, 200), (5, 90)):
-        earn_at(api, m["due lots, partly spent, one not due"], points, whole_seconds_ago(days * DAY))
-    redeem(api, m["due lots, partly spent, one not due"], 120)  # from the soonest-expiring lot
+    # Spent while still valid: the server's clock set back to before those lots expired.
+    with server_clock_moved(-20 * DAY):
+        for days, points in ((45, 300), (40, 200)):
+            earn_at(api, m["due lots, partly spent, one not due"], points, whole_seconds_ago(days * DAY))
+        redeem(api, m["due lots, partly spent, one not due"], 120)  # from the soonest-expiring lot
+    earn_at(api, m["due lots, partly spent, one not due"], 90, whole_seconds_ago(5 * DAY))
     earn_at(api, m["nothing due"], 400, whole_seconds_ago(3 * DAY))
     earn_at(api, m["due lot wholly spent"], 250, whole_seconds_ago(33 * DAY))
-    redeem(api, m["due lot wholly spent"], 250)
+    with server_clock_moved(-5 * DAY):
+        redeem(api, m["due lot wholly spent"], 250)
     for days in (50, 38, 32):
         earn_at(api, m["three due lots"], days, whole_seconds_ago(days * DAY))
     earn_at(api, m["non-ASCII id"], 123, whole_seconds_ago(34 * DAY))

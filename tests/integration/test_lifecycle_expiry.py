@@ -1,7 +1,10 @@
 """Pending points and point expiry over real gRPC, on PostgreSQL and SQLite.
 
 Time travel: orders are backdated with order.occurred_at, and a lot's pending and
-expiry dates derive from it, so old orders are already matured or due.
+expiry dates derive from it, so old orders are already matured or due. To spend a lot before
+it expired, the in-process server's clock (ledger.service.clock.now) is set back for that
+call (server_clock_moved); to capture a hold after the lots under it expired, forward. The
+test server runs no due-work schedule: the expiry job runs only where a test calls it.
 
 What it proves:
 - pending maturity: points of an order older than pending_days are available, younger ones are
@@ -10,13 +13,24 @@ What it proves:
   run_due_work expires only what is left of the due lot (exact numbers, an EXPIRE transaction in
   the statement), never points already spent; running it again expires nothing; the same holds
   in many small batches run two at a time;
+- expired points are never available, whether the job has run or not: ROLLING expiry of 1 day
+  and an Earn backdated 3 days, the Earn's answer and GetMember show the 100 points as
+  `expired`, not available, Redeem and AuthorizeRedemption of them are FAILED_PRECONDITION
+  INSUFFICIENT_POINTS (ErrorInfo metadata requested, available, expired; recorded under the
+  key), a redeem of what is still valid takes the valid lot, and the job then expires all 100;
+- a hold whose lots expire before its capture: the capture of what they no longer cover is
+  refused (INSUFFICIENT_POINTS, `available` says what can still be captured), the hold stays
+  open, a capture of the covered part succeeds, the job expires the rest;
+- a refund of an order whose lot is past its expiry leaves the balance as if the job had run first;
+- a server started with `--due-work-interval 0` refuses expired points too;
 - INACTIVITY expiry: a member whose last activity is older than expiry_days loses all points,
-  members with a recent order or redemption keep theirs;
+  members with a recent order or redemption keep theirs; before the job runs, the idle
+  member's points are `expired` (GetMember, refusals);
 - GetMember.expiring_points lists the points expiring within 30 days, by date, net of spending;
 - orders older than max_backdate_days are INVALID_ARGUMENT on order.occurred_at, and write nothing;
 - the `loyalty-ledger expire` command prints its report, exits 0 and does the same work;
 - on PostgreSQL, expiry racing redemptions of the same members: whichever runs first, the
-  redemption and the expiry never take the same points;
+  redemption takes only valid points and the expiry all the due ones: the same ledger either way;
 - (known bug, xfail) reversing an EXPIRE does not stick: the points go back into the expired lots
   and the next run expires them again;
 - `verify` finds every invariant intact after each scenario.
@@ -32,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -40,9 +55,13 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
+from ledger.service import clock
 from ledger.service.expiry import run_due_work
 from ledger.service.verify import verify
-from tests.grpc_helpers import balance, earn, enroll, expect_error, key
+from tests.cli.processes import ServerProcess
+from tests.conftest import Api
+from tests.grpc_helpers import balance, earn, earn_request, enroll, error_details, expect_error, key
+from tests.integration.test_lifecycle_holds import authorize, capture, error_metadata
 
 EXPIRE = common_pb2.TRANSACTION_KIND_EXPIRE
 ROLLING = programs_pb2.EXPIRY_MODE_ROLLING
@@ -109,6 +128,22 @@ def as_tuple(b) -> tuple[int, int, int, int]:
     return (b.posted, b.pending, b.held, b.available)
 
 
+def with_expired(b) -> tuple[int, int, int, int, int]:
+    return (b.posted, b.pending, b.held, b.expired, b.available)
+
+
+@contextmanager
+def server_clock_moved(by: timedelta):
+    """The in-process server's clock moved by `by` for the block (orders may still not be
+    dated after the real now: backdate them past the moved clock too)."""
+    real_now = clock.now
+    clock.now = lambda: real_now() + by
+    try:
+        yield
+    finally:
+        clock.now = real_now
+
+
 def assert_clean(program) -> None:
     report = verify(program.backend.engine)
     assert report.clean, report.breaches
@@ -168,12 +203,15 @@ def test_rolling_expiry_consumes_soonest_expiring_first_and_expires_only_the_res
     update_program(api, expiry_mode=ROLLING, expiry_days=30)
     m = new_member(api)
     old = whole_seconds_ago(40 * DAY)  # its lot expired 10 days ago
-    recent = whole_seconds_ago(10 * DAY)  # its lot expires in 20 days
-    earn_at(api, m, 1000, old)
-    earn_at(api, m, 500, recent)
-    assert as_tuple(balance(api, m)) == (1500, 0, 0, 1500)
-    # the redemption takes the soonest-expiring lot first: 600 of the old lot's 1000
-    assert as_tuple(redeem(api, m, 600).balance) == (900, 0, 0, 900)
+    recent = whole_seconds_ago(20 * DAY)  # its lot expires in 10 days
+    with server_clock_moved(-15 * DAY):  # 15 days ago, when the old lot had 5 days left
+        earn_at(api, m, 1000, old)
+        earn_at(api, m, 500, recent)
+        assert as_tuple(balance(api, m)) == (1500, 0, 0, 1500)
+        # the redemption takes the soonest-expiring lot first: 600 of the old lot's 1000
+        assert as_tuple(redeem(api, m, 600).balance) == (900, 0, 0, 900)
+    # today the old lot's 400 are expired, before the job has run
+    assert with_expired(balance(api, m)) == (900, 0, 0, 400, 500)
 
     run_due_work(program.backend.engine)
     assert as_tuple(balance(api, m)) == (500, 0, 0, 500)  # only the 400 left of the old lot expired
@@ -187,6 +225,7 @@ def test_rolling_expiry_consumes_soonest_expiring_first_and_expires_only_the_res
     assert newest[0].balance_after == 500
     assert [line.points for line in newest[0].breakdown] == [-400]
     assert expiring(api, m) == [(500, recent + 30 * DAY)]
+    assert balance(api, m).expired == 0
     assert_clean(program)
 
     # a second run expires nothing more
@@ -202,7 +241,9 @@ def test_rolling_expiry_never_takes_spent_points(program, api):
     for m in (spent_all, untouched):
         earn_at(api, m, 700, whole_seconds_ago(31 * DAY))
     earn_at(api, nothing_due, 700, whole_seconds_ago(29 * DAY))
-    redeem(api, spent_all, 700)
+    with server_clock_moved(-2 * DAY):  # spent while its lot was still valid
+        redeem(api, spent_all, 700)
+    assert with_expired(balance(api, untouched)) == (700, 0, 0, 700, 0)
     run_due_work(program.backend.engine)
     assert as_tuple(balance(api, spent_all)) == (0, 0, 0, 0)
     assert statement(api, spent_all, EXPIRE) == []
@@ -220,8 +261,10 @@ def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(progr
     due = [new_member(api) for _ in range(9)]
     for points, m in enumerate(due, start=1):
         earn_at(api, m, 100 * points, whole_seconds_ago(31 * DAY))
+    with server_clock_moved(-3 * DAY):  # before the 31-day-old lot expired
+        redeem(api, due[0], 50)
+    for m in due:
         earn_at(api, m, 7, whole_seconds_ago(2 * DAY))
-    redeem(api, due[0], 50)
 
     run_due_work(program.backend.engine, batch_size=2, workers=2)
     for points, m in enumerate(due, start=1):
@@ -242,12 +285,16 @@ def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(progr
 def test_inactivity_expires_everything_of_idle_members_only(program, api):
     update_program(api, expiry_mode=INACTIVITY, expiry_days=30)
     idle, recent_order, recent_redeem = new_member(api), new_member(api), new_member(api)
-    for m in (idle, recent_order, recent_redeem):
-        earn_at(api, m, 1000, whole_seconds_ago(40 * DAY))
-        earn_at(api, m, 200, whole_seconds_ago(35 * DAY))
-    earn_at(api, recent_order, 50, whole_seconds_ago(5 * DAY))
-    redeem(api, recent_redeem, 100)
+    with server_clock_moved(-34 * DAY):  # the orders synced when they were made
+        for m in (idle, recent_order, recent_redeem):
+            earn_at(api, m, 1000, whole_seconds_ago(40 * DAY))
+            earn_at(api, m, 200, whole_seconds_ago(35 * DAY))
+    with server_clock_moved(-10 * DAY):  # idle for 25 days then, still active
+        earn_at(api, recent_order, 50, whole_seconds_ago(10 * DAY))
+        redeem(api, recent_redeem, 100)
     assert expiring(api, idle) == []  # INACTIVITY lots carry no date of their own
+    # idle for 35 days: all expired before the job has run
+    assert with_expired(balance(api, idle)) == (1200, 0, 0, 1200, 0)
 
     run_due_work(program.backend.engine)
     assert as_tuple(balance(api, idle)) == (0, 0, 0, 0)
@@ -286,6 +333,134 @@ def test_get_member_lists_points_expiring_within_30_days(program, api):
     redeem(api, m, 500)  # the rest of it, then 300 of the next
     assert expiring(api, m) == [(700, soon + 30 * DAY)]
     assert as_tuple(balance(api, m)) == (1400, 0, 0, 1400)
+    assert_clean(program)
+
+
+# --------------------------------------------------------------------------- expired before the job runs
+
+REFUSED = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def refusal(call) -> tuple[str, dict, str]:
+    """(ErrorInfo reason, its metadata, the message) of a call that must be refused."""
+    with expect_error(REFUSED, "INSUFFICIENT_POINTS") as caught:
+        call()
+    return error_details(caught.value)[0], error_metadata(caught.value), caught.value.details()
+
+
+def test_points_past_their_expiry_are_never_available_before_the_job(program, api):
+    """The issue's case: ROLLING expiry of 1 day, an Earn backdated 3 days."""
+    update_program(api, expiry_mode=ROLLING, expiry_days=1)
+    m = new_member(api)
+    earned = earn_at(api, m, 100, whole_seconds_ago(3 * DAY))
+    assert with_expired(earned.balance) == (100, 0, 0, 100, 0)
+    assert with_expired(balance(api, m)) == (100, 0, 0, 100, 0)
+    assert expiring(api, m) == []  # already expired, not expiring soon
+    order = earn_request(m, 1000, occurred_at=stamp(whole_seconds_ago(3 * DAY))).order
+    quote = api.ledger.QuoteEarn(ledger_pb2.QuoteEarnRequest(member_id=m, order=order), metadata=api.metadata)
+    assert with_expired(quote.balance) == (110, 0, 0, 110, 0)  # a backdated lot is expired on arrival
+
+    redeem_key = key()
+    request = ledger_pb2.RedeemRequest(member_id=m, idempotency_key=redeem_key, points=100)
+    first = refusal(lambda: api.ledger.Redeem(request, metadata=api.metadata))
+    assert first == (
+        "INSUFFICIENT_POINTS",
+        {"requested": "100", "available": "0", "expired": "100"},
+        "100 points requested but only 0 available; 100 expired points are not available",
+    )
+    assert refusal(lambda: redeem(api, m, 1))[1] == {"requested": "1", "available": "0", "expired": "100"}
+    assert refusal(lambda: authorize(api, m, 100))[1] == {"requested": "100", "available": "0", "expired": "100"}
+    assert [tx.kind for tx in statement(api, m)] == [common_pb2.TRANSACTION_KIND_EARN]  # nothing written
+
+    run_due_work(program.backend.engine)  # the job still finds all 100 due
+    assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]
+    assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
+    # the refusal is recorded under its key: a retry gets the same answer
+    assert refusal(lambda: api.ledger.Redeem(request, metadata=api.metadata)) == first
+    assert_clean(program)
+
+
+def test_a_redeem_takes_only_valid_points_and_the_job_expires_all_the_due_ones(program, api):
+    update_program(api, expiry_mode=ROLLING, expiry_days=1)
+    m = new_member(api)
+    earn_at(api, m, 100, whole_seconds_ago(3 * DAY))  # expired two days ago
+    earn_at(api, m, 30, whole_seconds_ago(timedelta(hours=1)))  # valid for 23 hours
+    assert with_expired(balance(api, m)) == (130, 0, 0, 100, 30)
+    assert expiring(api, m) == [(30, whole_seconds_ago(timedelta(hours=1)) + DAY)]
+    assert refusal(lambda: redeem(api, m, 31))[1] == {"requested": "31", "available": "30", "expired": "100"}
+    assert with_expired(redeem(api, m, 30).balance) == (100, 0, 0, 100, 0)
+
+    run_due_work(program.backend.engine)
+    assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]  # not 70: the redeem took the valid lot
+    assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
+    assert [tx.balance_after for tx in statement(api, m)] == [0, 100, 130, 100]
+    assert_clean(program)
+
+
+def test_capturing_a_hold_whose_lots_expired_meanwhile(program, api):
+    """A hold reserves available points, not lots: when lots under it expire before the
+    capture, only what the member's valid points still cover can be captured. The rest is
+    refused (INSUFFICIENT_POINTS; `available` is what can be captured), the hold stays open."""
+    update_program(api, expiry_mode=ROLLING, expiry_days=1)
+    m = new_member(api)
+    earn_at(api, m, 100, whole_seconds_ago(DAY - timedelta(minutes=5)))  # expires in 5 minutes
+    earn_at(api, m, 30, whole_seconds_ago(timedelta(hours=1)))
+    hold = authorize(api, m, 120)  # the default 15 minutes
+    assert with_expired(hold.balance) == (130, 0, 120, 0, 10)
+    with server_clock_moved(timedelta(minutes=10)):  # the 100 expired, the hold is still open
+        assert with_expired(balance(api, m)) == (130, 0, 120, 100, -90)
+        whole_key = key()
+        whole = refusal(lambda: capture(api, hold.hold.hold_id, idempotency_key=whole_key))
+        assert whole[1] == {"requested": "120", "available": "30", "expired": "100"}
+        assert refusal(lambda: capture(api, hold.hold.hold_id, 31))[1]["available"] == "30"
+        captured = capture(api, hold.hold.hold_id, 30)
+        assert with_expired(captured.balance) == (100, 0, 0, 100, 0)
+        assert captured.transaction.points == -30
+        assert refusal(lambda: capture(api, hold.hold.hold_id, idempotency_key=whole_key)) == whole  # recorded
+        run_due_work(program.backend.engine)
+        assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
+    assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]
+    assert_clean(program)
+
+
+def test_refunding_an_order_past_its_expiry_leaves_what_the_job_first_would(program, api):
+    update_program(api, expiry_mode=ROLLING, expiry_days=1)
+    refund_first, job_first = new_member(api), new_member(api)
+    orders = {}
+    for m in (refund_first, job_first):
+        orders[m] = earn_at(api, m, 100, whole_seconds_ago(3 * DAY)).transaction.order_id
+        earn_at(api, m, 50, whole_seconds_ago(timedelta(hours=1)))
+
+    def refund(m):
+        return api.ledger.RefundOrder(
+            ledger_pb2.RefundOrderRequest(
+                member_id=m, order_id=orders[m], idempotency_key=key(), amount=10_000, currency="USD"
+            ),
+            metadata=api.metadata,
+        )
+
+    assert with_expired(refund(refund_first).balance) == (50, 0, 0, 0, 50)
+    run_due_work(program.backend.engine)
+    refund(job_first)
+    assert with_expired(balance(api, refund_first)) == with_expired(balance(api, job_first)) == (50, 0, 0, 0, 50)
+    assert statement(api, refund_first, EXPIRE) == []  # the refund took the order's own expired lot
+    assert [tx.points for tx in statement(api, job_first, EXPIRE)] == [-100]
+    assert_clean(program)
+
+
+def test_a_server_that_never_runs_the_job_refuses_expired_points(program):
+    """`loyalty-ledger serve --due-work-interval 0`: no expiry ever runs in the server."""
+    with ServerProcess.serve(program.backend.url, extra=("--due-work-interval", "0")) as server:
+        api = Api(server.wait_serving(), program.admin_key)
+        try:
+            update_program(api, expiry_mode=ROLLING, expiry_days=1)
+            m = new_member(api)
+            earn_at(api, m, 100, whole_seconds_ago(3 * DAY))
+            assert with_expired(balance(api, m)) == (100, 0, 0, 100, 0)
+            assert refusal(lambda: redeem(api, m, 100))[1] == {"requested": "100", "available": "0", "expired": "100"}
+            assert [tx.kind for tx in statement(api, m)] == [common_pb2.TRANSACTION_KIND_EARN]
+        finally:
+            api.close()
     assert_clean(program)
 
 
@@ -398,11 +573,56 @@ def test_expiry_racing_redemptions_never_expires_spent_points(pg_program):
         run_due_work(pg_program.backend.engine)
         for m in members:
             expired = [tx.points for tx in statement(api, m, EXPIRE)]
-            # expiry first: all 1000 expire, the redemption takes 300 of the other lot;
-            # redemption first: it takes 300 of the due lot, only its 700 left expire
-            assert expired in ([-1000], [-700]), expired
-            posted = 1500 - 300 + expired[0]
-            assert as_tuple(balance(api, m)) == (posted, 0, 0, posted)
+            # expiry first or redemption first, the same: the redemption takes 300 of the
+            # valid lot (the due one was never available), the expiry all 1000 due
+            assert expired == [-1000], expired
+            assert with_expired(balance(api, m)) == (200, 0, 0, 0, 200)
+    finally:
+        api.close()
+    assert_clean(pg_program)
+
+
+def test_concurrent_redemptions_never_spend_expired_points(pg_program):
+    """32 terminals redeem from one member at once (group commit: member_batches runs them in
+    shared transactions): the 100 valid points go, 10 at a time, never one of the 1000 expired."""
+    api = pg_program.api()
+    terminals = 32
+    try:
+        update_program(api, expiry_mode=ROLLING, expiry_days=1)
+        m = new_member(api)
+        earn_at(api, m, 1000, whole_seconds_ago(3 * DAY))
+        earn_at(api, m, 100, whole_seconds_ago(timedelta(hours=1)))
+        barrier = threading.Barrier(terminals)
+        outcomes: list = []
+
+        def terminal() -> None:
+            with grpc.insecure_channel(pg_program.backend.target) as channel:
+                stub = ledger_pb2_grpc.LedgerStub(channel)
+                request = ledger_pb2.RedeemRequest(member_id=m, idempotency_key=key(), points=10)
+                barrier.wait(timeout=30)
+                for _ in range(50):
+                    try:
+                        outcomes.append(("OK", stub.Redeem(request, metadata=api.metadata, timeout=30).balance.available))
+                        return
+                    except grpc.RpcError as error:
+                        if error.code() != grpc.StatusCode.ABORTED:
+                            outcomes.append((error_details(error)[0], error_metadata(error)))
+                            return
+
+        threads = [threading.Thread(target=terminal) for _ in range(terminals)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(outcomes) == terminals
+        assert sorted(available for status, available in outcomes if status == "OK") == list(range(0, 100, 10))
+        refused = [metadata for status, metadata in outcomes if status != "OK"]
+        assert len(refused) == terminals - 10
+        assert all(metadata["expired"] == "1000" and int(metadata["available"]) < 10 for metadata in refused)
+        assert with_expired(balance(api, m)) == (1000, 0, 0, 1000, 0)
+        run_due_work(pg_program.backend.engine)
+        assert [tx.points for tx in statement(api, m, EXPIRE)] == [-1000]
+        assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
     finally:
         api.close()
     assert_clean(pg_program)

@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/common.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\x07\x42\x61lance\x12\x0e\n\x06posted\x18\x01 \x01(\x03\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\"u\n\x0fPointsBreakdown\x12(\n\x06source\x18\x01 \x01(\x0e\x32\x18.loyalty.v1.PointsSource\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"L\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"\xeb\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12$\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12$\n\x05lines\x18\x05 \x03(\x0b\x32\x15.loyalty.v1.OrderLine\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x1f\n\x17paid_with_points_amount\x18\x08 \x01(\x03\"\xb8\x04\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12)\n\x04kind\x18\x03 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12.\n\tbreakdown\x18\x05 \x03(\x0b\x32\x1b.loyalty.v1.PointsBreakdown\x12$\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x0b \x01(\t\x12/\n\x0boccurred_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rbalance_after\x18\x0e \x01(\x03\x12\x12\n\napi_key_id\x18\x0f \x01(\t\x12\x14\n\x0corder_amount\x18\x10 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x11 \x01(\t\x12\x10\n\x08sequence\x18\x12 \x01(\x03\x12\x15\n\ractivity_type\x18\x13 \x01(\t\x12\x11\n\ttier_from\x18\x14 \x01(\t\x12\x0f\n\x07tier_to\x18\x15 \x01(\t*\x99\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_POS\x10\x01\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x02\x12\x12\n\x0e\x43HANNEL_MOBILE\x10\x03\x12\x17\n\x13\x43HANNEL_MARKETPLACE\x10\x04\x12\x13\n\x0f\x43HANNEL_SUPPORT\x10\x05\x12\x11\n\rCHANNEL_OTHER\x10\x06*\xe6\x02\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSACTION_KIND_EARN\x10\x01\x12\x1b\n\x17TRANSACTION_KIND_REDEEM\x10\x02\x12\x1c\n\x18TRANSACTION_KIND_CAPTURE\x10\x03\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_ADJUST\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRE\x10\x06\x12$\n TRANSACTION_KIND_REFERRAL_REWARD\x10\x07\x12\x1d\n\x19TRANSACTION_KIND_REVERSAL\x10\x08\x12\x1d\n\x19TRANSACTION_KIND_ACTIVITY\x10\t\x12 \n\x1cTRANSACTION_KIND_TIER_CHANGE\x10\n*\xdb\x01\n\x0cPointsSource\x12\x1d\n\x19POINTS_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12POINTS_SOURCE_BASE\x10\x01\x12\x1c\n\x18POINTS_SOURCE_TIER_BONUS\x10\x02\x12\x1a\n\x16POINTS_SOURCE_CAMPAIGN\x10\x03\x12\x1a\n\x16POINTS_SOURCE_ACTIVITY\x10\x04\x12\x1a\n\x16POINTS_SOURCE_REFERRAL\x10\x05\x12\"\n\x1ePOINTS_SOURCE_LEDGER_OPERATION\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/common.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x07\x42\x61lance\x12\x0e\n\x06posted\x18\x01 \x01(\x03\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\x0f\n\x07\x65xpired\x18\x05 \x01(\x03\"u\n\x0fPointsBreakdown\x12(\n\x06source\x18\x01 \x01(\x0e\x32\x18.loyalty.v1.PointsSource\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"L\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"\xeb\x01\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12$\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12$\n\x05lines\x18\x05 \x03(\x0b\x32\x15.loyalty.v1.OrderLine\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x1f\n\x17paid_with_points_amount\x18\x08 \x01(\x03\"\xb8\x04\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12)\n\x04kind\x18\x03 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12.\n\tbreakdown\x18\x05 \x03(\x0b\x32\x1b.loyalty.v1.PointsBreakdown\x12$\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x10\n\x08order_id\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x0b \x01(\t\x12/\n\x0boccurred_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rbalance_after\x18\x0e \x01(\x03\x12\x12\n\napi_key_id\x18\x0f \x01(\t\x12\x14\n\x0corder_amount\x18\x10 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x11 \x01(\t\x12\x10\n\x08sequence\x18\x12 \x01(\x03\x12\x15\n\ractivity_type\x18\x13 \x01(\t\x12\x11\n\ttier_from\x18\x14 \x01(\t\x12\x0f\n\x07tier_to\x18\x15 \x01(\t*\x99\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_POS\x10\x01\x12\x0f\n\x0b\x43HANNEL_WEB\x10\x02\x12\x12\n\x0e\x43HANNEL_MOBILE\x10\x03\x12\x17\n\x13\x43HANNEL_MARKETPLACE\x10\x04\x12\x13\n\x0f\x43HANNEL_SUPPORT\x10\x05\x12\x11\n\rCHANNEL_OTHER\x10\x06*\xe6\x02\n\x0fTransactionKind\x12 \n\x1cTRANSACTION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15TRANSACTION_KIND_EARN\x10\x01\x12\x1b\n\x17TRANSACTION_KIND_REDEEM\x10\x02\x12\x1c\n\x18TRANSACTION_KIND_CAPTURE\x10\x03\x12\x1b\n\x17TRANSACTION_KIND_REFUND\x10\x04\x12\x1b\n\x17TRANSACTION_KIND_ADJUST\x10\x05\x12\x1b\n\x17TRANSACTION_KIND_EXPIRE\x10\x06\x12$\n TRANSACTION_KIND_REFERRAL_REWARD\x10\x07\x12\x1d\n\x19TRANSACTION_KIND_REVERSAL\x10\x08\x12\x1d\n\x19TRANSACTION_KIND_ACTIVITY\x10\t\x12 \n\x1cTRANSACTION_KIND_TIER_CHANGE\x10\n*\xdb\x01\n\x0cPointsSource\x12\x1d\n\x19POINTS_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12POINTS_SOURCE_BASE\x10\x01\x12\x1c\n\x18POINTS_SOURCE_TIER_BONUS\x10\x02\x12\x1a\n\x16POINTS_SOURCE_CAMPAIGN\x10\x03\x12\x1a\n\x16POINTS_SOURCE_ACTIVITY\x10\x04\x12\x1a\n\x16POINTS_SOURCE_REFERRAL\x10\x05\x12\"\n\x1ePOINTS_SOURCE_LEDGER_OPERATION\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loyalty.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=1156
-  _globals['_CHANNEL']._serialized_end=1309
-  _globals['_TRANSACTIONKIND']._serialized_start=1312
-  _globals['_TRANSACTIONKIND']._serialized_end=1670
-  _globals['_POINTSSOURCE']._serialized_start=1673
-  _globals['_POINTSSOURCE']._serialized_end=1892
+  _globals['_CHANNEL']._serialized_start=1173
+  _globals['_CHANNEL']._serialized_end=1326
+  _globals['_TRANSACTIONKIND']._serialized_start=1329
+  _globals['_TRANSACTIONKIND']._serialized_end=1687
+  _globals['_POINTSSOURCE']._serialized_start=1690
+  _globals['_POINTSSOURCE']._serialized_end=1909
   _globals['_BALANCE']._serialized_start=72
-  _globals['_BALANCE']._serialized_end=147
-  _globals['_POINTSBREAKDOWN']._serialized_start=149
-  _globals['_POINTSBREAKDOWN']._serialized_end=266
-  _globals['_ORDERLINE']._serialized_start=268
-  _globals['_ORDERLINE']._serialized_end=344
-  _globals['_ORDER']._serialized_start=347
-  _globals['_ORDER']._serialized_end=582
-  _globals['_TRANSACTION']._serialized_start=585
-  _globals['_TRANSACTION']._serialized_end=1153
+  _globals['_BALANCE']._serialized_end=164
+  _globals['_POINTSBREAKDOWN']._serialized_start=166
+  _globals['_POINTSBREAKDOWN']._serialized_end=283
+  _globals['_ORDERLINE']._serialized_start=285
+  _globals['_ORDERLINE']._serialized_end=361
+  _globals['_ORDER']._serialized_start=364
+  _globals['_ORDER']._serialized_end=599
+  _globals['_TRANSACTION']._serialized_start=602
+  _globals['_TRANSACTION']._serialized_end=1170
 # @@protoc_insertion_point(module_scope)

@@ -70,16 +70,18 @@ POINTS_SOURCE_REFERRAL: PointsSource
 POINTS_SOURCE_LEDGER_OPERATION: PointsSource
 
 class Balance(_message.Message):
-    __slots__ = ("posted", "pending", "held", "available")
+    __slots__ = ("posted", "pending", "held", "available", "expired")
     POSTED_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
     posted: int
     pending: int
     held: int
     available: int
-    def __init__(self, posted: _Optional[int] = ..., pending: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
+    expired: int
+    def __init__(self, posted: _Optional[int] = ..., pending: _Optional[int] = ..., held: _Optional[int] = ..., available: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...
 
 class PointsBreakdown(_message.Message):
     __slots__ = ("source", "points", "campaign_id", "description")
