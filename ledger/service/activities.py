@@ -17,7 +17,7 @@ from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.lots import lot_dates
 from ledger.domain.program import check_activity_role
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult
-from ledger.service import clock, earn_context, idempotent, lookups, lot_postings
+from ledger.service import clock, earn_context, expiry, idempotent, lookups, lot_postings
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
@@ -51,6 +51,9 @@ def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command:
             command.activity_type, rule, done, command.occurred_at, context.tier, context.campaigns, context.counters
         )
         available_at, expires_at = lot_dates(command.occurred_at, context.rules, pending=False)
+        now = clock.now()
+        # The activity makes the member active again: what expired for inactivity goes first.
+        member = expiry.write_off_if_inactive(conn, caller.program_id, member, context.rules, now)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
             member_id=member.member_id,
@@ -61,7 +64,7 @@ def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command:
             idempotency_key=mutation.idempotency_key,
             api_key_id=caller.key_id,
             occurred_at=command.occurred_at,
-            created_at=clock.now(),
+            created_at=now,
             activity_type=command.activity_type,
             reason=f"activity {command.activity_type}",
             postings=(

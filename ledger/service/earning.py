@@ -10,7 +10,7 @@ threshold (the order itself earned at the old tier).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
@@ -42,6 +42,7 @@ from ledger.service import (
     referrals,
     unit_of_work,
 )
+from ledger.service import expiry as expiry_job
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.earn_context import EarnContext
@@ -131,6 +132,10 @@ def _after(before: Balance, tx: NewTransaction, rules: ProgramRules, member: Mem
     return expiry.after_credit(before, tx.points, new_lot, now, inactive=inactive)
 
 
+def _inactive(rules: ProgramRules, member: MemberState, now: datetime) -> bool:
+    return expiry.is_inactive(rules.expiry_mode, rules.expiry_days, member.last_activity_at, now)
+
+
 def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
     now = clock.now()
 
@@ -139,6 +144,10 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         decision, context = _decide(conn, caller, command, lock=True)
         check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        if _inactive(context.rules, member, now):
+            # The earn would make the member active again: what expired for inactivity goes first.
+            member = expiry_job.write_off_if_inactive(conn, caller.program_id, member, context.rules, now)
+            before = expiry.written_off(before)
         tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key, now)
         # An earn adds its lot and touches no hold: the answer's balance needs no second read.
         after = _after(before, tx, context.rules, member, now)
@@ -181,6 +190,9 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         decision, context = _decide(conn, caller, command, lock=False)
         now = clock.now()
         before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        if _inactive(context.rules, member, now):  # as the earn would write them off
+            member = replace(member, balance=member.balance.with_posted(-before.expired))
+            before = expiry.written_off(before)
         tx = _new_transaction(caller, command, decision, context, member, "", now)
         balance = _after(before, tx, context.rules, member, now)
         view = TransactionView(

@@ -18,7 +18,7 @@ batches not yet committed.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from itertools import groupby
@@ -27,14 +27,13 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials
-from ledger.domain.earning import BreakdownLine
-from ledger.domain.expiry import DESCRIPTION, NO_ACTIVITY, REASON, VALIDITY_ENDED, due_consumptions, inactive_since
-from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.domain.records import NewTransaction, Posting
+from ledger.domain.expiry import due_consumptions, expiry_transaction, inactive_since, is_inactive
+from ledger.domain.program import ProgramRules
+from ledger.domain.records import MemberState
 from ledger.service import clock, unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, expiry_writes, idempotency, ledger_writes, pg_transactions, programs
+from ledger.store import expiry, expiry_writes, idempotency, ledger_writes, lots, pg_transactions, programs
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
@@ -123,20 +122,14 @@ def _expire_in_python(
             continue
         program_id, member_id = key
         transaction_id = id_of[key]
-        why = NO_ACTIVITY if everything else VALIDITY_ENDED
-        tx = NewTransaction(
+        tx = expiry_transaction(
+            member_id,
+            due,
+            everything=everything,
             transaction_id=transaction_id,
-            member_id=member_id,
-            kind=TransactionKind.EXPIRE,
-            points=-points,
-            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, DESCRIPTION % (len(due), why)),),
-            channel=Channel.OTHER,
             idempotency_key=credentials.system_key("expire", transaction_id),
             api_key_id=SYSTEM_KEY_ID,
-            occurred_at=now,
-            created_at=now,
-            reason=REASON % why,
-            postings=(Posting(member_id, -points, consumed=due),),
+            now=now,
         )
         items.append((program_id, tx, {member_id: (posted, last_seq, last_hash)}))
         tally.members += 1
@@ -151,6 +144,37 @@ def _expire_in_python(
         now,
     )
     return tally
+
+
+def write_off_if_inactive(
+    conn: Connection, program_id: str, member: MemberState, rules: ProgramRules, now: datetime
+) -> MemberState:
+    """Before an activity credit (an earn, a rewarded activity, a referral reward) moves an
+    inactive member's activity clock, their points expire as the INACTIVITY sweep would have
+    expired them: the same EXPIRE transaction, written now in the caller's transaction (the
+    member's row lock held). Otherwise the credit would make them active again and the
+    sweep, finding an active member, would never take the points that had expired.
+    Returns the member as it stands after (unchanged when nothing was due)."""
+    if member.balance.posted <= 0 or not is_inactive(rules.expiry_mode, rules.expiry_days, member.last_activity_at, now):
+        return member
+    due = due_consumptions(lots.open_lots(conn, program_id, member.member_id), now, everything=True)
+    if not due:
+        return member
+    transaction_id = credentials.new_id("tx")
+    tx = expiry_transaction(
+        member.member_id,
+        due,
+        everything=True,
+        transaction_id=transaction_id,
+        idempotency_key=credentials.system_key("expire", transaction_id),
+        api_key_id=SYSTEM_KEY_ID,
+        now=now,
+    )
+    posted, seq = ledger_writes.append(conn, program_id, tx)[member.member_id]
+    idempotency.claim_many(
+        conn, [(program_id, tx.idempotency_key, EXPIRE_METHOD, transaction_id, {"expired": -tx.points})], now
+    )
+    return replace(member, balance=member.balance.with_posted(posted - member.balance.posted), last_seq=seq)
 
 
 @dataclass(frozen=True)

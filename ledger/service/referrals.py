@@ -25,7 +25,7 @@ from ledger.domain.referrals import (
     reverses_reward,
     state_of,
 )
-from ledger.service import clock, lookups, lot_postings, page_tokens, unit_of_work
+from ledger.service import clock, expiry, lookups, lot_postings, page_tokens, unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.tiers import upgrade_after_order
 from ledger.store import idempotency, ledger_writes, members, transactions
@@ -56,6 +56,8 @@ def _post_reward(
         ((referral.referrer_id, referral_rules.referrer_points), (referral.referee_id, referral_rules.referee_points))
     ):
         state = lookups.member(conn, caller.program_id, member_id, lock=True)
+        # The reward (even of 0 points) makes the member active again: what expired for inactivity goes first.
+        state = expiry.write_off_if_inactive(conn, caller.program_id, state, rules, now)
         # Both members get an entry (0 points possible) so the statement of each shows the referral.
         postings.append(lot_postings.credit(member_id, points, state.balance.posted, available_at, expires_at, order_id))
     transaction_id = credentials.new_id("tx")

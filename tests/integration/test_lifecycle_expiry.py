@@ -25,7 +25,8 @@ What it proves:
 - a server started with `--due-work-interval 0` refuses expired points too;
 - INACTIVITY expiry: a member whose last activity is older than expiry_days loses all points,
   members with a recent order or redemption keep theirs; before the job runs, the idle
-  member's points are `expired` (GetMember, refusals);
+  member's points are `expired` (GetMember, refusals), and an order that brings the member
+  back writes the EXPIRE first, so coming back never revives them;
 - GetMember.expiring_points lists the points expiring within 30 days, by date, net of spending;
 - orders older than max_backdate_days are INVALID_ARGUMENT on order.occurred_at, and write nothing;
 - the `loyalty-ledger expire` command prints its report, exits 0 and does the same work;
@@ -445,6 +446,47 @@ def test_refunding_an_order_past_its_expiry_leaves_what_the_job_first_would(prog
     assert with_expired(balance(api, refund_first)) == with_expired(balance(api, job_first)) == (50, 0, 0, 0, 50)
     assert statement(api, refund_first, EXPIRE) == []  # the refund took the order's own expired lot
     assert [tx.points for tx in statement(api, job_first, EXPIRE)] == [-100]
+    assert_clean(program)
+
+
+def test_an_idle_member_coming_back_never_revives_expired_points(program, api):
+    update_program(api, expiry_mode=INACTIVITY, expiry_days=30)
+    m = new_member(api)
+    with server_clock_moved(-34 * DAY):
+        earn_at(api, m, 1000, whole_seconds_ago(40 * DAY))
+        earn_at(api, m, 200, whole_seconds_ago(35 * DAY))
+    assert with_expired(balance(api, m)) == (1200, 0, 0, 1200, 0)
+    assert refusal(lambda: redeem(api, m, 1))[1] == {"requested": "1", "available": "0", "expired": "1200"}
+    # The member comes back before the job has run: the order writes the expiry off first.
+    back = earn_at(api, m, 10, whole_seconds_ago(timedelta(0)))
+    assert with_expired(back.balance) == (10, 0, 0, 0, 10)
+    newest = statement(api, m)
+    assert [(tx.kind, tx.points, tx.balance_after) for tx in newest] == [
+        (common_pb2.TRANSACTION_KIND_EARN, 10, 10),
+        (EXPIRE, -1200, 0),
+        (common_pb2.TRANSACTION_KIND_EARN, 200, 1200),
+        (common_pb2.TRANSACTION_KIND_EARN, 1000, 1000),
+    ]
+    assert "activity" in newest[1].reason
+    # A rewarded activity brings a member back the same way.
+    update_program(api, activity_rules=[programs_pb2.ActivityRule(activity_type="review_submitted", points=50)])
+    reviewer = new_member(api)
+    with server_clock_moved(-34 * DAY):
+        earn_at(api, reviewer, 300, whole_seconds_ago(40 * DAY))
+    reviewed = api.ledger.RecordActivity(
+        ledger_pb2.RecordActivityRequest(
+            member_id=reviewer, idempotency_key=key(), activity_type="review_submitted", channel=common_pb2.CHANNEL_WEB
+        ),
+        metadata=api.metadata,
+    )
+    assert with_expired(reviewed.balance) == (50, 0, 0, 0, 50)
+    assert [tx.points for tx in statement(api, reviewer)] == [50, -300, 300]
+
+    run_due_work(program.backend.engine)  # nothing more to expire: the members are active again
+    assert [tx.points for tx in statement(api, m, EXPIRE)] == [-1200]
+    assert [tx.points for tx in statement(api, reviewer, EXPIRE)] == [-300]
+    assert with_expired(balance(api, m)) == (10, 0, 0, 0, 10)
+    assert with_expired(balance(api, reviewer)) == (50, 0, 0, 0, 50)
     assert_clean(program)
 
 
