@@ -23,6 +23,24 @@ from ledger.domain.lots import Consumption, Lot
 from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.domain.records import NewTransaction, Posting
 
+# Kinds that count as the member's own activity: each moves the INACTIVITY clock (the
+# member's last_activity_at) to its occurred_at, never back.
+ACTIVITY_KINDS = frozenset(
+    {
+        TransactionKind.EARN,
+        TransactionKind.REDEEM,
+        TransactionKind.CAPTURE,
+        TransactionKind.ACTIVITY,
+        TransactionKind.REFERRAL_REWARD,
+    }
+)
+
+
+def activity_after(last_activity_at: datetime, kind: TransactionKind, occurred_at: datetime) -> datetime:
+    """The member's INACTIVITY clock after a transaction of `kind` that occurred at occurred_at."""
+    return max(last_activity_at, occurred_at) if kind in ACTIVITY_KINDS else last_activity_at
+
+
 # Why points expired, as an EXPIRE transaction states it: the rule that took them.
 VALIDITY_ENDED = "validity ended"
 NO_ACTIVITY = "no activity for the program's inactivity period"

@@ -13,15 +13,17 @@ from sqlalchemy import Connection
 
 from ledger.domain import expiry
 from ledger.domain.balance import Balance
+from ledger.domain.records import MemberState
 from ledger.store import lots
 
 
-def live_balance(conn: Connection, program_id: str, member_id: str, posted: int, now: datetime) -> Balance:
-    return live(conn, program_id, member_id, posted, now)[0]
+def live_balance(conn: Connection, program_id: str, member: MemberState, now: datetime) -> Balance:
+    return live(conn, program_id, member, now)[0]
 
 
-def live(conn: Connection, program_id: str, member_id: str, posted: int, now: datetime) -> tuple[Balance, bool]:
-    """The live balance, and whether the member is inactive (all their points expired) at `now`."""
-    facts = lots.balance_facts(conn, program_id, member_id, now)
-    inactive = expiry.is_inactive(facts.expiry_mode, facts.expiry_days, facts.last_activity_at, now)
-    return expiry.live_balance(posted, facts.held, facts.lots, inactive=inactive), inactive
+def live(conn: Connection, program_id: str, member: MemberState, now: datetime) -> tuple[Balance, bool]:
+    """The member's live balance (posted and the INACTIVITY clock as `member` has them), and
+    whether the member is inactive (all their points expired) at `now`."""
+    facts = lots.balance_facts(conn, program_id, member.member_id, now)
+    inactive = expiry.is_inactive(facts.expiry_mode, facts.expiry_days, member.last_activity_at, now)
+    return expiry.live_balance(member.balance.posted, facts.held, facts.lots, inactive=inactive), inactive

@@ -127,7 +127,7 @@ def _after(before: Balance, tx: NewTransaction, rules: ProgramRules, member: Mem
     expiry, and the earn moves the member's activity clock to the order's time."""
     lot = tx.postings[0].new_lot
     new_lot = Lot("", lot.points, lot.available_at, lot.expires_at) if lot is not None else None
-    active_at = max(member.last_activity_at, tx.occurred_at)
+    active_at = expiry.activity_after(member.last_activity_at, tx.kind, tx.occurred_at)
     inactive = expiry.is_inactive(rules.expiry_mode, rules.expiry_days, active_at, now)
     return expiry.after_credit(before, tx.points, new_lot, now, inactive=inactive)
 
@@ -143,7 +143,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=True)
         check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
-        before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        before = live_balance(conn, caller.program_id, member, now)
         if _inactive(context.rules, member, now):
             # The earn would make the member active again: what expired for inactivity goes first.
             member = expiry_job.write_off_if_inactive(conn, caller.program_id, member, context.rules, now)
@@ -189,7 +189,7 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=False)
         now = clock.now()
-        before = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        before = live_balance(conn, caller.program_id, member, now)
         if _inactive(context.rules, member, now):  # as the earn would write them off
             member = replace(member, balance=member.balance.with_posted(-before.expired))
             before = expiry.written_off(before)

@@ -89,7 +89,7 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
         lookups.require_active(member)
         rules = lookups.program_rules(conn, caller.program_id)
         expires_at = hold_expiry(now, command.ttl_seconds, rules.hold_ttl_seconds)
-        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        balance = live_balance(conn, caller.program_id, member, now)
         check_redeemable(balance, command.points)
         hold = HoldFacts(
             credentials.new_id("hold"), member.member_id, command.points, HoldState.OPEN, expires_at,
@@ -130,7 +130,7 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
         member, hold = locked
         check_open(hold, now)
         captured = capture_points(hold, points)
-        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        balance = live_balance(conn, caller.program_id, member, now)
         # The hold's own points are reserved for this capture, but a reservation is not a lot:
         # when lots expired under the hold, only what is still covered can be captured (the
         # rest is refused, INSUFFICIENT_POINTS with `available` and `expired`; the hold stays
@@ -172,7 +172,7 @@ def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> Ho
         member, hold = locked
         check_open(hold, now)
         holds.close(conn, caller.program_id, hold, HoldState.VOIDED, 0, now)
-        balance = live_balance(conn, caller.program_id, member.member_id, member.balance.posted, now)
+        balance = live_balance(conn, caller.program_id, member, now)
         return HoldResult(hold.closed(HoldState.VOIDED), balance)
 
     return idempotent.execute(

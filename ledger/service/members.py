@@ -60,7 +60,7 @@ EXPIRING_SOON = timedelta(days=30)
 
 
 def summarize(conn, program_id: str, state: MemberState, now: datetime) -> MemberSummary:
-    balance, inactive = live(conn, program_id, state.member_id, state.balance.posted, now)
+    balance, inactive = live(conn, program_id, state, now)
     expiring = lots.expiring_between(conn, program_id, state.member_id, now, now + EXPIRING_SOON)
     if inactive:  # every point has expired already (Balance.expired), none is still to expire
         expiring = []

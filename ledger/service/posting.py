@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Connection
 
 from ledger.domain.balance import Balance
+from ledger.domain.expiry import activity_after
 from ledger.domain.records import (
     MemberState,
     NewTransaction,
@@ -52,7 +55,12 @@ def post(
         tier_to=tx.tier_to,
     )
     if unspendable is None:
-        balance = live_balance(conn, program_id, member.member_id, posted_after, tx.created_at)
+        after = replace(
+            member,
+            balance=Balance(posted=posted_after),
+            last_activity_at=activity_after(member.last_activity_at, tx.kind, tx.occurred_at),
+        )
+        balance = live_balance(conn, program_id, after, tx.created_at)
     else:
         pending, held, expired = unspendable
         balance = Balance(posted=posted_after, pending=pending, held=held, expired=expired)
@@ -64,5 +72,5 @@ def refreshed(conn: Connection, program_id: str, result: TransactionResult) -> T
     postings in the same database transaction (a referral reward or its reversal)."""
     state = members.get(conn, program_id, result.transaction.member_id)
     assert state is not None
-    balance = live_balance(conn, program_id, state.member_id, state.balance.posted, clock.now())
+    balance = live_balance(conn, program_id, state, clock.now())
     return TransactionResult(result.transaction, balance)

@@ -60,7 +60,7 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
         if command.reward_id:
             reward = _available_reward(conn, caller.program_id, command.reward_id, now)
             points, description = reward.points_price, f"reward {reward.name} ({reward.reward_id})"
-        balance = live_balance(conn, caller.program_id, command.member_id, member.balance.posted, now)
+        balance = live_balance(conn, caller.program_id, member, now)
         check_redeemable(balance, points)
         if reward is not None:
             rewards.take_one(conn, caller.program_id, reward.reward_id)

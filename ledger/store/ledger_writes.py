@@ -13,24 +13,14 @@ import json
 
 from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, update
 
+from ledger.domain.expiry import ACTIVITY_KINDS
 from ledger.domain.hash_chain import EntryContent, entry_hash
-from ledger.domain.kinds import TransactionKind
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
 from ledger.store import locked_heads, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
 
-# Kinds that count as the member's own activity (the INACTIVITY expiry clock).
-ACTIVITY_KINDS = frozenset(
-    {
-        TransactionKind.EARN,
-        TransactionKind.REDEEM,
-        TransactionKind.CAPTURE,
-        TransactionKind.ACTIVITY,
-        TransactionKind.REFERRAL_REWARD,
-    }
-)
 
 _consume = (
     update(lots)

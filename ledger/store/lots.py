@@ -13,7 +13,7 @@ from ledger.domain.lots import Consumption, Lot
 from ledger.domain.program import ExpiryMode
 from ledger.store import prefetch
 from ledger.store.instants import from_micros, to_micros
-from ledger.store.tables import holds, lot_consumptions, lots, members, programs
+from ledger.store.tables import holds, lot_consumptions, lots, programs
 
 
 def past_expiry(at):
@@ -96,24 +96,16 @@ _held = (
     )
     .scalar_subquery()
 )
-# The INACTIVITY rule's inputs: the program's policy and the member's last activity.
-_program = programs.c.program_id == bindparam("program_id")
-_expiry_mode = select(programs.c.expiry_mode).where(_program).scalar_subquery()
-_expiry_days = select(programs.c.expiry_days).where(_program).scalar_subquery()
-_last_activity = (
-    select(members.c.last_activity_at)
-    .where(members.c.program_id == bindparam("program_id"), members.c.member_id == bindparam("member_id"))
-    .scalar_subquery()
-)
+# The program's expiry policy (the INACTIVITY rule's other input is the member's row, which
+# every caller holds): joined, one primary-key lookup.
 _balance_facts = select(
     _lot_sums.c.pending,
     _lot_sums.c.past_expiry,
     _lot_sums.c.total,
     _held.label("held"),
-    _expiry_mode.label("expiry_mode"),
-    _expiry_days.label("expiry_days"),
-    _last_activity.label("last_activity_at"),
-).select_from(_lot_sums)
+    programs.c.expiry_mode,
+    programs.c.expiry_days,
+).select_from(_lot_sums.outerjoin(programs, programs.c.program_id == bindparam("program_id")))
 BALANCE_FACTS = prefetch.Read("balance_facts", _balance_facts, ("program_id", "member_id", "at"))
 _expiring = (
     select(lots.c.expires_at, func.sum(lots.c.remaining).label("points"))
@@ -137,12 +129,11 @@ class BalanceFacts:
     held: int
     expiry_mode: ExpiryMode
     expiry_days: int
-    last_activity_at: datetime
 
 
 def balance_facts(conn: Connection, program_id: str, member_id: str, now: datetime) -> BalanceFacts:
     """The member's open lots summed at `now` (pending, past their expiry, all), the points of
-    open holds not lapsed by then, and the INACTIVITY rule's inputs, in one statement."""
+    open holds not lapsed by then, and the program's expiry policy, in one statement."""
     params = {"program_id": program_id, "member_id": member_id, "at": to_micros(now)}
     row = prefetch.read(conn, BALANCE_FACTS, params)
     return BalanceFacts(
@@ -150,7 +141,6 @@ def balance_facts(conn: Connection, program_id: str, member_id: str, now: dateti
         int(row.held),
         ExpiryMode(row.expiry_mode) if row.expiry_mode is not None else ExpiryMode.NONE,
         int(row.expiry_days or 0),
-        from_micros(int(row.last_activity_at or 0)),
     )
 
 
