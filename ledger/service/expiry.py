@@ -18,7 +18,8 @@ batches not yet committed.
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from itertools import groupby
@@ -52,16 +53,24 @@ class DueWorkReport:
     members_expired: int
     points_expired: int
     tiers_changed: int = 0
+    points_expired_by_program: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class _Tally:
     members: int = 0
     points: int = 0
+    by_program: Counter = field(default_factory=Counter)
+
+    def count(self, program_id: str, members: int, points: int) -> None:
+        self.members += members
+        self.points += points
+        self.by_program[program_id] += points
 
     def add(self, other: _Tally) -> None:
         self.members += other.members
         self.points += other.points
+        self.by_program.update(other.by_program)
 
 
 def _expire_batch(
@@ -98,7 +107,7 @@ def _expire_in_database(
             api_key_id=SYSTEM_KEY_ID,
             method=EXPIRE_METHOD,
         )
-        tally.add(_Tally(done.members, done.points))
+        tally.count(program_id, done.members, done.points)
     return tally
 
 
@@ -132,8 +141,7 @@ def _expire_in_python(
             now=now,
         )
         items.append((program_id, tx, {member_id: (posted, last_seq, last_hash)}))
-        tally.members += 1
-        tally.points += points
+        tally.count(program_id, 1, points)
     ledger_writes.append_many(conn, items)
     idempotency.claim_many(
         conn,
@@ -271,6 +279,8 @@ def run_due_work(
     lapsed = lapse_due_holds(engine, now=now)
     tiers_changed = review_due_tiers(engine, now)
     sweep = _Sweep(engine, now, batch_size, workers)
-    rolling = _expire_rolling(sweep)
-    inactive = _expire_inactive(sweep)
-    return DueWorkReport(lapsed, rolling.members + inactive.members, rolling.points + inactive.points, tiers_changed)
+    expired = _expire_rolling(sweep)
+    expired.add(_expire_inactive(sweep))
+    return DueWorkReport(
+        lapsed, expired.members, expired.points, tiers_changed, {p: n for p, n in expired.by_program.items() if n}
+    )

@@ -267,12 +267,16 @@ def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(progr
     for m in due:
         earn_at(api, m, 7, whole_seconds_ago(2 * DAY))
 
-    run_due_work(program.backend.engine, batch_size=2, workers=2)
+    report = run_due_work(program.backend.engine, batch_size=2, workers=2)
+    expired_here = 0
     for points, m in enumerate(due, start=1):
         assert as_tuple(balance(api, m)) == (7, 0, 0, 7)
         expected = 100 * points - (50 if m == due[0] else 0)
         assert [tx.points for tx in statement(api, m, EXPIRE)] == [-expected]
         assert statement(api, m)[0].balance_after == 7
+        expired_here += expected
+    # Counted per program (for loyalty_points_expired_total): all of this program's, only once.
+    assert report.points_expired_by_program[program.program_id] == expired_here
     assert_clean(program)
 
     run_due_work(program.backend.engine, batch_size=2, workers=2)
