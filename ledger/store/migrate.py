@@ -16,8 +16,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 def alembic_config(engine: Engine) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    # Alembic's Config is a ConfigParser with %-interpolation: a percent-encoded URL (a
+    # password with an @, a socket directory in ?host=%2F...) must have its % doubled, or
+    # set_main_option fails with "invalid interpolation syntax". get_main_option undoes it.
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
