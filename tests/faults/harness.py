@@ -1,6 +1,9 @@
 """Shared pieces of the fault tests: a server subprocess on a throw-away PostgreSQL database,
 recorded client operations, and the ledger checks run after each fault.
 
+A test that stops or restarts PostgreSQL itself does it to a private cluster of its own
+(tests/private_postgres.py), never to the shared server other test runs are using.
+
 Every wait here is bounded; every server started here is killed in a finally.
 """
 
@@ -19,13 +22,13 @@ from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tests.cli.processes import ServerProcess, free_port, run_cli, run_ok
 from tests import databases
 from tests.databases import postgres_database
+from tests.private_postgres import PrivatePostgres
 
 OK = grpc.StatusCode.OK
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 ABORTED = grpc.StatusCode.ABORTED
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
-PG_CLUSTER = ("15", "main")
 
 
 def bearer(key: str):
@@ -81,10 +84,12 @@ class Ledger:
 
 
 @contextmanager
-def ledger_on_postgres(name: str):
-    """A fresh database with a program; the server on a fixed loopback port (so a restart keeps
-    the clients' target); always killed at the end."""
-    with postgres_database("loyalty_fault") as url:
+def ledger_on_postgres(name: str, cluster: PrivatePostgres | None = None):
+    """A fresh database with a program, on the shared PostgreSQL server or on a private
+    cluster; the server on a fixed loopback port (so a restart keeps the clients' target);
+    always killed at the end."""
+    database = cluster.database("loyalty_fault") if cluster is not None else postgres_database("loyalty_fault")
+    with database as url:
         program_id, admin_key = run_ok(url, "program", "create", name)
         ledger = Ledger(url, program_id, admin_key, f"127.0.0.1:{free_port()}")
         try:
@@ -263,36 +268,3 @@ def assert_ledger_consistent(ledger: Ledger, ops: list[Op]) -> None:
 
     done = ledger.verify()
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-# -- PostgreSQL itself -----------------------------------------------------------------------
-
-
-def pg_ctl(action: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *PG_CLUSTER, action, *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def pg_ready() -> bool:
-    done = subprocess.run(
-        ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-t", "1"], capture_output=True, text=True, timeout=10
-    )
-    return done.returncode == 0
-
-
-def wait_pg_ready(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not pg_ready():
-        assert time.monotonic() < deadline, "PostgreSQL did not come back"
-        time.sleep(0.2)
-
-
-def ensure_pg_running() -> None:
-    """Starts the cluster if it is down, then waits until it accepts connections."""
-    if not pg_ready():
-        pg_ctl("start")
-    wait_pg_ready()

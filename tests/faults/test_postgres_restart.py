@@ -1,8 +1,8 @@
 """Fault: PostgreSQL itself is stopped and started again while a server subprocess is under load.
 
-The server runs on its own throw-away database, but the PostgreSQL server is shared with
-the whole test session: tests/faults/conftest.py runs these tests last, and a finally
-always starts PostgreSQL again and waits for pg_isready.
+The server runs on a throw-away database of a private PostgreSQL cluster
+(tests/private_postgres.py: initdb into a temporary folder, its own port), so stopping it
+disturbs no other test run on this machine; the shared server is never touched.
 
 - during the outage every call fails fast with UNAVAILABLE (never hangs past a few seconds);
 - after PostgreSQL is back, the same server process recovers by itself (no restart) and
@@ -30,13 +30,11 @@ from tests.faults.harness import (
     assert_acknowledged_present_once,
     assert_ledger_consistent,
     enroll,
-    ensure_pg_running,
     ledger_on_postgres,
-    pg_ctl,
-    pg_ready,
     retry_until_final,
-    wait_pg_ready,
 )
+from tests import databases
+from tests.private_postgres import private_postgres
 
 CLIENTS = 8
 MEMBERS = 6
@@ -60,8 +58,20 @@ def _client(ledger, worker, recorder: Recorder, stop: threading.Event) -> None:
                 time.sleep(0.05)
 
 
+def shared_server_started_at():
+    """When the shared PostgreSQL server (the one other test runs use) last started."""
+    conn = databases.admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_postmaster_start_time()")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_postgres_restart_under_load_fails_fast_and_recovers_without_a_server_restart(record_property):
-    with ledger_on_postgres("pg-restart") as ledger:
+    shared_since = shared_server_started_at()
+    with private_postgres() as cluster, ledger_on_postgres("pg-restart", cluster) as ledger:
         ledger.start()
         server_pid = ledger.server.process.pid
         members = [f"m-{i}" for i in range(MEMBERS)]
@@ -79,15 +89,13 @@ def test_postgres_restart_under_load_fails_fast_and_recovers_without_a_server_re
                 assert time.monotonic() < deadline, recorder.snapshot()[-5:]
                 time.sleep(0.01)
 
-            stopped = pg_ctl("stop", "-m", "fast")
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+            cluster.stop("fast")
             down_at = time.monotonic()
-            assert not pg_ready()
+            assert not cluster.ready()
             time.sleep(OUTAGE_S)
             start_issued_at = time.monotonic()
-            started = pg_ctl("start")
-            assert started.returncode == 0, started.stdout + started.stderr
-            wait_pg_ready(timeout=30)
+            cluster.start()
+            cluster.wait_ready(timeout=30)
             up_at = time.monotonic()
 
             # The same server process answers OK again within RECOVER_S.
@@ -101,7 +109,8 @@ def test_postgres_restart_under_load_fails_fast_and_recovers_without_a_server_re
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            ensure_pg_running()
+            if not cluster.ready():
+                cluster.start()
         for client in clients:
             client.result(timeout=1)
 
@@ -126,6 +135,7 @@ def test_postgres_restart_under_load_fails_fast_and_recovers_without_a_server_re
         retry_until_final(ledger, unanswered)
         assert_ledger_consistent(ledger, ops)
         record_property("acknowledged_writes_checked", checked)
+        assert shared_server_started_at() == shared_since, "the shared PostgreSQL server was restarted"
         print(
             f"\npg restart: {checked} acknowledged writes checked; {len(during)} outage calls all UNAVAILABLE, "
             f"slowest {slowest:.2f}s; first OK {recovery:.2f}s after pg_isready; {len(unanswered)} retried"
