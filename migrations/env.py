@@ -3,6 +3,7 @@
 from alembic import context
 
 from ledger.store.engine import create_engine_for, database_url
+from ledger.store.migrate import migration_session
 from ledger.store.tables import metadata
 
 config = context.config
@@ -23,13 +24,16 @@ def run_migrations() -> None:
 
 
 def _run(connection) -> None:
-    # A transaction per migration: one that must build an index outside any transaction
-    # (CREATE INDEX CONCURRENTLY, in an autocommit block) commits the ones before it first.
-    context.configure(
-        connection=connection, target_metadata=metadata, render_as_batch=True, transaction_per_migration=True
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    # One process at a time, on every machine (ledger.store.migrate.migration_session: an
+    # advisory lock, no statement limit, a lock timeout for the DDL). A transaction per
+    # migration: one that must build an index outside any transaction (CREATE INDEX
+    # CONCURRENTLY, in an autocommit block) commits the ones before it first.
+    with migration_session(connection):
+        context.configure(
+            connection=connection, target_metadata=metadata, render_as_batch=True, transaction_per_migration=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():

@@ -293,3 +293,38 @@ def test_0010_writes_one_page_token_secret_per_database(empty_engine, tmp_path):
     migrate.downgrade(engine, "0009")
     assert "service_secrets" not in user_tables(engine)
 
+
+def test_a_migration_waits_for_the_migration_lock_of_another_process():
+    """While another session holds the migration lock, `loyalty-ledger migrate` waits (and
+    says so in its log) without touching the schema; once it is released it migrates."""
+    import subprocess
+    import time
+
+    from ledger.store import locks
+    from tests.cli.processes import CLI, environment, json_lines
+    from tests.databases import connect, postgres_database
+
+    with postgres_database() as url:
+        holder = connect(url, application_name="test-migration-holder")
+        try:
+            with holder.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s)", (locks.MIGRATIONS,))
+            waiting = subprocess.Popen(
+                [str(CLI), "migrate"], env=environment(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            try:
+                time.sleep(2)
+                assert waiting.poll() is None, waiting.communicate()
+                with holder.cursor() as cur:
+                    cur.execute("SELECT to_regclass('alembic_version') IS NULL")
+                    assert cur.fetchone() == (True,), "it migrated without the lock"
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (locks.MIGRATIONS,))
+                stdout, stderr = waiting.communicate(timeout=60)
+            finally:
+                waiting.kill()
+        finally:
+            holder.close()
+    assert waiting.returncode == 0, stderr
+    assert "database at revision" in stdout
+    told = [line for line in json_lines(stderr) if line.get("msg") == "waiting for another process's migrations"]
+    assert told and "test-migration-holder" in told[0]["holder"], stderr

@@ -1,0 +1,83 @@
+"""Locks shared by every process on every machine that uses one database.
+
+Two things must happen in one place at a time however many servers run: migrations (two
+servers starting together on a new database would both create the schema) and the due
+work (ledger.store.leadership). On PostgreSQL each is a session-level advisory lock of its
+own key, held on one connection: PostgreSQL releases it when that session ends, however it
+ends (a server killed with SIGKILL, a connection cut). Advisory locks belong to one
+database, so servers of different ledgers on one PostgreSQL server never meet.
+
+SQLite is one machine's file: there, the same lock is an flock(2) on a file beside the
+database (`loyalty.db-migrations.lock`, `loyalty.db-leader.lock`), which the kernel
+releases when the process holding it dies. Not the database file itself: closing any
+descriptor of that file would drop SQLite's own POSIX locks held by the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: one process, nothing to share with
+    fcntl = None
+
+# Advisory lock keys (one bigint each; the high bits spell "LOYL").
+MIGRATIONS = 0x4C4F_594C_0000_0001
+DUE_WORK_LEADER = 0x4C4F_594C_0000_0002
+
+
+def lock_file(url: URL, name: str) -> Path | None:
+    """The lock file `name` beside a SQLite database file; None for an in-memory database
+    (nothing else can open it, so there is nothing to share a lock with)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    if database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(f"{database}-{name}.lock")
+
+
+class FileLock:
+    """An exclusive flock(2) on a file, held until release() or the process's death."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, blocking: bool) -> bool:
+        """Takes the lock (waiting for it when blocking); True when held."""
+        if self._fd is not None:
+            return True
+        if fcntl is None:  # pragma: no cover
+            self._fd = -1
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def write_holder(self, text: str) -> None:
+        """Records who holds the lock in the file, for an operator's `cat`."""
+        if self._fd is not None and self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, text.encode() + b"\n", 0)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None and fd >= 0:
+            os.close(fd)  # closing the only descriptor of the open file drops the flock
