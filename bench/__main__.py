@@ -7,6 +7,7 @@
   python -m bench scale --ledger 10k URL SETUP --ledger 10m URL SETUP   (p99 ratios, see bench/scale.py)
   python -m bench serial --operation earn --calls 3000   (one call's cost without gRPC, see bench/serial.py)
   python -m bench stall --unfinished 200 --connections 20   (Health while calls never send a request, see bench/stall.py)
+  python -m bench sqlite-sync --calls 1500 --rounds 3   (SQLite synchronous=FULL against NORMAL, see bench/sqlite_durability.py)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, scale, seed, serial, server_models, soak, stall
+from bench import report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -88,6 +89,7 @@ def main() -> int:
     server_models.add_parser(sub)
     serial.add_parser(sub)
     stall.add_parser(sub)
+    sqlite_durability.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 
