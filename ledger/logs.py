@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # several server processes share one stderr (serve --processes N)
         }
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if _trace is not None:
