@@ -52,10 +52,10 @@ def cmd_serve(args) -> int:
     engine.dispose()
     if args.processes > 1:
         return _serve_processes(args)
-    return _serve_one(args, share_port=False, scheduler_on=True)
+    return _serve_one(args, share_port=False)
 
 
-def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
+def _serve_one(args, *, share_port: bool) -> int:
     from ledger.api import server, tracing
     from ledger.scheduler import DueWorkScheduler
 
@@ -78,7 +78,8 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
         from ledger.api import metrics
 
         metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), engine)
-    scheduler = DueWorkScheduler(engine, args.due_work_interval if scheduler_on else 0)
+    # Every process runs the scheduler; only the leader among all of them does the work.
+    scheduler = DueWorkScheduler(engine, args.due_work_interval, on_leadership=_leadership_gauge(args))
     scheduler.start()
     log.info(
         "serving",
@@ -97,10 +98,19 @@ def _serve_one(args, *, share_port: bool, scheduler_on: bool) -> int:
     return 0
 
 
+def _leadership_gauge(args):
+    """What tells the metrics whether this process leads the due work (None: metrics are off)."""
+    if not args.metrics_port:
+        return None
+    from ledger.api import metrics
+
+    return metrics.observe_due_work_leader
+
+
 def _child(args, index: int) -> None:
     logs.configure()
     args.process_index = index
-    _serve_one(args, share_port=True, scheduler_on=index == 0)
+    _serve_one(args, share_port=True)
 
 
 def _serve_processes(args) -> int:

@@ -1,54 +1,86 @@
-"""Runs the daily work (lapse holds, expire points) on a schedule inside the server process.
+"""Runs the due work (lapse holds, review tiers, expire points) on a schedule inside the server.
 
-Every server runs it; that is safe because each batch locks its rows and
-re-checks them, so two servers sweeping at once never expire anything twice.
+Every server process runs this thread, but only the leader does the work: once per
+interval each asks ledger.store.leadership whether it leads (taking the leadership if
+nobody holds it), so the work runs in one place at a time across all processes and
+machines sharing the database, and moves to another process within one interval when
+the leader dies.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from sqlalchemy import Engine
 
 from ledger.domain.errors import LedgerError
 from ledger.service.expiry import run_due_work
+from ledger.store import leadership
 
 log = logging.getLogger("ledger.scheduler")
 
 
 class DueWorkScheduler:
-    def __init__(self, engine: Engine, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval_seconds: float,
+        *,
+        on_leadership: Callable[[bool], None] | None = None,
+        leader: leadership.Leadership | None = None,
+    ) -> None:
+        """on_leadership: called with True or False when this process starts or stops leading.
+        leader: the leadership to use (default: the one of engine's database)."""
         self._engine = engine
         self._interval = interval_seconds
+        self._leader = leader
+        self._on_leadership = on_leadership
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="due-work", daemon=True)
 
     def start(self) -> None:
         if self._interval > 0:
+            if self._leader is None:
+                self._leader = leadership.for_engine(self._engine, self._on_leadership)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+        if self._leader is not None:
+            self._leader.release()
 
     def _loop(self) -> None:
+        self._tick(work=False)  # at once: the log says who leads from the start
         while not self._stop.wait(self._interval):
-            try:
-                report = run_due_work(self._engine)
-            except LedgerError as error:
-                log.warning("due work failed; will retry", extra={"reason": error.reason, "error": error.message})
-                continue
-            except Exception:
-                log.exception("due work crashed; will retry")
-                continue
-            if report.holds_lapsed or report.points_expired:
-                log.info(
-                    "due work",
-                    extra={
-                        "holds_lapsed": report.holds_lapsed,
-                        "members_expired": report.members_expired,
-                        "points_expired": report.points_expired,
-                    },
-                )
+            self._tick(work=True)
+
+    def _tick(self, work: bool) -> None:
+        try:
+            if self._leader.hold() and work:
+                self._run()
+        except Exception:  # never let the thread die: the next interval tries again
+            log.exception("due work scheduler failed; will retry")
+
+    def _run(self) -> None:
+        try:
+            report = run_due_work(self._engine)
+        except LedgerError as error:
+            log.warning("due work failed; will retry", extra={"reason": error.reason, "error": error.message})
+            return
+        except Exception:
+            log.exception("due work crashed; will retry")
+            return
+        if report.holds_lapsed or report.points_expired or report.tiers_changed:
+            log.info(
+                "due work",
+                extra={
+                    "holds_lapsed": report.holds_lapsed,
+                    "members_expired": report.members_expired,
+                    "points_expired": report.points_expired,
+                    "tiers_changed": report.tiers_changed,
+                },
+            )

@@ -10,7 +10,8 @@ and the ledger's own:
 - loyalty_points_issued_total: points credited by program and source (base, tier bonus,
   campaign, activity, referral, adjustment);
 - loyalty_points_expired_total: points expired by the due-work job, by program;
-- loyalty_db_pool_connections_in_use: database connections checked out of the pool.
+- loyalty_db_pool_connections_in_use: database connections checked out of the pool;
+- loyalty_due_work_leader: 1 while this process leads the due work (ledger.store.leadership).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ POINTS = Counter("loyalty_points_total", "Points moved by transactions, by kind"
 ISSUED = Counter("loyalty_points_issued_total", "Points credited, by source", ["program", "source"])
 EXPIRED = Counter("loyalty_points_expired_total", "Points expired by the due-work job", ["program"])
 POOL_IN_USE = Gauge("loyalty_db_pool_connections_in_use", "Database connections checked out")
+DUE_WORK_LEADER = Gauge(
+    "loyalty_due_work_leader", "1 while this process leads the due work (lapsing, expiry, tier reviews), else 0"
+)
 UNARY = "unary"
 
 
@@ -66,6 +70,10 @@ def observe_points(program: str, kind: str, points: int, breakdown=()) -> None:
 def observe_expired(program: str, points: int) -> None:
     if points:
         EXPIRED.labels(program).inc(points)
+
+
+def observe_due_work_leader(leading: bool) -> None:
+    DUE_WORK_LEADER.set(1 if leading else 0)
 
 
 def serve(address: str, port: int, engine: Engine) -> None:

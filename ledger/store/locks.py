@@ -30,6 +30,31 @@ MIGRATIONS = 0x4C4F_594C_0000_0001
 DUE_WORK_LEADER = 0x4C4F_594C_0000_0002
 
 
+def advisory_ids(key: int) -> tuple[int, int]:
+    """(classid, objid) of a bigint advisory lock key as pg_locks shows it (objsubid 1)."""
+    return (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
+
+
+def advisory_holder(cursor, key: int) -> str | None:
+    """Who holds the advisory lock key in the cursor's database: its session's
+    application_name, client address and backend pid; None when nobody does."""
+    classid, objid = advisory_ids(key)
+    cursor.execute(
+        """SELECT a.application_name, COALESCE(host(a.client_addr), 'local'), a.pid
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid""",
+        (classid, objid),
+    )
+    row = cursor.fetchone()
+    return f"{row[0]} ({row[1]}, backend pid {row[2]})" if row else None
+
+
+def file_locks_available() -> bool:
+    return fcntl is not None
+
+
 def lock_file(url: URL, name: str) -> Path | None:
     """The lock file `name` beside a SQLite database file; None for an in-memory database
     (nothing else can open it, so there is nothing to share a lock with)."""
@@ -38,7 +63,7 @@ def lock_file(url: URL, name: str) -> Path | None:
         return None
     if database.startswith("file:"):
         database = database[len("file:") :].split("?", 1)[0]
-    return Path(f"{database}-{name}.lock")
+    return Path(f"{database}-{name}.lock").absolute()
 
 
 class FileLock:
@@ -76,6 +101,17 @@ class FileLock:
         if self._fd is not None and self._fd >= 0:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, text.encode() + b"\n", 0)
+
+    def same_file(self) -> bool:
+        """The held descriptor is still the file at path (nobody removed or replaced it, which
+        would let another process lock a new file of that name)."""
+        if self._fd is None or self._fd < 0:
+            return self._fd is not None
+        try:
+            here, there = os.fstat(self._fd), os.stat(self.path)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

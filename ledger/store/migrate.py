@@ -119,9 +119,10 @@ def _advisory_lock(connection: Connection) -> Iterator[None]:
             if waited_since is None or now - last_told >= LOG_WAIT_EVERY_SECONDS:
                 waited_since = waited_since or now
                 last_told = now
+                holder = locks.advisory_holder(cursor, locks.MIGRATIONS) or "gone"
                 log.info(
                     "waiting for another process's migrations",
-                    extra={"holder": _holder(cursor, locks.MIGRATIONS), "waited_s": round(now - waited_since, 1)},
+                    extra={"holder": holder, "waited_s": round(now - waited_since, 1)},
                 )
             time.sleep(POLL_SECONDS)
     try:
@@ -132,21 +133,6 @@ def _advisory_lock(connection: Connection) -> Iterator[None]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", (locks.MIGRATIONS,))
         except Exception:  # a lost session has released it anyway
             log.debug("could not release the migration lock; its session is gone", exc_info=True)
-
-
-def _holder(cursor, key: int) -> str:
-    """Who holds the advisory lock key: its session's application_name, address and pid."""
-    cursor.execute(
-        """SELECT a.application_name, COALESCE(host(a.client_addr), 'local'), a.pid
-           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
-                 SELECT oid FROM pg_database WHERE datname = current_database())
-             AND l.classid = ((%(key)s >> 32) & 4294967295)::bigint::oid
-             AND l.objid = (%(key)s & 4294967295)::bigint::oid AND l.objsubid = 1""",
-        {"key": key},
-    )
-    row = cursor.fetchone()
-    return f"{row[0]} ({row[1]}, backend pid {row[2]})" if row else "gone"
 
 
 def current_revision(engine: Engine) -> str | None:
