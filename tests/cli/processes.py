@@ -75,6 +75,28 @@ def json_lines(text: str) -> list[dict]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """The process exists and has not ended (a zombie nobody reaped yet counts as ended:
+    in a container PID 1 may never reap an orphan)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Polls predicate until it returns something true (returned); fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(interval)
+
+
 class ServerProcess:
     """A running `loyalty-ledger serve` (or server.py); stdout and stderr are drained by threads."""
 
@@ -117,6 +139,22 @@ class ServerProcess:
     @property
     def stderr(self) -> str:
         return "\n".join(self.stderr_lines)
+
+    def logged(self, msg: str, **fields) -> list[dict]:
+        """The structured log lines so far with this message (and these field values)."""
+        return [
+            line
+            for line in json_lines(self.stderr)
+            if line.get("msg") == msg and all(line.get(k) == v for k, v in fields.items())
+        ]
+
+    def wait_logged(self, msg: str, timeout: float = START_TIMEOUT, count: int = 1, **fields) -> list[dict]:
+        """Waits until at least count log lines with this message (and field values) were written."""
+        return wait_until(
+            lambda: (found := self.logged(msg, **fields)) and len(found) >= count and found,
+            timeout,
+            f"log line {msg!r} {fields} x{count}\n{self.describe()}",
+        )
 
     def describe(self) -> str:
         return f"{self.command} exit={self.process.poll()}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-4000:]}"
