@@ -108,32 +108,21 @@ def _leadership_gauge(args):
 
 
 def _child(args, index: int) -> None:
+    """One server process of `serve --processes N` (see ledger.supervision)."""
+    from ledger import supervision
+
     logs.configure()
+    supervision.die_with_parent(args.grace)
     args.process_index = index
-    _serve_one(args, share_port=True)
+    sys.exit(_serve_one(args, share_port=True))
 
 
 def _serve_processes(args) -> int:
-    """N server processes on one port (SO_REUSEPORT); SIGTERM is passed on to each."""
-    import multiprocessing
-    import signal
-    import time
+    """N server processes on one port (SO_REUSEPORT), supervised: SIGTERM is passed on to
+    each, a dead one is started again, and they die with this process (ledger.supervision)."""
+    from ledger import supervision
 
-    context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_child, args=(args, i), name=f"server-{i}") for i in range(args.processes)]
-    for child in children:
-        child.start()
-
-    def forward(signum, _frame) -> None:
-        for child in children:
-            if child.is_alive():
-                os.kill(child.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while any(child.is_alive() for child in children):
-        time.sleep(0.25)
-    return max((child.exitcode or 0) for child in children)
+    return supervision.Supervisor(_child, args, args.processes, args.grace).run()
 
 
 def cmd_migrate(args) -> int:
