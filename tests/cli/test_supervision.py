@@ -66,6 +66,7 @@ def test_children_die_with_the_parent_killed_by_sigkill(tmp_path):
         gone_in = time.monotonic() - killed_at
         wait_until(lambda: port_closed(server.target), 5, "the port is still served")
     assert gone_in < 5
+    print(f"\nchildren gone {gone_in:.2f}s after kill -9 of the parent")
     assert server.logged("the parent process is gone; shutting down"), server.stderr[-3000:]
 
 
