@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -143,14 +144,37 @@ def test_a_killed_child_is_replaced_and_due_work_goes_on(database_url):
         assert server.terminate() == 0, server.describe()
 
 
+@contextmanager
+def taken_port_after_a_free_one():
+    """Yields a free port P while this process listens on P + 1."""
+    for _ in range(50):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1] - 1
+        if _bindable(port):
+            taken.listen()
+            try:
+                yield port
+            finally:
+                taken.close()
+            return
+        taken.close()
+    raise AssertionError("no free port below a taken one")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_children_that_keep_dying_stop_the_service_with_a_non_zero_exit(tmp_path):
     """Child 1's metrics port is taken, so every child 1 dies at start: after a few restarts
     (with backoff) the parent stops child 0 too and exits 1."""
-    metrics_port = free_port()
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        taken.bind(("127.0.0.1", metrics_port + 1))
-        taken.listen()
+    with taken_port_after_a_free_one() as metrics_port:
         extra = ("--processes", "2", "--due-work-interval", "0", "--metrics-port", str(metrics_port))
         with ServerProcess.serve(f"sqlite:///{tmp_path / 'ledger.db'}", f"127.0.0.1:{free_port()}", extra=extra) as server:
             code = server.wait(timeout=90)
