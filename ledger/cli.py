@@ -56,7 +56,7 @@ def cmd_serve(args) -> int:
 
 
 def _serve_one(args, *, share_port: bool) -> int:
-    from ledger.api import server, tracing
+    from ledger.api import metrics, server, tracing
     from ledger.scheduler import DueWorkScheduler
 
     tls_config, limiter = _security(args)
@@ -75,11 +75,14 @@ def _serve_one(args, *, share_port: bool) -> int:
         interceptors=interceptors,
     )
     if args.metrics_port:
-        from ledger.api import metrics
-
         metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), engine)
     # Every process runs the scheduler; only the leader among all of them does the work.
-    scheduler = DueWorkScheduler(engine, args.due_work_interval, on_leadership=_leadership_gauge(args))
+    scheduler = DueWorkScheduler(
+        engine,
+        args.due_work_interval,
+        on_leadership=_leadership_gauge(args),
+        on_report=lambda report: metrics.observe_expired(report.points_expired_by_program),
+    )
     scheduler.start()
     log.info(
         "serving",

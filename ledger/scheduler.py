@@ -16,7 +16,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from ledger.domain.errors import LedgerError
-from ledger.service.expiry import run_due_work
+from ledger.service.expiry import DueWorkReport, run_due_work
 from ledger.store import leadership
 
 log = logging.getLogger("ledger.scheduler")
@@ -29,14 +29,17 @@ class DueWorkScheduler:
         interval_seconds: float,
         *,
         on_leadership: Callable[[bool], None] | None = None,
+        on_report: Callable[[DueWorkReport], None] | None = None,
         leader: leadership.Leadership | None = None,
     ) -> None:
         """on_leadership: called with True or False when this process starts or stops leading.
+        on_report: called with the report of each run of the due work (the metrics count it).
         leader: the leadership to use (default: the one of engine's database)."""
         self._engine = engine
         self._interval = interval_seconds
         self._leader = leader
         self._on_leadership = on_leadership
+        self._on_report = on_report
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="due-work", daemon=True)
 
@@ -74,6 +77,8 @@ class DueWorkScheduler:
         except Exception:
             log.exception("due work crashed; will retry")
             return
+        if self._on_report is not None:
+            self._on_report(report)
         if report.holds_lapsed or report.points_expired or report.tiers_changed:
             log.info(
                 "due work",

@@ -67,9 +67,11 @@ def observe_points(program: str, kind: str, points: int, breakdown=()) -> None:
             ISSUED.labels(program, source).inc(credited)
 
 
-def observe_expired(program: str, points: int) -> None:
-    if points:
-        EXPIRED.labels(program).inc(points)
+def observe_expired(points_by_program: dict[str, int]) -> None:
+    """What one run of the due work expired, by program."""
+    for program, points in points_by_program.items():
+        if points:
+            EXPIRED.labels(program).inc(points)
 
 
 def observe_due_work_leader(leading: bool) -> None:

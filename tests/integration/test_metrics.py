@@ -2,12 +2,17 @@
 ledger's points by kind and by source; scraped over HTTP from a real `serve` process."""
 
 import re
+import time
 import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import grpc
+from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 from tests.cli.processes import ServerProcess, free_port, run_ok
 from tests.grpc_helpers import earn, enroll
 
@@ -46,6 +51,18 @@ def test_calls_and_points_are_counted(program, api):
     assert _value("loyalty_points_issued_total", {"program": program.program_id, "source": "BASE"}) == 25
 
 
+@dataclass
+class _Api:
+    ledger: object
+    metadata: tuple
+
+
+def _days_ago(days: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=days))
+    return stamp
+
+
 def _sample(text: str, name: str, **labels) -> float:
     """The value of one sample in Prometheus' text format."""
     for line in text.splitlines():
@@ -61,7 +78,8 @@ def test_metrics_are_scraped_over_http_on_the_configured_address(tmp_path):
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     program_id, key = run_ok(url, "program", "create", "metrics")[:2]
     port = free_port()
-    with ServerProcess.serve(url, extra=["--metrics-port", str(port), "--metrics-address", "0.0.0.0"]) as server:
+    extra = ["--metrics-port", str(port), "--metrics-address", "0.0.0.0", "--due-work-interval", "0.5"]
+    with ServerProcess.serve(url, extra=extra) as server:
         server.wait_serving()
         metadata = (("authorization", f"Bearer {key}"),)
         with grpc.insecure_channel(server.target) as channel:
@@ -72,7 +90,23 @@ def test_metrics_are_scraped_over_http_on_the_configured_address(tmp_path):
                 stub.GetMember(ledger_pb2.GetMemberRequest(member_id="nobody"), metadata=metadata, timeout=10)
             except grpc.RpcError:
                 pass
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            # Points already past their expiry when earned: the due work expires them.
+            programs_pb2_grpc.ProgramsStub(channel).UpdateProgram(
+                programs_pb2.UpdateProgramRequest(
+                    program=programs_pb2.Program(expiry_mode=programs_pb2.EXPIRY_MODE_ROLLING, expiry_days=1),
+                    update_mask=field_mask_pb2.FieldMask(paths=["expiry_mode", "expiry_days"]),
+                ),
+                metadata=metadata,
+                timeout=10,
+            )
+            earn(_Api(stub, metadata), "m-1", 4200, occurred_at=_days_ago(3))
+        deadline = time.monotonic() + 20
+        while True:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            if 'loyalty_points_expired_total{program="' in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert _sample(text, "loyalty_points_expired_total", program=program_id) == 42
     service = {"grpc_type": "unary", "grpc_service": "loyalty.v1.Ledger", "grpc_method": "GetMember"}
     assert _sample(text, "grpc_server_started_total", **service) == 2
     assert _sample(text, "grpc_server_handled_total", **service, grpc_code="OK") == 1
