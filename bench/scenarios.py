@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 
 CATEGORIES = ("shoes", "apparel", "beauty", "home", "toys", "gift_cards")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import procfs
 from bench.scenarios import Context, earn_request, random_member, redeem_hot_request
 from ledger.api import requests
-from ledger.gen.loyalty.v1 import ledger_pb2
+from loyalty.v1 import ledger_pb2
 from ledger.service import earning, keys, members, redemption
 from ledger.store.engine import create_engine_for
 

@@ -32,7 +32,7 @@ import grpc
 
 from bench import procfs
 from bench.scenarios import Context, random_member, random_order
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 
 BUSINESS_ANSWERS = {"OK", "FAILED_PRECONDITION"}
 

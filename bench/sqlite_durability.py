@@ -59,7 +59,7 @@ def _serve(url: str, synchronous: str, ready, stop) -> None:
 def _client(target: str, key: str, member: str, calls: int, latencies: list[float]) -> None:
     import grpc
 
-    from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+    from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 
     metadata = (("authorization", f"Bearer {key}"),)
     with grpc.insecure_channel(target) as channel:

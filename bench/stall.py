@@ -35,7 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import scenarios
 from bench.scenarios import Context
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 
 HEALTH_EVERY_S = 0.05
 HEALTH_DEADLINE_S = 1.0

@@ -30,7 +30,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.sdk import LedgerApiError
-from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
+from loyalty.v1 import programs_pb2, programs_pb2_grpc
 
 DEMO_CAMPAIGN = "Double points weekend"
 SATURDAY = 5

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 
 from clients.sdk import LedgerApiError, LedgerClient
-from ledger.gen.loyalty.v1 import common_pb2
+from loyalty.v1 import common_pb2
 
 
 def parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 
 __all__ = ["LedgerApiError", "LedgerClient", "RETRYABLE_CODES"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from ledger.api import server as grpc_server
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import ledger_pb2_grpc, programs_pb2_grpc
+from loyalty.v1 import ledger_pb2_grpc, programs_pb2_grpc
 from ledger.service import keys, programs
 from ledger.store import migrate
 from ledger.store.engine import create_engine_for

@@ -10,7 +10,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2
+from loyalty.v1 import common_pb2, ledger_pb2
 
 
 def error_details(error: grpc.RpcError) -> tuple[str, str, list[str]]:

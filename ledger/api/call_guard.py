@@ -34,7 +34,7 @@ from ledger.api.errors import to_status
 from ledger.api.rate_limits import RateLimiter
 from ledger.domain import errors, roles
 from ledger.domain.errors import Category, LedgerError
-from ledger.gen.loyalty.v1 import common_pb2
+from loyalty.v1 import common_pb2
 from ledger.service import keys, unit_of_work
 from ledger.service.caller import Caller
 

@@ -12,7 +12,7 @@ from ledger.domain.program import (
     TierWindow,
 )
 from ledger.domain.records import MemberStatus
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 
 
 def _by_suffix(proto_enum, domain_enum, prefix: str) -> dict[int, object]:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from ledger.api import requests, responses
 from ledger.api.call_guard import current_caller
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.service import (
     activities,
     earning,

@@ -22,7 +22,7 @@ from ledger.domain.kinds import Role
 from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
-from ledger.gen.loyalty.v1 import programs_pb2
+from loyalty.v1 import programs_pb2
 from ledger.store.rewards import RewardRecord
 
 MAX_RULES = 200

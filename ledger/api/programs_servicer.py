@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
-from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
+from loyalty.v1 import programs_pb2, programs_pb2_grpc
 from ledger.service import campaigns, programs, referrals, rewards, tiers
 
 

@@ -16,7 +16,7 @@ from ledger.domain.limits import (
     MAX_ORDER_LINES,
     MAX_REASON_LENGTH,
 )
-from ledger.gen.loyalty.v1 import ledger_pb2
+from loyalty.v1 import ledger_pb2
 from ledger.service import clock
 from ledger.service.activities import ActivityCommand
 from ledger.service.earning import EarnCommand

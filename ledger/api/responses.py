@@ -12,7 +12,7 @@ from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
 from ledger.domain.referrals import ReferralState
 from ledger.domain.tiers import TierDefinition, TierState
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
 from ledger.service.programs import ProgramSettings

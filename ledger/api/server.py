@@ -29,7 +29,7 @@ from ledger.api.rate_limits import RateLimiter
 from ledger.api.store_health import StoreHealth
 from ledger.api.tls import TlsConfig
 from ledger.api.unary_calls import generic_handler
-from ledger.gen.loyalty.v1 import ledger_pb2, programs_pb2
+from loyalty.v1 import ledger_pb2, programs_pb2
 from ledger.store.reachability import StoreProbe
 
 log = logging.getLogger("ledger.server")

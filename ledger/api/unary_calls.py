@@ -55,7 +55,7 @@ def generic_handler(
 def _behavior(servicer, name: str):
     """servicer's method `name`, or one raising NotImplementedError (UNIMPLEMENTED) where only
     the generated base class has it (an RPC of the contract not built yet)."""
-    if any(name in vars(cls) for cls in type(servicer).__mro__ if not cls.__module__.startswith("ledger.gen")):
+    if any(name in vars(cls) for cls in type(servicer).__mro__ if not cls.__module__.startswith("loyalty.v1")):
         return getattr(servicer, name)
 
     def not_yet(_request, _context):

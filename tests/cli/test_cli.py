@@ -17,7 +17,7 @@ from sqlalchemy import inspect, text
 from ledger.domain import credentials
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 from ledger.service import keys, members, support
 from ledger.service.idempotent import Mutation
 from ledger.store import migrate

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from ledger.store import leadership, locks
 from ledger.store.engine import create_engine_for
 from tests.cli.processes import ServerProcess, free_port, run_ok, wait_until

@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from sqlalchemy import text
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 from ledger.store.engine import create_engine_for
 from tests.cli.processes import SERVER_PY, ServerProcess, free_port, json_lines, run_cli, run_ok
 from tests.databases import postgres_database

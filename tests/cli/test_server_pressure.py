@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from bench.scenarios import Context
 from bench.stall import press
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 from tests.cli.processes import ServerProcess, run_ok
 from tests.databases import postgres_database
 from tests.grpc_helpers import error_details

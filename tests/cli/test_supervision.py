@@ -24,7 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from ledger.store.engine import create_engine_for
 from tests.cli.processes import ServerProcess, alive, free_port, run_ok, wait_until
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 from tests.cli.processes import ServerProcess, free_port, run_cli, run_ok
 from tests import databases
 from tests.databases import postgres_database

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from ledger.gen.loyalty.v1 import ledger_pb2
+from loyalty.v1 import ledger_pb2
 from ledger.service.verify import verify
 from tests.grpc_helpers import error_details
 

@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import message_factory
 
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import ledger_pb2, programs_pb2
+from loyalty.v1 import ledger_pb2, programs_pb2
 from ledger.service.keys import revoke_keys
 from tests.conftest import Api, new_program
 from tests.grpc_helpers import earn, earn_request, enroll, expect_error, key

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 import grpc
 from google.protobuf import field_mask_pb2
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.conftest import Api
 from tests.grpc_helpers import balance, earn, earn_request, enroll, key
 from tests.integration.ledger_checks import assert_verify_clean, outcome, statement

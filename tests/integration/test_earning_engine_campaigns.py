@@ -37,7 +37,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
 from ledger.service.verify import verify
 from tests.conftest import new_program
 from tests.grpc_helpers import earn_request, enroll, error_details, expect_error, key

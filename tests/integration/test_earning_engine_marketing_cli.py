@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from clients import marketing
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, programs_pb2
+from loyalty.v1 import common_pb2, programs_pb2
 from tests.grpc_helpers import earn_request, enroll
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -35,7 +35,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.expiry import run_due_work
 from ledger.service.verify import verify
 from tests.grpc_helpers import earn_request, enroll, expect_error, key

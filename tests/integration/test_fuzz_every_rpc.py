@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.conftest import new_program
 from tests.grpc_helpers import earn, enroll, error_details, expect_error, key
 from tests.integration.ledger_checks import assert_verify_clean, outcome, snapshot

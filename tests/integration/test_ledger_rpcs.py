@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.grpc_helpers import balance, earn, earn_request, enroll, expect_error, key
 from tests.integration.ledger_checks import assert_verify_clean, member, snapshot, statement
 

@@ -55,7 +55,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
 from ledger.service import clock
 from ledger.service.expiry import run_due_work
 from ledger.service.verify import verify

@@ -30,7 +30,7 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
 from ledger.service.expiry import run_due_work
 from ledger.service.verify import verify
 from ledger.store import holds as hold_rows

@@ -32,7 +32,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
 from ledger.service.expiry import run_due_work
 from ledger.service.verify import verify
 from tests.conftest import new_program

@@ -12,7 +12,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
-from ledger.gen.loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
+from loyalty.v1 import ledger_pb2, ledger_pb2_grpc, programs_pb2, programs_pb2_grpc
 from tests.cli.processes import ServerProcess, free_port, run_ok
 from tests.grpc_helpers import earn, enroll
 

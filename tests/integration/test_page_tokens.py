@@ -33,7 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.api import server as grpc_server
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.store.engine import create_engine_for
 from tests.conftest import Api, new_program
 from tests.grpc_helpers import earn, enroll, error_details, expect_error

@@ -25,7 +25,7 @@ from ledger.api import server as grpc_server
 from ledger.api.rate_limits import RateLimiter
 from ledger.domain.errors import Category, LedgerError
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2
+from loyalty.v1 import common_pb2, ledger_pb2
 from ledger.service.keys import revoke_keys
 from tests.conftest import Api
 from tests.grpc_helpers import earn_request, expect_error

@@ -20,7 +20,7 @@ import threading
 import grpc
 
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2
+from loyalty.v1 import common_pb2, ledger_pb2
 from tests.grpc_helpers import earn_request
 from tests.integration.ledger_checks import assert_verify_clean, member, outcome, statement
 from tests.integration.test_referrals import configure, enroll, referrals, report

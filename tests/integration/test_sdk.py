@@ -17,7 +17,7 @@ import pytest
 from clients import pos_example
 from clients.sdk import LedgerApiError, LedgerClient
 from ledger.domain.kinds import Role
-from ledger.gen.loyalty.v1 import common_pb2, programs_pb2
+from loyalty.v1 import common_pb2, programs_pb2
 
 
 def member() -> str:

@@ -1,6 +1,6 @@
 """The basic earn/redeem flow over gRPC on both backends."""
 
-from ledger.gen.loyalty.v1 import ledger_pb2
+from loyalty.v1 import ledger_pb2
 from tests.grpc_helpers import balance, earn, enroll
 
 

@@ -26,7 +26,7 @@ from clients.sdk import LedgerApiError, LedgerClient
 from ledger.api import server as grpc_server
 from ledger.api import tls
 from ledger.cli import main as cli_main
-from ledger.gen.loyalty.v1 import programs_pb2, programs_pb2_grpc
+from loyalty.v1 import programs_pb2, programs_pb2_grpc
 
 pytestmark = pytest.mark.postgres
 

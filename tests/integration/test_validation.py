@@ -31,7 +31,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.gen.loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.grpc_helpers import earn, enroll, error_details, expect_error, key
 from tests.integration.ledger_checks import assert_verify_clean, member, outcome, snapshot
 

@@ -25,7 +25,7 @@ import pytest
 
 from bench.seed import seed
 from ledger.api import server as grpc_server
-from ledger.gen.loyalty.v1 import ledger_pb2
+from loyalty.v1 import ledger_pb2
 from ledger.store import prepared
 from ledger.store.engine import create_engine_for
 from tests.conftest import Api

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from ledger.gen.loyalty.v1 import ledger_pb2 as loyalty_dot_v1_dot_ledger__pb2
+from loyalty.v1 import ledger_pb2 as loyalty_dot_v1_dot_ledger__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
