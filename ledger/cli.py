@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 
-from ledger import logs
+from sqlalchemy.exc import DBAPIError
+
+from ledger import logs, settings
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
 from ledger.store import migrate as migrations
-from ledger.store.engine import create_engine_for, database_url
+from ledger.store.engine import connection_problem, create_engine_for, database_url
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
 log = logging.getLogger("ledger.cli")
 
 
@@ -35,12 +36,35 @@ def _security(args):
     return config, rate_limits.from_settings(args.rate_limit, args.rate_burst)
 
 
+def _check_port_free(listen: str) -> None:
+    """OSError naming the address when something already listens on it: before migrating
+    or creating the demo program, so a second `serve` changes nothing and shows no key."""
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    if int(port) == 0:
+        return
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise OSError(f"cannot listen on {listen}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise OSError(f"cannot listen on {listen}: {error.strerror} (is another server running there?)") from None
+
+
 def cmd_serve(args) -> int:
     from ledger.service import programs
 
     try:
         _security(args)
-    except ValueError as error:
+        _check_port_free(args.listen)
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     engine = _engine()
@@ -146,6 +170,39 @@ def cmd_program_create(args) -> int:
     return 0
 
 
+def cmd_program_list(args) -> int:
+    from ledger.service import programs
+
+    engine = _engine()
+    migrations.upgrade(engine)
+    rows = [(p.program_id, p.name, p.currency, _when(p.created_at)) for p in programs.list_programs(engine)]
+    _table(("program", "name", "currency", "created (UTC)"), rows)
+    return 0
+
+
+def cmd_key_list(args) -> int:
+    from ledger.service import keys
+    from ledger.store.instants import from_micros
+
+    listed = keys.list_keys(_engine(), args.program)
+    rows = [
+        (k.key_id, k.role.value, _when(from_micros(k.created_at)), _when(from_micros(k.revoked_at)) if k.revoked_at else "")
+        for k in listed
+    ]
+    _table(("key", "role", "created (UTC)", "revoked (UTC)"), rows)
+    return 0
+
+
+def _when(instant) -> str:
+    return instant.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def cmd_key_create(args) -> int:
     from ledger.service import keys
 
@@ -194,80 +251,7 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="migrate to head, then serve gRPC")
-    serve.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HOST:PORT (default {DEFAULT_LISTEN})")
-    # One process runs Python on one core at a time (the GIL): threads beyond what covers the
-    # database round trips only queue for it. 16 ran earn 11-35 % faster than 32 here (README).
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=16,
-        help="worker threads doing the ledger's database work, per process (default 16); "
-        "32 more calls per worker may wait, beyond that RESOURCE_EXHAUSTED / SERVER_BUSY",
-    )
-    serve.add_argument(
-        "--request-timeout",
-        type=float,
-        default=float(os.environ.get("LOYALTY_REQUEST_TIMEOUT", "10")),
-        metavar="SECONDS",
-        help="a call that has not sent its request message after this long is ended with "
-        "DEADLINE_EXCEEDED / REQUEST_INCOMPLETE (default 10)",
-    )
-    serve.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(os.environ.get("LOYALTY_METRICS_PORT", "0")),
-        help="serve Prometheus metrics on 127.0.0.1:PORT (+1 per extra process); 0 disables (default)",
-    )
-    serve.add_argument(
-        "--metrics-address",
-        default=os.environ.get("LOYALTY_METRICS_ADDRESS", "127.0.0.1"),
-        help="address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
-    )
-    serve.add_argument(
-        "--processes",
-        type=int,
-        default=int(os.environ.get("LOYALTY_SERVER_PROCESSES", "1")),
-        help="server processes sharing the port with SO_REUSEPORT (default 1)",
-    )
-    serve.add_argument("--grace", type=float, default=10.0, help="seconds in-flight calls get on SIGTERM")
-    serve.add_argument(
-        "--due-work-interval",
-        type=float,
-        default=float(os.environ.get("LOYALTY_DUE_WORK_INTERVAL", "60")),
-        help="seconds between runs of hold lapsing and point expiry (0 disables; default 60)",
-    )
-    serve.add_argument(
-        "--tls-cert",
-        default=os.environ.get("LOYALTY_TLS_CERT"),
-        metavar="PATH",
-        help="PEM certificate chain of the server; with --tls-key serves TLS (env LOYALTY_TLS_CERT)",
-    )
-    serve.add_argument(
-        "--tls-key",
-        default=os.environ.get("LOYALTY_TLS_KEY"),
-        metavar="PATH",
-        help="PEM private key of the server (env LOYALTY_TLS_KEY)",
-    )
-    serve.add_argument(
-        "--tls-client-ca",
-        default=os.environ.get("LOYALTY_TLS_CLIENT_CA"),
-        metavar="PATH",
-        help="PEM CA bundle; clients must present a certificate it signed: mutual TLS (env LOYALTY_TLS_CLIENT_CA)",
-    )
-    serve.add_argument(
-        "--rate-limit",
-        type=float,
-        default=float(os.environ.get("LOYALTY_RATE_LIMIT", "0")),
-        metavar="PER_SECOND",
-        help="calls a second allowed per API key (per server process); 0 means unlimited (default)",
-    )
-    serve.add_argument(
-        "--rate-burst",
-        type=int,
-        default=int(os.environ.get("LOYALTY_RATE_BURST", "0")),
-        metavar="N",
-        help="calls a key may make in one burst (bucket size; default: one second's worth, at least 1)",
-    )
+    settings.add_flags(serve, settings.SERVE)
     serve.set_defaults(run=cmd_serve)
 
     sub.add_parser("migrate", help="upgrade the database schema to head").set_defaults(run=cmd_migrate)
@@ -277,12 +261,16 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--currency", default="USD")
     create.set_defaults(run=cmd_program_create)
+    program.add_parser("list", help="list programs: id, name, currency, created").set_defaults(run=cmd_program_list)
 
     key = sub.add_parser("key", help="manage API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="create a key; prints only the key")
     key_create.add_argument("--program", required=True)
     key_create.add_argument("--role", required=True, choices=[r.value for r in Role])
     key_create.set_defaults(run=cmd_key_create)
+    key_list = key.add_parser("list", help="list a program's keys: id, role, created, revoked (never secrets)")
+    key_list.add_argument("--program", required=True)
+    key_list.set_defaults(run=cmd_key_list)
     key_revoke = key.add_parser("revoke", help="revoke the key(s) whose id starts with KEY_PREFIX")
     key_revoke.add_argument("key_prefix")
     key_revoke.set_defaults(run=cmd_key_revoke)
@@ -297,10 +285,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        settings.check_environment()
+    except settings.SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logs.configure()
     args = parser().parse_args(argv)
     try:
+        if args.command == "serve":
+            settings.resolve(args, settings.SERVE)
         return args.run(args)
+    except settings.SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except LedgerError as error:
         print(f"error: {error.message} ({error.reason})", file=sys.stderr)
+        return 2
+    except DBAPIError as error:  # the database cannot be reached or used at all
+        print(f"error: {connection_problem(error)}", file=sys.stderr)
         return 2

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
+
+from ledger import settings
 
 try:  # the `otel` extra: a call's log line names its trace
     from opentelemetry import trace as _trace
@@ -41,6 +42,6 @@ def configure(level: str | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("LOYALTY_LOG_LEVEL") or "INFO").upper())
+    root.setLevel((level or settings.log_level()).upper())
     # Alembic logs every migration step at INFO; keep it but only for our own migrate runs.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

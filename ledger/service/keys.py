@@ -33,6 +33,17 @@ def create_key(engine: Engine, program_id: str, role: Role) -> str:
     return unit_of_work.run(engine, work)
 
 
+def list_keys(engine: Engine, program_id: str) -> list[api_keys.KeyListing]:
+    """A program's keys (ids, roles, when created and revoked; never secrets);
+    NOT_FOUND / PROGRAM_NOT_FOUND for an unknown program."""
+
+    def work(conn) -> list[api_keys.KeyListing]:
+        lookups.program_rules(conn, program_id)
+        return api_keys.of_program(conn, program_id)
+
+    return unit_of_work.run(engine, work, read_only=True)
+
+
 def revoke_keys(engine: Engine, prefix: str) -> list[str]:
     """Revokes by key id prefix; a whole key (e.g. one that leaked) revokes exactly that key."""
     prefix = credentials.key_id_of(prefix) or prefix

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
 from ledger.domain.program import ExpiryMode, ProgramRules
+from ledger.domain.referrals import ReferralRules
 from ledger.service import clock, lookups, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import api_keys, programs
@@ -28,16 +29,24 @@ class ProgramSettings:
     updated_at: datetime
 
 
+# The demo program rewards referrals out of the box, so a newcomer's first referred order
+# shows what the program does (a program created by an operator starts at 0 and 0).
+DEMO_REFERRAL = ReferralRules(referrer_points=500, referee_points=250)
+
+
+def _insert_with_admin_key(conn, rules: ProgramRules) -> NewProgram:
+    now = clock.now()
+    programs.insert_program(conn, rules, now)
+    key = credentials.issue_key()
+    api_keys.insert_key(conn, key.key_id, rules.program_id, Role.ADMIN, key.secret_hash, now)
+    return NewProgram(rules.program_id, key.plaintext)
+
+
 def create_program(engine: Engine, name: str, currency: str = "USD") -> NewProgram:
     def work(conn) -> NewProgram:
         if programs.find_by_name(conn, name) is not None:
             raise errors.already_exists("PROGRAM_NAME_TAKEN", f"a program named {name!r} already exists")
-        rules = ProgramRules(program_id=credentials.new_id("prg"), name=name, currency=currency)
-        now = clock.now()
-        programs.insert_program(conn, rules, now)
-        key = credentials.issue_key()
-        api_keys.insert_key(conn, key.key_id, rules.program_id, Role.ADMIN, key.secret_hash, now)
-        return NewProgram(rules.program_id, key.plaintext)
+        return _insert_with_admin_key(conn, ProgramRules(program_id=credentials.new_id("prg"), name=name, currency=currency))
 
     return unit_of_work.run(engine, work)
 
@@ -48,14 +57,24 @@ def create_demo_program_if_empty(engine: Engine) -> NewProgram | None:
     def work(conn) -> NewProgram | None:
         if programs.count(conn) > 0:
             return None
-        rules = ProgramRules(program_id=credentials.new_id("prg"), name="demo")
-        now = clock.now()
-        programs.insert_program(conn, rules, now)
-        key = credentials.issue_key()
-        api_keys.insert_key(conn, key.key_id, rules.program_id, Role.ADMIN, key.secret_hash, now)
-        return NewProgram(rules.program_id, key.plaintext)
+        rules = ProgramRules(program_id=credentials.new_id("prg"), name="demo", referral=DEMO_REFERRAL)
+        return _insert_with_admin_key(conn, rules)
 
     return unit_of_work.run(engine, work)
+
+
+@dataclass(frozen=True)
+class ProgramSummary:
+    program_id: str
+    name: str
+    currency: str
+    created_at: datetime
+
+
+def list_programs(engine: Engine) -> list[ProgramSummary]:
+    """Every program, oldest first (for operators: `loyalty-ledger program list`)."""
+    rows = unit_of_work.run(engine, programs.list_all, read_only=True)
+    return [ProgramSummary(rules.program_id, rules.name, rules.currency, created) for rules, created in rows]
 
 
 def get_program(engine: Engine, caller: Caller) -> ProgramSettings:

@@ -41,6 +41,24 @@ def is_live(conn: Connection, key_id: str) -> bool:
     return row is not None and row.revoked_at is None
 
 
+@dataclass(frozen=True)
+class KeyListing:
+    key_id: str
+    role: Role
+    created_at: int  # microseconds since the epoch
+    revoked_at: int | None
+
+
+def of_program(conn: Connection, program_id: str) -> list[KeyListing]:
+    """The program's keys, oldest first: ids, roles and times, never secrets."""
+    rows = conn.execute(
+        select(api_keys.c.key_id, api_keys.c.role, api_keys.c.created_at, api_keys.c.revoked_at)
+        .where(api_keys.c.program_id == program_id)
+        .order_by(api_keys.c.created_at, api_keys.c.key_id)
+    ).all()
+    return [KeyListing(row.key_id, Role(row.role), row.created_at, row.revoked_at) for row in rows]
+
+
 def insert_key(conn: Connection, key_id: str, program_id: str, role: Role, secret_hash: str, now: datetime) -> None:
     conn.execute(
         insert(api_keys).values(

@@ -10,20 +10,20 @@ statement timeouts keep a stuck lock from stalling a worker forever.
 
 from __future__ import annotations
 
-import os
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from ledger import settings
 from ledger.store import driver_errors, locked_heads, pg_transactions, prefetch, prepared, write_behind
 
-DEFAULT_SQLITE_FILE = "loyalty.db"
 LOCK_TIMEOUT_MS = 2000
 STATEMENT_TIMEOUT_MS = 15000
 SQLITE_SYNCHRONOUS = "FULL"
 
 
 def database_url() -> str:
-    return os.environ.get("LOYALTY_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_FILE}"
+    """LOYALTY_DATABASE_URL, or ./loyalty.db (ledger.settings checks it)."""
+    return settings.database_url()
 
 
 def without_statement_timeout(conn: Connection) -> None:
@@ -70,7 +70,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
             "client_encoding": "utf8",
         },
     )
-    if prepared.enabled_by_environment():
+    if settings.pg_prepare():
         prepared.install(engine)  # before write_behind: its queue rides in front of EXECUTE
     write_behind.install(engine)
     pg_transactions.install(engine)
@@ -103,3 +103,23 @@ def _sqlite_engine(url: str) -> Engine:
 
     locked_heads.install(engine)
     return engine
+
+
+def connection_problem(error: Exception) -> str:
+    """One line saying why the database of LOYALTY_DATABASE_URL cannot be used, from the
+    driver's error, with what to do where that is clear (a database not created yet)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url())
+    shown = url.render_as_string(hide_password=True)
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    reason = next((line for line in lines if "FATAL" in line or "failed" in line.lower()), lines[0] if lines else "")
+    reason = reason.split("FATAL:", 1)[-1].strip()
+    hint = ""
+    if "does not exist" in reason and url.database and url.get_backend_name() == "postgresql":
+        host = f" -h {url.host}" if url.host else ""
+        port = f" -p {url.port}" if url.port else ""
+        user = f" -U {url.username}" if url.username else ""
+        hint = f"; create it with: createdb{host}{port}{user} {url.database}"
+    return f"cannot use the database {shown}: {reason}{hint}"

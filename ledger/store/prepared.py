@@ -32,7 +32,6 @@ client).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 
@@ -59,10 +58,6 @@ _refused: set[str] = set()
 # afresh, under new names, before its next statement.
 _generation = 0
 _SEEN_LIMIT = 10_000  # texts counted per process before the count starts over (a guard)
-
-
-def enabled_by_environment() -> bool:
-    return os.environ.get("LOYALTY_PG_PREPARE", "on").lower() not in ("off", "0", "false", "no")
 
 
 def install(engine: Engine) -> None:

@@ -118,6 +118,12 @@ def find_by_name(conn: Connection, name: str) -> ProgramRules | None:
     return _rules(row) if row else None
 
 
+def list_all(conn: Connection) -> list[tuple[ProgramRules, datetime]]:
+    """Every program with its creation time, oldest first."""
+    rows = conn.execute(select(programs).order_by(programs.c.created_at, programs.c.program_id)).all()
+    return [(_rules(row), from_micros(row.created_at)) for row in rows]
+
+
 def count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(programs)).scalar_one()
 

@@ -1,0 +1,250 @@
+"""Every setting of `loyalty-ledger`: its flag, its environment variable, its default and its check.
+
+A flag wins over its variable, the variable over the default. Each value is checked where
+it is read, and a bad one stops the command with one line that names the flag or the
+variable it came from (`error: LOYALTY_RATE_LIMIT: expected a number, got 'abc'`), never a
+traceback. The command line (ledger.cli) declares its flags from the tables below, so a
+setting is described once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_SQLITE_FILE = "loyalty.db"
+
+
+class SettingError(ValueError):
+    """A setting with a value that cannot be used; str() is the one line to show."""
+
+
+def _number(kind: type, minimum: float | None = None) -> Callable[[str], Any]:
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(raw: str):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"expected {noun}, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"expected {noun} of at least {minimum:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _optional_path(raw: str) -> str | None:
+    return raw or None
+
+
+def _switch(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("on", "1", "true", "yes"):
+        return True
+    if lowered in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"expected on or off, got {raw!r}")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _database_url(raw: str) -> str:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {raw!r} (e.g. postgresql://user@host:5432/loyalty)") from None
+    if url.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ValueError(f"expected a postgresql:// or sqlite:/// URL, got {url.get_backend_name()}://")
+    return raw
+
+
+def _listen(raw: str) -> str:
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:50051 or [::]:50051), got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the attribute on the parsed arguments
+    flag: str | None  # e.g. "--rate-limit"; None for a variable without a flag
+    env: str | None  # e.g. "LOYALTY_RATE_LIMIT"
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+    def resolve(self, given: str | None) -> Any:
+        """The value from the flag (given), else the variable, else the default."""
+        if given is not None:
+            source, raw = self.flag, given
+        elif self.env and os.environ.get(self.env) not in (None, ""):
+            source, raw = self.env, os.environ[self.env]
+        else:
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as error:
+            raise SettingError(f"{source}: {error}") from None
+
+
+DATABASE_URL = Setting(
+    "database_url",
+    None,
+    "LOYALTY_DATABASE_URL",
+    f"sqlite:///{DEFAULT_SQLITE_FILE}",
+    _database_url,
+    "SQLAlchemy URL of the database",
+)
+LOG_LEVEL = Setting("log_level", None, "LOYALTY_LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR")
+PG_PREPARE = Setting(
+    "pg_prepare", None, "LOYALTY_PG_PREPARE", True, _switch, "prepare hot statements on PostgreSQL (off behind PgBouncer)"
+)
+
+SERVE = (
+    Setting("listen", "--listen", None, "127.0.0.1:50051", _listen, "HOST:PORT to serve on (default 127.0.0.1:50051)"),
+    Setting(
+        "workers",
+        "--workers",
+        None,
+        16,
+        _number(int, 1),
+        "worker threads doing the ledger's database work, per process (default 16); "
+        "32 more calls per worker may wait, beyond that RESOURCE_EXHAUSTED / SERVER_BUSY",
+    ),
+    Setting(
+        "request_timeout",
+        "--request-timeout",
+        "LOYALTY_REQUEST_TIMEOUT",
+        10.0,
+        _number(float, 0.1),
+        "a call that has not sent its request message after this long is ended with "
+        "DEADLINE_EXCEEDED / REQUEST_INCOMPLETE (default 10)",
+        "SECONDS",
+    ),
+    Setting(
+        "metrics_port",
+        "--metrics-port",
+        "LOYALTY_METRICS_PORT",
+        0,
+        _number(int, 0),
+        "serve Prometheus metrics on PORT (+1 per extra process); 0 disables (default)",
+        "PORT",
+    ),
+    Setting(
+        "metrics_address",
+        "--metrics-address",
+        "LOYALTY_METRICS_ADDRESS",
+        "127.0.0.1",
+        _text,
+        "address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
+    ),
+    Setting(
+        "processes",
+        "--processes",
+        "LOYALTY_SERVER_PROCESSES",
+        1,
+        _number(int, 1),
+        "server processes sharing the port with SO_REUSEPORT (default 1)",
+    ),
+    Setting("grace", "--grace", None, 10.0, _number(float, 0), "seconds in-flight calls get on SIGTERM (default 10)"),
+    Setting(
+        "due_work_interval",
+        "--due-work-interval",
+        "LOYALTY_DUE_WORK_INTERVAL",
+        60.0,
+        _number(float, 0),
+        "seconds between runs of hold lapsing, tier reviews and point expiry (0 disables; default 60)",
+        "SECONDS",
+    ),
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "LOYALTY_TLS_CERT",
+        None,
+        _optional_path,
+        "PEM certificate chain of the server; with --tls-key serves TLS",
+        "PATH",
+    ),
+    Setting("tls_key", "--tls-key", "LOYALTY_TLS_KEY", None, _optional_path, "PEM private key of the server", "PATH"),
+    Setting(
+        "tls_client_ca",
+        "--tls-client-ca",
+        "LOYALTY_TLS_CLIENT_CA",
+        None,
+        _optional_path,
+        "PEM CA bundle; clients must present a certificate it signed: mutual TLS",
+        "PATH",
+    ),
+    Setting(
+        "rate_limit",
+        "--rate-limit",
+        "LOYALTY_RATE_LIMIT",
+        0.0,
+        _number(float, 0),
+        "calls a second allowed per API key (per server process); 0 means unlimited (default)",
+        "PER_SECOND",
+    ),
+    Setting(
+        "rate_burst",
+        "--rate-burst",
+        "LOYALTY_RATE_BURST",
+        0,
+        _number(int, 0),
+        "calls a key may make in one burst (bucket size; default: one second's worth, at least 1)",
+        "N",
+    ),
+)
+
+EVERY_VARIABLE = tuple(s.env for s in (DATABASE_URL, LOG_LEVEL, PG_PREPARE, *SERVE) if s.env)
+
+
+def add_flags(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
+    """Declares the settings' flags; their values are resolved (and checked) by resolve()."""
+    for setting in settings:
+        source = f" (env {setting.env})" if setting.env else ""
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.metavar, help=setting.help + source)
+
+
+def resolve(args: argparse.Namespace, settings: tuple[Setting, ...]) -> None:
+    """Replaces each setting's raw flag value on args with its checked value (flag, else
+    variable, else default); SettingError names the first bad one."""
+    for setting in settings:
+        setattr(args, setting.name, setting.resolve(getattr(args, setting.name, None)))
+
+
+def database_url() -> str:
+    return DATABASE_URL.resolve(None)
+
+
+def log_level() -> str:
+    return LOG_LEVEL.resolve(None)
+
+
+def pg_prepare() -> bool:
+    return PG_PREPARE.resolve(None)
+
+
+def check_environment() -> None:
+    """SettingError for the first of the variables every command reads (the database, the
+    log level, statement preparation) that does not hold a usable value; `serve`'s own
+    settings are checked when it resolves them."""
+    for setting in (DATABASE_URL, LOG_LEVEL, PG_PREPARE):
+        setting.resolve(None)
