@@ -46,15 +46,33 @@ class Admission:
         finally:
             self._waiting -= 1
         loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        context = contextvars.copy_context()
+
+        def finish(result, error) -> None:  # on the loop, once the thread is done
+            # The turn is given back when the thread is done (not when a caller who left
+            # stops waiting for it), so no more than `workers` calls ever hold a thread.
+            self._turns.release()
+            if not answer.done():
+                if error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(result)
+
+        def job() -> None:
+            try:
+                result = context.run(work, *args)
+            except BaseException as error:  # handed to the waiting coroutine
+                loop.call_soon_threadsafe(finish, None, error)
+            else:
+                loop.call_soon_threadsafe(finish, result, None)  # one wake-up of the loop per call
+
         try:
-            running = self._executor.submit(contextvars.copy_context().run, work, *args)
+            self._executor.submit(job)
         except BaseException:
             self._turns.release()
             raise
-        # The turn is given back when the thread is done (not when a caller who left stops
-        # waiting for it), so no more than `workers` calls ever hold a thread.
-        running.add_done_callback(lambda _: loop.call_soon_threadsafe(self._turns.release))
-        return await asyncio.wrap_future(running)
+        return await answer
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

@@ -13,7 +13,6 @@ unary client, so that the handler runs as soon as the call's headers arrive and 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import grpc
@@ -72,8 +71,9 @@ def _serve(rpc: str, behavior, guard: CallGuard, admission: Admission, request_t
         try:
             bearer(metadata)  # a call without a key is refused before its request is awaited
             try:
-                request = await asyncio.wait_for(context.read(), request_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(request_timeout):
+                    request = await context.read()
+            except TimeoutError:
                 raise request_incomplete(request_timeout) from None
             if request is grpc.aio.EOF:
                 raise request_incomplete(request_timeout)
@@ -82,23 +82,19 @@ def _serve(rpc: str, behavior, guard: CallGuard, admission: Admission, request_t
             status = to_status(error)
             await context.abort(status.code, status.details, status.trailing_metadata)
 
-        gone = threading.Event()
         scope = unit_of_work.CallScope()
-        loop = asyncio.get_running_loop()
-
-        def on_done(_context) -> None:
-            gone.set()
-            if scope.attached:
-                # The caller left while its work holds a connection (a normal answer comes
-                # after the work let go of it). Cancelling the statement that may be running
-                # is a network round trip: not on the loop.
-                loop.run_in_executor(None, scope.cancel)
-
-        context.add_done_callback(on_done)
         try:
             reply = await admission.run(
-                guard.serve, rpc, behavior, request, metadata, started, lambda: not gone.is_set(), scope
+                guard.serve, rpc, behavior, request, metadata, started, scope.caller_waiting, scope
             )
+        except asyncio.CancelledError:
+            # The caller left (its deadline passed, it cancelled): gRPC cancels this task. The
+            # work stops short of committing; a statement still running for it is cancelled,
+            # which is a network round trip: not on the loop.
+            scope.abandoned = True
+            if scope.attached:
+                asyncio.get_running_loop().run_in_executor(None, scope.cancel)
+            raise
         except LedgerError as error:  # refused by the admission bound, before any work
             log_call(rpc, error.category.value, started, reason=error.reason)
             reply = to_status(error)

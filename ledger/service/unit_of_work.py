@@ -50,6 +50,10 @@ class CallScope:
         with self._lock:
             self._connection = None
 
+    def caller_waiting(self) -> bool:
+        """False once the caller is gone (the transport marked the call abandoned)."""
+        return not self.abandoned
+
     @property
     def attached(self) -> bool:
         """Whether the call's work holds a connection now (a statement may be running)."""
