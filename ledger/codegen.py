@@ -4,7 +4,8 @@ The generated messages and service stubs live in the client distribution
 (clients/python/loyalty/v1), where protoc's own imports (`from loyalty.v1 import x_pb2`)
 are already right: the package is named as the proto package is. The server imports the
 same modules. Type stubs come from mypy-protobuf for messages and services (`.pyi` beside
-`_pb2.py` and `_pb2_grpc.py`). Needs the `test` extra (grpcio-tools, mypy-protobuf).
+`_pb2.py` and `_pb2_grpc.py`), and the SDK's methods from the same descriptors
+(ledger.sdk_codegen). Needs the `test` extra (grpcio-tools, mypy-protobuf).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
+
+from ledger import sdk_codegen
+
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
 CLIENT_ROOT = ROOT / "clients" / "python"
 PACKAGE = Path("loyalty", "v1")
 GENERATED = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# The SDK's methods, one per RPC, written from the same descriptors (ledger.sdk_codegen).
+SDK_METHODS = Path("loyalty", "client", "_methods.py")
 
 
 def proto_files() -> list[Path]:
@@ -55,6 +62,8 @@ def generate(out_root: Path) -> list[Path]:
             f"--grpc_python_out={raw}",
             f"--mypy_out={raw}",
             f"--mypy_grpc_out={raw}",
+            f"--descriptor_set_out={Path(raw) / 'descriptors.pb'}",
+            "--include_source_info",
             *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()],
         ]
         if protoc.main(args) != 0:
@@ -67,6 +76,11 @@ def generate(out_root: Path) -> list[Path]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(produced.read_text())
                 written.append(relative)
+        files = descriptor_pb2.FileDescriptorSet.FromString((Path(raw) / "descriptors.pb").read_bytes())
+        methods = out_root / SDK_METHODS
+        methods.parent.mkdir(parents=True, exist_ok=True)
+        methods.write_text(sdk_codegen.render(files))
+        written.append(SDK_METHODS)
         return written
 
 

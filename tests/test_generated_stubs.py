@@ -14,11 +14,12 @@ COMMITTED = codegen.CLIENT_ROOT
 
 
 def generated_files(root: Path) -> set[Path]:
-    return {
+    stubs = {
         path.relative_to(root)
         for path in (root / codegen.PACKAGE).rglob("*")
         if path.is_file() and path.name.endswith(codegen.GENERATED) and "__pycache__" not in path.parts
     }
+    return stubs | ({codegen.SDK_METHODS} if (root / codegen.SDK_METHODS).exists() else set())
 
 
 def test_committed_stubs_equal_freshly_generated(tmp_path):
