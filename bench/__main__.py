@@ -2,6 +2,7 @@
 
   python -m bench seed --members 100000 --entries 1 --out bench/out/setup.json
   python -m bench seed --members 1000000 --due-lots   # then: time loyalty-ledger expire
+  python -m bench seed --members 100000 --no-analyze   # statistics that know none of it
   python -m bench run --setup bench/out/setup.json --scenario earn --concurrency 64 --duration 20
   python -m bench run --setup ... --scenario all --report bench/out/report.md
   python -m bench scale --ledger 10k URL SETUP --ledger 10m URL SETUP   (p99 ratios, see bench/scale.py)
@@ -27,7 +28,7 @@ def cmd_seed(args) -> int:
     if not url:
         print("set LOYALTY_DATABASE_URL to the server's PostgreSQL database", file=sys.stderr)
         return 2
-    setup = seed.seed(url, args.members, args.entries, args.name, due_lots=args.due_lots)
+    setup = seed.seed(url, args.members, args.entries, args.name, due_lots=args.due_lots, analyze=not args.no_analyze)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     seed.write(args.out, setup)
     print(json.dumps({k: v for k, v in setup.items() if k != "key"}))
@@ -65,6 +66,12 @@ def main() -> int:
         "--due-lots",
         action="store_true",
         help="every member's lot is already past its expiry date (for timing `loyalty-ledger expire`)",
+    )
+    s.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="leave the seeded tables unanalysed, with autovacuum off for them: the planner's statistics "
+        "know nothing of these rows (see bench/seed.py)",
     )
     s.add_argument("--out", default="bench/out/setup.json")
     s.set_defaults(run=cmd_seed)

@@ -4,6 +4,11 @@ chain included), a hot member with a large balance and a running unbudgeted camp
 
 With due_lots, each member's lot expired a day ago, so `loyalty-ledger expire` has one
 due lot per member to expire: the expiry benchmark.
+
+With analyze=False (`--no-analyze`) the seeded tables are left as a server with autovacuum
+off leaves them: autovacuum is turned off for them and they are not analysed, so the
+planner's statistics know nothing of the new rows (never analysed, or analysed before this
+program existed: seed a small program first, then a big one with --no-analyze).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from ledger.domain.campaigns import CampaignRule
 from ledger.domain.hash_chain import GENESIS, postgres_expression
@@ -27,7 +33,13 @@ POINTS_PER_ENTRY = 10
 DUE_LOT_AGE_MICROS = 86_400_000_000  # --due-lots: the lots expired a day before seeding
 
 
-def seed(url: str, members: int, entries_per_member: int, name: str, due_lots: bool = False) -> dict:
+# The tables the seed fills (and, with analyze=False, keeps autovacuum off).
+SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries")
+
+
+def seed(
+    url: str, members: int, entries_per_member: int, name: str, due_lots: bool = False, analyze: bool = True
+) -> dict:
     engine = create_engine_for(url, pool_size=2)
     if engine.dialect.name != "postgresql":
         raise SystemExit("bench seed needs PostgreSQL (LOYALTY_DATABASE_URL=postgresql://...)")
@@ -64,34 +76,60 @@ def seed(url: str, members: int, entries_per_member: int, name: str, due_lots: b
            FROM generate_series(0, :n - 1) g""",
     ]
     # The hash chain links each entry to the previous one: one statement per sequence number.
-    entry_hash_sql = postgres_expression(
-        "COALESCE(prev.entry_hash, '" + GENESIS + "')",
-        ":p",
-        "'m' || g",
-        ":s",
-        "'tx_seed_' || g || '_' || :s",
-        "'ADJUST'",
-        ":pts",
-        ":s * :pts",
-        ":now - (:k - :s) * 1000000",
-    )
-    seed_entries = f"""
+    # The first entry follows the genesis hash; each later one looks the member's previous
+    # entry up by its primary key, row by row, in entries as the statement before left it.
+    # (Not a join: on statistics taken before this program existed, the planner sees no rows
+    # of it and may walk all the program's entries for every member; and not a lookup in the
+    # first statement, which fills the table it would read: planned on the nearly empty table,
+    # a scan of it per row.)
+    def seed_entries(seq: int) -> str:
+        previous = (
+            f"'{GENESIS}'"
+            if seq == 1
+            else "(SELECT prev.entry_hash FROM entries prev"
+            " WHERE prev.program_id = :p AND prev.member_id = 'm' || g AND prev.seq = :s - 1)"
+        )
+        entry_hash_sql = postgres_expression(
+            previous,
+            ":p",
+            "'m' || g",
+            ":s",
+            "'tx_seed_' || g || '_' || :s",
+            "'ADJUST'",
+            ":pts",
+            ":s * :pts",
+            ":now - (:k - :s) * 1000000",
+        )
+        return f"""
         INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at,
                              entry_hash)
         SELECT :p, 'm' || g, :s, 'tx_seed_' || g || '_' || :s, 'ADJUST', :pts, :s * :pts,
                :now - (:k - :s) * 1000000, {entry_hash_sql}
-        FROM generate_series(0, :n - 1) g
-        LEFT JOIN entries prev ON prev.program_id = :p AND prev.member_id = 'm' || g AND prev.seq = :s - 1"""
+        FROM generate_series(0, :n - 1) g"""
+
+    # Each member's chain head, looked up by its primary key member by member (as a join, on
+    # statistics taken before this program existed, it ran for minutes: no rows of the
+    # program on either side, so a walk of its entries nested in a walk of its members).
     chain_heads = """
-        UPDATE members SET last_entry_hash = e.entry_hash FROM entries e
-        WHERE members.program_id = :p AND e.program_id = :p AND e.member_id = members.member_id AND e.seq = :k"""
-    with engine.begin() as conn:
+        UPDATE members SET last_entry_hash = (
+            SELECT e.entry_hash FROM entries e
+            WHERE e.program_id = members.program_id AND e.member_id = members.member_id AND e.seq = :k
+        )
+        WHERE members.program_id = :p"""
+    # The bulk statements go through a plain engine: the ledger's would prepare them once a
+    # process has run them five times (ledger.store.prepared), with parameter types inferred
+    # from the first use (an integer for the microsecond instants, out of range).
+    bulk = create_engine(engine.url, poolclass=NullPool)
+    with bulk.begin() as conn:
         # Seeding millions of rows takes longer than the server's statement timeout.
         conn.execute(text("SET LOCAL statement_timeout = 0"))
+        if not analyze:
+            for table in SEEDED_TABLES:
+                conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
         for sql in statements:
             conn.execute(text(sql), params)
         for seq in range(1, entries_per_member + 1):
-            conn.execute(text(seed_entries), {**params, "s": seq})
+            conn.execute(text(seed_entries(seq)), {**params, "s": seq})
         conn.execute(text(chain_heads), params)
     caller = Caller(program_id, "bench", Role.ADMIN)
     # The hot member every redeem-hot terminal spends from.
@@ -107,9 +145,11 @@ def seed(url: str, members: int, entries_per_member: int, name: str, due_lots: b
     # the first reads of each page would write it back; setting the chain heads left a dead
     # version of every member row; and autovacuum would start on the big tables in the
     # middle of a measurement. This leaves the steady state a long-lived ledger is in.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("SET statement_timeout = 0"))
-        conn.execute(text("VACUUM (ANALYZE)"))
+    if analyze:
+        with bulk.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SET statement_timeout = 0"))
+            conn.execute(text("VACUUM (ANALYZE)"))
+    bulk.dispose()
     engine.dispose()
     return {
         "program_id": program_id,
