@@ -1,5 +1,13 @@
 """The schema as SQLAlchemy Core tables. It changes only through migrations/.
 
+Each lookup of the ledger can enter exactly one index by its leading column (migration 0011),
+so the planner has one sensible plan for it whatever its statistics say about the program.
+program_id leads at most one index of a table, its primary key, and only where the table is
+looked up by primary key alone; every other index leads with the key it looks up and has
+program_id after it; and transactions, holds and referrals, looked up by other keys too,
+have primary keys led by their own ids. A lookup by another key of a table whose primary key
+leads with program_id names no program (members.member_by_code, transactions.views_of).
+
 Ledger tables (transactions, entries, idempotency_records, lot_consumptions,
 qualifying_events) are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE on them.
 members, lots and holds are projections that can be rebuilt from the ledger;
@@ -17,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -79,14 +88,14 @@ members = Table(
     Column("last_activity_at", BigInteger, nullable=False, server_default="0"),
     # Projection of the ledger: the hash of the last entry (the chain head; 64 zeros before any entry).
     Column("last_entry_hash", String(64), nullable=False, server_default="0" * 64),
-    Index("uq_members_referral_code", "program_id", "referral_code", unique=True),
+    Index("uq_members_referral_code", "referral_code", "program_id", unique=True),
 )
 
 transactions = Table(
     "transactions",
     metadata,
-    Column("program_id", String(64), primary_key=True),
-    Column("transaction_id", String(64), primary_key=True),
+    Column("program_id", String(64), nullable=False),
+    Column("transaction_id", String(64), nullable=False),
     Column("member_id", String(128), nullable=False),
     Column("kind", String(24), nullable=False),
     Column("points", BigInteger, nullable=False),
@@ -106,12 +115,14 @@ transactions = Table(
     Column("activity_type", String(64), nullable=True),
     Column("tier_from", String(64), nullable=True),
     Column("tier_to", String(64), nullable=True),
-    Index("ix_transactions_member_kind", "program_id", "member_id", "kind", "occurred_at"),
+    # Led by the transaction's id: transactions are also looked up by order and by member.
+    PrimaryKeyConstraint("transaction_id", "program_id"),
+    Index("ix_transactions_member_kind", "member_id", "program_id", "kind", "occurred_at"),
     # An order (receipt) earns once per program.
     Index(
         "uq_transactions_earned_order",
-        "program_id",
         "order_id",
+        "program_id",
         unique=True,
         postgresql_where=text("kind = 'EARN'"),
         sqlite_where=text("kind = 'EARN'"),
@@ -119,23 +130,23 @@ transactions = Table(
     # An order's refunds and their reversals, looked up by every refund of the order.
     Index(
         "ix_transactions_order_refunds",
-        "program_id",
         "order_id",
+        "program_id",
         postgresql_where=text("kind = 'REFUND'"),
         sqlite_where=text("kind = 'REFUND'"),
     ),
     Index(
         "ix_transactions_order_reversals",
-        "program_id",
         "order_id",
+        "program_id",
         postgresql_where=text("kind = 'REVERSAL'"),
         sqlite_where=text("kind = 'REVERSAL'"),
     ),
     # A transaction is reversed at most once.
     Index(
         "uq_transactions_reverses",
-        "program_id",
         "reverses_transaction_id",
+        "program_id",
         unique=True,
         postgresql_where=text("reverses_transaction_id IS NOT NULL"),
         sqlite_where=text("reverses_transaction_id IS NOT NULL"),
@@ -158,7 +169,7 @@ entries = Table(
     # sha256 over this entry's content and the previous entry's hash (ledger.domain.hash_chain).
     # Nullable only because SQLite cannot add a NOT NULL column without a default; every row has one.
     Column("entry_hash", String(64), nullable=True),
-    Index("ix_entries_transaction", "program_id", "transaction_id"),
+    Index("ix_entries_transaction", "transaction_id", "program_id"),
 )
 
 idempotency_records = Table(
@@ -210,8 +221,8 @@ lot_consumptions = Table(
 holds = Table(
     "holds",
     metadata,
-    Column("program_id", String(64), primary_key=True),
-    Column("hold_id", String(64), primary_key=True),
+    Column("program_id", String(64), nullable=False),
+    Column("hold_id", String(64), nullable=False),
     Column("member_id", String(128), nullable=False),
     Column("points", BigInteger, nullable=False),
     Column("captured_points", BigInteger, nullable=False),
@@ -222,7 +233,9 @@ holds = Table(
     Column("store_id", String(128), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("closed_at", BigInteger, nullable=True),
-    Index("ix_holds_member", "program_id", "member_id", "state"),
+    # Led by the hold's id: holds are also looked up by member.
+    PrimaryKeyConstraint("hold_id", "program_id"),
+    Index("ix_holds_member", "member_id", "program_id", "state"),
     Index("ix_holds_due", "expires_at", postgresql_where=text("state = 'OPEN'"), sqlite_where=text("state = 'OPEN'")),
 )
 
@@ -270,7 +283,7 @@ qualifying_events = Table(
     Column("occurred_at", BigInteger, nullable=False),
     Column("spend", BigInteger, nullable=False),
     Column("base_points", BigInteger, nullable=False),
-    Index("ix_qualifying_events_window", "program_id", "member_id", "occurred_at"),
+    Index("ix_qualifying_events_window", "member_id", "program_id", "occurred_at"),
 )
 
 campaigns = Table(
@@ -333,8 +346,8 @@ rewards = Table(
 referrals = Table(
     "referrals",
     metadata,
-    Column("program_id", String(64), primary_key=True),
-    Column("referee_id", String(128), primary_key=True),
+    Column("program_id", String(64), nullable=False),
+    Column("referee_id", String(128), nullable=False),
     Column("referrer_id", String(128), nullable=False),
     Column("attributed_at", BigInteger, nullable=False),
     # Set once the first qualifying order was decided (rewarded or refused by a limit).
@@ -346,8 +359,10 @@ referrals = Table(
     Column("referee_points", BigInteger, nullable=False),
     Column("matures_at", BigInteger, nullable=True),
     Column("reversal_transaction_id", String(64), nullable=True),
-    Index("ix_referrals_referrer", "program_id", "referrer_id", "attributed_at"),
-    Index("ix_referrals_order", "program_id", "qualifying_order_id"),
+    # Led by the referee: referrals are also looked up by referrer and by order.
+    PrimaryKeyConstraint("referee_id", "program_id"),
+    Index("ix_referrals_referrer", "referrer_id", "program_id", "attributed_at"),
+    Index("ix_referrals_order", "qualifying_order_id", "program_id"),
 )
 
 # Settings of the service itself, shared by every server process on this database: a secret

@@ -11,12 +11,15 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
   names none, current settings and their history alike, bumps those programs' config_version,
   keeps roles a rule already names, and its downgrade leaves the JSON as 0008 wrote it;
 - 0010 writes one random page-token secret (32 bytes), a different one per database, which
-  every engine on that database reads alike; its downgrade removes it.
+  every engine on that database reads alike; its downgrade removes it;
+- each lookup has one index to enter by its leading column (0011), and on PostgreSQL 0011
+  finishes what an interrupted run left and waits its turn for a primary key's lock.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -170,6 +173,7 @@ def test_migrations_are_not_cut_short_by_the_statement_limit():
                     {"names": "ix_transactions_order_%"},
                 ).all()
             assert sorted(valid) == [("ix_transactions_order_refunds", True), ("ix_transactions_order_reversals", True)]
+            assert _index_definitions(engine) == _EXPECTED_0011
         finally:
             engine.dispose()
 
@@ -328,3 +332,154 @@ def test_a_migration_waits_for_the_migration_lock_of_another_process():
     assert "database at revision" in stdout
     told = [line for line in json_lines(stderr) if line.get("msg") == "waiting for another process's migrations"]
     assert told and "test-migration-holder" in told[0]["holder"], stderr
+
+
+# ---------------------------------------------------------------- 0011: one index per lookup
+
+
+# Tables looked up by more than their primary key: no index of theirs leads with program_id.
+_LOOKED_UP_BY_OTHER_KEYS = ("transactions", "holds", "referrals")
+
+
+def _leading_columns(engine: Engine) -> dict[str, list[tuple[str, str | None]]]:
+    """{table: (leading column, partial index predicate) of its primary key, then of each other index}."""
+    inspector = inspect(engine)
+    option = f"{engine.dialect.name}_where"
+    found = {}
+    for table in inspector.get_table_names():
+        if table == VERSION_TABLE:
+            continue
+        primary_key = inspector.get_pk_constraint(table)["constrained_columns"]
+        found[table] = [(primary_key[0], None)] + [
+            (index["column_names"][0], index.get("dialect_options", {}).get(option)) for index in inspector.get_indexes(table)
+        ]
+    return found
+
+
+def test_each_lookup_has_one_index_to_enter_by_its_leading_column(empty_engine):
+    """Every lookup names its program. On statistics that know no rows of the program, an
+    index it can enter by program_id alone costs the planner no more than the right one,
+    so no two indexes of a table lead with the same column (but partial ones on different
+    rows: an order's earn, refunds, reversals), and program_id leads none of the tables
+    looked up by other keys than their primary key (migration 0011)."""
+    engine = empty_engine
+    migrate.upgrade(engine)
+    leading = _leading_columns(engine)
+    shared = {table: columns for table, columns in leading.items() if len(set(columns)) < len(columns)}
+    assert shared == {}
+    assert [table for table in _LOOKED_UP_BY_OTHER_KEYS if ("program_id", None) in leading[table]] == []
+    assert leading["members"] == [("program_id", None), ("referral_code", None)]
+
+
+# 0011's indexes, each with its columns in order, as PostgreSQL defines them once migrated.
+_EXPECTED_0011 = {
+    "transactions_pkey": ("transactions", "transaction_id, program_id"),
+    "holds_pkey": ("holds", "hold_id, program_id"),
+    "referrals_pkey": ("referrals", "referee_id, program_id"),
+    "uq_members_referral_code": ("members", "referral_code, program_id"),
+    "ix_transactions_member_kind": ("transactions", "member_id, program_id, kind, occurred_at"),
+    "uq_transactions_earned_order": ("transactions", "order_id, program_id"),
+    "ix_transactions_order_refunds": ("transactions", "order_id, program_id"),
+    "ix_transactions_order_reversals": ("transactions", "order_id, program_id"),
+    "uq_transactions_reverses": ("transactions", "reverses_transaction_id, program_id"),
+    "ix_entries_transaction": ("entries", "transaction_id, program_id"),
+    "ix_holds_member": ("holds", "member_id, program_id, state"),
+    "ix_qualifying_events_window": ("qualifying_events", "member_id, program_id, occurred_at"),
+    "ix_referrals_referrer": ("referrals", "referrer_id, program_id, attributed_at"),
+    "ix_referrals_order": ("referrals", "qualifying_order_id, program_id"),
+}
+
+
+def _index_definitions(engine: Engine) -> dict[str, tuple[str, str]]:
+    """{index: (table, its columns)} of 0011's indexes and of any index a run of it left
+    behind (named *_0011), each valid; an invalid one is reported as such."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, t.relname, i.indisvalid,"
+                "       (SELECT string_agg(a.attname, ', ' ORDER BY k.n) FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n)"
+                "          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)"
+                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+                " WHERE c.relname = ANY (:names) OR c.relname LIKE '%\\_0011'"
+            ),
+            {"names": list(_EXPECTED_0011)},
+        ).all()
+    return {name: (table, columns if valid else "INVALID") for name, table, valid, columns in rows}
+
+
+def test_0011_finishes_what_an_interrupted_run_left():
+    """Each index of 0011 in a state a run cut short can leave it in, then 0011 again:
+    the old index dropped and the new one not yet renamed; a new one whose build failed
+    (left INVALID); a new primary-key index built but not yet swapped in; a primary key
+    already swapped."""
+    from tests.databases import postgres_database
+
+    with postgres_database() as url:
+        engine = engines.create_engine_for(url, pool_size=1)
+        try:
+            migrate.upgrade(engine, "0010")
+            with engine.connect() as conn:
+                for statement in (
+                    "CREATE UNIQUE INDEX uq_members_referral_code_0011 ON members (referral_code, program_id)",
+                    "DROP INDEX uq_members_referral_code",
+                    "CREATE INDEX ix_entries_transaction_0011 ON entries (transaction_id, program_id)",
+                    "UPDATE pg_index SET indisvalid = false"
+                    " WHERE indexrelid = 'ix_entries_transaction_0011'::regclass",
+                    "CREATE UNIQUE INDEX transactions_pkey_0011 ON transactions (transaction_id, program_id)",
+                    "CREATE UNIQUE INDEX holds_pkey_0011 ON holds (hold_id, program_id)",
+                    "ALTER TABLE holds DROP CONSTRAINT holds_pkey,"
+                    " ADD CONSTRAINT holds_pkey PRIMARY KEY USING INDEX holds_pkey_0011",
+                ):
+                    conn.exec_driver_sql(statement)
+            migrate.upgrade(engine)
+            assert _index_definitions(engine) == _EXPECTED_0011
+        finally:
+            engine.dispose()
+
+
+def test_0011_waits_its_turn_for_a_primary_key_lock():
+    """A transaction holding a lock on referrals (a reader: any statement of a running
+    server, or a `verify`) keeps 0011 from swapping the table's primary key. 0011 waits a
+    moment at a time, so that writers queued behind its request are not held up long, and
+    asks again once the reader is done, instead of failing the migration."""
+    from tests.databases import connect, postgres_database
+
+    with postgres_database() as url:
+        engine = engines.create_engine_for(url, pool_size=1)
+        reader = connect(url)
+        reader.autocommit = False
+        seen_waiting = threading.Event()
+
+        def read_until_the_swap_waited() -> None:
+            watcher = connect(url)
+            try:
+                with reader.cursor() as cur:
+                    cur.execute("LOCK TABLE referrals IN ACCESS SHARE MODE")
+                with watcher.cursor() as cur:
+                    for _ in range(600):  # the swap's request for the lock, queued behind the reader
+                        cur.execute(
+                            "SELECT count(*) FROM pg_locks WHERE relation = 'referrals'::regclass"
+                            " AND mode = 'AccessExclusiveLock' AND NOT granted"
+                        )
+                        if cur.fetchone()[0]:
+                            seen_waiting.set()
+                            break
+                        threading.Event().wait(0.05)
+                threading.Event().wait(0.5)  # several of its waits time out meanwhile
+            finally:
+                reader.commit()
+                watcher.close()
+
+        try:
+            migrate.upgrade(engine, "0010")
+            holder = threading.Thread(target=read_until_the_swap_waited)
+            holder.start()
+            try:
+                migrate.upgrade(engine)
+            finally:
+                holder.join()
+            assert seen_waiting.is_set()
+            assert _index_definitions(engine) == _EXPECTED_0011
+        finally:
+            reader.close()
+            engine.dispose()
