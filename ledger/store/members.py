@@ -81,12 +81,21 @@ def insert_if_absent(conn: Connection, program_id: str, member_id: str, referral
     return conn.execute(statement).first() is not None
 
 
+# By the code alone: the referral-code index leads with the code, so it is the only index
+# that can find it, whatever the planner's statistics say. With program_id in the WHERE
+# clause the primary key (led by program_id) would compete, and on statistics that know
+# no rows of this program it costs as little as the code's index: a walk of the whole
+# program. A code is unique per program, so it names at most one member of each program;
+# the program is checked on those rows.
+_by_code = select(members.c.program_id, members.c.member_id).where(members.c.referral_code == bindparam("code"))
+
+
 def member_by_code(conn: Connection, program_id: str, code: str) -> str | None:
     """The member whose referral code this is, if any."""
-    row = conn.execute(
-        select(members.c.member_id).where(members.c.program_id == program_id, members.c.referral_code == code)
-    ).first()
-    return row.member_id if row else None
+    for row in conn.execute(_by_code, {"code": code}):
+        if row.program_id == program_id:
+            return row.member_id
+    return None
 
 
 
