@@ -19,25 +19,16 @@ had a generic plan, and no generic plan may read one of the big tables whole.
 from __future__ import annotations
 
 import re
-import secrets
 
 import pytest
 
 from bench.seed import seed
 from ledger.api import server as grpc_server
-from loyalty.v1 import ledger_pb2
-from ledger.store import prepared
 from ledger.store.engine import create_engine_for
 from tests.conftest import Api
 from tests.databases import postgres_database
-from tests.grpc_helpers import earn_request
+from tests.store.hot_calls import BIG_TABLES, CUSTOM_PLANS_FIRST, drive_the_hot_calls
 
-# The tables the seed fills (thousands of rows): there a table scan is dearer than an index
-# lookup, so a generic plan that still scans one has no index it can use. (Tables the test
-# leaves nearly empty, holds or referrals, are cheaper to scan than to look up.)
-BIG_TABLES = {"members", "transactions", "entries", "lots", "idempotency_records"}
-_CUSTOM_PLANS_FIRST = 5  # PostgreSQL's plancache.c: custom plans before a generic one is weighed
-RUNS = prepared.THRESHOLD + _CUSTOM_PLANS_FIRST + 2  # prepared, then run past that point
 # How ledger.store.prepared sent it: alone, or under a savepoint inside a transaction.
 _PREPARED_BODY = re.compile(r"PREPARE ledger_\d+ AS (.*?)(?:; RELEASE SAVEPOINT ledger_prepare)?$", re.DOTALL)
 
@@ -53,38 +44,6 @@ def _ledger_scans(conn, row) -> list[str]:
     return [table for table in re.findall(r"Seq Scan on (\w+)", plan) if table in BIG_TABLES]
 
 
-def _drive_the_hot_calls(api: Api, members: int) -> None:
-    md = api.metadata
-    for n in range(RUNS):
-        member = f"m{1 + n % (members - 1)}"
-        order_id = f"order-{n}"
-        api.ledger.Earn(earn_request(member, 1999 + n, order_id=order_id), metadata=md)
-        api.ledger.RefundOrder(
-            ledger_pb2.RefundOrderRequest(
-                member_id=member, order_id=order_id, idempotency_key=secrets.token_hex(8), amount=500, currency="USD"
-            ),
-            metadata=md,
-        )
-        api.ledger.QuoteEarn(ledger_pb2.QuoteEarnRequest(member_id=member, order=earn_request(member, 500).order), metadata=md)
-        api.ledger.Redeem(ledger_pb2.RedeemRequest(member_id="m0", idempotency_key=secrets.token_hex(8), points=1), metadata=md)
-        hold = api.ledger.AuthorizeRedemption(
-            ledger_pb2.AuthorizeRedemptionRequest(member_id="m0", idempotency_key=secrets.token_hex(8), points=2),
-            metadata=md,
-        ).hold
-        if n % 2:
-            api.ledger.CaptureRedemption(
-                ledger_pb2.CaptureRedemptionRequest(hold_id=hold.hold_id, idempotency_key=secrets.token_hex(8)),
-                metadata=md,
-            )
-        else:
-            api.ledger.VoidRedemption(
-                ledger_pb2.VoidRedemptionRequest(hold_id=hold.hold_id, idempotency_key=secrets.token_hex(8)),
-                metadata=md,
-            )
-        api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id=member), metadata=md)
-        api.ledger.ListTransactions(ledger_pb2.ListTransactionsRequest(member_id=member, page_size=50), metadata=md)
-
-
 @pytest.mark.timeout(300)
 def test_hot_statements_run_on_generic_plans():
     with postgres_database() as url:
@@ -94,7 +53,7 @@ def test_hot_statements_run_on_generic_plans():
         running = grpc_server.start(engine, "127.0.0.1:0", max_workers=1)
         api = Api(f"127.0.0.1:{running.port}", setup["key"])
         try:
-            _drive_the_hot_calls(api, setup["members"])
+            drive_the_hot_calls(api, setup["members"])
             with engine.connect() as conn:  # the pool's one connection: the session that served the calls
                 sessions = conn.exec_driver_sql(
                     "SELECT count(*) FROM pg_stat_activity"
@@ -102,7 +61,7 @@ def test_hot_statements_run_on_generic_plans():
                 ).scalar_one()
                 plans = conn.exec_driver_sql(
                     "SELECT name, statement, generic_plans, cardinality(parameter_types) AS parameters"
-                    f" FROM pg_prepared_statements WHERE generic_plans + custom_plans > {_CUSTOM_PLANS_FIRST}"
+                    f" FROM pg_prepared_statements WHERE generic_plans + custom_plans > {CUSTOM_PLANS_FIRST}"
                 ).all()
                 scans = {_body(row): _ledger_scans(conn, row) for row in plans if row.generic_plans}
         finally:
