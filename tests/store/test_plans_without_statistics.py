@@ -6,12 +6,13 @@ took rested on its estimate of `program_id = '<the program>'`:
 
 - statistics taken before the program's rows arrived, and not since (autovacuum off):
   the program is estimated at zero rows, an index entered by program_id alone costs as
-  little as the right one, and the planner took it. A member's row lock walked the
-  referral-code index through all the program's 100,000 members (162,635 pages, 0.6 s on
-  a busy machine, against 7 pages), its read and update half of them; a transaction read
-  by id walked a member's-transactions index, a transaction's entries the entries'
-  primary key. An Earn took 244-435 ms with LOYALTY_PG_PREPARE=off (2.6-4.6 ms since);
-  prepared, the generic plans PostgreSQL settles on after five runs were spared;
+  little as the right one, and the planner took it. A member's row lock and its update
+  walked the referral-code index through all the program's 100,000 members (162,635 pages,
+  0.6 s on a busy machine, against 7 pages), its read (LIMIT 1) half of them on average; a
+  transaction read by id walked a member's-transactions index, a transaction's entries the
+  entries' primary key. An Earn took 124-128 ms with LOYALTY_PG_PREPARE=off (2.7 ms since);
+  prepared, only its statements' first runs on a connection, before PostgreSQL settles on
+  generic plans (the first 20 Earns of a process: 58-60 ms, 4.0-4.3 ms since);
 - never analysed: PostgreSQL's default estimate (0.5 % of the rows per program) kept the
   member lookups right, but "has this member earned" (an enrollment with a referral code)
   walked all the program's earned orders by the order index, led by program_id.
