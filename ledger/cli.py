@@ -141,7 +141,11 @@ def _child(args, index: int) -> None:
     logs.configure()
     supervision.die_with_parent(args.grace)
     args.process_index = index
-    sys.exit(_serve_one(args, share_port=True))
+    try:
+        code = _serve_one(args, share_port=True)
+    finally:
+        logs.shutdown()  # a child leaves by os._exit, which runs no atexit handler
+    sys.exit(code)
 
 
 def _serve_processes(args) -> int:
