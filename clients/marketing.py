@@ -89,7 +89,7 @@ def window_text(campaign: Campaign) -> str:
 
 
 def effect_text(campaign: Campaign) -> str:
-    if campaign.multiplier_bps:
+    if campaign.WhichOneof("effect") == "multiplier_bps":
         return f"{campaign.multiplier_bps / 10_000:g}x"
     return f"+{campaign.bonus_points}"
 

@@ -34,7 +34,7 @@ def statement_table(transactions: Iterable[common_pb2.Transaction]) -> str:
     header = ("when (UTC)", "kind", "points", "balance", "order", "transaction")
     rows = [
         (
-            tx.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+            tx.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
             common_pb2.TransactionKind.Name(tx.kind).removeprefix("TRANSACTION_KIND_"),
             f"{tx.points:+d}",
             str(tx.balance_after),

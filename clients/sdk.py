@@ -208,8 +208,9 @@ class LedgerClient:
     ) -> ledger_pb2.EarnResponse:
         """Earns points for an order (`amount` in minor units of `currency`).
 
-        `occurred_at` (timezone-aware) is when the sale happened; the ledger
-        applies the rules in force then. Defaults to now on the server.
+        `occurred_at` (timezone-aware; sent as the order's `occur_time`) is when
+        the sale happened; the ledger applies the rules in force then. Defaults
+        to now on the server.
         """
         key = idempotency_key or new_idempotency_key()
         order = _order(order_id, amount, currency, channel, lines, occurred_at, store_id)
@@ -266,7 +267,7 @@ class LedgerClient:
         store_id: str = "",
         idempotency_key: str | None = None,
     ) -> ledger_pb2.AuthorizeRedemptionResponse:
-        """Reserves `points` at the till; the hold lapses by itself at `hold.expires_at`.
+        """Reserves `points` at the till; the hold lapses by itself at `hold.expire_time`.
 
         `ttl_seconds` 0 means the program's default hold lifetime.
         """
@@ -340,14 +341,16 @@ class LedgerClient:
         created_after: TimeLike | None = None,
         created_before: TimeLike | None = None,
     ) -> ledger_pb2.ListTransactionsResponse:
-        """One page of a member's statement, newest first (page_size 0 means the server's default)."""
+        """One page of a member's statement, newest first (page_size 0 means the server's default);
+        `created_after` (inclusive) and `created_before` (exclusive) are sent as the request's
+        `start_create_time` and `end_create_time`."""
         request = ledger_pb2.ListTransactionsRequest(
             member_id=member_id,
             page_size=page_size,
             page_token=page_token,
             kinds=[_kind(k) for k in kinds],
-            created_after=_timestamp(created_after),
-            created_before=_timestamp(created_before),
+            start_create_time=_timestamp(created_after),
+            end_create_time=_timestamp(created_before),
         )
         return self._call(self._ledger.ListTransactions, request)
 
@@ -462,6 +465,6 @@ def _order(
         amount=amount,
         currency=currency,
         lines=[line if isinstance(line, common_pb2.OrderLine) else common_pb2.OrderLine(**line) for line in lines],
-        occurred_at=_timestamp(occurred_at),
+        occur_time=_timestamp(occurred_at),
         store_id=store_id,
     )

@@ -201,8 +201,21 @@ def _instant(fields: Fields, path: str, message, present: bool, required: bool) 
     return value
 
 
+EFFECTS = ("multiplier_bps", "bonus_points")  # the members of Campaign's oneof `effect`
+
+
+def _effect(message: programs_pb2.Campaign, path: str) -> int:
+    """The value of one member of the oneof `effect`, by presence: 0 unless it is the one set."""
+    return getattr(message, path) if message.WhichOneof("effect") == path else 0
+
+
 def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
     fields = Fields()
+    effect = message.WhichOneof("effect")
+    if effect is None:
+        fields.bad("campaign", "give exactly one effect: multiplier_bps or bonus_points")
+    elif getattr(message, effect) == 0:
+        fields.bad(f"campaign.{effect}", "must not be 0")
     start = _instant(fields, "campaign.start_time", message.start_time, message.HasField("start_time"), True)
     end = _instant(fields, "campaign.end_time", message.end_time, message.HasField("end_time"), True)
     stacking = fields.enum(
@@ -217,8 +230,8 @@ def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
         name=message.name,
         start=start,
         end=end,
-        multiplier_bps=message.multiplier_bps,
-        bonus_points=message.bonus_points,
+        multiplier_bps=_effect(message, "multiplier_bps"),
+        bonus_points=_effect(message, "bonus_points"),
         conditions=conditions,
         stacking=stacking,
         priority=message.priority,
@@ -257,6 +270,10 @@ def campaign_changes(request: programs_pb2.UpdateCampaignRequest) -> tuple[str, 
             changes["state"] = fields.enum("campaign.state", message.state, enums.CAMPAIGN_STATES, required=True)
         elif path == "time_zone":
             changes["time_zone"] = fields.identifier("campaign.time_zone", message.time_zone, max_length=64)
+        elif path in EFFECTS:
+            # A member of the oneof named in the mask but not the one set is cleared (to switch a
+            # campaign from a multiplier to a bonus, name both and set the bonus).
+            changes[path] = _effect(message, path)
         else:
             changes[path] = getattr(message, path)
     fields.no_control_characters(request)

@@ -72,7 +72,7 @@ def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_r
             lines.append(OrderLine(sku, category, line.quantity, line_amount))
     if order.paid_with_points_amount < 0 or order.paid_with_points_amount > max(order.amount, 0):
         fields.bad("order.paid_with_points_amount", "must be between 0 and the order amount")
-    occurred = fields.timestamp("order.occurred_at", order.occurred_at, order.HasField("occurred_at"))
+    occurred = fields.timestamp("order.occur_time", order.occur_time, order.HasField("occur_time"))
     fields.done()
     facts = OrderFacts(
         order_id,
@@ -90,10 +90,14 @@ def redeem(request: ledger_pb2.RedeemRequest) -> tuple[RedeemCommand, str]:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
     key = fields.identifier("idempotency_key", request.idempotency_key)
-    reward = fields.identifier("reward_id", request.reward_id, required=False)
-    if reward and request.points:
-        fields.bad("points", "give either points or reward_id, not both")
-    elif not reward:
+    # The oneof `debit`: which of points and reward_id was set, not whether it is non-zero.
+    debit = request.WhichOneof("debit")
+    reward = ""
+    if debit is None:
+        fields.bad("points", "give points or reward_id")
+    elif debit == "reward_id":
+        reward = fields.identifier("reward_id", request.reward_id)
+    else:
         fields.positive_points("points", request.points)
     order_id = fields.identifier("order_id", request.order_id, required=False)
     channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.OTHER)
@@ -133,8 +137,8 @@ def statement(request: ledger_pb2.ListTransactionsRequest) -> StatementQuery:
         kind = fields.enum(f"kinds[{i}]", number, enums.KINDS, required=True)
         if kind is not None:
             kinds.append(kind)
-    after = fields.timestamp("created_after", request.created_after, request.HasField("created_after"))
-    before = fields.timestamp("created_before", request.created_before, request.HasField("created_before"))
+    after = fields.timestamp("start_create_time", request.start_create_time, request.HasField("start_create_time"))
+    before = fields.timestamp("end_create_time", request.end_create_time, request.HasField("end_create_time"))
     fields.done()
     return StatementQuery(
         member_id=member,
@@ -198,7 +202,7 @@ def activity(request: ledger_pb2.RecordActivityRequest) -> tuple[ActivityCommand
     member = fields.identifier("member_id", request.member_id)
     key = fields.identifier("idempotency_key", request.idempotency_key)
     activity_type = fields.identifier("activity_type", request.activity_type, max_length=64)
-    occurred = fields.timestamp("occurred_at", request.occurred_at, request.HasField("occurred_at"))
+    occurred = fields.timestamp("occur_time", request.occur_time, request.HasField("occur_time"))
     channel = fields.enum("channel", request.channel, enums.CHANNELS, required=False, default=Channel.OTHER)
     fields.done()
     return ActivityCommand(member, activity_type, occurred or clock.now(), channel), key

@@ -53,8 +53,8 @@ def transaction(view: TransactionView) -> common_pb2.Transaction:
         reason=view.reason,
         idempotency_key=view.idempotency_key,
         reverses_transaction_id=view.reverses_transaction_id,
-        occurred_at=timestamp(view.occurred_at),
-        created_at=timestamp(view.created_at),
+        occur_time=timestamp(view.occurred_at),
+        create_time=timestamp(view.created_at),
         balance_after=view.balance_after,
         api_key_id=view.api_key_id,
         order_amount=view.order_amount,
@@ -73,9 +73,9 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
         balance=balance(summary.balance),
         referral_code=state.referral_code,
         status=enums.number(enums.MEMBER_STATUSES, state.status),
-        enrolled_at=timestamp(state.enrolled_at),
+        enroll_time=timestamp(state.enrolled_at),
         expiring_points=[
-            ledger_pb2.ExpiringPoints(points=points, expires_at=timestamp(at)) for at, points in summary.expiring
+            ledger_pb2.ExpiringPoints(points=points, expire_time=timestamp(at)) for at, points in summary.expiring
         ],
         tier=_member_tier(summary.tier.state) if summary.tier.state else None,
         tier_progress=(
@@ -93,9 +93,9 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
 def _member_tier(state: TierState) -> ledger_pb2.MemberTier:
     tier = ledger_pb2.MemberTier(name=state.name, earn_multiplier_bps=state.multiplier_bps)
     if state.reached_at.year > 1970:
-        tier.reached_at.CopyFrom(timestamp(state.reached_at))
+        tier.reach_time.CopyFrom(timestamp(state.reached_at))
     if state.held_until.year < 9999:
-        tier.held_until.CopyFrom(timestamp(state.held_until))
+        tier.period_end_time.CopyFrom(timestamp(state.held_until))
     return tier
 
 
@@ -113,8 +113,8 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         negative_balance_policy=enums.number(enums.NEGATIVE_POLICIES, rules.negative_balance_policy),
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
-        created_at=timestamp(settings.created_at),
-        updated_at=timestamp(settings.updated_at),
+        create_time=timestamp(settings.created_at),
+        update_time=timestamp(settings.updated_at),
         min_order_amount=rules.min_order_amount,
         channel_earn_rates=[
             programs_pb2.ChannelEarnRate(
@@ -164,8 +164,8 @@ def campaign(report: CampaignReport) -> programs_pb2.Campaign:
         start_time=timestamp(rule.start),
         end_time=timestamp(rule.end),
         time_zone=report.record.time_zone,
-        multiplier_bps=rule.multiplier_bps,
-        bonus_points=rule.bonus_points,
+        # The oneof `effect`: a stored campaign has exactly one of them (validated on the way in).
+        **({"multiplier_bps": rule.multiplier_bps} if rule.multiplier_bps else {"bonus_points": rule.bonus_points}),
         conditions=programs_pb2.CampaignConditions(
             channels=[enums.number(enums.CHANNELS, ch) for ch in c.channels],
             tiers=list(c.tiers),
@@ -181,8 +181,8 @@ def campaign(report: CampaignReport) -> programs_pb2.Campaign:
         state=enums.number(enums.CAMPAIGN_STATES, rule.state),
         points_awarded=report.points_awarded,
         budget_remaining=report.budget_remaining,
-        created_at=timestamp(report.record.created_at),
-        updated_at=timestamp(report.record.updated_at),
+        create_time=timestamp(report.record.created_at),
+        update_time=timestamp(report.record.updated_at),
         members_awarded=report.members_awarded,
     )
 
@@ -216,11 +216,11 @@ def hold(facts: HoldFacts) -> ledger_pb2.Hold:
         hold_id=facts.hold_id,
         member_id=facts.member_id,
         points=facts.points,
-        expires_at=timestamp(facts.expires_at),
+        expire_time=timestamp(facts.expires_at),
         state=HOLD_STATES[facts.state],
         order_id=facts.order_id,
         captured_points=facts.captured_points,
-        created_at=timestamp(facts.created_at),
+        create_time=timestamp(facts.created_at),
     )
 
 
@@ -238,7 +238,7 @@ def referral(view: ReferralView) -> ledger_pb2.Referral:
     message = ledger_pb2.Referral(
         referee_member_id=r.referee_id,
         state=REFERRAL_STATES[view.state],
-        attributed_at=timestamp(r.attributed_at),
+        attribute_time=timestamp(r.attributed_at),
         qualifying_order_id=r.qualifying_order_id,
         referrer_points=r.referrer_points,
         referee_points=r.referee_points,
@@ -246,5 +246,5 @@ def referral(view: ReferralView) -> ledger_pb2.Referral:
         reward_transaction_id=r.reward_transaction_id,
     )
     if r.matures_at:
-        message.matures_at.CopyFrom(timestamp(r.matures_at))
+        message.mature_time.CopyFrom(timestamp(r.matures_at))
     return message

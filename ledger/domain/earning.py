@@ -84,7 +84,7 @@ def describe_rate(rate: EarnRate, currency: str, rounding: Rounding) -> str:
     return f"{rate.points} point(s) per {rate.per_amount} minor units of {currency}, rounded {rounding.value.lower()}"
 
 
-def check_order_time(occurred_at: datetime, now: datetime, program: ProgramRules, path: str = "order.occurred_at") -> None:
+def check_order_time(occurred_at: datetime, now: datetime, program: ProgramRules, path: str = "order.occur_time") -> None:
     """Orders are evaluated at occurred_at: never in the future, never older than the program allows."""
     if occurred_at > now + timedelta(seconds=MAX_FUTURE_SKEW_SECONDS):
         raise errors.invalid_field(path, "is in the future")

@@ -36,7 +36,7 @@ def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command:
     def apply(conn: Connection, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         context = earn_context.load(conn, caller.program_id, member.member_id, command.occurred_at, lock_budgets=True)
-        check_order_time(command.occurred_at, clock.now(), context.rules, "occurred_at")
+        check_order_time(command.occurred_at, clock.now(), context.rules, "occur_time")
         rule = context.rules.activity_rule(command.activity_type)
         if rule is not None:  # an unknown activity type is decide_activity's NOT_FOUND
             # Refused before anything is counted or written; PERMISSION_DENIED is not recorded.

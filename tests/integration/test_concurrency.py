@@ -161,7 +161,7 @@ def test_concurrent_enrollment_of_one_member_creates_it_once(program, api):
     results = run_together(program, 24, lambda i, c: settle(c.ledger.EnrollMember, request, c.metadata))
     assert {r[0] for r in results} == {OK}
     assert sum(1 for r in results if r[3].created) == 1
-    assert len({(r[3].member.referral_code, r[3].member.enrolled_at.ToNanoseconds()) for r in results}) == 1
+    assert len({(r[3].member.referral_code, r[3].member.enroll_time.ToNanoseconds()) for r in results}) == 1
     assert_verify_clean(program)
 
 

@@ -106,7 +106,7 @@ def test_setup_demo_then_report(program, capsys):
         member = f"m-{secrets.token_hex(4)}"
         enroll(admin, member)
         sale = earn_request(member, 12_345, channel=common_pb2.CHANNEL_POS)
-        sale.order.occurred_at.FromDatetime(start + timedelta(hours=15))
+        sale.order.occur_time.FromDatetime(start + timedelta(hours=15))
         assert admin.ledger.Earn(sale, metadata=admin.metadata).transaction.points == 246
 
         for shown in (run(target, key, "report"), run_here(capsys, target, key, "report", "--campaign", campaign_id)):

@@ -4,7 +4,7 @@ What it proves:
 - SetTiers/ListTiers: the list is kept sorted by threshold, with defaults (1x, 365 days) filled in;
   duplicate names, equal thresholds and a multiplier below 1x are INVALID_ARGUMENT with field
   violations and change nothing; a marketing key configures tiers, a storefront key may read them;
-- GetMember shows the tier (name, multiplier, reached_at, held_until) and the progress to the next
+- GetMember shows the tier (name, multiplier, reach_time, period_end_time) and the progress to the next
   tier (name, qualifying value, remaining) exactly, before and after upgrades;
 - the order that crosses a threshold earns at the old tier and moves the member up (a TIER_CHANGE
   transaction with tier_from/tier_to and 0 points in ListTransactions); the next order earns at the
@@ -198,16 +198,16 @@ def test_member_view_and_the_crossing_order_earns_at_the_old_tier(program, marke
     shopper = new_member(pos)
     fresh = member(pos, shopper)
     assert (fresh.tier.name, fresh.tier.earn_multiplier_bps) == ("Member", 10_000)
-    assert not fresh.tier.HasField("reached_at") and not fresh.tier.HasField("held_until")
+    assert not fresh.tier.HasField("reach_time") and not fresh.tier.HasField("period_end_time")
     assert progress(pos, shopper) == ("Silver", 0, 10_000)
 
     first_at = utcnow() - timedelta(hours=1)
-    crossing = earn(pos, shopper, 12_000, occurred_at=stamp(first_at))
+    crossing = earn(pos, shopper, 12_000, occur_time=stamp(first_at))
     assert sources(crossing) == [(BASE, 120)]  # earned as a Member
     after = member(pos, shopper)
     assert (after.tier.name, after.tier.earn_multiplier_bps) == ("Silver", 15_000)
-    assert when(after.tier.reached_at) == first_at
-    assert when(after.tier.held_until) == first_at + timedelta(days=365)
+    assert when(after.tier.reach_time) == first_at
+    assert when(after.tier.period_end_time) == first_at + timedelta(days=365)
     assert progress(pos, shopper) == ("Gold", 12_000, 38_000)
 
     second = earn(pos, shopper, 10_050)
@@ -221,7 +221,7 @@ def test_member_view_and_the_crossing_order_earns_at_the_old_tier(program, marke
     assert len(changes) == 1
     change = changes[0]
     assert (change.tier_from, change.tier_to, change.points) == ("Member", "Silver", 0)
-    assert when(change.occurred_at) == first_at
+    assert when(change.occur_time) == first_at
     assert change.transaction_id not in (crossing.transaction_id, second.transaction_id)
 
     top = earn(pos, shopper, 30_000)  # 52_050 reaches Gold: earned at Silver
@@ -281,7 +281,7 @@ def test_refund_moves_progress_back_without_a_mid_period_downgrade(program, mark
     before = member(pos, shopper)
     run_due_work(program.backend.engine)  # the daily job today: the period is still running
     after = member(pos, shopper)
-    assert (after.tier.name, after.tier.held_until) == ("Silver", before.tier.held_until)
+    assert (after.tier.name, after.tier.period_end_time) == ("Silver", before.tier.period_end_time)
     assert tier_changes(pos, shopper) == [("Member", "Silver")]
     assert_clean(program)
 
@@ -292,30 +292,30 @@ def test_at_period_end_members_move_down_to_what_they_earned_or_keep_their_tier(
     reached = utcnow() - timedelta(minutes=5)
     falling, staying, slipping = new_member(pos), new_member(pos), new_member(pos)
     gone = f"o-{secrets.token_hex(5)}"
-    earn(pos, falling, 12_000, order_id=gone, occurred_at=stamp(reached))
-    earn(pos, staying, 12_000, occurred_at=stamp(reached))
+    earn(pos, falling, 12_000, order_id=gone, occur_time=stamp(reached))
+    earn(pos, staying, 12_000, occur_time=stamp(reached))
     big = f"o-{secrets.token_hex(5)}"
-    earn(pos, slipping, 60_000, order_id=big, occurred_at=stamp(reached))
+    earn(pos, slipping, 60_000, order_id=big, occur_time=stamp(reached))
     refund(pos, falling, gone, 12_000)  # qualifying value back to 0
     refund(pos, slipping, big, 40_000)  # 20_000 left: Silver
     assert [tier_of(pos, m)[0] for m in (falling, staying, slipping)] == ["Silver", "Silver", "Gold"]
-    held_until = reached + timedelta(days=1)
-    assert when(member(pos, falling).tier.held_until) == held_until
+    period_end_time = reached + timedelta(days=1)
+    assert when(member(pos, falling).tier.period_end_time) == period_end_time
 
-    run_due_work(program.backend.engine, now=held_until - timedelta(seconds=1))
+    run_due_work(program.backend.engine, now=period_end_time - timedelta(seconds=1))
     assert [tier_of(pos, m)[0] for m in (falling, staying, slipping)] == ["Silver", "Silver", "Gold"]
 
-    run_due_work(program.backend.engine, now=held_until + timedelta(seconds=1))
+    run_due_work(program.backend.engine, now=period_end_time + timedelta(seconds=1))
     fallen = member(pos, falling)
     assert (fallen.tier.name, fallen.tier.earn_multiplier_bps) == ("Member", 10_000)
-    assert when(fallen.tier.reached_at) == held_until
-    assert when(fallen.tier.held_until) == held_until + timedelta(days=1)
+    assert when(fallen.tier.reach_time) == period_end_time
+    assert when(fallen.tier.period_end_time) == period_end_time + timedelta(days=1)
     assert tier_changes(pos, falling) == [("Member", "Silver"), ("Silver", "Member")]
     assert progress(pos, falling) == ("Silver", 0, 10_000)
 
     kept = member(pos, staying)
     assert (kept.tier.name, kept.tier.earn_multiplier_bps) == ("Silver", 15_000)
-    assert when(kept.tier.held_until) == held_until + timedelta(days=1)  # held for a new period
+    assert when(kept.tier.period_end_time) == period_end_time + timedelta(days=1)  # held for a new period
     assert tier_changes(pos, staying) == [("Member", "Silver")]
 
     assert tier_of(pos, slipping) == ("Silver", 15_000)
@@ -366,7 +366,7 @@ def test_a_backdated_order_that_completes_the_threshold_upgrades(program, market
     set_tiers(marketing, LADDER)
     shopper = new_member(pos)
     earn(pos, shopper, 9_000)
-    earn(pos, shopper, 2_000, occurred_at=stamp(utcnow() - timedelta(days=2)))
+    earn(pos, shopper, 2_000, occur_time=stamp(utcnow() - timedelta(days=2)))
     assert tier_of(pos, shopper) == ("Silver", 15_000)
     assert progress(pos, shopper) == ("Gold", 11_000, 39_000)
 
@@ -377,10 +377,10 @@ def test_requalifying_during_the_grace_period_keeps_the_tier(program, api, marke
                           Tier(name="Silver", threshold=10_000, earn_multiplier_bps=15_000, qualification_days=1)])
     now = utcnow()
     shopper = new_member(pos)
-    earn(pos, shopper, 12_000, occurred_at=stamp(now - timedelta(days=3, hours=-1)))  # Silver until now - 2d + 1h
+    earn(pos, shopper, 12_000, occur_time=stamp(now - timedelta(days=3, hours=-1)))  # Silver until now - 2d + 1h
     assert tier_of(pos, shopper)[0] == "Silver"
-    earn(pos, shopper, 12_000, occurred_at=stamp(now - timedelta(hours=1)))  # inside the grace days: re-qualifies
+    earn(pos, shopper, 12_000, occur_time=stamp(now - timedelta(hours=1)))  # inside the grace days: re-qualifies
     assert progress(pos, shopper) is None  # nothing above Silver
-    run_due_work(program.backend.engine, now=now + timedelta(hours=2))  # past held_until + grace
+    run_due_work(program.backend.engine, now=now + timedelta(hours=2))  # past period_end_time + grace
     assert tier_of(pos, shopper) == ("Silver", 15_000)
     assert tier_changes(pos, shopper) == [("Member", "Silver")]

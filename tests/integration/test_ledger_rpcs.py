@@ -95,10 +95,10 @@ def test_enroll_is_idempotent_on_member_id(api):
     again = api.ledger.EnrollMember(ledger_pb2.EnrollMemberRequest(member_id="m-1"), metadata=api.metadata)
     assert not again.created
     assert again.member.referral_code == first.member.referral_code
-    assert again.member.enrolled_at == first.member.enrolled_at
+    assert again.member.enroll_time == first.member.enroll_time
     assert again.member.balance.posted == 25, "re-enrolling never resets a member"
     got = member(api, "m-1")
-    assert (got.referral_code, got.enrolled_at, got.balance.posted) == (first.member.referral_code, first.member.enrolled_at, 25)
+    assert (got.referral_code, got.enroll_time, got.balance.posted) == (first.member.referral_code, first.member.enroll_time, 25)
     other = enroll(api, "m-2")
     assert other.created and other.member.referral_code != first.member.referral_code
 
@@ -133,7 +133,7 @@ def test_earn_at_base_rate_rounds_down_and_explains_itself(program, api):
     assert (tx.channel, tx.store_id, tx.idempotency_key) == (common_pb2.CHANNEL_POS, "store-12", request.idempotency_key)
     assert tx.api_key_id == program.admin_key[: len("lk_") + 12]
     assert (tx.balance_after, tx.sequence) == (25, 1)
-    assert tx.created_at.seconds > 0 and tx.occurred_at.seconds > 0
+    assert tx.create_time.seconds > 0 and tx.occur_time.seconds > 0
     assert (response.balance.posted, response.balance.pending, response.balance.held, response.balance.available) == (25, 0, 0, 25)
     # Rounding is per order: two 99-cent orders earn nothing, never a point between them.
     assert earn(api, "m-1", 99).transaction.points == 0
@@ -146,10 +146,10 @@ def test_earn_at_base_rate_rounds_down_and_explains_itself(program, api):
 def test_earn_keeps_the_orders_occurred_at(api):
     enroll(api, "m-1")
     when = Timestamp()
-    when.FromDatetime(member(api, "m-1").enrolled_at.ToDatetime() - timedelta(days=3))
-    tx = earn(api, "m-1", 1000, occurred_at=when).transaction
-    assert tx.occurred_at == when
-    assert tx.created_at.ToDatetime() - tx.occurred_at.ToDatetime() >= timedelta(days=3)
+    when.FromDatetime(member(api, "m-1").enroll_time.ToDatetime() - timedelta(days=3))
+    tx = earn(api, "m-1", 1000, occur_time=when).transaction
+    assert tx.occur_time == when
+    assert tx.create_time.ToDatetime() - tx.occur_time.ToDatetime() >= timedelta(days=3)
 
 
 @pytest.mark.parametrize(
@@ -204,10 +204,10 @@ def test_quote_is_exactly_what_earn_writes_and_writes_nothing(api):
         earn_rate=programs_pb2.EarnRate(points=7, per_amount=300),
         rounding_mode=programs_pb2.ROUNDING_MODE_HALF_UP,
     )
-    # A fixed occurred_at (so two quotes are comparable), after the update: rules apply as of occurred_at.
+    # A fixed occur_time (so two quotes are comparable), after the update: rules apply as of occur_time.
     when = Timestamp()
     when.FromDatetime(datetime.now(timezone.utc))
-    request = earn_request("m-1", 4321, store_id="web-1", channel=common_pb2.CHANNEL_WEB, occurred_at=when)
+    request = earn_request("m-1", 4321, store_id="web-1", channel=common_pb2.CHANNEL_WEB, occur_time=when)
     before = snapshot(api, "m-1")
     quotes = [api.ledger.QuoteEarn(as_quote(request), metadata=api.metadata) for _ in range(2)]
     assert snapshot(api, "m-1") == before, "a quote writes nothing"
@@ -215,7 +215,7 @@ def test_quote_is_exactly_what_earn_writes_and_writes_nothing(api):
     assert quote.transaction.transaction_id == ""
     # Quoting again answers the same (apart from the instant it was asked).
     for message in quotes:
-        message.transaction.ClearField("created_at")
+        message.transaction.ClearField("create_time")
     assert quotes[0] == quotes[1]
 
     # The quote did not claim its key: Earn with the same request and key applies.
@@ -226,7 +226,7 @@ def test_quote_is_exactly_what_earn_writes_and_writes_nothing(api):
     assert [l.description for l in earned.transaction.breakdown] == [l.description for l in quote.transaction.breakdown]
     assert earned.balance == quote.balance
     assert earned.balance.posted == 6 + 101
-    for field in ("member_id", "kind", "channel", "store_id", "order_id", "order_amount", "currency", "balance_after", "sequence", "occurred_at", "api_key_id"):
+    for field in ("member_id", "kind", "channel", "store_id", "order_id", "order_amount", "currency", "balance_after", "sequence", "occur_time", "api_key_id"):
         assert getattr(earned.transaction, field) == getattr(quote.transaction, field), field
 
     # Once the order has earned, quoting it again says so.
@@ -258,21 +258,21 @@ def test_same_order_with_a_new_key_is_already_earned(api):
 
 def _ago(api, **delta) -> Timestamp:
     when = Timestamp()
-    when.FromDatetime(member(api, "m-1").enrolled_at.ToDatetime() - timedelta(**delta))
+    when.FromDatetime(member(api, "m-1").enroll_time.ToDatetime() - timedelta(**delta))
     return when
 
 
 def test_max_backdate_days_bounds_how_old_an_order_may_be(api):
     enroll(api, "m-1")
     assert update_program(api, ["max_backdate_days"], max_backdate_days=10).max_backdate_days == 10
-    assert earn(api, "m-1", 1000, occurred_at=_ago(api, days=9)).transaction.points == 10
-    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occurred_at"):
-        earn(api, "m-1", 1000, occurred_at=_ago(api, days=11))
+    assert earn(api, "m-1", 1000, occur_time=_ago(api, days=9)).transaction.points == 10
+    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occur_time"):
+        earn(api, "m-1", 1000, occur_time=_ago(api, days=11))
     assert balance(api, "m-1").posted == 10
 
 
 def test_zero_backdate_days_still_accepts_an_order_happening_now(api):
-    """Regression (fixed in 8818b6a): a 0-day bound refused every order, even one without occurred_at."""
+    """Regression (fixed in 8818b6a): a 0-day bound refused every order, even one without occur_time."""
     enroll(api, "m-1")
     update_program(api, ["max_backdate_days"], max_backdate_days=0)
     assert api.ledger.QuoteEarn(as_quote(earn_request("m-1", 1000)), metadata=api.metadata).transaction.points == 10
@@ -545,23 +545,23 @@ def test_statement_filters_by_time(api):
     enroll(api, "m-1")
     _fill(api)
     full = statement(api, "m-1")
-    instants = sorted({(tx.created_at.seconds, tx.created_at.nanos) for tx in full})
+    instants = sorted({(tx.create_time.seconds, tx.create_time.nanos) for tx in full})
     assert len(instants) >= 3
-    pivot_tx = next(tx for tx in reversed(full) if (tx.created_at.seconds, tx.created_at.nanos) == instants[len(instants) // 2])
-    pivot = pivot_tx.created_at
+    pivot_tx = next(tx for tx in reversed(full) if (tx.create_time.seconds, tx.create_time.nanos) == instants[len(instants) // 2])
+    pivot = pivot_tx.create_time
 
     def key_of(tx):
-        return (tx.created_at.seconds, tx.created_at.nanos)
+        return (tx.create_time.seconds, tx.create_time.nanos)
 
     p = (pivot.seconds, pivot.nanos)
-    after = statement(api, "m-1", page_size=3, created_after=pivot)
-    before = statement(api, "m-1", page_size=3, created_before=pivot)
-    assert after == [tx for tx in full if key_of(tx) >= p]  # created_after is inclusive
-    assert before == [tx for tx in full if key_of(tx) < p]  # created_before is exclusive
+    after = statement(api, "m-1", page_size=3, start_create_time=pivot)
+    before = statement(api, "m-1", page_size=3, end_create_time=pivot)
+    assert after == [tx for tx in full if key_of(tx) >= p]  # start_create_time is inclusive
+    assert before == [tx for tx in full if key_of(tx) < p]  # end_create_time is exclusive
     assert len(after) + len(before) == len(full)
-    window = statement(api, "m-1", created_after=full[-1].created_at, created_before=full[0].created_at, kinds=[EARN])
+    window = statement(api, "m-1", start_create_time=full[-1].create_time, end_create_time=full[0].create_time, kinds=[EARN])
     assert window == [tx for tx in full if tx.kind == EARN and key_of(full[-1]) <= key_of(tx) < key_of(full[0])]
-    assert statement(api, "m-1", created_after=pivot, created_before=pivot) == []
+    assert statement(api, "m-1", start_create_time=pivot, end_create_time=pivot) == []
 
 
 def test_pages_stay_stable_while_transactions_arrive(api):

@@ -1,6 +1,6 @@
 """Pending points and point expiry over real gRPC, on PostgreSQL and SQLite.
 
-Time travel: orders are backdated with order.occurred_at, and a lot's pending and
+Time travel: orders are backdated with order.occur_time, and a lot's pending and
 expiry dates derive from it, so old orders are already matured or due. To spend a lot before
 it expired, the in-process server's clock (ledger.service.clock.now) is set back for that
 call (server_clock_moved); to capture a hold after the lots under it expired, forward. The
@@ -28,7 +28,7 @@ What it proves:
   member's points are `expired` (GetMember, refusals), and an order that brings the member
   back writes the EXPIRE first, so coming back never revives them;
 - GetMember.expiring_points lists the points expiring within 30 days, by date, net of spending;
-- orders older than max_backdate_days are INVALID_ARGUMENT on order.occurred_at, and write nothing;
+- orders older than max_backdate_days are INVALID_ARGUMENT on order.occur_time, and write nothing;
 - the `loyalty-ledger expire` command prints its report, exits 0 and does the same work;
 - on PostgreSQL, expiry racing redemptions of the same members: whichever runs first, the
   redemption takes only valid points and the expiry all the due ones: the same ledger either way;
@@ -99,7 +99,7 @@ def new_member(api) -> str:
 
 def earn_at(api, member_id: str, points: int, occurred: datetime):
     """Earns `points` (default rate: 1 point per 100 minor units) for an order that happened at `occurred`."""
-    return earn(api, member_id, points * 100, occurred_at=stamp(occurred))
+    return earn(api, member_id, points * 100, occur_time=stamp(occurred))
 
 
 def redeem(api, member_id: str, points: int):
@@ -122,7 +122,7 @@ def statement(api, member_id: str, *kinds) -> list:
 
 
 def expiring(api, member_id: str) -> list[tuple[int, datetime]]:
-    return [(e.points, e.expires_at.ToDatetime(tzinfo=timezone.utc)) for e in member(api, member_id).expiring_points]
+    return [(e.points, e.expire_time.ToDatetime(tzinfo=timezone.utc)) for e in member(api, member_id).expiring_points]
 
 
 def as_tuple(b) -> tuple[int, int, int, int]:
@@ -361,7 +361,7 @@ def test_points_past_their_expiry_are_never_available_before_the_job(program, ap
     assert with_expired(earned.balance) == (100, 0, 0, 100, 0)
     assert with_expired(balance(api, m)) == (100, 0, 0, 100, 0)
     assert expiring(api, m) == []  # already expired, not expiring soon
-    order = earn_request(m, 1000, occurred_at=stamp(whole_seconds_ago(3 * DAY))).order
+    order = earn_request(m, 1000, occur_time=stamp(whole_seconds_ago(3 * DAY))).order
     quote = api.ledger.QuoteEarn(ledger_pb2.QuoteEarnRequest(member_id=m, order=order), metadata=api.metadata)
     assert with_expired(quote.balance) == (110, 0, 0, 110, 0)  # a backdated lot is expired on arrival
 
@@ -515,11 +515,11 @@ def test_a_server_that_never_runs_the_job_refuses_expired_points(program):
 
 def test_orders_older_than_the_backdating_bound_are_invalid(program, api):
     m = new_member(api)
-    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occurred_at"):
+    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occur_time"):
         earn_at(api, m, 100, whole_seconds_ago(91 * DAY))
     earn_at(api, m, 100, whole_seconds_ago(89 * DAY))
     update_program(api, max_backdate_days=10)
-    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occurred_at"):
+    with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field="order.occur_time"):
         earn_at(api, m, 100, whole_seconds_ago(11 * DAY))
     earn_at(api, m, 100, whole_seconds_ago(9 * DAY))
     assert as_tuple(balance(api, m)) == (200, 0, 0, 200)

@@ -129,7 +129,7 @@ def test_authorize_reserves_available_points(program, api):
     hold = response.hold
     assert hold.hold_id and hold.member_id == member and hold.points == 300
     assert hold.state == OPEN and hold.order_id == "o-till-1" and hold.captured_points == 0
-    ttl = hold.expires_at.ToDatetime(tzinfo=timezone.utc) - before
+    ttl = hold.expire_time.ToDatetime(tzinfo=timezone.utc) - before
     assert 899 <= ttl.total_seconds() <= 905  # the program default of 900 s
     assert as_tuple(response.balance) == (1000, 0, 300, 700)
     assert as_tuple(balance(api, member)) == (1000, 0, 300, 700)
@@ -397,7 +397,7 @@ def test_captures_racing_the_sweeper_end_captured_or_lapsed_never_both(pg_progra
     try:
         members = [funded_member(api) for _ in range(count)]
         holds = [authorize(api, m, 100 + i, ttl=1).hold for i, m in enumerate(members)]
-        deadlines = [h.expires_at.ToDatetime(tzinfo=timezone.utc).timestamp() for h in holds]
+        deadlines = [h.expire_time.ToDatetime(tzinfo=timezone.utc).timestamp() for h in holds]
         results: list = [None] * count
         stop = threading.Event()
         barrier = threading.Barrier(count + 2)

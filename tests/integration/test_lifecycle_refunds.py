@@ -268,7 +268,7 @@ def test_refund_without_currency_takes_the_orders_currency(program, api):
 def test_pending_points_of_the_order_are_cancelled_first(program, api):
     update_program(api, pending_days=14)
     member = new_member(api)
-    earn_order(api, member, 50_000, occurred_at=days_ago(20))  # 500 points, matured
+    earn_order(api, member, 50_000, occur_time=days_ago(20))  # 500 points, matured
     order = earn_order(api, member, 100_000)  # 1000 points, pending for 14 days
     assert as_tuple(balance(api, member)) == (1500, 1000, 0, 500)
     half = refund(api, member, order, 50_000)
@@ -360,8 +360,8 @@ def test_the_same_refund_key_returns_the_same_transaction(program, api):
 def test_refunding_an_order_whose_points_expired_takes_nothing_twice(program, api):
     update_program(api, expiry_mode=programs_pb2.EXPIRY_MODE_ROLLING, expiry_days=30)
     member = new_member(api)
-    expired_order = earn_order(api, member, 100_000, occurred_at=days_ago(40))  # 1000 points, due 10 days ago
-    earn_order(api, member, 50_000, occurred_at=days_ago(5))  # 500 points, valid 25 more days
+    expired_order = earn_order(api, member, 100_000, occur_time=days_ago(40))  # 1000 points, due 10 days ago
+    earn_order(api, member, 50_000, occur_time=days_ago(5))  # 500 points, valid 25 more days
     run_due_work(program.backend.engine)
     assert as_tuple(balance(api, member)) == (500, 0, 0, 500)  # the order's 1000 points are gone already
     response = refund(api, member, expired_order, 100_000)

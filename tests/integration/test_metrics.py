@@ -99,7 +99,7 @@ def test_metrics_are_scraped_over_http_on_the_configured_address(tmp_path):
                 metadata=metadata,
                 timeout=10,
             )
-            earn(_Api(stub, metadata), "m-1", 4200, occurred_at=_days_ago(3))
+            earn(_Api(stub, metadata), "m-1", 4200, occur_time=_days_ago(3))
         deadline = time.monotonic() + 20
         while True:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()

@@ -99,8 +99,8 @@ LISTINGS = [
             "base": {"member_id": "m-1"},
             "other member": {"member_id": "m-2"},
             "other kinds": {"member_id": "m-1", "kinds": [EARN]},
-            "created after": {"member_id": "m-1", "created_after": Timestamp(seconds=1)},
-            "created before": {"member_id": "m-1", "created_before": Timestamp(seconds=253402300799)},
+            "created after": {"member_id": "m-1", "start_create_time": Timestamp(seconds=1)},
+            "created before": {"member_id": "m-1", "end_create_time": Timestamp(seconds=253402300799)},
         },
     ),
     Listing(

@@ -6,7 +6,7 @@ What it proves:
   posts one REFERRAL_REWARD that appears in both statements (each with its own points, a REFERRAL
   breakdown line carrying the decision text, the order id), pending for pending_days: balances
   are exact, ListReferrals shows QUALIFIED with the decision, points, order, reward transaction and
-  matures_at = occurred_at + pending_days; GetReferralReport figures are exact; retrying the Earn
+  mature_time = occur_time + pending_days; GetReferralReport figures are exact; retrying the Earn
   (same key) replays it without a second reward, and later orders reward nothing;
 - an order backdated beyond pending_days matures its reward at once: REWARDED, available;
 - refusals, each with its status and reason and nothing written: own code (FAILED_PRECONDITION
@@ -116,10 +116,10 @@ def when(message: Timestamp) -> datetime:
     return message.ToDatetime(tzinfo=timezone.utc)
 
 
-def order(api, member_id: str, amount: int, *, occurred_at: Timestamp | None = None, idempotency_key=None):
+def order(api, member_id: str, amount: int, *, occur_time: Timestamp | None = None, idempotency_key=None):
     """Earns for a new order; returns (order_id, request, response)."""
     order_id = f"o-{secrets.token_hex(5)}"
-    extra = {"occurred_at": occurred_at} if occurred_at is not None else {}
+    extra = {"occur_time": occur_time} if occur_time is not None else {}
     request = earn_request(member_id, amount, order_id=order_id, idempotency_key=idempotency_key, **extra)
     return order_id, request, api.ledger.Earn(request, metadata=api.metadata)
 
@@ -187,8 +187,8 @@ def test_referral_happy_path_pending_reward_in_both_statements(program, api):
     assert (attributed.referee_member_id, attributed.state) == (bob, Referral.STATE_ATTRIBUTED)
     assert attributed.decision == f"attributed to {alice}"
     assert (attributed.qualifying_order_id, attributed.reward_transaction_id) == ("", "")
-    assert not attributed.HasField("matures_at")
-    assert abs(when(attributed.attributed_at) - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert not attributed.HasField("mature_time")
+    assert abs(when(attributed.attribute_time) - datetime.now(timezone.utc)) < timedelta(minutes=1)
     assert report(api) == (1, 0, 0, 0, 0, 0)
 
     order_id, request, earned = order(api, bob, 5_000)
@@ -207,7 +207,7 @@ def test_referral_happy_path_pending_reward_in_both_statements(program, api):
         assert [(line.source, line.points) for line in tx.breakdown] == [(REFERRAL, REFEREE_POINTS)]
         assert tx.breakdown[0].description == decision_for(order_id, 5_000)
         assert tx.reason == f"referral of {bob} by {alice}: {decision_for(order_id, 5_000)}"
-        assert tx.occurred_at == earned.transaction.occurred_at
+        assert tx.occur_time == earned.transaction.occur_time
     assert balance_of(api, bob) == (250, 250, 0, 0)
     assert balance_of(api, alice) == (500, 500, 0, 0)
 
@@ -217,7 +217,7 @@ def test_referral_happy_path_pending_reward_in_both_statements(program, api):
     assert (qualified.referrer_points, qualified.referee_points) == (REFERRER_POINTS, REFEREE_POINTS)
     assert qualified.reward_transaction_id == bob_reward.transaction_id
     assert qualified.decision == decision_for(order_id, 5_000)
-    assert when(qualified.matures_at) == when(earned.transaction.occurred_at) + timedelta(days=14)
+    assert when(qualified.mature_time) == when(earned.transaction.occur_time) + timedelta(days=14)
     assert report(api) == (1, 1, 0, 0, 0, 700)
 
     # the same Earn retried: replayed, no second reward; a later order rewards nothing more
@@ -236,13 +236,13 @@ def test_order_backdated_beyond_the_return_window_is_rewarded_at_once(program, a
     configure(api, pending_days=7)
     alice, code = referrer(api)
     bob = referee(api, code)
-    order_id, _, earned = order(api, bob, 3_000, occurred_at=ago(10))
+    order_id, _, earned = order(api, bob, 3_000, occur_time=ago(10))
     assert balance_of(api, bob) == (230, 0, 0, 230)
     assert balance_of(api, alice) == (500, 0, 0, 500)
     rewarded = only_referral(api, alice)
     assert rewarded.state == Referral.STATE_REWARDED
     assert rewarded.decision == decision_for(order_id, 3_000)
-    assert when(rewarded.matures_at) == when(earned.transaction.occurred_at) + timedelta(days=7)
+    assert when(rewarded.mature_time) == when(earned.transaction.occur_time) + timedelta(days=7)
     attributed, _qualified, matured, reversed_, not_rewarded, points = report(api)
     assert (attributed, matured, reversed_, not_rewarded, points) == (1, 1, 0, 0, 700)
     assert_verify_clean(program)
@@ -377,7 +377,7 @@ def test_refund_after_maturity_does_not_reverse(program, api):
     configure(api, pending_days=7)
     alice, code = referrer(api)
     bob = referee(api, code)
-    order_id, _, _ = order(api, bob, 5_000, occurred_at=ago(8))
+    order_id, _, _ = order(api, bob, 5_000, occur_time=ago(8))
     refund(api, bob, order_id, 5_000)
     assert kinds(api, alice, REVERSAL) == [] and kinds(api, bob, REVERSAL) == []
     assert only_referral(api, alice).state == Referral.STATE_REWARDED
@@ -442,7 +442,7 @@ def test_order_after_the_attribution_window_is_not_rewarded(program, api, monkey
     real_now = clock.now
     later = real_now() + timedelta(days=31)
     monkeypatch.setattr(clock, "now", lambda: real_now() + timedelta(days=32))
-    order_id, _, _ = order(api, bob, 5_000, occurred_at=stamp(later))
+    order_id, _, _ = order(api, bob, 5_000, occur_time=stamp(later))
     late = only_referral(api, alice)
     assert late.state == Referral.STATE_NOT_REWARDED
     assert late.decision == f"order {order_id} came after the 30-day attribution window"
@@ -660,5 +660,5 @@ def test_report_qualified_counts_matured_rewards_as_the_proto_says(program, api)
     configure(api, pending_days=7)
     _alice, code = referrer(api)
     bob = referee(api, code)
-    order(api, bob, 3_000, occurred_at=ago(10))
+    order(api, bob, 3_000, occur_time=ago(10))
     assert report(api) == (1, 1, 1, 0, 0, 700)

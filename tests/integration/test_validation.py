@@ -179,14 +179,14 @@ CASES = [
     Case("earn-channel-unknown", "ledger", "Earn", lambda c: earn_of(channel=99), "order.channel"),
     Case("earn-channel-unspecified", "ledger", "Earn", lambda c: earn_of(channel=0), "order.channel"),
     # ---- Earn: time
-    Case("earn-occurred-future", "ledger", "Earn", lambda c: earn_of(occurred_at=ts(now() + timedelta(minutes=10))), "order.occurred_at"),
-    Case("earn-occurred-far-future", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=MAX_TIMESTAMP_SECONDS)), "order.occurred_at"),
-    Case("earn-occurred-91-days-ago", "ledger", "Earn", lambda c: earn_of(occurred_at=ts(now() - timedelta(days=91))), "order.occurred_at"),
-    Case("earn-occurred-year-1", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=-62135596800)), "order.occurred_at"),
-    Case("earn-occurred-nanos-too-big", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=int(now().timestamp()), nanos=10**9)), "order.occurred_at"),
-    Case("earn-occurred-nanos-negative", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=int(now().timestamp()), nanos=-1)), "order.occurred_at"),
-    Case("earn-occurred-seconds-out-of-range", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=MAX_TIMESTAMP_SECONDS + 1)), "order.occurred_at"),
-    Case("earn-occurred-seconds-int64-min", "ledger", "Earn", lambda c: earn_of(occurred_at=Timestamp(seconds=-(2**63))), "order.occurred_at"),
+    Case("earn-occurred-future", "ledger", "Earn", lambda c: earn_of(occur_time=ts(now() + timedelta(minutes=10))), "order.occur_time"),
+    Case("earn-occurred-far-future", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=MAX_TIMESTAMP_SECONDS)), "order.occur_time"),
+    Case("earn-occurred-91-days-ago", "ledger", "Earn", lambda c: earn_of(occur_time=ts(now() - timedelta(days=91))), "order.occur_time"),
+    Case("earn-occurred-year-1", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=-62135596800)), "order.occur_time"),
+    Case("earn-occurred-nanos-too-big", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=int(now().timestamp()), nanos=10**9)), "order.occur_time"),
+    Case("earn-occurred-nanos-negative", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=int(now().timestamp()), nanos=-1)), "order.occur_time"),
+    Case("earn-occurred-seconds-out-of-range", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=MAX_TIMESTAMP_SECONDS + 1)), "order.occur_time"),
+    Case("earn-occurred-seconds-int64-min", "ledger", "Earn", lambda c: earn_of(occur_time=Timestamp(seconds=-(2**63))), "order.occur_time"),
     # ---- Earn: lines
     Case("earn-lines-501", "ledger", "Earn", lambda c: earn_of(lines=[line(sku=f"s{i}", amount=1) for i in range(501)]), "order.lines"),
     Case("earn-line-sku-empty", "ledger", "Earn", lambda c: earn_of(lines=[line(sku="")]), "order.lines[0].sku"),
@@ -200,8 +200,8 @@ CASES = [
     Case("quote-currency-unknown", "ledger", "QuoteEarn", lambda c: quote_of(currency="ZZZ"), "order.currency"),
     Case("quote-currency-not-programs", "ledger", "QuoteEarn", lambda c: quote_of(currency="EUR"), "order.currency"),
     Case("quote-channel-unknown", "ledger", "QuoteEarn", lambda c: quote_of(channel=99), "order.channel"),
-    Case("quote-occurred-future", "ledger", "QuoteEarn", lambda c: quote_of(occurred_at=ts(now() + timedelta(hours=1))), "order.occurred_at"),
-    Case("quote-occurred-91-days-ago", "ledger", "QuoteEarn", lambda c: quote_of(occurred_at=ts(now() - timedelta(days=91))), "order.occurred_at"),
+    Case("quote-occurred-future", "ledger", "QuoteEarn", lambda c: quote_of(occur_time=ts(now() + timedelta(hours=1))), "order.occur_time"),
+    Case("quote-occurred-91-days-ago", "ledger", "QuoteEarn", lambda c: quote_of(occur_time=ts(now() - timedelta(days=91))), "order.occur_time"),
     # ---- Redeem
     Case("redeem-member-empty", "ledger", "Redeem", lambda c: redeem_of(member_id=""), "member_id"),
     Case("redeem-member-129", "ledger", "Redeem", lambda c: redeem_of(member_id="m" * 129), "member_id"),
@@ -210,8 +210,11 @@ CASES = [
     Case("redeem-points-negative", "ledger", "Redeem", lambda c: redeem_of(points=-5), "points"),
     Case("redeem-points-overflow", "ledger", "Redeem", lambda c: redeem_of(points=10**12 + 1), "points"),
     Case("redeem-points-int64-max", "ledger", "Redeem", lambda c: redeem_of(points=2**63 - 1), "points"),
-    Case("redeem-points-and-reward", "ledger", "Redeem", lambda c: redeem_of(points=5, reward_id="r-1"), "points"),
+    # points and reward_id are the oneof `debit`: neither set is refused, and so is the one set
+    # when its value is not valid, 0 and "" included (presence, not truthiness, decides).
+    Case("redeem-neither-points-nor-reward", "ledger", "Redeem", lambda c: ledger_pb2.RedeemRequest(member_id="m-1", idempotency_key=key()), "points"),
     Case("redeem-reward-id-space", "ledger", "Redeem", lambda c: redeem_of(points=0, reward_id=" r-1"), "reward_id"),
+    Case("redeem-reward-id-set-empty", "ledger", "Redeem", lambda c: redeem_of(reward_id=""), "reward_id"),
     Case("redeem-order-id-129", "ledger", "Redeem", lambda c: redeem_of(order_id="o" * 129), "order_id"),
     Case("redeem-channel-unknown", "ledger", "Redeem", lambda c: redeem_of(channel=99), "channel"),
     Case("redeem-store-id-control", "ledger", "Redeem", lambda c: redeem_of(store_id="till\x01"), "store_id"),
@@ -251,6 +254,10 @@ CASES = [
     Case("campaign-name-newline", "programs", "CreateCampaign", lambda c: campaign_of(name="double\ndays"), "campaign.name"),
     Case("campaign-name-c1", "programs", "CreateCampaign", lambda c: campaign_of(name="double\x9bdays"), "campaign.name"),
     Case("campaign-id-nul-on-create", "programs", "CreateCampaign", lambda c: campaign_of(campaign_id="\x00"), "campaign.campaign_id"),
+    # multiplier_bps and bonus_points are the oneof `effect`: neither, or the one set at 0, is refused.
+    Case("campaign-no-effect", "programs", "CreateCampaign", lambda c: programs_pb2.CreateCampaignRequest(campaign=programs_pb2.Campaign(name="double days", start_time=ts(now()), end_time=ts(now() + timedelta(days=2)))), "campaign"),
+    Case("campaign-multiplier-set-zero", "programs", "CreateCampaign", lambda c: campaign_of(multiplier_bps=0), "campaign.multiplier_bps"),
+    Case("campaign-bonus-set-zero", "programs", "CreateCampaign", lambda c: campaign_of(bonus_points=0), "campaign.bonus_points"),
     Case("campaign-rename-nul", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\x00"), update_mask=field_mask_pb2.FieldMask(paths=["name"])), "campaign.name"),
     Case("campaign-rename-tab", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\ty"), update_mask=field_mask_pb2.FieldMask(paths=["name"])), "campaign.name"),
     Case("campaign-name-nul-outside-mask", "programs", "UpdateCampaign", lambda c: programs_pb2.UpdateCampaignRequest(campaign=programs_pb2.Campaign(campaign_id=c["campaign"], name="x\x00", budget=5), update_mask=field_mask_pb2.FieldMask(paths=["budget"])), "campaign.name"),
@@ -272,8 +279,8 @@ CASES = [
     Case("list-token-other-filter", "ledger", "ListTransactions", lambda c: list_of(page_token=c["token_m1"], kinds=[common_pb2.TRANSACTION_KIND_EARN]), "page_token"),
     Case("list-kinds-unknown", "ledger", "ListTransactions", lambda c: list_of(kinds=[42]), "kinds[0]"),
     Case("list-kinds-unspecified", "ledger", "ListTransactions", lambda c: list_of(kinds=[common_pb2.TRANSACTION_KIND_EARN, 0]), "kinds[1]"),
-    Case("list-created-after-nanos", "ledger", "ListTransactions", lambda c: list_of(created_after=Timestamp(seconds=0, nanos=10**9)), "created_after"),
-    Case("list-created-before-seconds", "ledger", "ListTransactions", lambda c: list_of(created_before=Timestamp(seconds=MAX_TIMESTAMP_SECONDS + 1)), "created_before"),
+    Case("list-created-after-nanos", "ledger", "ListTransactions", lambda c: list_of(start_create_time=Timestamp(seconds=0, nanos=10**9)), "start_create_time"),
+    Case("list-created-before-seconds", "ledger", "ListTransactions", lambda c: list_of(end_create_time=Timestamp(seconds=MAX_TIMESTAMP_SECONDS + 1)), "end_create_time"),
     # ---- GetMember / EnrollMember
     Case("get-member-empty", "ledger", "GetMember", lambda c: ledger_pb2.GetMemberRequest(member_id=""), "member_id"),
     Case("get-member-129", "ledger", "GetMember", lambda c: ledger_pb2.GetMemberRequest(member_id="m" * 129), "member_id"),
@@ -396,8 +403,8 @@ BOUNDARIES = [
     ("key-128", lambda: earn_of(idempotency_key="k" * 128), "m-1"),
     ("order-id-128", lambda: earn_of(order_id="o" * 128), "m-1"),
     ("unicode-ids", lambda: earn_of(order_id="commande-été-✓", store_id="magasin 12"), "m-1"),
-    ("occurred-4-minutes-ahead", lambda: earn_of(occurred_at=ts(now() + timedelta(minutes=4))), "m-1"),
-    ("occurred-89-days-ago", lambda: earn_of(occurred_at=ts(now() - timedelta(days=89))), "m-1"),
+    ("occurred-4-minutes-ahead", lambda: earn_of(occur_time=ts(now() + timedelta(minutes=4))), "m-1"),
+    ("occurred-89-days-ago", lambda: earn_of(occur_time=ts(now() - timedelta(days=89))), "m-1"),
     ("lines-500", lambda: earn_of(lines=[line(sku=f"s{i}", amount=5) for i in range(500)]), "m-1"),
     ("amount-earning-max-points", lambda: earn_of(amount=10**14), "m-1"),  # exactly 10**12 points
 ]
@@ -465,13 +472,13 @@ _lines = st.lists(
     max_size=3,
 )
 _orders = st.builds(
-    lambda order_id, channel, amount, currency, lines, occurred_at, store_id: common_pb2.Order(
+    lambda order_id, channel, amount, currency, lines, occur_time, store_id: common_pb2.Order(
         order_id=order_id,
         channel=channel,
         amount=amount,
         currency=currency,
         lines=lines,
-        occurred_at=occurred_at,
+        occur_time=occur_time,
         store_id=store_id,
     ),
     order_id=_ids,
@@ -479,7 +486,7 @@ _orders = st.builds(
     amount=st.one_of(st.integers(-10, 10**7), st.integers(10**15 - 2, 10**15 + 2), _int64),
     currency=st.one_of(st.sampled_from(["USD", "EUR", "usd", "ZZZ", "", "XXX"]), st.text(max_size=5)),
     lines=_lines,
-    occurred_at=_timestamps,
+    occur_time=_timestamps,
     store_id=st.one_of(st.just(""), _ids),
 )
 

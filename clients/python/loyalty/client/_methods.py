@@ -184,12 +184,12 @@ class LedgerMethods:
         member_id: str | None = None,
         idempotency_key: str | None = None,
         activity_type: str | None = None,
-        occurred_at: datetime | timestamp_pb2.Timestamp | None = None,
+        occur_time: datetime | timestamp_pb2.Timestamp | None = None,
         channel: common_pb2.Channel.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RecordActivityResponse:
         """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted)."""
-        return self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occurred_at=occurred_at, channel=channel), timeout)
+        return self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occur_time=occur_time, channel=channel), timeout)
 
     def adjust_points(
         self,
@@ -225,12 +225,12 @@ class LedgerMethods:
         page_size: int | None = None,
         page_token: str | None = None,
         kinds: Sequence[common_pb2.TransactionKind.ValueType | str] | None = None,
-        created_after: datetime | timestamp_pb2.Timestamp | None = None,
-        created_before: datetime | timestamp_pb2.Timestamp | None = None,
+        start_create_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListTransactionsResponse:
         """Ledger.ListTransactions: A member's statement, newest first."""
-        return self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, created_after=created_after, created_before=created_before), timeout)
+        return self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time), timeout)
 
     def iter_transactions(
         self,
@@ -238,13 +238,13 @@ class LedgerMethods:
         member_id: str | None = None,
         page_size: int | None = None,
         kinds: Sequence[common_pb2.TransactionKind.ValueType | str] | None = None,
-        created_after: datetime | timestamp_pb2.Timestamp | None = None,
-        created_before: datetime | timestamp_pb2.Timestamp | None = None,
+        start_create_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> Iterator[common_pb2.Transaction]:
         """Follows Ledger.ListTransactions page after page, yielding each of `transactions` (one
         call per page, each with `timeout`)."""
-        request = _request(None, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, kinds=kinds, created_after=created_after, created_before=created_before)
+        request = _request(None, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time)
         while True:
             page = self._invoke(LIST_TRANSACTIONS, request, timeout)
             for found in page.transactions:
@@ -571,12 +571,12 @@ class AsyncLedgerMethods:
         member_id: str | None = None,
         idempotency_key: str | None = None,
         activity_type: str | None = None,
-        occurred_at: datetime | timestamp_pb2.Timestamp | None = None,
+        occur_time: datetime | timestamp_pb2.Timestamp | None = None,
         channel: common_pb2.Channel.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RecordActivityResponse:
         """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted)."""
-        return await self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occurred_at=occurred_at, channel=channel), timeout)
+        return await self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occur_time=occur_time, channel=channel), timeout)
 
     async def adjust_points(
         self,
@@ -612,12 +612,12 @@ class AsyncLedgerMethods:
         page_size: int | None = None,
         page_token: str | None = None,
         kinds: Sequence[common_pb2.TransactionKind.ValueType | str] | None = None,
-        created_after: datetime | timestamp_pb2.Timestamp | None = None,
-        created_before: datetime | timestamp_pb2.Timestamp | None = None,
+        start_create_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListTransactionsResponse:
         """Ledger.ListTransactions: A member's statement, newest first."""
-        return await self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, created_after=created_after, created_before=created_before), timeout)
+        return await self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time), timeout)
 
     async def iter_transactions(
         self,
@@ -625,13 +625,13 @@ class AsyncLedgerMethods:
         member_id: str | None = None,
         page_size: int | None = None,
         kinds: Sequence[common_pb2.TransactionKind.ValueType | str] | None = None,
-        created_after: datetime | timestamp_pb2.Timestamp | None = None,
-        created_before: datetime | timestamp_pb2.Timestamp | None = None,
+        start_create_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[common_pb2.Transaction]:
         """Follows Ledger.ListTransactions page after page, yielding each of `transactions` (one
         call per page, each with `timeout`)."""
-        request = _request(None, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, kinds=kinds, created_after=created_after, created_before=created_before)
+        request = _request(None, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time)
         while True:
             page = await self._invoke(LIST_TRANSACTIONS, request, timeout)
             for found in page.transactions:

@@ -239,7 +239,7 @@ class Order(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
     STORE_ID_FIELD_NUMBER: _builtins.int
     PAID_WITH_POINTS_AMOUNT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
@@ -255,7 +255,7 @@ class Order(_message.Message):
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the sale happened; rules are evaluated at this time. Defaults to now."""
 
     def __init__(
@@ -266,13 +266,13 @@ class Order(_message.Message):
         amount: _builtins.int = ...,
         currency: _builtins.str = ...,
         lines: _abc.Iterable[Global___OrderLine] | None = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
         store_id: _builtins.str = ...,
         paid_with_points_amount: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "channel", b"channel", "currency", b"currency", "lines", b"lines", "occurred_at", b"occurred_at", "order_id", b"order_id", "paid_with_points_amount", b"paid_with_points_amount", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "channel", b"channel", "currency", b"currency", "lines", b"lines", "occur_time", b"occur_time", "order_id", b"order_id", "paid_with_points_amount", b"paid_with_points_amount", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -297,8 +297,8 @@ class Transaction(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REVERSES_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
     BALANCE_AFTER_FIELD_NUMBER: _builtins.int
     API_KEY_ID_FIELD_NUMBER: _builtins.int
     ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
@@ -341,11 +341,11 @@ class Transaction(_message.Message):
         """Why it has these points; sums to points."""
 
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the underlying event happened (order time for earns)."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp:
+    def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the ledger recorded it."""
 
     def __init__(
@@ -362,8 +362,8 @@ class Transaction(_message.Message):
         reason: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         reverses_transaction_id: _builtins.str = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
         balance_after: _builtins.int = ...,
         api_key_id: _builtins.str = ...,
         order_amount: _builtins.int = ...,
@@ -373,9 +373,9 @@ class Transaction(_message.Message):
         tier_from: _builtins.str = ...,
         tier_to: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "api_key_id", b"api_key_id", "balance_after", b"balance_after", "breakdown", b"breakdown", "channel", b"channel", "created_at", b"created_at", "currency", b"currency", "idempotency_key", b"idempotency_key", "kind", b"kind", "member_id", b"member_id", "occurred_at", b"occurred_at", "order_amount", b"order_amount", "order_id", b"order_id", "points", b"points", "reason", b"reason", "reverses_transaction_id", b"reverses_transaction_id", "sequence", b"sequence", "store_id", b"store_id", "tier_from", b"tier_from", "tier_to", b"tier_to", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "api_key_id", b"api_key_id", "balance_after", b"balance_after", "breakdown", b"breakdown", "channel", b"channel", "create_time", b"create_time", "currency", b"currency", "idempotency_key", b"idempotency_key", "kind", b"kind", "member_id", b"member_id", "occur_time", b"occur_time", "order_amount", b"order_amount", "order_id", b"order_id", "points", b"points", "reason", b"reason", "reverses_transaction_id", b"reverses_transaction_id", "sequence", b"sequence", "store_id", b"store_id", "tier_from", b"tier_from", "tier_to", b"tier_to", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,26 +49,26 @@ class MemberTier(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     EARN_MULTIPLIER_BPS_FIELD_NUMBER: _builtins.int
-    REACHED_AT_FIELD_NUMBER: _builtins.int
-    HELD_UNTIL_FIELD_NUMBER: _builtins.int
+    REACH_TIME_FIELD_NUMBER: _builtins.int
+    PERIOD_END_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     earn_multiplier_bps: _builtins.int
     """Earn multiplier in basis points (10000 = 1x)."""
     @_builtins.property
-    def reached_at(self) -> _timestamp_pb2.Timestamp: ...
+    def reach_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def held_until(self) -> _timestamp_pb2.Timestamp: ...
+    def period_end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         earn_multiplier_bps: _builtins.int = ...,
-        reached_at: _timestamp_pb2.Timestamp | None = ...,
-        held_until: _timestamp_pb2.Timestamp | None = ...,
+        reach_time: _timestamp_pb2.Timestamp | None = ...,
+        period_end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["held_until", b"held_until", "reached_at", b"reached_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_end_time", b"period_end_time", "reach_time", b"reach_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["earn_multiplier_bps", b"earn_multiplier_bps", "held_until", b"held_until", "name", b"name", "reached_at", b"reached_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["earn_multiplier_bps", b"earn_multiplier_bps", "name", b"name", "period_end_time", b"period_end_time", "reach_time", b"reach_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -110,19 +110,19 @@ class ExpiringPoints(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POINTS_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     points: _builtins.int
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         points: _builtins.int = ...,
-        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -141,7 +141,7 @@ class Member(_message.Message):
     REFERRAL_CODE_FIELD_NUMBER: _builtins.int
     EXPIRING_POINTS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
-    ENROLLED_AT_FIELD_NUMBER: _builtins.int
+    ENROLL_TIME_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     referral_code: _builtins.str
     status: Global___MemberStatus.ValueType
@@ -156,7 +156,7 @@ class Member(_message.Message):
         """Points expiring within the next 30 days, soonest first."""
 
     @_builtins.property
-    def enrolled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def enroll_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -167,11 +167,11 @@ class Member(_message.Message):
         referral_code: _builtins.str = ...,
         expiring_points: _abc.Iterable[Global___ExpiringPoints] | None = ...,
         status: Global___MemberStatus.ValueType = ...,
-        enrolled_at: _timestamp_pb2.Timestamp | None = ...,
+        enroll_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enrolled_at", b"enrolled_at", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enroll_time", b"enroll_time", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enrolled_at", b"enrolled_at", "expiring_points", b"expiring_points", "member_id", b"member_id", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enroll_time", b"enroll_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,11 +207,11 @@ class Hold(_message.Message):
     HOLD_ID_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     CAPTURED_POINTS_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
     member_id: _builtins.str
     points: _builtins.int
@@ -219,24 +219,24 @@ class Hold(_message.Message):
     order_id: _builtins.str
     captured_points: _builtins.int
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         hold_id: _builtins.str = ...,
         member_id: _builtins.str = ...,
         points: _builtins.int = ...,
-        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
         state: Global___Hold.State.ValueType = ...,
         order_id: _builtins.str = ...,
         captured_points: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["captured_points", b"captured_points", "created_at", b"created_at", "expires_at", b"expires_at", "hold_id", b"hold_id", "member_id", b"member_id", "order_id", b"order_id", "points", b"points", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["captured_points", b"captured_points", "create_time", b"create_time", "expire_time", b"expire_time", "hold_id", b"hold_id", "member_id", b"member_id", "order_id", b"order_id", "points", b"points", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,9 +448,9 @@ class RedeemRequest(_message.Message):
     member_id: _builtins.str
     idempotency_key: _builtins.str
     points: _builtins.int
-    """Points to debit; exactly one of points and reward_id."""
+    """Points to debit, positive."""
     reward_id: _builtins.str
-    """A catalog reward whose price is debited."""
+    """A catalog reward whose points price is debited."""
     order_id: _builtins.str
     channel: _common_pb2.Channel.ValueType
     store_id: _builtins.str
@@ -465,11 +465,13 @@ class RedeemRequest(_message.Message):
         channel: _common_pb2.Channel.ValueType = ...,
         store_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["debit", b"debit", "points", b"points", "reward_id", b"reward_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "idempotency_key", b"idempotency_key", "member_id", b"member_id", "order_id", b"order_id", "points", b"points", "reward_id", b"reward_id", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "debit", b"debit", "idempotency_key", b"idempotency_key", "member_id", b"member_id", "order_id", b"order_id", "points", b"points", "reward_id", b"reward_id", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_debit: _TypeAlias = _typing.Literal["points", "reward_id"]  # noqa: Y015
+    _WhichOneofArgType_debit: _TypeAlias = _typing.Literal["debit", b"debit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_debit) -> _WhichOneofReturnType_debit | None: ...
 
 Global___RedeemRequest: _TypeAlias = RedeemRequest  # noqa: Y015
 
@@ -729,7 +731,7 @@ class RecordActivityRequest(_message.Message):
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ACTIVITY_TYPE_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     idempotency_key: _builtins.str
@@ -737,19 +739,19 @@ class RecordActivityRequest(_message.Message):
     """e.g. "review_submitted"."""
     channel: _common_pb2.Channel.ValueType
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         activity_type: _builtins.str = ...,
-        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
         channel: _common_pb2.Channel.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "channel", b"channel", "idempotency_key", b"idempotency_key", "member_id", b"member_id", "occurred_at", b"occurred_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "channel", b"channel", "idempotency_key", b"idempotency_key", "member_id", b"member_id", "occur_time", b"occur_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -891,8 +893,8 @@ class ListTransactionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
-    CREATED_AFTER_FIELD_NUMBER: _builtins.int
-    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    START_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    END_CREATE_TIME_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     page_size: _builtins.int
     """At most 500; 0 means 50."""
@@ -905,11 +907,11 @@ class ListTransactionsRequest(_message.Message):
         """Only these kinds; empty means all."""
 
     @_builtins.property
-    def created_after(self) -> _timestamp_pb2.Timestamp:
+    def start_create_time(self) -> _timestamp_pb2.Timestamp:
         """Only transactions recorded at or after this instant."""
 
     @_builtins.property
-    def created_before(self) -> _timestamp_pb2.Timestamp:
+    def end_create_time(self) -> _timestamp_pb2.Timestamp:
         """Only transactions recorded before this instant."""
 
     def __init__(
@@ -919,12 +921,12 @@ class ListTransactionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         kinds: _abc.Iterable[_common_pb2.TransactionKind.ValueType] | None = ...,
-        created_after: _timestamp_pb2.Timestamp | None = ...,
-        created_before: _timestamp_pb2.Timestamp | None = ...,
+        start_create_time: _timestamp_pb2.Timestamp | None = ...,
+        end_create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_create_time", b"end_create_time", "start_create_time", b"start_create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "kinds", b"kinds", "member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_create_time", b"end_create_time", "kinds", b"kinds", "member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token", "start_create_time", b"start_create_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -994,11 +996,11 @@ class Referral(_message.Message):
 
     REFEREE_MEMBER_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
-    ATTRIBUTED_AT_FIELD_NUMBER: _builtins.int
+    ATTRIBUTE_TIME_FIELD_NUMBER: _builtins.int
     QUALIFYING_ORDER_ID_FIELD_NUMBER: _builtins.int
     REFERRER_POINTS_FIELD_NUMBER: _builtins.int
     REFEREE_POINTS_FIELD_NUMBER: _builtins.int
-    MATURES_AT_FIELD_NUMBER: _builtins.int
+    MATURE_TIME_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     REWARD_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
     referee_member_id: _builtins.str
@@ -1010,9 +1012,9 @@ class Referral(_message.Message):
     """Why the referral is in its state (which order qualified, which rule refused)."""
     reward_transaction_id: _builtins.str
     @_builtins.property
-    def attributed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def attribute_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def matures_at(self) -> _timestamp_pb2.Timestamp:
+    def mature_time(self) -> _timestamp_pb2.Timestamp:
         """When the rewards become available (end of the order's return window)."""
 
     def __init__(
@@ -1020,17 +1022,17 @@ class Referral(_message.Message):
         *,
         referee_member_id: _builtins.str = ...,
         state: Global___Referral.State.ValueType = ...,
-        attributed_at: _timestamp_pb2.Timestamp | None = ...,
+        attribute_time: _timestamp_pb2.Timestamp | None = ...,
         qualifying_order_id: _builtins.str = ...,
         referrer_points: _builtins.int = ...,
         referee_points: _builtins.int = ...,
-        matures_at: _timestamp_pb2.Timestamp | None = ...,
+        mature_time: _timestamp_pb2.Timestamp | None = ...,
         decision: _builtins.str = ...,
         reward_transaction_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attributed_at", b"attributed_at", "matures_at", b"matures_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attribute_time", b"attribute_time", "mature_time", b"mature_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributed_at", b"attributed_at", "decision", b"decision", "matures_at", b"matures_at", "qualifying_order_id", b"qualifying_order_id", "referee_member_id", b"referee_member_id", "referee_points", b"referee_points", "referrer_points", b"referrer_points", "reward_transaction_id", b"reward_transaction_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute_time", b"attribute_time", "decision", b"decision", "mature_time", b"mature_time", "qualifying_order_id", b"qualifying_order_id", "referee_member_id", b"referee_member_id", "referee_points", b"referee_points", "referrer_points", b"referrer_points", "reward_transaction_id", b"reward_transaction_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

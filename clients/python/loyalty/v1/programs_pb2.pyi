@@ -326,8 +326,8 @@ class Program(_message.Message):
     NEGATIVE_BALANCE_POLICY_FIELD_NUMBER: _builtins.int
     HOLD_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_BACKDATE_DAYS_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     MIN_ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
     CHANNEL_EARN_RATES_FIELD_NUMBER: _builtins.int
     EARN_RATE_RULES_FIELD_NUMBER: _builtins.int
@@ -362,9 +362,9 @@ class Program(_message.Message):
     @_builtins.property
     def earn_rate(self) -> Global___EarnRate: ...
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def channel_earn_rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelEarnRate]: ...
     @_builtins.property
@@ -387,8 +387,8 @@ class Program(_message.Message):
         negative_balance_policy: Global___NegativeBalancePolicy.ValueType = ...,
         hold_ttl_seconds: _builtins.int = ...,
         max_backdate_days: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
         min_order_amount: _builtins.int = ...,
         channel_earn_rates: _abc.Iterable[Global___ChannelEarnRate] | None = ...,
         earn_rate_rules: _abc.Iterable[Global___EarnRateRule] | None = ...,
@@ -399,9 +399,9 @@ class Program(_message.Message):
         tier_grace_days: _builtins.int = ...,
         referral: Global___ReferralRules | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "earn_rate", b"earn_rate", "referral", b"referral", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "referral", b"referral", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "created_at", b"created_at", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,17 +564,19 @@ class Campaign(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     POINTS_AWARDED_FIELD_NUMBER: _builtins.int
     BUDGET_REMAINING_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     MEMBERS_AWARDED_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     name: _builtins.str
     time_zone: _builtins.str
     """IANA time zone the window was set in, e.g. "Europe/Paris"."""
     multiplier_bps: _builtins.int
-    """Multiplier on base points in basis points (20000 = 2x); 0 when a bonus."""
+    """Multiplier on base points in basis points (20000 = 2x), above 10000 and at most
+    1000000.
+    """
     bonus_points: _builtins.int
-    """Fixed bonus points; 0 when a multiplier."""
+    """Fixed bonus points per qualifying order or activity, between 1 and 10^9."""
     stacking_mode: Global___StackingMode.ValueType
     priority: _builtins.int
     per_member_cap: _builtins.int
@@ -593,9 +595,9 @@ class Campaign(_message.Message):
     @_builtins.property
     def conditions(self) -> Global___CampaignConditions: ...
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -614,15 +616,17 @@ class Campaign(_message.Message):
         state: Global___Campaign.State.ValueType = ...,
         points_awarded: _builtins.int = ...,
         budget_remaining: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
         members_awarded: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "created_at", b"created_at", "end_time", b"end_time", "start_time", b"start_time", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bonus_points", b"bonus_points", "conditions", b"conditions", "create_time", b"create_time", "effect", b"effect", "end_time", b"end_time", "multiplier_bps", b"multiplier_bps", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bonus_points", b"bonus_points", "budget", b"budget", "budget_remaining", b"budget_remaining", "campaign_id", b"campaign_id", "conditions", b"conditions", "created_at", b"created_at", "end_time", b"end_time", "members_awarded", b"members_awarded", "multiplier_bps", b"multiplier_bps", "name", b"name", "per_member_cap", b"per_member_cap", "points_awarded", b"points_awarded", "priority", b"priority", "stacking_mode", b"stacking_mode", "start_time", b"start_time", "state", b"state", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bonus_points", b"bonus_points", "budget", b"budget", "budget_remaining", b"budget_remaining", "campaign_id", b"campaign_id", "conditions", b"conditions", "create_time", b"create_time", "effect", b"effect", "end_time", b"end_time", "members_awarded", b"members_awarded", "multiplier_bps", b"multiplier_bps", "name", b"name", "per_member_cap", b"per_member_cap", "points_awarded", b"points_awarded", "priority", b"priority", "stacking_mode", b"stacking_mode", "start_time", b"start_time", "state", b"state", "time_zone", b"time_zone", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_effect: _TypeAlias = _typing.Literal["multiplier_bps", "bonus_points"]  # noqa: Y015
+    _WhichOneofArgType_effect: _TypeAlias = _typing.Literal["effect", b"effect"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_effect) -> _WhichOneofReturnType_effect | None: ...
 
 Global___Campaign: _TypeAlias = Campaign  # noqa: Y015
 
