@@ -8,7 +8,8 @@ Silver and Gold (thresholds in minor units of qualifying spend, with earn
 multipliers), then creates a "Double points weekend" campaign (2x) from next
 Saturday 00:00 to Monday 00:00 in the given IANA time zone (default UTC).
 Running it again reuses a campaign with the same name and window instead of
-creating a second one (CreateCampaign takes no idempotency key).
+creating a second one (found by listing the campaigns, so also one made by another
+tool; a CreateCampaign request_id only makes a retry of the same call safe).
 
 `report` prints one campaign (--campaign) or all of them as a table: name,
 window (in the campaign's time zone), state, effect, points awarded, budget

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from ledger.api import enums
 from ledger.api.fields import Fields
+from ledger.api.requests import mutation
 from ledger.domain.campaigns import (
     CampaignRule,
     CampaignState,
@@ -22,6 +23,7 @@ from ledger.domain.kinds import Role
 from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
+from ledger.service.idempotent import Mutation
 from loyalty.v1 import programs_pb2
 from ledger.store.rewards import RewardRecord
 
@@ -161,15 +163,27 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
     return changes
 
 
-def tiers(request: programs_pb2.SetTiersRequest) -> list[TierDefinition]:
+def _request_id(fields: Fields, request) -> str:
+    """The optional AIP-155 request_id: like an idempotency key, printable and at most 128 characters."""
+    return fields.identifier("request_id", request.request_id, required=False)
+
+
+def _mutation(method: str, request, request_id: str) -> Mutation | None:
+    """The request under its request_id, to be applied once; None without one (nothing is recorded)."""
+    return mutation(method, request, request_id) if request_id else None
+
+
+def tiers(request: programs_pb2.SetTiersRequest) -> tuple[list[TierDefinition], Mutation | None]:
     fields = Fields()
     items = _list(fields, "tiers", request.tiers)
+    request_id = _request_id(fields, request)
     fields.no_control_characters(request)
     fields.done()
-    return [
+    definitions = [
         TierDefinition(t.name, t.threshold, t.earn_multiplier_bps or 10_000, t.qualification_days or DEFAULT_QUALIFICATION_DAYS)
         for t in items
     ]
+    return definitions, _mutation("SetTiers", request, request_id)
 
 
 def _conditions(fields: Fields, c: programs_pb2.CampaignConditions) -> Conditions:
@@ -209,8 +223,10 @@ def _effect(message: programs_pb2.Campaign, path: str) -> int:
     return getattr(message, path) if message.WhichOneof("effect") == path else 0
 
 
-def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
+def create_campaign(request: programs_pb2.CreateCampaignRequest) -> tuple[CampaignRule, str, Mutation | None]:
     fields = Fields()
+    message = request.campaign
+    request_id = _request_id(fields, request)
     effect = message.WhichOneof("effect")
     if effect is None:
         fields.bad("campaign", "give exactly one effect: multiplier_bps or bonus_points")
@@ -223,7 +239,7 @@ def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
     )
     conditions = _conditions(fields, message.conditions)
     time_zone = fields.identifier("campaign.time_zone", message.time_zone, required=False, max_length=64) or "UTC"
-    fields.no_control_characters(message, "campaign.")
+    fields.no_control_characters(request)
     fields.done()
     rule = CampaignRule(
         campaign_id="",
@@ -238,7 +254,7 @@ def campaign(message: programs_pb2.Campaign) -> tuple[CampaignRule, str]:
         per_member_cap=message.per_member_cap,
         budget=message.budget,
     )
-    return rule, time_zone
+    return rule, time_zone, _mutation("CreateCampaign", request, request_id)
 
 
 CAMPAIGN_PATHS = {
@@ -296,12 +312,15 @@ def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str
     return size, token, state
 
 
-def reward(message: programs_pb2.Reward) -> RewardRecord:
+def create_reward(request: programs_pb2.CreateRewardRequest) -> tuple[RewardRecord, Mutation | None]:
     fields = Fields()
+    message = request.reward
+    request_id = _request_id(fields, request)
     start = _instant(fields, "reward.start_time", message.start_time, message.HasField("start_time"), False)
     end = _instant(fields, "reward.end_time", message.end_time, message.HasField("end_time"), False)
     if message.unlimited_stock and message.stock:
         fields.bad("reward.stock", "give a stock or unlimited_stock, not both")
-    fields.no_control_characters(message, "reward.")
+    fields.no_control_characters(request)
     fields.done()
-    return RewardRecord("", message.name, message.points_price, start, end, None if message.unlimited_stock else message.stock, 0)
+    stock = None if message.unlimited_stock else message.stock
+    return RewardRecord("", message.name, message.points_price, start, end, stock, 0), _mutation("CreateReward", request, request_id)

@@ -32,15 +32,16 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         return programs_pb2.UpdateProgramResponse(program=responses.program(settings))
 
     def SetTiers(self, request, context):
-        saved = tiers.set_tiers(self._engine, current_caller(), program_requests.tiers(request))
+        definitions, mutation = program_requests.tiers(request)
+        saved = tiers.set_tiers(self._engine, current_caller(), definitions, mutation)
         return programs_pb2.SetTiersResponse(tiers=[responses.tier(t) for t in saved])
 
     def ListTiers(self, request, context):
         return programs_pb2.ListTiersResponse(tiers=[responses.tier(t) for t in tiers.list_tiers(self._engine, current_caller())])
 
     def CreateCampaign(self, request, context):
-        rule, time_zone = program_requests.campaign(request.campaign)
-        report = campaigns.create_campaign(self._engine, current_caller(), rule, time_zone)
+        rule, time_zone, mutation = program_requests.create_campaign(request)
+        report = campaigns.create_campaign(self._engine, current_caller(), rule, time_zone, mutation)
         return programs_pb2.CreateCampaignResponse(campaign=responses.campaign(report))
 
     def UpdateCampaign(self, request, context):
@@ -64,7 +65,8 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         return programs_pb2.PauseCampaignResponse(campaign=responses.campaign(report))
 
     def CreateReward(self, request, context):
-        created = rewards.create_reward(self._engine, current_caller(), program_requests.reward(request.reward))
+        reward, mutation = program_requests.create_reward(request)
+        created = rewards.create_reward(self._engine, current_caller(), reward, mutation)
         return programs_pb2.CreateRewardResponse(reward=responses.reward(created))
 
     def ListRewards(self, request, context):

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, Engine
 from ledger.domain import credentials, errors
 from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState
 from ledger.domain.errors import FieldViolation
-from ledger.service import clock, lookups, page_tokens, unit_of_work
+from ledger.service import clock, idempotent, lookups, page_tokens, unit_of_work
 from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
 from ledger.store import campaigns as store
 from ledger.store.campaigns import CampaignRecord
 
@@ -34,6 +35,17 @@ class CampaignReport:
     def budget_remaining(self) -> int:
         budget = self.record.rule.budget
         return max(budget - self.points_awarded, 0) if budget else 0
+
+    def to_json(self) -> dict:
+        return {
+            "campaign": store.record_to_json(self.record),
+            "points_awarded": self.points_awarded,
+            "members_awarded": self.members_awarded,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CampaignReport:
+        return cls(store.record_from_json(data["campaign"]), data["points_awarded"], data["members_awarded"])
 
 
 def validate(rule: CampaignRule, time_zone: str) -> None:
@@ -75,16 +87,26 @@ def _existing(conn: Connection, program_id: str, campaign_id: str, *, lock: bool
     return record
 
 
-def create_campaign(engine: Engine, caller: Caller, rule: CampaignRule, time_zone: str) -> CampaignReport:
+def create_campaign(
+    engine: Engine, caller: Caller, rule: CampaignRule, time_zone: str, mutation: Mutation | None = None
+) -> CampaignReport:
+    """mutation: the request under its request_id (AIP-155): a retry answers the first response
+    and creates nothing; None creates a campaign on every call."""
     rule = replace(rule, campaign_id=credentials.new_id("cmp"), state=CampaignState.ACTIVE)
     validate(rule, time_zone)
 
-    def work(conn: Connection) -> CampaignReport:
-        lookups.program_rules(conn, caller.program_id)
+    def apply(conn: Connection, _rules: object) -> CampaignReport:
         store.insert_campaign(conn, caller.program_id, rule, time_zone, clock.now())
         return _report(conn, caller.program_id, _existing(conn, caller.program_id, rule.campaign_id))
 
-    return unit_of_work.run(engine, work)
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.program_rules(conn, caller.program_id),
+        apply=apply,
+        decode=CampaignReport.from_json,
+    )
 
 
 def update_campaign(engine: Engine, caller: Caller, campaign_id: str, changes: dict) -> CampaignReport:

@@ -13,6 +13,9 @@ primary key, nothing of it is written, and unit_of_work's retry answers from the
 winner's record in step 2.
 Business refusals (FAILED_PRECONDITION, ALREADY_EXISTS) are stored like
 successes so a retry gets the same answer even after the state changed.
+Programs calls whose AIP-155 request_id is optional (CreateCampaign, CreateReward,
+SetTiers) run without a Mutation when none was given: once, in one transaction,
+recording nothing.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def _replay(stored: idempotency.StoredOutcome, mutation: Mutation, decode: Calla
 def execute(
     engine: Engine,
     caller: Caller,
-    mutation: Mutation,
+    mutation: Mutation | None,
     *,
     lock: Callable[[Connection], object],
     apply: Callable[[Connection, object], R],
@@ -88,12 +91,16 @@ def execute(
 ) -> R:
     """lock(conn) returns what apply needs (e.g. the locked member state).
     member_id: the member whose row lock is taken first; the operation may then share its
-    transaction with that member's concurrent operations (member_batches)."""
+    transaction with that member's concurrent operations (member_batches).
+    mutation None (a call sent without its optional request_id): lock and apply run once,
+    and nothing is recorded."""
     program = caller.program_id
 
     def work(conn: Connection) -> _Outcome[R]:
         locked = lock(conn)  # a refusal here reaches the caller through keys.refusal_for
         keys.require_live(conn, caller)  # before any answer, stored or new
+        if mutation is None:
+            return _Outcome(result=apply(conn, locked))  # no key: a refusal is raised, not recorded
         stored = idempotency.find(conn, program, mutation.idempotency_key)
         if stored is not None:
             return _replay(stored, mutation, decode)

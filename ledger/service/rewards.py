@@ -7,13 +7,16 @@ from sqlalchemy import Engine
 from ledger.domain import credentials, errors
 from ledger.domain.errors import FieldViolation
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.service import clock, lookups, page_tokens, unit_of_work
+from ledger.service import clock, idempotent, lookups, page_tokens, unit_of_work
 from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
 from ledger.store import rewards as store
 from ledger.store.rewards import RewardRecord
 
 
-def create_reward(engine: Engine, caller: Caller, reward: RewardRecord) -> RewardRecord:
+def create_reward(engine: Engine, caller: Caller, reward: RewardRecord, mutation: Mutation | None = None) -> RewardRecord:
+    """mutation: the request under its request_id (AIP-155): a retry answers the first response
+    and creates nothing; None creates a reward on every call."""
     problems = []
     if not reward.name.strip() or len(reward.name) > 128:
         problems.append(FieldViolation("reward.name", "is required (at most 128 characters)"))
@@ -29,12 +32,18 @@ def create_reward(engine: Engine, caller: Caller, reward: RewardRecord) -> Rewar
         credentials.new_id("rwd"), reward.name.strip(), reward.points_price, reward.start, reward.end, reward.stock, 0
     )
 
-    def work(conn) -> RewardRecord:
-        lookups.program_rules(conn, caller.program_id)
+    def apply(conn, _rules: object) -> RewardRecord:
         store.insert_reward(conn, caller.program_id, created, clock.now())
         return created
 
-    return unit_of_work.run(engine, work)
+    return idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.program_rules(conn, caller.program_id),
+        apply=apply,
+        decode=RewardRecord.from_json,
+    )
 
 
 def list_rewards(engine: Engine, caller: Caller, page_token: str, page_size: int) -> tuple[list[RewardRecord], str]:

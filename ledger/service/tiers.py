@@ -7,7 +7,7 @@ statement shows when and why their tier changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine
@@ -29,8 +29,9 @@ from ledger.domain.tiers import (
     validate_tiers,
     window_start,
 )
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, idempotent, lookups, unit_of_work
 from ledger.service.caller import Caller
+from ledger.service.idempotent import Mutation
 from ledger.store import idempotency, ledger_writes, members, programs
 from ledger.store import tiers as tier_store
 
@@ -43,16 +44,41 @@ class MemberTierView:
     progress: TierProgress | None
 
 
-def set_tiers(engine: Engine, caller: Caller, definitions: list[TierDefinition]) -> list[TierDefinition]:
-    """Replaces the tier list. Members keep the tier they hold until its period ends."""
+@dataclass(frozen=True)
+class SavedTiers:
+    """What SetTiers answers: the tier list as saved, lowest first."""
+
+    tiers: list[TierDefinition]
+
+    def to_json(self) -> dict:
+        return {"tiers": [asdict(tier) for tier in self.tiers]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SavedTiers:
+        return cls([TierDefinition(**tier) for tier in data["tiers"]])
+
+
+def set_tiers(
+    engine: Engine, caller: Caller, definitions: list[TierDefinition], mutation: Mutation | None = None
+) -> list[TierDefinition]:
+    """Replaces the tier list. Members keep the tier they hold until its period ends.
+    mutation: the request under its request_id (AIP-155): a retry answers the first response
+    and replaces nothing; None replaces the list on every call."""
     ordered = validate_tiers(definitions)
 
-    def work(conn: Connection) -> list[TierDefinition]:
-        lookups.program_rules(conn, caller.program_id)
+    def apply(conn: Connection, _rules: object) -> SavedTiers:
         tier_store.replace_definitions(conn, caller.program_id, ordered)
-        return ordered
+        return SavedTiers(ordered)
 
-    return unit_of_work.run(engine, work)
+    saved = idempotent.execute(
+        engine,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.program_rules(conn, caller.program_id),
+        apply=apply,
+        decode=SavedTiers.from_json,
+    )
+    return saved.tiers
 
 
 def list_tiers(engine: Engine, caller: Caller) -> list[TierDefinition]:

@@ -6,6 +6,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,6 +94,20 @@ def _columns(rule: CampaignRule, time_zone: str) -> dict:
         budget=rule.budget,
         state=rule.state.value,
     )
+
+
+def record_to_json(record: CampaignRecord) -> dict:
+    """A campaign as its row's columns, for a stored response (idempotency records)."""
+    return dict(
+        campaign_id=record.rule.campaign_id,
+        created_at=to_micros(record.created_at),
+        updated_at=to_micros(record.updated_at),
+        **_columns(record.rule, record.time_zone),
+    )
+
+
+def record_from_json(data: dict) -> CampaignRecord:
+    return _record(SimpleNamespace(**data))
 
 
 def insert_campaign(conn: Connection, program_id: str, rule: CampaignRule, time_zone: str, now: datetime) -> None:

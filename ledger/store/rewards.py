@@ -21,6 +21,19 @@ class RewardRecord:
     stock: int | None
     redeemed: int
 
+    def to_json(self) -> dict:
+        """For a stored response (idempotency records)."""
+        return {
+            **vars(self),
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> RewardRecord:
+        instants = {key: datetime.fromisoformat(data[key]) if data[key] else None for key in ("start", "end")}
+        return cls(**{**data, **instants})
+
 
 def _record(row) -> RewardRecord:
     return RewardRecord(

@@ -309,10 +309,11 @@ class LedgerMethods:
         request: programs_pb2.SetTiersRequest | None = None,
         *,
         tiers: Sequence[programs_pb2.Tier] | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.SetTiersResponse:
         """Programs.SetTiers: Replaces the ordered tier list."""
-        return self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers), timeout)
+        return self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
 
     def list_tiers(
         self,
@@ -328,10 +329,11 @@ class LedgerMethods:
         request: programs_pb2.CreateCampaignRequest | None = None,
         *,
         campaign: programs_pb2.Campaign | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateCampaignResponse:
         """Programs.CreateCampaign: Creates a campaign."""
-        return self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign), timeout)
+        return self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
 
     def update_campaign(
         self,
@@ -399,10 +401,11 @@ class LedgerMethods:
         request: programs_pb2.CreateRewardRequest | None = None,
         *,
         reward: programs_pb2.Reward | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateRewardResponse:
         """Programs.CreateReward: Adds a reward to the catalog."""
-        return self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward), timeout)
+        return self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
 
     def list_rewards(
         self,
@@ -696,10 +699,11 @@ class AsyncLedgerMethods:
         request: programs_pb2.SetTiersRequest | None = None,
         *,
         tiers: Sequence[programs_pb2.Tier] | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.SetTiersResponse:
         """Programs.SetTiers: Replaces the ordered tier list."""
-        return await self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers), timeout)
+        return await self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
 
     async def list_tiers(
         self,
@@ -715,10 +719,11 @@ class AsyncLedgerMethods:
         request: programs_pb2.CreateCampaignRequest | None = None,
         *,
         campaign: programs_pb2.Campaign | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateCampaignResponse:
         """Programs.CreateCampaign: Creates a campaign."""
-        return await self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign), timeout)
+        return await self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
 
     async def update_campaign(
         self,
@@ -786,10 +791,11 @@ class AsyncLedgerMethods:
         request: programs_pb2.CreateRewardRequest | None = None,
         *,
         reward: programs_pb2.Reward | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateRewardResponse:
         """Programs.CreateReward: Adds a reward to the catalog."""
-        return await self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward), timeout)
+        return await self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
 
     async def list_rewards(
         self,

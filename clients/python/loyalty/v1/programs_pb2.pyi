@@ -762,16 +762,25 @@ class SetTiersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TIERS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional (AIP-155): an id for this request, e.g. a UUID, unique in the program among
+    request ids and idempotency keys. A retry with the same request_id and the same request
+    returns the first response, even after a server restart, and replaces nothing again (a
+    later SetTiers is not undone); the same request_id with a different request is
+    ALREADY_EXISTS / IDEMPOTENCY_KEY_REUSED. Left empty, every call replaces the tier list.
+    """
     @_builtins.property
     def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]: ...
     def __init__(
         self,
         *,
         tiers: _abc.Iterable[Global___Tier] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -837,16 +846,25 @@ class CreateCampaignRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional (AIP-155): an id for this request, e.g. a UUID, unique in the program among
+    request ids and idempotency keys. A retry with the same request_id and the same request
+    returns the first response, even after a server restart, and never creates a second
+    campaign; the same request_id with a different request is ALREADY_EXISTS /
+    IDEMPOTENCY_KEY_REUSED. Left empty, every call creates a campaign.
+    """
     @_builtins.property
     def campaign(self) -> Global___Campaign: ...
     def __init__(
         self,
         *,
         campaign: Global___Campaign | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1051,16 +1069,25 @@ class CreateRewardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REWARD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional (AIP-155): an id for this request, e.g. a UUID, unique in the program among
+    request ids and idempotency keys. A retry with the same request_id and the same request
+    returns the first response, even after a server restart, and never creates a second
+    reward; the same request_id with a different request is ALREADY_EXISTS /
+    IDEMPOTENCY_KEY_REUSED. Left empty, every call creates a reward.
+    """
     @_builtins.property
     def reward(self) -> Global___Reward: ...
     def __init__(
         self,
         *,
         reward: Global___Reward | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reward", b"reward"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reward", b"reward"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "reward", b"reward"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
