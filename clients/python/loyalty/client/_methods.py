@@ -69,7 +69,10 @@ class LedgerMethods:
         referral_code: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EnrollMemberResponse:
-        """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id."""
+        """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id. With a referral_code
+        the new member is attributed to the code's owner (NOT_FOUND /
+        REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION / SELF_REFERRAL, ALREADY_REFERRED,
+        REFERRAL_AFTER_FIRST_ORDER)."""
         return self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code), timeout)
 
     def get_member(
@@ -79,7 +82,8 @@ class LedgerMethods:
         member_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.GetMemberResponse:
-        """Ledger.GetMember: A member with balance, tier and referral code."""
+        """Ledger.GetMember: A member with balance, tier, progress to the next tier, referral code
+        and the points expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND)."""
         return self._invoke(GET_MEMBER, _request(request, ledger_pb2.GetMemberRequest, member_id=member_id), timeout)
 
     def earn(
@@ -91,7 +95,9 @@ class LedgerMethods:
         order: common_pb2.Order | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EarnResponse:
-        """Ledger.Earn: Earns points for an order."""
+        """Ledger.Earn: Earns points for an order: base rate, tier bonus and campaigns as of the
+        order's occur_time, with a breakdown per source. An order earns once
+        (ALREADY_EXISTS / ORDER_ALREADY_EARNED, even under a new idempotency key)."""
         return self._invoke(EARN, _request(request, ledger_pb2.EarnRequest, member_id=member_id, idempotency_key=idempotency_key, order=order), timeout)
 
     def quote_earn(
@@ -119,7 +125,9 @@ class LedgerMethods:
         store_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RedeemResponse:
-        """Ledger.Redeem: Immediately debits points (or a reward's price)."""
+        """Ledger.Redeem: Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+        INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE,
+        REWARD_OUT_OF_STOCK."""
         return self._invoke(REDEEM, _request(request, ledger_pb2.RedeemRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, reward_id=reward_id, order_id=order_id, channel=channel, store_id=store_id), timeout)
 
     def authorize_redemption(
@@ -135,7 +143,8 @@ class LedgerMethods:
         store_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.AuthorizeRedemptionResponse:
-        """Ledger.AuthorizeRedemption: Reserves available points for a till; returns a hold."""
+        """Ledger.AuthorizeRedemption: Reserves available points for a till; returns a hold that
+        lapses by itself at its expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS)."""
         return self._invoke(AUTHORIZE_REDEMPTION, _request(request, ledger_pb2.AuthorizeRedemptionRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, order_id=order_id, ttl_seconds=ttl_seconds, channel=channel, store_id=store_id), timeout)
 
     def capture_redemption(
@@ -147,7 +156,9 @@ class LedgerMethods:
         points: int | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.CaptureRedemptionResponse:
-        """Ledger.CaptureRedemption: Debits all or part of a hold; the rest is released."""
+        """Ledger.CaptureRedemption: Debits all or part of a hold; the rest is released
+        (FAILED_PRECONDITION / HOLD_NOT_OPEN, CAPTURE_EXCEEDS_HOLD, or
+        INSUFFICIENT_POINTS when held points expired meanwhile)."""
         return self._invoke(CAPTURE_REDEMPTION, _request(request, ledger_pb2.CaptureRedemptionRequest, hold_id=hold_id, idempotency_key=idempotency_key, points=points), timeout)
 
     def void_redemption(
@@ -158,7 +169,8 @@ class LedgerMethods:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.VoidRedemptionResponse:
-        """Ledger.VoidRedemption: Releases a hold."""
+        """Ledger.VoidRedemption: Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when
+        captured, voided or lapsed)."""
         return self._invoke(VOID_REDEMPTION, _request(request, ledger_pb2.VoidRedemptionRequest, hold_id=hold_id, idempotency_key=idempotency_key), timeout)
 
     def refund_order(
@@ -174,7 +186,9 @@ class LedgerMethods:
         timeout: float | None = None,
     ) -> ledger_pb2.RefundOrderResponse:
         """Ledger.RefundOrder: Claws back an order's earned points in proportion to the refunded
-        amount."""
+        amount, cumulatively never more than earned, still-pending points first
+        (NOT_FOUND / ORDER_NOT_FOUND; FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER,
+        ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS)."""
         return self._invoke(REFUND_ORDER, _request(request, ledger_pb2.RefundOrderRequest, member_id=member_id, order_id=order_id, idempotency_key=idempotency_key, amount=amount, currency=currency, reason=reason), timeout)
 
     def record_activity(
@@ -188,7 +202,10 @@ class LedgerMethods:
         channel: common_pb2.Channel.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RecordActivityResponse:
-        """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted)."""
+        """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted): NOT_FOUND
+        / ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED,
+        PERMISSION_DENIED / ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the
+        key's role."""
         return self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occur_time=occur_time, channel=channel), timeout)
 
     def adjust_points(
@@ -201,7 +218,8 @@ class LedgerMethods:
         reason: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.AdjustPointsResponse:
-        """Ledger.AdjustPoints: Support: a signed goodwill or correction adjustment with a reason."""
+        """Ledger.AdjustPoints: Support: a signed goodwill or correction adjustment with a reason
+        (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy)."""
         return self._invoke(ADJUST_POINTS, _request(request, ledger_pb2.AdjustPointsRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, reason=reason), timeout)
 
     def reverse_transaction(
@@ -214,7 +232,9 @@ class LedgerMethods:
         timeout: float | None = None,
     ) -> ledger_pb2.ReverseTransactionResponse:
         """Ledger.ReverseTransaction: Support: an exact reversing transaction of a given
-        transaction."""
+        transaction (NOT_FOUND / TRANSACTION_NOT_FOUND; FAILED_PRECONDITION /
+        TRANSACTION_NOT_REVERSIBLE, TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED,
+        EARN_POINTS_EXPIRED)."""
         return self._invoke(REVERSE_TRANSACTION, _request(request, ledger_pb2.ReverseTransactionRequest, transaction_id=transaction_id, idempotency_key=idempotency_key, reason=reason), timeout)
 
     def list_transactions(
@@ -229,7 +249,8 @@ class LedgerMethods:
         end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListTransactionsResponse:
-        """Ledger.ListTransactions: A member's statement, newest first."""
+        """Ledger.ListTransactions: A member's statement, newest first, paginated, filtered by kind
+        and recording time."""
         return self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time), timeout)
 
     def iter_transactions(
@@ -301,7 +322,8 @@ class LedgerMethods:
         update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.UpdateProgramResponse:
-        """Programs.UpdateProgram: Changes program settings named by update_mask."""
+        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
+        apply to orders whose occur_time is at or after the change."""
         return self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
 
     def set_tiers(
@@ -312,7 +334,8 @@ class LedgerMethods:
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.SetTiersResponse:
-        """Programs.SetTiers: Replaces the ordered tier list."""
+        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
+        its period ends."""
         return self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
 
     def list_tiers(
@@ -332,7 +355,8 @@ class LedgerMethods:
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateCampaignResponse:
-        """Programs.CreateCampaign: Creates a campaign."""
+        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
+        never award anything is INVALID_ARGUMENT."""
         return self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
 
     def update_campaign(
@@ -343,7 +367,8 @@ class LedgerMethods:
         update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.UpdateCampaignResponse:
-        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned."""
+        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
+        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
         return self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
 
     def get_campaign(
@@ -353,7 +378,8 @@ class LedgerMethods:
         campaign_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.GetCampaignResponse:
-        """Programs.GetCampaign: A campaign with points awarded and budget left."""
+        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND)."""
         return self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
 
     def list_campaigns(
@@ -365,7 +391,7 @@ class LedgerMethods:
         state: programs_pb2.Campaign.State.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.ListCampaignsResponse:
-        """Programs.ListCampaigns: The program's campaigns."""
+        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
         return self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
 
     def iter_campaigns(
@@ -393,7 +419,8 @@ class LedgerMethods:
         campaign_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.PauseCampaignResponse:
-        """Programs.PauseCampaign: Stops a campaign from awarding points."""
+        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
         return self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
 
     def create_reward(
@@ -415,7 +442,7 @@ class LedgerMethods:
         page_token: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.ListRewardsResponse:
-        """Programs.ListRewards: The reward catalog."""
+        """Programs.ListRewards: The reward catalog, in id order, paginated."""
         return self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
 
     def iter_rewards(
@@ -459,7 +486,10 @@ class AsyncLedgerMethods:
         referral_code: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EnrollMemberResponse:
-        """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id."""
+        """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id. With a referral_code
+        the new member is attributed to the code's owner (NOT_FOUND /
+        REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION / SELF_REFERRAL, ALREADY_REFERRED,
+        REFERRAL_AFTER_FIRST_ORDER)."""
         return await self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code), timeout)
 
     async def get_member(
@@ -469,7 +499,8 @@ class AsyncLedgerMethods:
         member_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.GetMemberResponse:
-        """Ledger.GetMember: A member with balance, tier and referral code."""
+        """Ledger.GetMember: A member with balance, tier, progress to the next tier, referral code
+        and the points expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND)."""
         return await self._invoke(GET_MEMBER, _request(request, ledger_pb2.GetMemberRequest, member_id=member_id), timeout)
 
     async def earn(
@@ -481,7 +512,9 @@ class AsyncLedgerMethods:
         order: common_pb2.Order | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EarnResponse:
-        """Ledger.Earn: Earns points for an order."""
+        """Ledger.Earn: Earns points for an order: base rate, tier bonus and campaigns as of the
+        order's occur_time, with a breakdown per source. An order earns once
+        (ALREADY_EXISTS / ORDER_ALREADY_EARNED, even under a new idempotency key)."""
         return await self._invoke(EARN, _request(request, ledger_pb2.EarnRequest, member_id=member_id, idempotency_key=idempotency_key, order=order), timeout)
 
     async def quote_earn(
@@ -509,7 +542,9 @@ class AsyncLedgerMethods:
         store_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RedeemResponse:
-        """Ledger.Redeem: Immediately debits points (or a reward's price)."""
+        """Ledger.Redeem: Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+        INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE,
+        REWARD_OUT_OF_STOCK."""
         return await self._invoke(REDEEM, _request(request, ledger_pb2.RedeemRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, reward_id=reward_id, order_id=order_id, channel=channel, store_id=store_id), timeout)
 
     async def authorize_redemption(
@@ -525,7 +560,8 @@ class AsyncLedgerMethods:
         store_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.AuthorizeRedemptionResponse:
-        """Ledger.AuthorizeRedemption: Reserves available points for a till; returns a hold."""
+        """Ledger.AuthorizeRedemption: Reserves available points for a till; returns a hold that
+        lapses by itself at its expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS)."""
         return await self._invoke(AUTHORIZE_REDEMPTION, _request(request, ledger_pb2.AuthorizeRedemptionRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, order_id=order_id, ttl_seconds=ttl_seconds, channel=channel, store_id=store_id), timeout)
 
     async def capture_redemption(
@@ -537,7 +573,9 @@ class AsyncLedgerMethods:
         points: int | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.CaptureRedemptionResponse:
-        """Ledger.CaptureRedemption: Debits all or part of a hold; the rest is released."""
+        """Ledger.CaptureRedemption: Debits all or part of a hold; the rest is released
+        (FAILED_PRECONDITION / HOLD_NOT_OPEN, CAPTURE_EXCEEDS_HOLD, or
+        INSUFFICIENT_POINTS when held points expired meanwhile)."""
         return await self._invoke(CAPTURE_REDEMPTION, _request(request, ledger_pb2.CaptureRedemptionRequest, hold_id=hold_id, idempotency_key=idempotency_key, points=points), timeout)
 
     async def void_redemption(
@@ -548,7 +586,8 @@ class AsyncLedgerMethods:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.VoidRedemptionResponse:
-        """Ledger.VoidRedemption: Releases a hold."""
+        """Ledger.VoidRedemption: Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when
+        captured, voided or lapsed)."""
         return await self._invoke(VOID_REDEMPTION, _request(request, ledger_pb2.VoidRedemptionRequest, hold_id=hold_id, idempotency_key=idempotency_key), timeout)
 
     async def refund_order(
@@ -564,7 +603,9 @@ class AsyncLedgerMethods:
         timeout: float | None = None,
     ) -> ledger_pb2.RefundOrderResponse:
         """Ledger.RefundOrder: Claws back an order's earned points in proportion to the refunded
-        amount."""
+        amount, cumulatively never more than earned, still-pending points first
+        (NOT_FOUND / ORDER_NOT_FOUND; FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER,
+        ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS)."""
         return await self._invoke(REFUND_ORDER, _request(request, ledger_pb2.RefundOrderRequest, member_id=member_id, order_id=order_id, idempotency_key=idempotency_key, amount=amount, currency=currency, reason=reason), timeout)
 
     async def record_activity(
@@ -578,7 +619,10 @@ class AsyncLedgerMethods:
         channel: common_pb2.Channel.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.RecordActivityResponse:
-        """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted)."""
+        """Ledger.RecordActivity: Earns points by activity rules (e.g. review_submitted): NOT_FOUND
+        / ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED,
+        PERMISSION_DENIED / ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the
+        key's role."""
         return await self._invoke(RECORD_ACTIVITY, _request(request, ledger_pb2.RecordActivityRequest, member_id=member_id, idempotency_key=idempotency_key, activity_type=activity_type, occur_time=occur_time, channel=channel), timeout)
 
     async def adjust_points(
@@ -591,7 +635,8 @@ class AsyncLedgerMethods:
         reason: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.AdjustPointsResponse:
-        """Ledger.AdjustPoints: Support: a signed goodwill or correction adjustment with a reason."""
+        """Ledger.AdjustPoints: Support: a signed goodwill or correction adjustment with a reason
+        (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy)."""
         return await self._invoke(ADJUST_POINTS, _request(request, ledger_pb2.AdjustPointsRequest, member_id=member_id, idempotency_key=idempotency_key, points=points, reason=reason), timeout)
 
     async def reverse_transaction(
@@ -604,7 +649,9 @@ class AsyncLedgerMethods:
         timeout: float | None = None,
     ) -> ledger_pb2.ReverseTransactionResponse:
         """Ledger.ReverseTransaction: Support: an exact reversing transaction of a given
-        transaction."""
+        transaction (NOT_FOUND / TRANSACTION_NOT_FOUND; FAILED_PRECONDITION /
+        TRANSACTION_NOT_REVERSIBLE, TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED,
+        EARN_POINTS_EXPIRED)."""
         return await self._invoke(REVERSE_TRANSACTION, _request(request, ledger_pb2.ReverseTransactionRequest, transaction_id=transaction_id, idempotency_key=idempotency_key, reason=reason), timeout)
 
     async def list_transactions(
@@ -619,7 +666,8 @@ class AsyncLedgerMethods:
         end_create_time: datetime | timestamp_pb2.Timestamp | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListTransactionsResponse:
-        """Ledger.ListTransactions: A member's statement, newest first."""
+        """Ledger.ListTransactions: A member's statement, newest first, paginated, filtered by kind
+        and recording time."""
         return await self._invoke(LIST_TRANSACTIONS, _request(request, ledger_pb2.ListTransactionsRequest, member_id=member_id, page_size=page_size, page_token=page_token, kinds=kinds, start_create_time=start_create_time, end_create_time=end_create_time), timeout)
 
     async def iter_transactions(
@@ -691,7 +739,8 @@ class AsyncLedgerMethods:
         update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.UpdateProgramResponse:
-        """Programs.UpdateProgram: Changes program settings named by update_mask."""
+        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
+        apply to orders whose occur_time is at or after the change."""
         return await self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
 
     async def set_tiers(
@@ -702,7 +751,8 @@ class AsyncLedgerMethods:
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.SetTiersResponse:
-        """Programs.SetTiers: Replaces the ordered tier list."""
+        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
+        its period ends."""
         return await self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
 
     async def list_tiers(
@@ -722,7 +772,8 @@ class AsyncLedgerMethods:
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.CreateCampaignResponse:
-        """Programs.CreateCampaign: Creates a campaign."""
+        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
+        never award anything is INVALID_ARGUMENT."""
         return await self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
 
     async def update_campaign(
@@ -733,7 +784,8 @@ class AsyncLedgerMethods:
         update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.UpdateCampaignResponse:
-        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned."""
+        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
+        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
         return await self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
 
     async def get_campaign(
@@ -743,7 +795,8 @@ class AsyncLedgerMethods:
         campaign_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.GetCampaignResponse:
-        """Programs.GetCampaign: A campaign with points awarded and budget left."""
+        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND)."""
         return await self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
 
     async def list_campaigns(
@@ -755,7 +808,7 @@ class AsyncLedgerMethods:
         state: programs_pb2.Campaign.State.ValueType | str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.ListCampaignsResponse:
-        """Programs.ListCampaigns: The program's campaigns."""
+        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
         return await self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
 
     async def iter_campaigns(
@@ -783,7 +836,8 @@ class AsyncLedgerMethods:
         campaign_id: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.PauseCampaignResponse:
-        """Programs.PauseCampaign: Stops a campaign from awarding points."""
+        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
         return await self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
 
     async def create_reward(
@@ -805,7 +859,7 @@ class AsyncLedgerMethods:
         page_token: str | None = None,
         timeout: float | None = None,
     ) -> programs_pb2.ListRewardsResponse:
-        """Programs.ListRewards: The reward catalog."""
+        """Programs.ListRewards: The reward catalog, in id order, paginated."""
         return await self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
 
     async def iter_rewards(

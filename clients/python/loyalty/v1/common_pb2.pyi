@@ -29,12 +29,21 @@ class _Channel:
 class _ChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Channel.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHANNEL_UNSPECIFIED: _Channel.ValueType  # 0
+    """Not given. Earn requires a channel; Redeem and RecordActivity then record
+    CHANNEL_OTHER, AuthorizeRedemption CHANNEL_POS.
+    """
     CHANNEL_POS: _Channel.ValueType  # 1
+    """An in-store point-of-sale terminal."""
     CHANNEL_WEB: _Channel.ValueType  # 2
+    """The web storefront."""
     CHANNEL_MOBILE: _Channel.ValueType  # 3
+    """The mobile app."""
     CHANNEL_MARKETPLACE: _Channel.ValueType  # 4
+    """A marketplace selling on the retailer's behalf (orders often backfilled later)."""
     CHANNEL_SUPPORT: _Channel.ValueType  # 5
+    """Customer support (adjustments, reversals)."""
     CHANNEL_OTHER: _Channel.ValueType  # 6
+    """Anything else, including the ledger's own jobs (expiry, tier changes)."""
 
 class Channel(_Channel, metaclass=_ChannelEnumTypeWrapper):
     """Where a request came from. A free-text store_id or source names the store,
@@ -42,12 +51,21 @@ class Channel(_Channel, metaclass=_ChannelEnumTypeWrapper):
     """
 
 CHANNEL_UNSPECIFIED: Channel.ValueType  # 0
+"""Not given. Earn requires a channel; Redeem and RecordActivity then record
+CHANNEL_OTHER, AuthorizeRedemption CHANNEL_POS.
+"""
 CHANNEL_POS: Channel.ValueType  # 1
+"""An in-store point-of-sale terminal."""
 CHANNEL_WEB: Channel.ValueType  # 2
+"""The web storefront."""
 CHANNEL_MOBILE: Channel.ValueType  # 3
+"""The mobile app."""
 CHANNEL_MARKETPLACE: Channel.ValueType  # 4
+"""A marketplace selling on the retailer's behalf (orders often backfilled later)."""
 CHANNEL_SUPPORT: Channel.ValueType  # 5
+"""Customer support (adjustments, reversals)."""
 CHANNEL_OTHER: Channel.ValueType  # 6
+"""Anything else, including the ledger's own jobs (expiry, tier changes)."""
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
 
 class _TransactionKind:
@@ -57,15 +75,29 @@ class _TransactionKind:
 class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransactionKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TRANSACTION_KIND_UNSPECIFIED: _TransactionKind.ValueType  # 0
+    """Never recorded; as a ListTransactions filter it is INVALID_ARGUMENT."""
     TRANSACTION_KIND_EARN: _TransactionKind.ValueType  # 1
+    """Points earned on an order (Earn)."""
     TRANSACTION_KIND_REDEEM: _TransactionKind.ValueType  # 2
+    """Points debited at once (Redeem)."""
     TRANSACTION_KIND_CAPTURE: _TransactionKind.ValueType  # 3
+    """Points debited from a hold (CaptureRedemption)."""
     TRANSACTION_KIND_REFUND: _TransactionKind.ValueType  # 4
+    """An order's earned points clawed back in proportion to a refund (RefundOrder)."""
     TRANSACTION_KIND_ADJUST: _TransactionKind.ValueType  # 5
+    """A support adjustment with a reason (AdjustPoints)."""
     TRANSACTION_KIND_EXPIRE: _TransactionKind.ValueType  # 6
+    """Points written off at their expiry by the expiry job (or an INACTIVITY member's next
+    order or rewarded activity).
+    """
     TRANSACTION_KIND_REFERRAL_REWARD: _TransactionKind.ValueType  # 7
+    """A referral reward: one transaction crediting both the referee and the referrer (a
+    reversed one is a REVERSAL).
+    """
     TRANSACTION_KIND_REVERSAL: _TransactionKind.ValueType  # 8
+    """An exact reversal of another transaction (ReverseTransaction)."""
     TRANSACTION_KIND_ACTIVITY: _TransactionKind.ValueType  # 9
+    """Points earned by an activity rule (RecordActivity)."""
     TRANSACTION_KIND_TIER_CHANGE: _TransactionKind.ValueType  # 10
     """A tier upgrade or downgrade; moves no points."""
 
@@ -73,15 +105,29 @@ class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrappe
     """What a transaction did."""
 
 TRANSACTION_KIND_UNSPECIFIED: TransactionKind.ValueType  # 0
+"""Never recorded; as a ListTransactions filter it is INVALID_ARGUMENT."""
 TRANSACTION_KIND_EARN: TransactionKind.ValueType  # 1
+"""Points earned on an order (Earn)."""
 TRANSACTION_KIND_REDEEM: TransactionKind.ValueType  # 2
+"""Points debited at once (Redeem)."""
 TRANSACTION_KIND_CAPTURE: TransactionKind.ValueType  # 3
+"""Points debited from a hold (CaptureRedemption)."""
 TRANSACTION_KIND_REFUND: TransactionKind.ValueType  # 4
+"""An order's earned points clawed back in proportion to a refund (RefundOrder)."""
 TRANSACTION_KIND_ADJUST: TransactionKind.ValueType  # 5
+"""A support adjustment with a reason (AdjustPoints)."""
 TRANSACTION_KIND_EXPIRE: TransactionKind.ValueType  # 6
+"""Points written off at their expiry by the expiry job (or an INACTIVITY member's next
+order or rewarded activity).
+"""
 TRANSACTION_KIND_REFERRAL_REWARD: TransactionKind.ValueType  # 7
+"""A referral reward: one transaction crediting both the referee and the referrer (a
+reversed one is a REVERSAL).
+"""
 TRANSACTION_KIND_REVERSAL: TransactionKind.ValueType  # 8
+"""An exact reversal of another transaction (ReverseTransaction)."""
 TRANSACTION_KIND_ACTIVITY: TransactionKind.ValueType  # 9
+"""Points earned by an activity rule (RecordActivity)."""
 TRANSACTION_KIND_TIER_CHANGE: TransactionKind.ValueType  # 10
 """A tier upgrade or downgrade; moves no points."""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
@@ -93,6 +139,7 @@ class _PointsSource:
 class _PointsSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PointsSource.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     POINTS_SOURCE_UNSPECIFIED: _PointsSource.ValueType  # 0
+    """Never answered."""
     POINTS_SOURCE_BASE: _PointsSource.ValueType  # 1
     """The program's base earn rate applied to the order amount."""
     POINTS_SOURCE_TIER_BONUS: _PointsSource.ValueType  # 2
@@ -110,6 +157,7 @@ class PointsSource(_PointsSource, metaclass=_PointsSourceEnumTypeWrapper):
     """Why a transaction has the points it has: one line of its breakdown."""
 
 POINTS_SOURCE_UNSPECIFIED: PointsSource.ValueType  # 0
+"""Never answered."""
 POINTS_SOURCE_BASE: PointsSource.ValueType  # 1
 """The program's base earn rate applied to the order amount."""
 POINTS_SOURCE_TIER_BONUS: PointsSource.ValueType  # 2
@@ -126,7 +174,7 @@ Global___PointsSource: _TypeAlias = PointsSource  # noqa: Y015
 
 @_typing.final
 class Balance(_message.Message):
-    """A member's points. available = posted - pending - held."""
+    """A member's points. available = posted - pending - held - expired."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -176,7 +224,9 @@ class PointsBreakdown(_message.Message):
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     source: Global___PointsSource.ValueType
+    """What earned (or moved) these points."""
     points: _builtins.int
+    """Signed points of this line."""
     campaign_id: _builtins.str
     """Set when source is POINTS_SOURCE_CAMPAIGN."""
     description: _builtins.str
@@ -208,10 +258,15 @@ class OrderLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
+    """Required: the product's SKU, printable text of at most 128 characters."""
     category: _builtins.str
+    """Optional product category (e.g. "shoes", "gift_cards"), for category earn rates,
+    exclusions and campaign conditions.
+    """
     quantity: _builtins.int
+    """Units sold, between 1 and 1000000."""
     amount: _builtins.int
-    """Line amount in minor units of the order currency."""
+    """Line amount in minor units of the order currency; 0 is allowed (a free item)."""
     def __init__(
         self,
         *,
@@ -243,20 +298,30 @@ class Order(_message.Message):
     STORE_ID_FIELD_NUMBER: _builtins.int
     PAID_WITH_POINTS_AMOUNT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
+    """Required: the caller's id for the order (receipt), unique in the program; a second Earn
+    for the same order is ALREADY_EXISTS / ORDER_ALREADY_EARNED, even under a new key.
+    """
     channel: Global___Channel.ValueType
+    """Required: where the sale was made."""
     amount: _builtins.int
-    """Order amount in minor units (cents) of currency."""
+    """Order amount in minor units (cents) of currency, positive."""
     currency: _builtins.str
-    """ISO-4217 code, e.g. "USD"."""
+    """ISO-4217 code, e.g. "USD"; must be the program's currency."""
     store_id: _builtins.str
     """Free text naming the store, terminal or marketplace."""
     paid_with_points_amount: _builtins.int
     """Part of amount paid with points (minor units); it earns no points."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]:
+        """The order's lines (at most 500), for SKU and category rates and campaign conditions.
+        Without lines the whole amount earns at the channel's (or the program's) base rate.
+        """
+
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
-        """When the sale happened; rules are evaluated at this time. Defaults to now."""
+        """When the sale happened; rules are evaluated at this time. Defaults to now. At most 5
+        minutes in the future and no older than the program's max_backdate_days.
+        """
 
     def __init__(
         self,
@@ -308,13 +373,19 @@ class Transaction(_message.Message):
     TIER_FROM_FIELD_NUMBER: _builtins.int
     TIER_TO_FIELD_NUMBER: _builtins.int
     transaction_id: _builtins.str
+    """The ledger's id of the transaction ("tx_..."); empty in a QuoteEarn answer."""
     member_id: _builtins.str
+    """The member whose points it moved."""
     kind: Global___TransactionKind.ValueType
+    """What it did."""
     points: _builtins.int
     """Signed points this transaction moved for member_id."""
     channel: Global___Channel.ValueType
+    """The channel of the request that made it."""
     store_id: _builtins.str
+    """The store, terminal or marketplace of the request, as sent."""
     order_id: _builtins.str
+    """The order it belongs to (earns, refunds, redemptions given one)."""
     reason: _builtins.str
     """Free text reason (required for support adjustments)."""
     idempotency_key: _builtins.str
@@ -334,8 +405,9 @@ class Transaction(_message.Message):
     activity_type: _builtins.str
     """For activity earns: the activity type (e.g. "review_submitted")."""
     tier_from: _builtins.str
-    """For tier changes: the tier before and after."""
+    """For tier changes: the tier before ("" for none)."""
     tier_to: _builtins.str
+    """For tier changes: the tier after ("" for none)."""
     @_builtins.property
     def breakdown(self) -> _containers.RepeatedCompositeFieldContainer[Global___PointsBreakdown]:
         """Why it has these points; sums to points."""

@@ -30,15 +30,21 @@ class _MemberStatus:
 class _MemberStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     MEMBER_STATUS_UNSPECIFIED: _MemberStatus.ValueType  # 0
+    """Never answered."""
     MEMBER_STATUS_ACTIVE: _MemberStatus.ValueType  # 1
+    """The member earns and spends."""
     MEMBER_STATUS_CLOSED: _MemberStatus.ValueType  # 2
+    """The member is closed: earning and spending are FAILED_PRECONDITION / MEMBER_CLOSED."""
 
 class MemberStatus(_MemberStatus, metaclass=_MemberStatusEnumTypeWrapper):
     """Whether a member may earn and spend."""
 
 MEMBER_STATUS_UNSPECIFIED: MemberStatus.ValueType  # 0
+"""Never answered."""
 MEMBER_STATUS_ACTIVE: MemberStatus.ValueType  # 1
+"""The member earns and spends."""
 MEMBER_STATUS_CLOSED: MemberStatus.ValueType  # 2
+"""The member is closed: earning and spending are FAILED_PRECONDITION / MEMBER_CLOSED."""
 Global___MemberStatus: _TypeAlias = MemberStatus  # noqa: Y015
 
 @_typing.final
@@ -52,12 +58,22 @@ class MemberTier(_message.Message):
     REACH_TIME_FIELD_NUMBER: _builtins.int
     PERIOD_END_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The tier's name, as set by SetTiers."""
     earn_multiplier_bps: _builtins.int
     """Earn multiplier in basis points (10000 = 1x)."""
     @_builtins.property
-    def reach_time(self) -> _timestamp_pb2.Timestamp: ...
+    def reach_time(self) -> _timestamp_pb2.Timestamp:
+        """When the member reached the tier (the crossing order's time); absent for the entry tier
+        (threshold 0) of a member who never qualified for a tier.
+        """
+
     @_builtins.property
-    def period_end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def period_end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the tier period: the tier is held at least until then, and reviewed after the
+        program's tier_grace_days (kept, or moved down to what the period's activity earns).
+        Absent for the entry tier, which is never reviewed.
+        """
+
     def __init__(
         self,
         *,
@@ -84,6 +100,7 @@ class TierProgress(_message.Message):
     QUALIFYING_VALUE_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
     next_tier_name: _builtins.str
+    """The next tier above the member's."""
     qualifying_value: _builtins.int
     """Qualifying value so far (spend in minor units or points, per program)."""
     remaining: _builtins.int
@@ -112,8 +129,11 @@ class ExpiringPoints(_message.Message):
     POINTS_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     points: _builtins.int
+    """Points of the member's lots that expire at expire_time."""
     @_builtins.property
-    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When they expire."""
+
     def __init__(
         self,
         *,
@@ -143,20 +163,31 @@ class Member(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ENROLL_TIME_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """The caller's own id for the shopper, unique in the program."""
     referral_code: _builtins.str
+    """The member's own code to refer others with (EnrollMember's referral_code)."""
     status: Global___MemberStatus.ValueType
+    """Whether the member may earn and spend."""
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's points now."""
+
     @_builtins.property
-    def tier(self) -> Global___MemberTier: ...
+    def tier(self) -> Global___MemberTier:
+        """The tier held; absent when the program has no tiers or the member holds none."""
+
     @_builtins.property
-    def tier_progress(self) -> Global___TierProgress: ...
+    def tier_progress(self) -> Global___TierProgress:
+        """Progress to the next tier; absent at the top tier or without tiers."""
+
     @_builtins.property
     def expiring_points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpiringPoints]:
         """Points expiring within the next 30 days, soonest first."""
 
     @_builtins.property
-    def enroll_time(self) -> _timestamp_pb2.Timestamp: ...
+    def enroll_time(self) -> _timestamp_pb2.Timestamp:
+        """When the member was enrolled."""
+
     def __init__(
         self,
         *,
@@ -190,19 +221,29 @@ class Hold(_message.Message):
     class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Hold._State.ValueType], _builtins.type):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: Hold._State.ValueType  # 0
+        """Never answered."""
         STATE_OPEN: Hold._State.ValueType  # 1
+        """Reserved; may be captured or voided until expire_time."""
         STATE_CAPTURED: Hold._State.ValueType  # 2
+        """Captured (in full or in part); the rest was released."""
         STATE_VOIDED: Hold._State.ValueType  # 3
+        """Released by VoidRedemption."""
         STATE_LAPSED: Hold._State.ValueType  # 4
+        """Reached expire_time while open; its points are available again."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Lifecycle of a hold."""
 
     STATE_UNSPECIFIED: Hold.State.ValueType  # 0
+    """Never answered."""
     STATE_OPEN: Hold.State.ValueType  # 1
+    """Reserved; may be captured or voided until expire_time."""
     STATE_CAPTURED: Hold.State.ValueType  # 2
+    """Captured (in full or in part); the rest was released."""
     STATE_VOIDED: Hold.State.ValueType  # 3
+    """Released by VoidRedemption."""
     STATE_LAPSED: Hold.State.ValueType  # 4
+    """Reached expire_time while open; its points are available again."""
 
     HOLD_ID_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -213,15 +254,28 @@ class Hold(_message.Message):
     CAPTURED_POINTS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
+    """The ledger's id of the hold ("hold_..."), for CaptureRedemption and VoidRedemption."""
     member_id: _builtins.str
+    """The member whose points are held."""
     points: _builtins.int
+    """Points reserved."""
     state: Global___Hold.State.ValueType
+    """Where the hold stands."""
     order_id: _builtins.str
+    """The order the hold is for, as sent to AuthorizeRedemption."""
     captured_points: _builtins.int
+    """Points debited by its capture; 0 until captured."""
     @_builtins.property
-    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When an open hold lapses by itself (the request's ttl_seconds or the program's
+        hold_ttl_seconds after its creation); checked at every capture, whether or not the
+        lapsing job has run.
+        """
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was made."""
+
     def __init__(
         self,
         *,
@@ -244,6 +298,8 @@ Global___Hold: _TypeAlias = Hold  # noqa: Y015
 
 @_typing.final
 class EnrollMemberRequest(_message.Message):
+    """The shopper to enroll."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -268,6 +324,8 @@ Global___EnrollMemberRequest: _TypeAlias = EnrollMemberRequest  # noqa: Y015
 
 @_typing.final
 class EnrollMemberResponse(_message.Message):
+    """The member, new or existing."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_FIELD_NUMBER: _builtins.int
@@ -275,7 +333,9 @@ class EnrollMemberResponse(_message.Message):
     created: _builtins.bool
     """False when the member already existed (enrollment is idempotent)."""
     @_builtins.property
-    def member(self) -> Global___Member: ...
+    def member(self) -> Global___Member:
+        """The member as GetMember shows it."""
+
     def __init__(
         self,
         *,
@@ -292,10 +352,13 @@ Global___EnrollMemberResponse: _TypeAlias = EnrollMemberResponse  # noqa: Y015
 
 @_typing.final
 class GetMemberRequest(_message.Message):
+    """The member to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member's id in the program."""
     def __init__(
         self,
         *,
@@ -311,11 +374,15 @@ Global___GetMemberRequest: _TypeAlias = GetMemberRequest  # noqa: Y015
 
 @_typing.final
 class GetMemberResponse(_message.Message):
+    """The member read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def member(self) -> Global___Member: ...
+    def member(self) -> Global___Member:
+        """The member with balance, tier and expiring points."""
+
     def __init__(
         self,
         *,
@@ -331,15 +398,23 @@ Global___GetMemberResponse: _TypeAlias = GetMemberResponse  # noqa: Y015
 
 @_typing.final
 class EarnRequest(_message.Message):
+    """An order to earn points on."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the enrolled member who earns."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry with the same key and request returns the
+    original transaction.
+    """
     @_builtins.property
-    def order(self) -> _common_pb2.Order: ...
+    def order(self) -> _common_pb2.Order:
+        """Required: the order."""
+
     def __init__(
         self,
         *,
@@ -357,14 +432,20 @@ Global___EarnRequest: _TypeAlias = EarnRequest  # noqa: Y015
 
 @_typing.final
 class EarnResponse(_message.Message):
+    """What the order earned."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The EARN transaction with its breakdown per source."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -381,16 +462,21 @@ Global___EarnResponse: _TypeAlias = EarnResponse  # noqa: Y015
 
 @_typing.final
 class QuoteEarnRequest(_message.Message):
+    """An order to quote, in Earn's shape."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the enrolled member who would earn."""
     idempotency_key: _builtins.str
     """Accepted so a cart can send its Earn request as is; a quote writes nothing."""
     @_builtins.property
-    def order(self) -> _common_pb2.Order: ...
+    def order(self) -> _common_pb2.Order:
+        """Required: the order."""
+
     def __init__(
         self,
         *,
@@ -408,6 +494,8 @@ Global___QuoteEarnRequest: _TypeAlias = QuoteEarnRequest  # noqa: Y015
 
 @_typing.final
 class QuoteEarnResponse(_message.Message):
+    """What Earn would answer now."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
@@ -436,6 +524,8 @@ Global___QuoteEarnResponse: _TypeAlias = QuoteEarnResponse  # noqa: Y015
 
 @_typing.final
 class RedeemRequest(_message.Message):
+    """Points (or a reward) to debit now."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -446,14 +536,21 @@ class RedeemRequest(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     STORE_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member whose points are debited."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry with the same key and request returns the
+    original answer, a refusal included.
+    """
     points: _builtins.int
     """Points to debit, positive."""
     reward_id: _builtins.str
     """A catalog reward whose points price is debited."""
     order_id: _builtins.str
+    """Optional: the order the points pay for."""
     channel: _common_pb2.Channel.ValueType
+    """Optional: where the redemption happens (CHANNEL_OTHER when not given)."""
     store_id: _builtins.str
+    """Optional free text naming the store or terminal."""
     def __init__(
         self,
         *,
@@ -477,14 +574,20 @@ Global___RedeemRequest: _TypeAlias = RedeemRequest  # noqa: Y015
 
 @_typing.final
 class RedeemResponse(_message.Message):
+    """The debit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The REDEEM transaction (negative points)."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -501,6 +604,8 @@ Global___RedeemResponse: _TypeAlias = RedeemResponse  # noqa: Y015
 
 @_typing.final
 class AuthorizeRedemptionRequest(_message.Message):
+    """Points to reserve at a till."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -511,13 +616,19 @@ class AuthorizeRedemptionRequest(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     STORE_ID_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member whose points are reserved."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original hold."""
     points: _builtins.int
+    """Points to reserve, positive and at most the member's available points."""
     order_id: _builtins.str
+    """Optional: the order the points are for."""
     ttl_seconds: _builtins.int
     """Hold lifetime in seconds; 0 means the program default."""
     channel: _common_pb2.Channel.ValueType
+    """Optional: where the till is (CHANNEL_POS when not given)."""
     store_id: _builtins.str
+    """Optional free text naming the store or terminal."""
     def __init__(
         self,
         *,
@@ -539,14 +650,20 @@ Global___AuthorizeRedemptionRequest: _TypeAlias = AuthorizeRedemptionRequest  # 
 
 @_typing.final
 class AuthorizeRedemptionResponse(_message.Message):
+    """The hold made."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLD_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def hold(self) -> Global___Hold: ...
+    def hold(self) -> Global___Hold:
+        """The open hold."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance with the points held."""
+
     def __init__(
         self,
         *,
@@ -563,13 +680,17 @@ Global___AuthorizeRedemptionResponse: _TypeAlias = AuthorizeRedemptionResponse  
 
 @_typing.final
 class CaptureRedemptionRequest(_message.Message):
+    """A capture of an open hold."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLD_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
+    """Required: the hold to capture."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original capture."""
     points: _builtins.int
     """Points to capture, at most the held points; 0 captures the whole hold."""
     def __init__(
@@ -589,17 +710,25 @@ Global___CaptureRedemptionRequest: _TypeAlias = CaptureRedemptionRequest  # noqa
 
 @_typing.final
 class CaptureRedemptionResponse(_message.Message):
+    """The capture."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     HOLD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The CAPTURE transaction (negative points)."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it (the rest of the hold released)."""
+
     @_builtins.property
-    def hold(self) -> Global___Hold: ...
+    def hold(self) -> Global___Hold:
+        """The hold, now captured."""
+
     def __init__(
         self,
         *,
@@ -617,12 +746,16 @@ Global___CaptureRedemptionResponse: _TypeAlias = CaptureRedemptionResponse  # no
 
 @_typing.final
 class VoidRedemptionRequest(_message.Message):
+    """A release of an open hold."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLD_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
+    """Required: the hold to release."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original answer."""
     def __init__(
         self,
         *,
@@ -639,14 +772,20 @@ Global___VoidRedemptionRequest: _TypeAlias = VoidRedemptionRequest  # noqa: Y015
 
 @_typing.final
 class VoidRedemptionResponse(_message.Message):
+    """The release."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLD_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def hold(self) -> Global___Hold: ...
+    def hold(self) -> Global___Hold:
+        """The hold, now voided."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance with the points released."""
+
     def __init__(
         self,
         *,
@@ -663,6 +802,8 @@ Global___VoidRedemptionResponse: _TypeAlias = VoidRedemptionResponse  # noqa: Y0
 
 @_typing.final
 class RefundOrderRequest(_message.Message):
+    """A refund of (part of) an order that earned."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -672,8 +813,11 @@ class RefundOrderRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member who earned on the order."""
     order_id: _builtins.str
+    """Required: the order that earned."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original answer."""
     amount: _builtins.int
     """Refunded amount in minor units of the order currency."""
     currency: _builtins.str
@@ -702,14 +846,20 @@ Global___RefundOrderRequest: _TypeAlias = RefundOrderRequest  # noqa: Y015
 
 @_typing.final
 class RefundOrderResponse(_message.Message):
+    """The clawback."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The REFUND transaction (negative points)."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -726,6 +876,8 @@ Global___RefundOrderResponse: _TypeAlias = RefundOrderResponse  # noqa: Y015
 
 @_typing.final
 class RecordActivityRequest(_message.Message):
+    """An activity that may earn points by the program's activity rules."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -734,12 +886,17 @@ class RecordActivityRequest(_message.Message):
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member who did it."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original answer."""
     activity_type: _builtins.str
     """e.g. "review_submitted"."""
     channel: _common_pb2.Channel.ValueType
+    """Optional: where it happened (CHANNEL_OTHER when not given)."""
     @_builtins.property
-    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    def occur_time(self) -> _timestamp_pb2.Timestamp:
+        """When the activity happened; defaults to now. Bounded like an order's occur_time."""
+
     def __init__(
         self,
         *,
@@ -759,14 +916,20 @@ Global___RecordActivityRequest: _TypeAlias = RecordActivityRequest  # noqa: Y015
 
 @_typing.final
 class RecordActivityResponse(_message.Message):
+    """What the activity earned."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The ACTIVITY transaction with its breakdown."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -783,6 +946,8 @@ Global___RecordActivityResponse: _TypeAlias = RecordActivityResponse  # noqa: Y0
 
 @_typing.final
 class AdjustPointsRequest(_message.Message):
+    """A support adjustment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -790,7 +955,9 @@ class AdjustPointsRequest(_message.Message):
     POINTS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member to adjust."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original answer."""
     points: _builtins.int
     """Signed, non-zero."""
     reason: _builtins.str
@@ -813,14 +980,20 @@ Global___AdjustPointsRequest: _TypeAlias = AdjustPointsRequest  # noqa: Y015
 
 @_typing.final
 class AdjustPointsResponse(_message.Message):
+    """The adjustment."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The ADJUST transaction."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -837,13 +1010,17 @@ Global___AdjustPointsResponse: _TypeAlias = AdjustPointsResponse  # noqa: Y015
 
 @_typing.final
 class ReverseTransactionRequest(_message.Message):
+    """A transaction to reverse."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     transaction_id: _builtins.str
+    """Required: the transaction to reverse."""
     idempotency_key: _builtins.str
+    """Required: unique per program; a retry returns the original answer."""
     reason: _builtins.str
     """Optional, one line: why the transaction is reversed."""
     def __init__(
@@ -863,14 +1040,20 @@ Global___ReverseTransactionRequest: _TypeAlias = ReverseTransactionRequest  # no
 
 @_typing.final
 class ReverseTransactionResponse(_message.Message):
+    """The reversal."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTION_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def transaction(self) -> _common_pb2.Transaction: ...
+    def transaction(self) -> _common_pb2.Transaction:
+        """The REVERSAL transaction, the exact opposite of the reversed one."""
+
     @_builtins.property
-    def balance(self) -> _common_pb2.Balance: ...
+    def balance(self) -> _common_pb2.Balance:
+        """The member's balance after it."""
+
     def __init__(
         self,
         *,
@@ -887,6 +1070,8 @@ Global___ReverseTransactionResponse: _TypeAlias = ReverseTransactionResponse  # 
 
 @_typing.final
 class ListTransactionsRequest(_message.Message):
+    """A page of a member's statement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -896,6 +1081,7 @@ class ListTransactionsRequest(_message.Message):
     START_CREATE_TIME_FIELD_NUMBER: _builtins.int
     END_CREATE_TIME_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
+    """Required: the member whose statement is read."""
     page_size: _builtins.int
     """At most 500; 0 means 50."""
     page_token: _builtins.str
@@ -908,11 +1094,11 @@ class ListTransactionsRequest(_message.Message):
 
     @_builtins.property
     def start_create_time(self) -> _timestamp_pb2.Timestamp:
-        """Only transactions recorded at or after this instant."""
+        """Only transactions recorded (create_time) at or after this instant."""
 
     @_builtins.property
     def end_create_time(self) -> _timestamp_pb2.Timestamp:
-        """Only transactions recorded before this instant."""
+        """Only transactions recorded (create_time) before this instant."""
 
     def __init__(
         self,
@@ -934,13 +1120,18 @@ Global___ListTransactionsRequest: _TypeAlias = ListTransactionsRequest  # noqa: 
 
 @_typing.final
 class ListTransactionsResponse(_message.Message):
+    """A page of a member's statement."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TRANSACTIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def transactions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Transaction]: ...
+    def transactions(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Transaction]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -968,6 +1159,7 @@ class Referral(_message.Message):
     class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Referral._State.ValueType], _builtins.type):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: Referral._State.ValueType  # 0
+        """Never answered."""
         STATE_ATTRIBUTED: Referral._State.ValueType  # 1
         """The code was used; no qualifying order yet."""
         STATE_QUALIFIED: Referral._State.ValueType  # 2
@@ -983,6 +1175,7 @@ class Referral(_message.Message):
         """Where a referral stands."""
 
     STATE_UNSPECIFIED: Referral.State.ValueType  # 0
+    """Never answered."""
     STATE_ATTRIBUTED: Referral.State.ValueType  # 1
     """The code was used; no qualifying order yet."""
     STATE_QUALIFIED: Referral.State.ValueType  # 2
@@ -1004,15 +1197,23 @@ class Referral(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     REWARD_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
     referee_member_id: _builtins.str
+    """The referred member."""
     state: Global___Referral.State.ValueType
+    """Where the referral stands."""
     qualifying_order_id: _builtins.str
+    """The referee's first qualifying order; empty until one is made."""
     referrer_points: _builtins.int
+    """Points rewarded to the referrer (pending until mature_time)."""
     referee_points: _builtins.int
+    """Points rewarded to the referee (pending until mature_time)."""
     decision: _builtins.str
     """Why the referral is in its state (which order qualified, which rule refused)."""
     reward_transaction_id: _builtins.str
+    """The REFERRAL_REWARD transaction that credited both members; empty until rewarded."""
     @_builtins.property
-    def attribute_time(self) -> _timestamp_pb2.Timestamp: ...
+    def attribute_time(self) -> _timestamp_pb2.Timestamp:
+        """When the referee enrolled with the referrer's code."""
+
     @_builtins.property
     def mature_time(self) -> _timestamp_pb2.Timestamp:
         """When the rewards become available (end of the order's return window)."""
@@ -1040,6 +1241,8 @@ Global___Referral: _TypeAlias = Referral  # noqa: Y015
 
 @_typing.final
 class ListReferralsRequest(_message.Message):
+    """A page of a referrer's referrals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
@@ -1048,6 +1251,7 @@ class ListReferralsRequest(_message.Message):
     member_id: _builtins.str
     """The referrer."""
     page_size: _builtins.int
+    """At most 500; 0 means 50."""
     page_token: _builtins.str
     """The previous page's next_page_token, unchanged (opaque, signed): good only for the same
     program and the same filters; anything else is INVALID_ARGUMENT.
@@ -1069,16 +1273,21 @@ Global___ListReferralsRequest: _TypeAlias = ListReferralsRequest  # noqa: Y015
 
 @_typing.final
 class ListReferralsResponse(_message.Message):
+    """A page of a referrer's referrals."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REFERRALS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     REFERRAL_CODE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
     referral_code: _builtins.str
     """The referrer's own code."""
     @_builtins.property
-    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Referral]: ...
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Referral]:
+        """The referrer's referrals."""
+
     def __init__(
         self,
         *,

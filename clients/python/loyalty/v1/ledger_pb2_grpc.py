@@ -116,21 +116,26 @@ class LedgerServicer:
     """
 
     def EnrollMember(self, request, context):
-        """Enrolls a shopper; idempotent on member_id.
+        """Enrolls a shopper; idempotent on member_id. With a referral_code the new member is
+        attributed to the code's owner (NOT_FOUND / REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION /
+        SELF_REFERRAL, ALREADY_REFERRED, REFERRAL_AFTER_FIRST_ORDER).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetMember(self, request, context):
-        """A member with balance, tier and referral code.
+        """A member with balance, tier, progress to the next tier, referral code and the points
+        expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Earn(self, request, context):
-        """Earns points for an order.
+        """Earns points for an order: base rate, tier bonus and campaigns as of the order's
+        occur_time, with a breakdown per source. An order earns once (ALREADY_EXISTS /
+        ORDER_ALREADY_EARNED, even under a new idempotency key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,63 +149,73 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Redeem(self, request, context):
-        """Immediately debits points (or a reward's price).
+        """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+        INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AuthorizeRedemption(self, request, context):
-        """Reserves available points for a till; returns a hold.
+        """Reserves available points for a till; returns a hold that lapses by itself at its
+        expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CaptureRedemption(self, request, context):
-        """Debits all or part of a hold; the rest is released.
+        """Debits all or part of a hold; the rest is released (FAILED_PRECONDITION / HOLD_NOT_OPEN,
+        CAPTURE_EXCEEDS_HOLD, or INSUFFICIENT_POINTS when held points expired meanwhile).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def VoidRedemption(self, request, context):
-        """Releases a hold.
+        """Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when captured, voided or lapsed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RefundOrder(self, request, context):
-        """Claws back an order's earned points in proportion to the refunded amount.
+        """Claws back an order's earned points in proportion to the refunded amount, cumulatively
+        never more than earned, still-pending points first (NOT_FOUND / ORDER_NOT_FOUND;
+        FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER, ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordActivity(self, request, context):
-        """Earns points by activity rules (e.g. review_submitted).
+        """Earns points by activity rules (e.g. review_submitted): NOT_FOUND /
+        ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED, PERMISSION_DENIED /
+        ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the key's role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AdjustPoints(self, request, context):
-        """Support: a signed goodwill or correction adjustment with a reason.
+        """Support: a signed goodwill or correction adjustment with a reason
+        (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReverseTransaction(self, request, context):
-        """Support: an exact reversing transaction of a given transaction.
+        """Support: an exact reversing transaction of a given transaction (NOT_FOUND /
+        TRANSACTION_NOT_FOUND; FAILED_PRECONDITION / TRANSACTION_NOT_REVERSIBLE,
+        TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED, EARN_POINTS_EXPIRED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTransactions(self, request, context):
-        """A member's statement, newest first.
+        """A member's statement, newest first, paginated, filtered by kind and recording time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,31 +39,56 @@ class LedgerStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LedgerAsyncStub: ...
     EnrollMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.EnrollMemberRequest, _ledger_pb2.EnrollMemberResponse]
-    """Enrolls a shopper; idempotent on member_id."""
+    """Enrolls a shopper; idempotent on member_id. With a referral_code the new member is
+    attributed to the code's owner (NOT_FOUND / REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION /
+    SELF_REFERRAL, ALREADY_REFERRED, REFERRAL_AFTER_FIRST_ORDER).
+    """
     GetMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetMemberRequest, _ledger_pb2.GetMemberResponse]
-    """A member with balance, tier and referral code."""
+    """A member with balance, tier, progress to the next tier, referral code and the points
+    expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND).
+    """
     Earn: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.EarnRequest, _ledger_pb2.EarnResponse]
-    """Earns points for an order."""
+    """Earns points for an order: base rate, tier bonus and campaigns as of the order's
+    occur_time, with a breakdown per source. An order earns once (ALREADY_EXISTS /
+    ORDER_ALREADY_EARNED, even under a new idempotency key).
+    """
     QuoteEarn: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.QuoteEarnRequest, _ledger_pb2.QuoteEarnResponse]
     """Answers what Earn would write now, writing nothing."""
     Redeem: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RedeemRequest, _ledger_pb2.RedeemResponse]
-    """Immediately debits points (or a reward's price)."""
+    """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+    INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
+    """
     AuthorizeRedemption: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AuthorizeRedemptionRequest, _ledger_pb2.AuthorizeRedemptionResponse]
-    """Reserves available points for a till; returns a hold."""
+    """Reserves available points for a till; returns a hold that lapses by itself at its
+    expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS).
+    """
     CaptureRedemption: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CaptureRedemptionRequest, _ledger_pb2.CaptureRedemptionResponse]
-    """Debits all or part of a hold; the rest is released."""
+    """Debits all or part of a hold; the rest is released (FAILED_PRECONDITION / HOLD_NOT_OPEN,
+    CAPTURE_EXCEEDS_HOLD, or INSUFFICIENT_POINTS when held points expired meanwhile).
+    """
     VoidRedemption: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.VoidRedemptionRequest, _ledger_pb2.VoidRedemptionResponse]
-    """Releases a hold."""
+    """Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when captured, voided or lapsed)."""
     RefundOrder: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RefundOrderRequest, _ledger_pb2.RefundOrderResponse]
-    """Claws back an order's earned points in proportion to the refunded amount."""
+    """Claws back an order's earned points in proportion to the refunded amount, cumulatively
+    never more than earned, still-pending points first (NOT_FOUND / ORDER_NOT_FOUND;
+    FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER, ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS).
+    """
     RecordActivity: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]
-    """Earns points by activity rules (e.g. review_submitted)."""
+    """Earns points by activity rules (e.g. review_submitted): NOT_FOUND /
+    ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED, PERMISSION_DENIED /
+    ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the key's role.
+    """
     AdjustPoints: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AdjustPointsRequest, _ledger_pb2.AdjustPointsResponse]
-    """Support: a signed goodwill or correction adjustment with a reason."""
+    """Support: a signed goodwill or correction adjustment with a reason
+    (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy).
+    """
     ReverseTransaction: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReverseTransactionRequest, _ledger_pb2.ReverseTransactionResponse]
-    """Support: an exact reversing transaction of a given transaction."""
+    """Support: an exact reversing transaction of a given transaction (NOT_FOUND /
+    TRANSACTION_NOT_FOUND; FAILED_PRECONDITION / TRANSACTION_NOT_REVERSIBLE,
+    TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED, EARN_POINTS_EXPIRED).
+    """
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListTransactionsRequest, _ledger_pb2.ListTransactionsResponse]
-    """A member's statement, newest first."""
+    """A member's statement, newest first, paginated, filtered by kind and recording time."""
     ListReferrals: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListReferralsRequest, _ledger_pb2.ListReferralsResponse]
     """The members a referrer referred, with each referral's state and points."""
 
@@ -76,31 +101,56 @@ class LedgerAsyncStub(LedgerStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     EnrollMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.EnrollMemberRequest, _ledger_pb2.EnrollMemberResponse]  # type: ignore[assignment]
-    """Enrolls a shopper; idempotent on member_id."""
+    """Enrolls a shopper; idempotent on member_id. With a referral_code the new member is
+    attributed to the code's owner (NOT_FOUND / REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION /
+    SELF_REFERRAL, ALREADY_REFERRED, REFERRAL_AFTER_FIRST_ORDER).
+    """
     GetMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetMemberRequest, _ledger_pb2.GetMemberResponse]  # type: ignore[assignment]
-    """A member with balance, tier and referral code."""
+    """A member with balance, tier, progress to the next tier, referral code and the points
+    expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND).
+    """
     Earn: _aio.UnaryUnaryMultiCallable[_ledger_pb2.EarnRequest, _ledger_pb2.EarnResponse]  # type: ignore[assignment]
-    """Earns points for an order."""
+    """Earns points for an order: base rate, tier bonus and campaigns as of the order's
+    occur_time, with a breakdown per source. An order earns once (ALREADY_EXISTS /
+    ORDER_ALREADY_EARNED, even under a new idempotency key).
+    """
     QuoteEarn: _aio.UnaryUnaryMultiCallable[_ledger_pb2.QuoteEarnRequest, _ledger_pb2.QuoteEarnResponse]  # type: ignore[assignment]
     """Answers what Earn would write now, writing nothing."""
     Redeem: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RedeemRequest, _ledger_pb2.RedeemResponse]  # type: ignore[assignment]
-    """Immediately debits points (or a reward's price)."""
+    """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+    INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
+    """
     AuthorizeRedemption: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AuthorizeRedemptionRequest, _ledger_pb2.AuthorizeRedemptionResponse]  # type: ignore[assignment]
-    """Reserves available points for a till; returns a hold."""
+    """Reserves available points for a till; returns a hold that lapses by itself at its
+    expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS).
+    """
     CaptureRedemption: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CaptureRedemptionRequest, _ledger_pb2.CaptureRedemptionResponse]  # type: ignore[assignment]
-    """Debits all or part of a hold; the rest is released."""
+    """Debits all or part of a hold; the rest is released (FAILED_PRECONDITION / HOLD_NOT_OPEN,
+    CAPTURE_EXCEEDS_HOLD, or INSUFFICIENT_POINTS when held points expired meanwhile).
+    """
     VoidRedemption: _aio.UnaryUnaryMultiCallable[_ledger_pb2.VoidRedemptionRequest, _ledger_pb2.VoidRedemptionResponse]  # type: ignore[assignment]
-    """Releases a hold."""
+    """Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when captured, voided or lapsed)."""
     RefundOrder: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RefundOrderRequest, _ledger_pb2.RefundOrderResponse]  # type: ignore[assignment]
-    """Claws back an order's earned points in proportion to the refunded amount."""
+    """Claws back an order's earned points in proportion to the refunded amount, cumulatively
+    never more than earned, still-pending points first (NOT_FOUND / ORDER_NOT_FOUND;
+    FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER, ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS).
+    """
     RecordActivity: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]  # type: ignore[assignment]
-    """Earns points by activity rules (e.g. review_submitted)."""
+    """Earns points by activity rules (e.g. review_submitted): NOT_FOUND /
+    ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED, PERMISSION_DENIED /
+    ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the key's role.
+    """
     AdjustPoints: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AdjustPointsRequest, _ledger_pb2.AdjustPointsResponse]  # type: ignore[assignment]
-    """Support: a signed goodwill or correction adjustment with a reason."""
+    """Support: a signed goodwill or correction adjustment with a reason
+    (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy).
+    """
     ReverseTransaction: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReverseTransactionRequest, _ledger_pb2.ReverseTransactionResponse]  # type: ignore[assignment]
-    """Support: an exact reversing transaction of a given transaction."""
+    """Support: an exact reversing transaction of a given transaction (NOT_FOUND /
+    TRANSACTION_NOT_FOUND; FAILED_PRECONDITION / TRANSACTION_NOT_REVERSIBLE,
+    TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED, EARN_POINTS_EXPIRED).
+    """
     ListTransactions: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListTransactionsRequest, _ledger_pb2.ListTransactionsResponse]  # type: ignore[assignment]
-    """A member's statement, newest first."""
+    """A member's statement, newest first, paginated, filtered by kind and recording time."""
     ListReferrals: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListReferralsRequest, _ledger_pb2.ListReferralsResponse]  # type: ignore[assignment]
     """The members a referrer referred, with each referral's state and points."""
 
@@ -116,7 +166,10 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.EnrollMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.EnrollMemberResponse, _abc.Awaitable[_ledger_pb2.EnrollMemberResponse]]:
-        """Enrolls a shopper; idempotent on member_id."""
+        """Enrolls a shopper; idempotent on member_id. With a referral_code the new member is
+        attributed to the code's owner (NOT_FOUND / REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION /
+        SELF_REFERRAL, ALREADY_REFERRED, REFERRAL_AFTER_FIRST_ORDER).
+        """
 
     @_abc_1.abstractmethod
     def GetMember(
@@ -124,7 +177,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetMemberRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetMemberResponse, _abc.Awaitable[_ledger_pb2.GetMemberResponse]]:
-        """A member with balance, tier and referral code."""
+        """A member with balance, tier, progress to the next tier, referral code and the points
+        expiring within 30 days (NOT_FOUND / MEMBER_NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def Earn(
@@ -132,7 +187,10 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.EarnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.EarnResponse, _abc.Awaitable[_ledger_pb2.EarnResponse]]:
-        """Earns points for an order."""
+        """Earns points for an order: base rate, tier bonus and campaigns as of the order's
+        occur_time, with a breakdown per source. An order earns once (ALREADY_EXISTS /
+        ORDER_ALREADY_EARNED, even under a new idempotency key).
+        """
 
     @_abc_1.abstractmethod
     def QuoteEarn(
@@ -148,7 +206,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.RedeemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RedeemResponse, _abc.Awaitable[_ledger_pb2.RedeemResponse]]:
-        """Immediately debits points (or a reward's price)."""
+        """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
+        INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
+        """
 
     @_abc_1.abstractmethod
     def AuthorizeRedemption(
@@ -156,7 +216,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.AuthorizeRedemptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.AuthorizeRedemptionResponse, _abc.Awaitable[_ledger_pb2.AuthorizeRedemptionResponse]]:
-        """Reserves available points for a till; returns a hold."""
+        """Reserves available points for a till; returns a hold that lapses by itself at its
+        expire_time (FAILED_PRECONDITION / INSUFFICIENT_POINTS).
+        """
 
     @_abc_1.abstractmethod
     def CaptureRedemption(
@@ -164,7 +226,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.CaptureRedemptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.CaptureRedemptionResponse, _abc.Awaitable[_ledger_pb2.CaptureRedemptionResponse]]:
-        """Debits all or part of a hold; the rest is released."""
+        """Debits all or part of a hold; the rest is released (FAILED_PRECONDITION / HOLD_NOT_OPEN,
+        CAPTURE_EXCEEDS_HOLD, or INSUFFICIENT_POINTS when held points expired meanwhile).
+        """
 
     @_abc_1.abstractmethod
     def VoidRedemption(
@@ -172,7 +236,7 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.VoidRedemptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.VoidRedemptionResponse, _abc.Awaitable[_ledger_pb2.VoidRedemptionResponse]]:
-        """Releases a hold."""
+        """Releases a hold (FAILED_PRECONDITION / HOLD_NOT_OPEN when captured, voided or lapsed)."""
 
     @_abc_1.abstractmethod
     def RefundOrder(
@@ -180,7 +244,10 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.RefundOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RefundOrderResponse, _abc.Awaitable[_ledger_pb2.RefundOrderResponse]]:
-        """Claws back an order's earned points in proportion to the refunded amount."""
+        """Claws back an order's earned points in proportion to the refunded amount, cumulatively
+        never more than earned, still-pending points first (NOT_FOUND / ORDER_NOT_FOUND;
+        FAILED_PRECONDITION / REFUND_EXCEEDS_ORDER, ORDER_EARN_REVERSED, ORDER_EARNED_NO_POINTS).
+        """
 
     @_abc_1.abstractmethod
     def RecordActivity(
@@ -188,7 +255,10 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.RecordActivityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RecordActivityResponse, _abc.Awaitable[_ledger_pb2.RecordActivityResponse]]:
-        """Earns points by activity rules (e.g. review_submitted)."""
+        """Earns points by activity rules (e.g. review_submitted): NOT_FOUND /
+        ACTIVITY_RULE_NOT_FOUND, FAILED_PRECONDITION / ACTIVITY_LIMIT_REACHED, PERMISSION_DENIED /
+        ACTIVITY_ROLE_NOT_ALLOWED when the rule does not list the key's role.
+        """
 
     @_abc_1.abstractmethod
     def AdjustPoints(
@@ -196,7 +266,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.AdjustPointsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.AdjustPointsResponse, _abc.Awaitable[_ledger_pb2.AdjustPointsResponse]]:
-        """Support: a signed goodwill or correction adjustment with a reason."""
+        """Support: a signed goodwill or correction adjustment with a reason
+        (FAILED_PRECONDITION / NEGATIVE_BALANCE_FORBIDDEN under that program policy).
+        """
 
     @_abc_1.abstractmethod
     def ReverseTransaction(
@@ -204,7 +276,10 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ReverseTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ReverseTransactionResponse, _abc.Awaitable[_ledger_pb2.ReverseTransactionResponse]]:
-        """Support: an exact reversing transaction of a given transaction."""
+        """Support: an exact reversing transaction of a given transaction (NOT_FOUND /
+        TRANSACTION_NOT_FOUND; FAILED_PRECONDITION / TRANSACTION_NOT_REVERSIBLE,
+        TRANSACTION_ALREADY_REVERSED, EARN_PARTLY_REFUNDED, EARN_POINTS_EXPIRED).
+        """
 
     @_abc_1.abstractmethod
     def ListTransactions(
@@ -212,7 +287,7 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListTransactionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListTransactionsResponse, _abc.Awaitable[_ledger_pb2.ListTransactionsResponse]]:
-        """A member's statement, newest first."""
+        """A member's statement, newest first, paginated, filtered by kind and recording time."""
 
     @_abc_1.abstractmethod
     def ListReferrals(

@@ -31,17 +31,25 @@ class _RoundingMode:
 class _RoundingModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoundingMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ROUNDING_MODE_UNSPECIFIED: _RoundingMode.ValueType  # 0
+    """Not given; in UpdateProgram it is INVALID_ARGUMENT."""
     ROUNDING_MODE_DOWN: _RoundingMode.ValueType  # 1
+    """Down to the whole point below (the default)."""
     ROUNDING_MODE_HALF_UP: _RoundingMode.ValueType  # 2
+    """To the nearest whole point, halves up."""
     ROUNDING_MODE_UP: _RoundingMode.ValueType  # 3
+    """Up to the whole point above."""
 
 class RoundingMode(_RoundingMode, metaclass=_RoundingModeEnumTypeWrapper):
     """How fractional points are rounded, once per order."""
 
 ROUNDING_MODE_UNSPECIFIED: RoundingMode.ValueType  # 0
+"""Not given; in UpdateProgram it is INVALID_ARGUMENT."""
 ROUNDING_MODE_DOWN: RoundingMode.ValueType  # 1
+"""Down to the whole point below (the default)."""
 ROUNDING_MODE_HALF_UP: RoundingMode.ValueType  # 2
+"""To the nearest whole point, halves up."""
 ROUNDING_MODE_UP: RoundingMode.ValueType  # 3
+"""Up to the whole point above."""
 Global___RoundingMode: _TypeAlias = RoundingMode  # noqa: Y015
 
 class _NegativeBalancePolicy:
@@ -51,6 +59,7 @@ class _NegativeBalancePolicy:
 class _NegativeBalancePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NegativeBalancePolicy.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     NEGATIVE_BALANCE_POLICY_UNSPECIFIED: _NegativeBalancePolicy.ValueType  # 0
+    """Not given; in UpdateProgram it is INVALID_ARGUMENT."""
     NEGATIVE_BALANCE_POLICY_ALLOW: _NegativeBalancePolicy.ValueType  # 1
     """The balance may go negative (default)."""
     NEGATIVE_BALANCE_POLICY_FORBID: _NegativeBalancePolicy.ValueType  # 2
@@ -60,6 +69,7 @@ class NegativeBalancePolicy(_NegativeBalancePolicy, metaclass=_NegativeBalancePo
     """What happens when a clawback or adjustment would push posted below zero."""
 
 NEGATIVE_BALANCE_POLICY_UNSPECIFIED: NegativeBalancePolicy.ValueType  # 0
+"""Not given; in UpdateProgram it is INVALID_ARGUMENT."""
 NEGATIVE_BALANCE_POLICY_ALLOW: NegativeBalancePolicy.ValueType  # 1
 """The balance may go negative (default)."""
 NEGATIVE_BALANCE_POLICY_FORBID: NegativeBalancePolicy.ValueType  # 2
@@ -73,7 +83,9 @@ class _ExpiryMode:
 class _ExpiryModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExpiryMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     EXPIRY_MODE_UNSPECIFIED: _ExpiryMode.ValueType  # 0
+    """Not given; in UpdateProgram it is INVALID_ARGUMENT."""
     EXPIRY_MODE_NONE: _ExpiryMode.ValueType  # 1
+    """Points never expire (the default)."""
     EXPIRY_MODE_ROLLING: _ExpiryMode.ValueType  # 2
     """Each earn's points expire a fixed number of days after it."""
     EXPIRY_MODE_INACTIVITY: _ExpiryMode.ValueType  # 3
@@ -83,7 +95,9 @@ class ExpiryMode(_ExpiryMode, metaclass=_ExpiryModeEnumTypeWrapper):
     """How points expire."""
 
 EXPIRY_MODE_UNSPECIFIED: ExpiryMode.ValueType  # 0
+"""Not given; in UpdateProgram it is INVALID_ARGUMENT."""
 EXPIRY_MODE_NONE: ExpiryMode.ValueType  # 1
+"""Points never expire (the default)."""
 EXPIRY_MODE_ROLLING: ExpiryMode.ValueType  # 2
 """Each earn's points expire a fixed number of days after it."""
 EXPIRY_MODE_INACTIVITY: ExpiryMode.ValueType  # 3
@@ -97,21 +111,37 @@ class _ApiKeyRole:
 class _ApiKeyRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApiKeyRole.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     API_KEY_ROLE_UNSPECIFIED: _ApiKeyRole.ValueType  # 0
+    """Not a role; INVALID_ARGUMENT where a role is expected."""
     API_KEY_ROLE_POS: _ApiKeyRole.ValueType  # 1
+    """A till: enroll, earn, redeem, holds, refunds, activities, statements."""
     API_KEY_ROLE_STOREFRONT: _ApiKeyRole.ValueType  # 2
+    """A web or app storefront: enroll, read members and statements, quote, list tiers and
+    rewards, activities its rules allow.
+    """
     API_KEY_ROLE_SUPPORT: _ApiKeyRole.ValueType  # 3
+    """Customer support: everything a POS key may, plus AdjustPoints and ReverseTransaction."""
     API_KEY_ROLE_MARKETING: _ApiKeyRole.ValueType  # 4
+    """Marketing: the Programs service, and reads of members, statements and referrals."""
     API_KEY_ROLE_ADMIN: _ApiKeyRole.ValueType  # 5
+    """Everything in its program."""
 
 class ApiKeyRole(_ApiKeyRole, metaclass=_ApiKeyRoleEnumTypeWrapper):
-    """The role of an API key: what the key may call (see the README's "Keys and roles")."""
+    """The role of an API key: what the key may call (docs/api.md, "Roles")."""
 
 API_KEY_ROLE_UNSPECIFIED: ApiKeyRole.ValueType  # 0
+"""Not a role; INVALID_ARGUMENT where a role is expected."""
 API_KEY_ROLE_POS: ApiKeyRole.ValueType  # 1
+"""A till: enroll, earn, redeem, holds, refunds, activities, statements."""
 API_KEY_ROLE_STOREFRONT: ApiKeyRole.ValueType  # 2
+"""A web or app storefront: enroll, read members and statements, quote, list tiers and
+rewards, activities its rules allow.
+"""
 API_KEY_ROLE_SUPPORT: ApiKeyRole.ValueType  # 3
+"""Customer support: everything a POS key may, plus AdjustPoints and ReverseTransaction."""
 API_KEY_ROLE_MARKETING: ApiKeyRole.ValueType  # 4
+"""Marketing: the Programs service, and reads of members, statements and referrals."""
 API_KEY_ROLE_ADMIN: ApiKeyRole.ValueType  # 5
+"""Everything in its program."""
 Global___ApiKeyRole: _TypeAlias = ApiKeyRole  # noqa: Y015
 
 class _TierBasis:
@@ -121,6 +151,7 @@ class _TierBasis:
 class _TierBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TierBasis.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TIER_BASIS_UNSPECIFIED: _TierBasis.ValueType  # 0
+    """Not given; in UpdateProgram it is INVALID_ARGUMENT."""
     TIER_BASIS_QUALIFYING_SPEND: _TierBasis.ValueType  # 1
     """Order spend (minor units), less refunds."""
     TIER_BASIS_QUALIFYING_POINTS: _TierBasis.ValueType  # 2
@@ -130,6 +161,7 @@ class TierBasis(_TierBasis, metaclass=_TierBasisEnumTypeWrapper):
     """What counts toward tiers."""
 
 TIER_BASIS_UNSPECIFIED: TierBasis.ValueType  # 0
+"""Not given; in UpdateProgram it is INVALID_ARGUMENT."""
 TIER_BASIS_QUALIFYING_SPEND: TierBasis.ValueType  # 1
 """Order spend (minor units), less refunds."""
 TIER_BASIS_QUALIFYING_POINTS: TierBasis.ValueType  # 2
@@ -143,6 +175,7 @@ class _TierWindow:
 class _TierWindowEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TierWindow.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TIER_WINDOW_UNSPECIFIED: _TierWindow.ValueType  # 0
+    """Not given; in UpdateProgram it is INVALID_ARGUMENT."""
     TIER_WINDOW_ROLLING: _TierWindow.ValueType  # 1
     """The tier's qualification_days before the moment of evaluation."""
     TIER_WINDOW_CALENDAR_YEAR: _TierWindow.ValueType  # 2
@@ -152,6 +185,7 @@ class TierWindow(_TierWindow, metaclass=_TierWindowEnumTypeWrapper):
     """Over which window qualifying activity is counted."""
 
 TIER_WINDOW_UNSPECIFIED: TierWindow.ValueType  # 0
+"""Not given; in UpdateProgram it is INVALID_ARGUMENT."""
 TIER_WINDOW_ROLLING: TierWindow.ValueType  # 1
 """The tier's qualification_days before the moment of evaluation."""
 TIER_WINDOW_CALENDAR_YEAR: TierWindow.ValueType  # 2
@@ -165,17 +199,33 @@ class _StackingMode:
 class _StackingModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StackingMode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     STACKING_MODE_UNSPECIFIED: _StackingMode.ValueType  # 0
+    """Not given; CreateCampaign then uses STACKING_MODE_STACK."""
     STACKING_MODE_STACK: _StackingMode.ValueType  # 1
+    """Applies together with every other STACK campaign (unless an EXCLUSIVE one applies)."""
     STACKING_MODE_BEST_ONLY: _StackingMode.ValueType  # 2
+    """Of the BEST_ONLY campaigns that apply, only the one awarding most (then higher
+    priority, then lower id) applies, on top of the STACK ones.
+    """
     STACKING_MODE_EXCLUSIVE: _StackingMode.ValueType  # 3
+    """If any EXCLUSIVE campaign applies, only the one with the highest priority (then lower
+    id) applies, alone.
+    """
 
 class StackingMode(_StackingMode, metaclass=_StackingModeEnumTypeWrapper):
     """How a campaign combines with others."""
 
 STACKING_MODE_UNSPECIFIED: StackingMode.ValueType  # 0
+"""Not given; CreateCampaign then uses STACKING_MODE_STACK."""
 STACKING_MODE_STACK: StackingMode.ValueType  # 1
+"""Applies together with every other STACK campaign (unless an EXCLUSIVE one applies)."""
 STACKING_MODE_BEST_ONLY: StackingMode.ValueType  # 2
+"""Of the BEST_ONLY campaigns that apply, only the one awarding most (then higher
+priority, then lower id) applies, on top of the STACK ones.
+"""
 STACKING_MODE_EXCLUSIVE: StackingMode.ValueType  # 3
+"""If any EXCLUSIVE campaign applies, only the one with the highest priority (then lower
+id) applies, alone.
+"""
 Global___StackingMode: _TypeAlias = StackingMode  # noqa: Y015
 
 @_typing.final
@@ -187,7 +237,9 @@ class EarnRate(_message.Message):
     POINTS_FIELD_NUMBER: _builtins.int
     PER_AMOUNT_FIELD_NUMBER: _builtins.int
     points: _builtins.int
+    """Points earned per per_amount, between 0 and 1000000."""
     per_amount: _builtins.int
+    """Minor units of the program currency, between 1 and 10^9 (100 = 1.00 USD)."""
     def __init__(
         self,
         *,
@@ -249,8 +301,11 @@ class ChannelEarnRate(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     channel: _common_pb2.Channel.ValueType
+    """The channel, named once in the program's list."""
     @_builtins.property
-    def rate(self) -> Global___EarnRate: ...
+    def rate(self) -> Global___EarnRate:
+        """Its base rate, instead of the program's earn_rate."""
+
     def __init__(
         self,
         *,
@@ -279,6 +334,7 @@ class ActivityRule(_message.Message):
     activity_type: _builtins.str
     """e.g. "review_submitted", "app_installed"."""
     points: _builtins.int
+    """Points each rewarded activity earns, positive."""
     max_per_period: _builtins.int
     """At most this many rewarded activities of this type per member per period; 0 = no limit."""
     period_days: _builtins.int
@@ -311,7 +367,9 @@ Global___ActivityRule: _TypeAlias = ActivityRule  # noqa: Y015
 
 @_typing.final
 class Program(_message.Message):
-    """A loyalty program's settings."""
+    """A loyalty program's settings. UpdateProgram changes the fields its update_mask names;
+    program_id, create_time and update_time are output only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -338,41 +396,65 @@ class Program(_message.Message):
     TIER_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     REFERRAL_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
+    """Output only: the program's id ("prg_...")."""
     name: _builtins.str
+    """The program's name, unique on the server (ALREADY_EXISTS / PROGRAM_NAME_TAKEN)."""
     currency: _builtins.str
     """ISO-4217 currency of the program's orders."""
     rounding_mode: Global___RoundingMode.ValueType
+    """How an order's fractional points are rounded (default ROUNDING_MODE_DOWN)."""
     pending_days: _builtins.int
-    """Return window: earned points stay pending this many days."""
+    """Return window: earned points stay pending this many days (0 to 365)."""
     expiry_mode: Global___ExpiryMode.ValueType
+    """How points expire (default EXPIRY_MODE_NONE)."""
     expiry_days: _builtins.int
+    """ROLLING: days after an earn's occur_time its points expire; INACTIVITY: days without
+    activity after which all points expire. Up to 3650; positive when points expire.
+    """
     negative_balance_policy: Global___NegativeBalancePolicy.ValueType
+    """Whether clawbacks and adjustments may push posted below zero (default ALLOW)."""
     hold_ttl_seconds: _builtins.int
-    """Default lifetime of a redemption hold."""
+    """Default lifetime of a redemption hold in seconds (default 900, at most 7 days)."""
     max_backdate_days: _builtins.int
-    """Orders older than this are refused."""
+    """Orders (and activities) older than this many days are refused (default 90)."""
     min_order_amount: _builtins.int
     """Orders below this amount (minor units) earn no base points."""
     tier_basis: Global___TierBasis.ValueType
+    """What counts toward tiers (default TIER_BASIS_QUALIFYING_SPEND)."""
     tier_window: Global___TierWindow.ValueType
+    """Over which window (default TIER_WINDOW_ROLLING)."""
     tier_period_days: _builtins.int
     """How long a reached tier is held before it is re-evaluated (default 365)."""
     tier_grace_days: _builtins.int
     """Extra days after the tier period before a downgrade applies."""
     @_builtins.property
-    def earn_rate(self) -> Global___EarnRate: ...
+    def earn_rate(self) -> Global___EarnRate:
+        """The base earn rate (default 1 point per 100 minor units)."""
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when the program was created."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when its settings last changed."""
+
     @_builtins.property
-    def channel_earn_rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelEarnRate]: ...
+    def channel_earn_rates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelEarnRate]:
+        """Base rates per channel, instead of earn_rate; a channel at most once."""
+
     @_builtins.property
-    def earn_rate_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___EarnRateRule]: ...
+    def earn_rate_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___EarnRateRule]:
+        """SKU and category rates and exclusions (at most 200)."""
+
     @_builtins.property
-    def activity_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityRule]: ...
+    def activity_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityRule]:
+        """Points for activities recorded with RecordActivity (at most 200)."""
+
     @_builtins.property
-    def referral(self) -> Global___ReferralRules: ...
+    def referral(self) -> Global___ReferralRules:
+        """How referrals are rewarded."""
+
     def __init__(
         self,
         *,
@@ -424,12 +506,15 @@ class ReferralRules(_message.Message):
     ATTRIBUTION_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     COUNTS_TOWARD_TIERS_FIELD_NUMBER: _builtins.int
     referrer_points: _builtins.int
+    """Points for the referrer (0 = none)."""
     referee_points: _builtins.int
+    """Points for the referee (0 = none)."""
     min_order_amount: _builtins.int
     """The first order must be at least this amount (minor units) to qualify."""
     max_rewarded_per_referrer: _builtins.int
     """At most this many rewarded referrals per referrer per cap period; 0 = no cap."""
     cap_period_days: _builtins.int
+    """The cap's period in days (0 means 30)."""
     attribution_window_days: _builtins.int
     """The first order must come within this many days of the code being used; 0 = no limit."""
     counts_toward_tiers: _builtins.bool
@@ -464,10 +549,11 @@ class Tier(_message.Message):
     EARN_MULTIPLIER_BPS_FIELD_NUMBER: _builtins.int
     QUALIFICATION_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """Unique in the list, 1-64 characters, one line."""
     threshold: _builtins.int
     """Qualifying value needed (spend in minor units or points)."""
     earn_multiplier_bps: _builtins.int
-    """Earn multiplier in basis points (10000 = 1x)."""
+    """Earn multiplier in basis points (10000 = 1x; 0 means 1x), at most 1000000."""
     qualification_days: _builtins.int
     """Qualification window in days for the rolling window (0 means 365)."""
     def __init__(
@@ -499,15 +585,27 @@ class CampaignConditions(_message.Message):
     MIN_ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
     ACTIVITY_TYPE_FIELD_NUMBER: _builtins.int
     min_order_amount: _builtins.int
+    """Only orders of at least this amount (minor units)."""
     activity_type: _builtins.str
+    """Set: the campaign applies to RecordActivity of this type only, never to orders."""
     @_builtins.property
-    def channels(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Channel.ValueType]: ...
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Channel.ValueType]:
+        """Only orders from these channels."""
+
     @_builtins.property
-    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only members holding one of these tiers (by name)."""
+
     @_builtins.property
-    def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def skus(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only orders with a line of one of these SKUs; a multiplier then multiplies only the
+        base points of the matching lines.
+        """
+
     @_builtins.property
-    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only orders with a line in one of these categories (like skus)."""
+
     def __init__(
         self,
         *,
@@ -539,15 +637,21 @@ class Campaign(_message.Message):
     class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Campaign._State.ValueType], _builtins.type):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: Campaign._State.ValueType  # 0
+        """Not given; as a ListCampaigns filter it lists every state."""
         STATE_ACTIVE: Campaign._State.ValueType  # 1
+        """Awards points to orders and activities inside its window."""
         STATE_PAUSED: Campaign._State.ValueType  # 2
+        """Awards nothing until set active again."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Lifecycle of a campaign."""
 
     STATE_UNSPECIFIED: Campaign.State.ValueType  # 0
+    """Not given; as a ListCampaigns filter it lists every state."""
     STATE_ACTIVE: Campaign.State.ValueType  # 1
+    """Awards points to orders and activities inside its window."""
     STATE_PAUSED: Campaign.State.ValueType  # 2
+    """Awards nothing until set active again."""
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
@@ -568,9 +672,11 @@ class Campaign(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     MEMBERS_AWARDED_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Output only: the campaign's id ("cmp_..."); names it in UpdateCampaign."""
     name: _builtins.str
+    """Required, one line of at most 128 characters; shown in the breakdown."""
     time_zone: _builtins.str
-    """IANA time zone the window was set in, e.g. "Europe/Paris"."""
+    """IANA time zone the window was set in, e.g. "Europe/Paris" (default "UTC")."""
     multiplier_bps: _builtins.int
     """Multiplier on base points in basis points (20000 = 2x), above 10000 and at most
     1000000.
@@ -578,10 +684,17 @@ class Campaign(_message.Message):
     bonus_points: _builtins.int
     """Fixed bonus points per qualifying order or activity, between 1 and 10^9."""
     stacking_mode: Global___StackingMode.ValueType
+    """How it combines with other campaigns (default STACKING_MODE_STACK)."""
     priority: _builtins.int
+    """Between -1000 and 1000; higher wins among EXCLUSIVE campaigns and ties among BEST_ONLY
+    ones, and is served first when caps and budgets cut awards.
+    """
     per_member_cap: _builtins.int
+    """At most this many points per member over the campaign; 0 = no cap."""
     budget: _builtins.int
+    """At most this many points in all, never overspent by concurrent tills; 0 = no budget."""
     state: Global___Campaign.State.ValueType
+    """Active or paused; output only in CreateCampaign."""
     points_awarded: _builtins.int
     """Points awarded so far."""
     budget_remaining: _builtins.int
@@ -589,15 +702,27 @@ class Campaign(_message.Message):
     members_awarded: _builtins.int
     """Members who received points from it."""
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Required: the first instant of the window (inclusive), compared with an order's
+        occur_time.
+        """
+
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Required: the end of the window (exclusive), after start_time."""
+
     @_builtins.property
-    def conditions(self) -> Global___CampaignConditions: ...
+    def conditions(self) -> Global___CampaignConditions:
+        """Which orders or activities it applies to."""
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when the campaign was created."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when it last changed."""
+
     def __init__(
         self,
         *,
@@ -645,17 +770,25 @@ class Reward(_message.Message):
     UNLIMITED_STOCK_FIELD_NUMBER: _builtins.int
     REDEEMED_FIELD_NUMBER: _builtins.int
     reward_id: _builtins.str
+    """Output only: the reward's id ("rwd_..."), for Redeem's reward_id."""
     name: _builtins.str
+    """Required, one line of at most 128 characters."""
     points_price: _builtins.int
+    """Points a redemption debits, between 1 and 10^12."""
     stock: _builtins.int
     """Units left; ignored when unlimited_stock."""
     unlimited_stock: _builtins.bool
+    """No stock limit (then stock must be 0)."""
     redeemed: _builtins.int
     """Units redeemed so far."""
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional: redeemable from this instant (REWARD_NOT_AVAILABLE before)."""
+
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional: redeemable before this instant (REWARD_NOT_AVAILABLE from then on)."""
+
     def __init__(
         self,
         *,
@@ -678,6 +811,8 @@ Global___Reward: _TypeAlias = Reward  # noqa: Y015
 
 @_typing.final
 class GetProgramRequest(_message.Message):
+    """Reads the caller's program."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -693,11 +828,15 @@ Global___GetProgramRequest: _TypeAlias = GetProgramRequest  # noqa: Y015
 
 @_typing.final
 class GetProgramResponse(_message.Message):
+    """The caller's program."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROGRAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def program(self) -> Global___Program: ...
+    def program(self) -> Global___Program:
+        """Its settings."""
+
     def __init__(
         self,
         *,
@@ -713,12 +852,16 @@ Global___GetProgramResponse: _TypeAlias = GetProgramResponse  # noqa: Y015
 
 @_typing.final
 class UpdateProgramRequest(_message.Message):
+    """Changes program settings."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROGRAM_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def program(self) -> Global___Program: ...
+    def program(self) -> Global___Program:
+        """The new values of the fields named in update_mask; other fields are ignored."""
+
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Paths of Program to change, e.g. "earn_rate", "pending_days"."""
@@ -739,11 +882,15 @@ Global___UpdateProgramRequest: _TypeAlias = UpdateProgramRequest  # noqa: Y015
 
 @_typing.final
 class UpdateProgramResponse(_message.Message):
+    """The program after the change."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROGRAM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def program(self) -> Global___Program: ...
+    def program(self) -> Global___Program:
+        """Its settings."""
+
     def __init__(
         self,
         *,
@@ -759,6 +906,8 @@ Global___UpdateProgramResponse: _TypeAlias = UpdateProgramResponse  # noqa: Y015
 
 @_typing.final
 class SetTiersRequest(_message.Message):
+    """Replaces the tier list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIERS_FIELD_NUMBER: _builtins.int
@@ -771,7 +920,11 @@ class SetTiersRequest(_message.Message):
     ALREADY_EXISTS / IDEMPOTENCY_KEY_REUSED. Left empty, every call replaces the tier list.
     """
     @_builtins.property
-    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]: ...
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]:
+        """The tiers in any order (sorted by threshold), at most 20, thresholds distinct; an
+        empty list removes every tier.
+        """
+
     def __init__(
         self,
         *,
@@ -788,11 +941,15 @@ Global___SetTiersRequest: _TypeAlias = SetTiersRequest  # noqa: Y015
 
 @_typing.final
 class SetTiersResponse(_message.Message):
+    """The tier list as saved."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]: ...
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]:
+        """Lowest threshold first."""
+
     def __init__(
         self,
         *,
@@ -808,6 +965,8 @@ Global___SetTiersResponse: _TypeAlias = SetTiersResponse  # noqa: Y015
 
 @_typing.final
 class ListTiersRequest(_message.Message):
+    """Reads the tier list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -823,11 +982,15 @@ Global___ListTiersRequest: _TypeAlias = ListTiersRequest  # noqa: Y015
 
 @_typing.final
 class ListTiersResponse(_message.Message):
+    """The tier list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]: ...
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tier]:
+        """Lowest threshold first."""
+
     def __init__(
         self,
         *,
@@ -843,6 +1006,8 @@ Global___ListTiersResponse: _TypeAlias = ListTiersResponse  # noqa: Y015
 
 @_typing.final
 class CreateCampaignRequest(_message.Message):
+    """Creates a campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
@@ -855,7 +1020,9 @@ class CreateCampaignRequest(_message.Message):
     IDEMPOTENCY_KEY_REUSED. Left empty, every call creates a campaign.
     """
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """The campaign; campaign_id, state and the output-only fields are ignored."""
+
     def __init__(
         self,
         *,
@@ -872,11 +1039,15 @@ Global___CreateCampaignRequest: _TypeAlias = CreateCampaignRequest  # noqa: Y015
 
 @_typing.final
 class CreateCampaignResponse(_message.Message):
+    """The campaign created."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """With its campaign_id."""
+
     def __init__(
         self,
         *,
@@ -892,14 +1063,23 @@ Global___CreateCampaignResponse: _TypeAlias = CreateCampaignResponse  # noqa: Y0
 
 @_typing.final
 class UpdateCampaignRequest(_message.Message):
+    """Changes a campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """campaign_id names the campaign; the fields named in update_mask are its new values."""
+
     @_builtins.property
-    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of Campaign to change: name, start_time, end_time, time_zone, multiplier_bps,
+        bonus_points, conditions, stacking_mode, priority, per_member_cap, budget, state. A
+        member of the oneof effect named but not set is cleared (name both to switch effects).
+        """
+
     def __init__(
         self,
         *,
@@ -916,11 +1096,15 @@ Global___UpdateCampaignRequest: _TypeAlias = UpdateCampaignRequest  # noqa: Y015
 
 @_typing.final
 class UpdateCampaignResponse(_message.Message):
+    """The campaign after the change."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """With its report."""
+
     def __init__(
         self,
         *,
@@ -936,10 +1120,13 @@ Global___UpdateCampaignResponse: _TypeAlias = UpdateCampaignResponse  # noqa: Y0
 
 @_typing.final
 class GetCampaignRequest(_message.Message):
+    """Reads a campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required: the campaign's id."""
     def __init__(
         self,
         *,
@@ -955,11 +1142,15 @@ Global___GetCampaignRequest: _TypeAlias = GetCampaignRequest  # noqa: Y015
 
 @_typing.final
 class GetCampaignResponse(_message.Message):
+    """The campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """With points awarded, budget left and members awarded."""
+
     def __init__(
         self,
         *,
@@ -975,12 +1166,15 @@ Global___GetCampaignResponse: _TypeAlias = GetCampaignResponse  # noqa: Y015
 
 @_typing.final
 class ListCampaignsRequest(_message.Message):
+    """A page of the program's campaigns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """At most 500; 0 means 50."""
     page_token: _builtins.str
     """The previous page's next_page_token, unchanged (opaque, signed): good only for the same
     program and the same filters; anything else is INVALID_ARGUMENT.
@@ -1004,13 +1198,18 @@ Global___ListCampaignsRequest: _TypeAlias = ListCampaignsRequest  # noqa: Y015
 
 @_typing.final
 class ListCampaignsResponse(_message.Message):
+    """A page of the program's campaigns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGNS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]: ...
+    def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]:
+        """In campaign id order."""
+
     def __init__(
         self,
         *,
@@ -1027,10 +1226,13 @@ Global___ListCampaignsResponse: _TypeAlias = ListCampaignsResponse  # noqa: Y015
 
 @_typing.final
 class PauseCampaignRequest(_message.Message):
+    """Pauses a campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required: the campaign's id."""
     def __init__(
         self,
         *,
@@ -1046,11 +1248,15 @@ Global___PauseCampaignRequest: _TypeAlias = PauseCampaignRequest  # noqa: Y015
 
 @_typing.final
 class PauseCampaignResponse(_message.Message):
+    """The paused campaign."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def campaign(self) -> Global___Campaign: ...
+    def campaign(self) -> Global___Campaign:
+        """In STATE_PAUSED."""
+
     def __init__(
         self,
         *,
@@ -1066,6 +1272,8 @@ Global___PauseCampaignResponse: _TypeAlias = PauseCampaignResponse  # noqa: Y015
 
 @_typing.final
 class CreateRewardRequest(_message.Message):
+    """Adds a reward to the catalog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REWARD_FIELD_NUMBER: _builtins.int
@@ -1078,7 +1286,9 @@ class CreateRewardRequest(_message.Message):
     IDEMPOTENCY_KEY_REUSED. Left empty, every call creates a reward.
     """
     @_builtins.property
-    def reward(self) -> Global___Reward: ...
+    def reward(self) -> Global___Reward:
+        """The reward; reward_id and redeemed are ignored."""
+
     def __init__(
         self,
         *,
@@ -1095,11 +1305,15 @@ Global___CreateRewardRequest: _TypeAlias = CreateRewardRequest  # noqa: Y015
 
 @_typing.final
 class CreateRewardResponse(_message.Message):
+    """The reward created."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REWARD_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def reward(self) -> Global___Reward: ...
+    def reward(self) -> Global___Reward:
+        """With its reward_id."""
+
     def __init__(
         self,
         *,
@@ -1115,11 +1329,14 @@ Global___CreateRewardResponse: _TypeAlias = CreateRewardResponse  # noqa: Y015
 
 @_typing.final
 class ListRewardsRequest(_message.Message):
+    """A page of the reward catalog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """At most 500; 0 means 50."""
     page_token: _builtins.str
     """The previous page's next_page_token, unchanged (opaque, signed): good only for the same
     program and the same filters; anything else is INVALID_ARGUMENT.
@@ -1140,13 +1357,18 @@ Global___ListRewardsRequest: _TypeAlias = ListRewardsRequest  # noqa: Y015
 
 @_typing.final
 class ListRewardsResponse(_message.Message):
+    """A page of the reward catalog."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REWARDS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reward]: ...
+    def rewards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reward]:
+        """In reward id order."""
+
     def __init__(
         self,
         *,
@@ -1163,6 +1385,8 @@ Global___ListRewardsResponse: _TypeAlias = ListRewardsResponse  # noqa: Y015
 
 @_typing.final
 class GetReferralReportRequest(_message.Message):
+    """Reads the program's referral figures."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1178,6 +1402,8 @@ Global___GetReferralReportRequest: _TypeAlias = GetReferralReportRequest  # noqa
 
 @_typing.final
 class GetReferralReportResponse(_message.Message):
+    """Program-wide referral figures."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTRIBUTED_FIELD_NUMBER: _builtins.int

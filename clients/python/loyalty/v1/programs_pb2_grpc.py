@@ -109,14 +109,15 @@ class ProgramsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateProgram(self, request, context):
-        """Changes program settings named by update_mask.
+        """Changes program settings named by update_mask; earning rules apply to orders whose
+        occur_time is at or after the change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetTiers(self, request, context):
-        """Replaces the ordered tier list.
+        """Replaces the ordered tier list. Members keep the tier they hold until its period ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,35 +131,38 @@ class ProgramsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateCampaign(self, request, context):
-        """Creates a campaign.
+        """Creates a campaign (active at once); a campaign that could never award anything is
+        INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateCampaign(self, request, context):
-        """Changes a campaign; written transactions keep what they earned.
+        """Changes a campaign; written transactions keep what they earned (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCampaign(self, request, context):
-        """A campaign with points awarded and budget left.
+        """A campaign with points awarded and budget left (NOT_FOUND / CAMPAIGN_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCampaigns(self, request, context):
-        """The program's campaigns.
+        """The program's campaigns, in id order, paginated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseCampaign(self, request, context):
-        """Stops a campaign from awarding points.
+        """Stops a campaign from awarding points (NOT_FOUND / CAMPAIGN_NOT_FOUND); UpdateCampaign
+        with state STATE_ACTIVE resumes it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,7 +176,7 @@ class ProgramsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRewards(self, request, context):
-        """The reward catalog.
+        """The reward catalog, in id order, paginated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

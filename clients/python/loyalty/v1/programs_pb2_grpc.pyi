@@ -38,25 +38,33 @@ class ProgramsStub:
     GetProgram: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetProgramRequest, _programs_pb2.GetProgramResponse]
     """The caller's program settings."""
     UpdateProgram: _grpc.UnaryUnaryMultiCallable[_programs_pb2.UpdateProgramRequest, _programs_pb2.UpdateProgramResponse]
-    """Changes program settings named by update_mask."""
+    """Changes program settings named by update_mask; earning rules apply to orders whose
+    occur_time is at or after the change.
+    """
     SetTiers: _grpc.UnaryUnaryMultiCallable[_programs_pb2.SetTiersRequest, _programs_pb2.SetTiersResponse]
-    """Replaces the ordered tier list."""
+    """Replaces the ordered tier list. Members keep the tier they hold until its period ends."""
     ListTiers: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListTiersRequest, _programs_pb2.ListTiersResponse]
     """The ordered tier list."""
     CreateCampaign: _grpc.UnaryUnaryMultiCallable[_programs_pb2.CreateCampaignRequest, _programs_pb2.CreateCampaignResponse]
-    """Creates a campaign."""
+    """Creates a campaign (active at once); a campaign that could never award anything is
+    INVALID_ARGUMENT.
+    """
     UpdateCampaign: _grpc.UnaryUnaryMultiCallable[_programs_pb2.UpdateCampaignRequest, _programs_pb2.UpdateCampaignResponse]
-    """Changes a campaign; written transactions keep what they earned."""
+    """Changes a campaign; written transactions keep what they earned (NOT_FOUND /
+    CAMPAIGN_NOT_FOUND).
+    """
     GetCampaign: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetCampaignRequest, _programs_pb2.GetCampaignResponse]
-    """A campaign with points awarded and budget left."""
+    """A campaign with points awarded and budget left (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
     ListCampaigns: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListCampaignsRequest, _programs_pb2.ListCampaignsResponse]
-    """The program's campaigns."""
+    """The program's campaigns, in id order, paginated."""
     PauseCampaign: _grpc.UnaryUnaryMultiCallable[_programs_pb2.PauseCampaignRequest, _programs_pb2.PauseCampaignResponse]
-    """Stops a campaign from awarding points."""
+    """Stops a campaign from awarding points (NOT_FOUND / CAMPAIGN_NOT_FOUND); UpdateCampaign
+    with state STATE_ACTIVE resumes it.
+    """
     CreateReward: _grpc.UnaryUnaryMultiCallable[_programs_pb2.CreateRewardRequest, _programs_pb2.CreateRewardResponse]
     """Adds a reward to the catalog."""
     ListRewards: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListRewardsRequest, _programs_pb2.ListRewardsResponse]
-    """The reward catalog."""
+    """The reward catalog, in id order, paginated."""
     GetReferralReport: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetReferralReportRequest, _programs_pb2.GetReferralReportResponse]
     """Program-wide referral figures."""
 
@@ -68,25 +76,33 @@ class ProgramsAsyncStub(ProgramsStub):
     GetProgram: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetProgramRequest, _programs_pb2.GetProgramResponse]  # type: ignore[assignment]
     """The caller's program settings."""
     UpdateProgram: _aio.UnaryUnaryMultiCallable[_programs_pb2.UpdateProgramRequest, _programs_pb2.UpdateProgramResponse]  # type: ignore[assignment]
-    """Changes program settings named by update_mask."""
+    """Changes program settings named by update_mask; earning rules apply to orders whose
+    occur_time is at or after the change.
+    """
     SetTiers: _aio.UnaryUnaryMultiCallable[_programs_pb2.SetTiersRequest, _programs_pb2.SetTiersResponse]  # type: ignore[assignment]
-    """Replaces the ordered tier list."""
+    """Replaces the ordered tier list. Members keep the tier they hold until its period ends."""
     ListTiers: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListTiersRequest, _programs_pb2.ListTiersResponse]  # type: ignore[assignment]
     """The ordered tier list."""
     CreateCampaign: _aio.UnaryUnaryMultiCallable[_programs_pb2.CreateCampaignRequest, _programs_pb2.CreateCampaignResponse]  # type: ignore[assignment]
-    """Creates a campaign."""
+    """Creates a campaign (active at once); a campaign that could never award anything is
+    INVALID_ARGUMENT.
+    """
     UpdateCampaign: _aio.UnaryUnaryMultiCallable[_programs_pb2.UpdateCampaignRequest, _programs_pb2.UpdateCampaignResponse]  # type: ignore[assignment]
-    """Changes a campaign; written transactions keep what they earned."""
+    """Changes a campaign; written transactions keep what they earned (NOT_FOUND /
+    CAMPAIGN_NOT_FOUND).
+    """
     GetCampaign: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetCampaignRequest, _programs_pb2.GetCampaignResponse]  # type: ignore[assignment]
-    """A campaign with points awarded and budget left."""
+    """A campaign with points awarded and budget left (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
     ListCampaigns: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListCampaignsRequest, _programs_pb2.ListCampaignsResponse]  # type: ignore[assignment]
-    """The program's campaigns."""
+    """The program's campaigns, in id order, paginated."""
     PauseCampaign: _aio.UnaryUnaryMultiCallable[_programs_pb2.PauseCampaignRequest, _programs_pb2.PauseCampaignResponse]  # type: ignore[assignment]
-    """Stops a campaign from awarding points."""
+    """Stops a campaign from awarding points (NOT_FOUND / CAMPAIGN_NOT_FOUND); UpdateCampaign
+    with state STATE_ACTIVE resumes it.
+    """
     CreateReward: _aio.UnaryUnaryMultiCallable[_programs_pb2.CreateRewardRequest, _programs_pb2.CreateRewardResponse]  # type: ignore[assignment]
     """Adds a reward to the catalog."""
     ListRewards: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListRewardsRequest, _programs_pb2.ListRewardsResponse]  # type: ignore[assignment]
-    """The reward catalog."""
+    """The reward catalog, in id order, paginated."""
     GetReferralReport: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetReferralReportRequest, _programs_pb2.GetReferralReportResponse]  # type: ignore[assignment]
     """Program-wide referral figures."""
 
@@ -107,7 +123,9 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.UpdateProgramRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.UpdateProgramResponse, _abc.Awaitable[_programs_pb2.UpdateProgramResponse]]:
-        """Changes program settings named by update_mask."""
+        """Changes program settings named by update_mask; earning rules apply to orders whose
+        occur_time is at or after the change.
+        """
 
     @_abc_1.abstractmethod
     def SetTiers(
@@ -115,7 +133,7 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.SetTiersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.SetTiersResponse, _abc.Awaitable[_programs_pb2.SetTiersResponse]]:
-        """Replaces the ordered tier list."""
+        """Replaces the ordered tier list. Members keep the tier they hold until its period ends."""
 
     @_abc_1.abstractmethod
     def ListTiers(
@@ -131,7 +149,9 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.CreateCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.CreateCampaignResponse, _abc.Awaitable[_programs_pb2.CreateCampaignResponse]]:
-        """Creates a campaign."""
+        """Creates a campaign (active at once); a campaign that could never award anything is
+        INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def UpdateCampaign(
@@ -139,7 +159,9 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.UpdateCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.UpdateCampaignResponse, _abc.Awaitable[_programs_pb2.UpdateCampaignResponse]]:
-        """Changes a campaign; written transactions keep what they earned."""
+        """Changes a campaign; written transactions keep what they earned (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND).
+        """
 
     @_abc_1.abstractmethod
     def GetCampaign(
@@ -147,7 +169,7 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.GetCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.GetCampaignResponse, _abc.Awaitable[_programs_pb2.GetCampaignResponse]]:
-        """A campaign with points awarded and budget left."""
+        """A campaign with points awarded and budget left (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
 
     @_abc_1.abstractmethod
     def ListCampaigns(
@@ -155,7 +177,7 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.ListCampaignsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.ListCampaignsResponse, _abc.Awaitable[_programs_pb2.ListCampaignsResponse]]:
-        """The program's campaigns."""
+        """The program's campaigns, in id order, paginated."""
 
     @_abc_1.abstractmethod
     def PauseCampaign(
@@ -163,7 +185,9 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.PauseCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.PauseCampaignResponse, _abc.Awaitable[_programs_pb2.PauseCampaignResponse]]:
-        """Stops a campaign from awarding points."""
+        """Stops a campaign from awarding points (NOT_FOUND / CAMPAIGN_NOT_FOUND); UpdateCampaign
+        with state STATE_ACTIVE resumes it.
+        """
 
     @_abc_1.abstractmethod
     def CreateReward(
@@ -179,7 +203,7 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         request: _programs_pb2.ListRewardsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.ListRewardsResponse, _abc.Awaitable[_programs_pb2.ListRewardsResponse]]:
-        """The reward catalog."""
+        """The reward catalog, in id order, paginated."""
 
     @_abc_1.abstractmethod
     def GetReferralReport(
