@@ -44,18 +44,31 @@ def _plugin(name: str) -> str:
     return found
 
 
-def generate(out_root: Path) -> list[Path]:
-    """Writes the generated files of every proto file under out_root/loyalty/v1; returns
-    them relative to out_root."""
+def _protoc(*outputs: str) -> None:
+    """Runs protoc over every proto file with these output options."""
     import grpc_tools  # build-time dependency only
     from grpc_tools import protoc
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", *outputs, *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()]]
+    if protoc.main(args) != 0:
+        raise RuntimeError("protoc failed")
+
+
+def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
+    """The proto files' descriptors with their source info (each element's comments), as the
+    SDK's methods and docs/ (ledger.apidocs) are written from."""
     with tempfile.TemporaryDirectory() as raw:
-        args = [
-            "protoc",
-            f"-I{PROTO_ROOT}",
-            f"-I{well_known}",
+        out = Path(raw) / "descriptors.pb"
+        _protoc(f"--descriptor_set_out={out}", "--include_source_info")
+        return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def generate(out_root: Path) -> list[Path]:
+    """Writes the generated files of every proto file under out_root/loyalty/v1; returns
+    them relative to out_root."""
+    with tempfile.TemporaryDirectory() as raw:
+        _protoc(
             f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
             f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
             f"--python_out={raw}",
@@ -64,10 +77,7 @@ def generate(out_root: Path) -> list[Path]:
             f"--mypy_grpc_out={raw}",
             f"--descriptor_set_out={Path(raw) / 'descriptors.pb'}",
             "--include_source_info",
-            *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()],
-        ]
-        if protoc.main(args) != 0:
-            raise RuntimeError("protoc failed")
+        )
         written = []
         for produced in sorted(Path(raw).rglob("*")):
             if produced.is_file() and produced.name.endswith(GENERATED):

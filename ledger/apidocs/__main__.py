@@ -1,0 +1,5 @@
+import sys
+
+from ledger.apidocs import main
+
+sys.exit(main())
