@@ -10,6 +10,7 @@ docs/migration-v1.md names a field the protos do not have.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from google.protobuf.descriptor import FieldDescriptor
 
 from ledger import apidocs, codegen
@@ -90,3 +91,10 @@ def test_the_migration_table_maps_every_renamed_field_to_its_number():
         owner = field.containing_type
         assert old not in owner.fields_by_name, f"{message}.{old} still exists"
 
+
+
+def test_the_readme_points_into_the_repository_not_at_design_md():
+    readme = (codegen.ROOT / "README.md").read_text()
+    assert "DESIGN.md" not in readme
+    for target in re.findall(r"\]\(((?:docs|clients|bench)/[^)#]+)", readme):
+        assert Path(codegen.ROOT / target).exists(), target
