@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger.domain.campaigns import CampaignState, StackingMode
+from ledger.domain.campaigns import CampaignState, CampaignStatus, StackingMode
 from ledger.domain.kinds import Channel, PointsSource, Role, TransactionKind
 from ledger.domain.program import (
     ExpiryMode,
@@ -34,7 +34,10 @@ EXPIRY_MODES: dict[int, ExpiryMode] = _by_suffix(programs_pb2.ExpiryMode, Expiry
 TIER_BASES: dict[int, TierBasis] = _by_suffix(programs_pb2.TierBasis, TierBasis, "TIER_BASIS_")
 TIER_WINDOWS: dict[int, TierWindow] = _by_suffix(programs_pb2.TierWindow, TierWindow, "TIER_WINDOW_")
 STACKING_MODES: dict[int, StackingMode] = _by_suffix(programs_pb2.StackingMode, StackingMode, "STACKING_MODE_")
+# What UpdateCampaign may set (ACTIVE, PAUSED), and what a campaign shows and ListCampaigns
+# filters by (SCHEDULED and ENDED too).
 CAMPAIGN_STATES: dict[int, CampaignState] = _by_suffix(programs_pb2.Campaign.State, CampaignState, "STATE_")
+CAMPAIGN_STATUSES: dict[int, CampaignStatus] = _by_suffix(programs_pb2.Campaign.State, CampaignStatus, "STATE_")
 ROLES: dict[int, Role] = {programs_pb2.ApiKeyRole.Value(f"API_KEY_ROLE_{role.name}"): role for role in Role}
 
 

@@ -10,6 +10,7 @@ from ledger.api.requests import mutation
 from ledger.domain.campaigns import (
     CampaignRule,
     CampaignState,
+    CampaignStatus,
     Conditions,
     StackingMode,
 )
@@ -304,10 +305,10 @@ def list_rewards(request: programs_pb2.ListRewardsRequest) -> tuple[int, str]:
     return size, token
 
 
-def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str, CampaignState | None]:
+def list_campaigns(request: programs_pb2.ListCampaignsRequest) -> tuple[int, str, CampaignStatus | None]:
     fields = Fields()
     size, token = fields.page_size(request.page_size), fields.page_token(request.page_token)
-    state = fields.enum("state", request.state, enums.CAMPAIGN_STATES, required=False)
+    state = fields.enum("state", request.state, enums.CAMPAIGN_STATUSES, required=False)
     fields.done()
     return size, token, state
 

@@ -49,7 +49,8 @@ def enroll(request: ledger_pb2.EnrollMemberRequest) -> tuple[str, str]:
 
 def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_required: bool) -> tuple[EarnCommand, str]:
     fields = Fields()
-    member = fields.identifier("member_id", request.member_id)
+    # A quote may leave out the member: it then answers for a new member (marketing's preview).
+    member = fields.identifier("member_id", request.member_id, required=key_required)
     key = fields.identifier("idempotency_key", request.idempotency_key, required=key_required)
     order = request.order
     if not request.HasField("order"):

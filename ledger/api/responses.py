@@ -7,6 +7,7 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.api import enums
+from ledger.service import clock
 from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
@@ -178,7 +179,7 @@ def campaign(report: CampaignReport) -> programs_pb2.Campaign:
         priority=rule.priority,
         per_member_cap=rule.per_member_cap,
         budget=rule.budget,
-        state=enums.number(enums.CAMPAIGN_STATES, rule.state),
+        state=enums.number(enums.CAMPAIGN_STATUSES, rule.status_at(clock.now())),
         points_awarded=report.points_awarded,
         budget_remaining=report.budget_remaining,
         create_time=timestamp(report.record.created_at),

@@ -31,6 +31,15 @@ class CampaignState(str, enum.Enum):
     PAUSED = "PAUSED"
 
 
+class CampaignStatus(str, enum.Enum):
+    """Where a campaign stands at an instant: its stored state and its window together."""
+
+    SCHEDULED = "SCHEDULED"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ENDED = "ENDED"
+
+
 @dataclass(frozen=True)
 class Conditions:
     channels: tuple[Channel, ...] = ()
@@ -58,6 +67,15 @@ class CampaignRule:
 
     def active_at(self, at: datetime) -> bool:
         return self.state is CampaignState.ACTIVE and self.start <= at < self.end
+
+    def status_at(self, at: datetime) -> CampaignStatus:
+        """ENDED once the window is over (paused or not), PAUSED, SCHEDULED before the window,
+        else ACTIVE."""
+        if at >= self.end:
+            return CampaignStatus.ENDED
+        if self.state is CampaignState.PAUSED:
+            return CampaignStatus.PAUSED
+        return CampaignStatus.SCHEDULED if at < self.start else CampaignStatus.ACTIVE
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Which role may call which RPC (DESIGN.md section 6)."""
+"""Which role may call which RPC (docs/api.md lists them per RPC)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ _STOREFRONT = frozenset(
     }
 )
 _SUPPORT = _POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
-_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals"})
+# QuoteEarn: marketing previews what an order would earn under a campaign before it starts.
+_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals", "Ledger/QuoteEarn"})
 
 ALLOWED: dict[Role, frozenset[str]] = {
     Role.POS: _POS,

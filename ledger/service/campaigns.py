@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, Engine
 
 from ledger.domain import credentials, errors
-from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState
+from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState, CampaignStatus
 from ledger.domain.errors import FieldViolation
 from ledger.service import clock, idempotent, lookups, page_tokens, unit_of_work
 from ledger.service.caller import Caller
@@ -136,7 +136,7 @@ def get_campaign(engine: Engine, caller: Caller, campaign_id: str) -> CampaignRe
 
 
 def list_campaigns(
-    engine: Engine, caller: Caller, page_token: str, page_size: int, state: CampaignState | None
+    engine: Engine, caller: Caller, page_token: str, page_size: int, state: CampaignStatus | None
 ) -> tuple[list[CampaignReport], str]:
     """A page of the program's campaigns in id order and the next page's token (signed, bound to
     the program and the state filter; it holds the last campaign id served)."""
@@ -144,7 +144,7 @@ def list_campaigns(
     after = pages.position(page_token)
 
     def work(conn: Connection) -> tuple[list[CampaignReport], str]:
-        found = store.page(conn, caller.program_id, after, page_size + 1, state)
+        found = store.page(conn, caller.program_id, after, page_size + 1, state, clock.now())
         page = [_report(conn, caller.program_id, r) for r in found[:page_size]]
         token = pages.token_after(page[-1].record.rule.campaign_id) if len(found) > page_size else ""
         return page, token

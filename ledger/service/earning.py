@@ -28,6 +28,7 @@ from ledger.domain.lots import Lot, lot_dates
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import (
     MemberState,
+    MemberStatus,
     NewTransaction,
     TransactionResult,
     TransactionView,
@@ -74,10 +75,15 @@ class EarnCommand:
     store_id: str
 
 
-def _decide(conn: Connection, caller: Caller, command: EarnCommand, *, lock: bool) -> tuple[EarnDecision, EarnContext]:
+def _decide(
+    conn: Connection, caller: Caller, command: EarnCommand, *, lock: bool, preview: bool = False
+) -> tuple[EarnDecision, EarnContext]:
+    """preview: a quote, which may look at an order still to come (rules and campaigns in
+    force then)."""
     context = earn_context.load(conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock)
+    now = clock.now()
     # Lifecycle settings (the backdating bound among them) are today's: context.rules has them.
-    check_order_time(command.order.occurred_at, clock.now(), context.rules)
+    check_order_time(command.order.occurred_at, max(now, command.order.occurred_at) if preview else now, context.rules)
     earned = transactions.earn_of_order(conn, caller.program_id, command.order.order_id)
     if earned is not None:
         raise errors.already_exists(
@@ -182,13 +188,18 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
 
 
 def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> TransactionResult:
-    """Exactly what earn would answer now, with an empty transaction id, writing nothing."""
+    """What earn would answer, with an empty transaction id, writing nothing. The order may
+    lie in the future (a preview of a campaign still to come, evaluated by the rules and
+    campaigns in force then), and without a member_id the quote is for a new member."""
 
     def work(conn: Connection) -> TransactionResult:
-        member = lookups.member(conn, caller.program_id, command.member_id)
-        lookups.require_active(member)
-        decision, context = _decide(conn, caller, command, lock=False)
         now = clock.now()
+        if command.member_id:
+            member = lookups.member(conn, caller.program_id, command.member_id)
+            lookups.require_active(member)
+        else:
+            member = MemberState("", "", MemberStatus.ACTIVE, now, Balance(), 0, now)
+        decision, context = _decide(conn, caller, command, lock=False, preview=True)
         before = live_balance(conn, caller.program_id, member, now)
         if _inactive(context.rules, member, now):  # as the earn would write them off
             member = replace(member, balance=member.balance.with_posted(-before.expired))

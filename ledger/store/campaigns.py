@@ -15,6 +15,7 @@ from ledger.domain.campaigns import (
     CampaignCounters,
     CampaignRule,
     CampaignState,
+    CampaignStatus,
     Conditions,
     StackingMode,
 )
@@ -144,12 +145,25 @@ def get(conn: Connection, program_id: str, campaign_id: str, *, lock: bool = Fal
     return _record(row) if row else None
 
 
-def page(conn: Connection, program_id: str, after: str | None, limit: int, state: CampaignState | None):
+def page(
+    conn: Connection, program_id: str, after: str | None, limit: int, status: CampaignStatus | None, now: datetime
+):
+    """A page of the program's campaigns in id order; status: only those in it at `now`
+    (CampaignRule.status_at, as a condition on the stored state and the window)."""
     query = select(campaigns).where(campaigns.c.program_id == program_id)
     if after:
         query = query.where(campaigns.c.campaign_id > after)
-    if state is not None:
-        query = query.where(campaigns.c.state == state.value)
+    at = to_micros(now)
+    if status is CampaignStatus.ENDED:
+        query = query.where(campaigns.c.end_at <= at)
+    elif status is CampaignStatus.PAUSED:
+        query = query.where(campaigns.c.end_at > at, campaigns.c.state == CampaignState.PAUSED.value)
+    elif status is CampaignStatus.SCHEDULED:
+        query = query.where(campaigns.c.start_at > at, campaigns.c.state == CampaignState.ACTIVE.value)
+    elif status is CampaignStatus.ACTIVE:
+        query = query.where(
+            campaigns.c.start_at <= at, campaigns.c.end_at > at, campaigns.c.state == CampaignState.ACTIVE.value
+        )
     return [_record(r) for r in conn.execute(query.order_by(campaigns.c.campaign_id).limit(limit))]
 
 

@@ -56,7 +56,8 @@ STOREFRONT = {
     "Ledger/RecordActivity",
 }
 SUPPORT = POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
-MARKETING = {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS} | {"Ledger/GetMember", "Ledger/ListTransactions"}
+# QuoteEarn: marketing previews what an order earns under a campaign (README, "Keys and roles").
+MARKETING = {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS} | {"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/QuoteEarn"}
 EVERYTHING = {f"Ledger/{rpc}" for rpc in LEDGER_RPCS} | {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS}
 ALLOWED = {Role.POS: POS, Role.STOREFRONT: STOREFRONT, Role.SUPPORT: SUPPORT, Role.MARKETING: MARKETING, Role.ADMIN: EVERYTHING}
 

@@ -158,7 +158,7 @@ def test_backdated_sale_inside_a_past_double_points_weekend_earns_double(program
         multiplier_bps=20_000,
         time_zone="Europe/Paris",
     )
-    assert weekend.campaign_id and weekend.state == Campaign.STATE_ACTIVE
+    assert weekend.campaign_id and weekend.state == Campaign.STATE_ENDED  # its window is over
     assert weekend.stacking_mode == programs_pb2.STACKING_MODE_STACK  # the default
     assert weekend.time_zone == "Europe/Paris"
     member = new_member(pos)
@@ -550,3 +550,64 @@ def test_concurrent_earns_of_one_member_never_pass_the_per_member_cap(pg_program
         api.close()
         admin.close()
     assert_clean(pg_program)
+
+
+# --------------------------------------------------------------------------- where a campaign stands, and a preview
+
+
+def _listed(api, state) -> set[str]:
+    found = api.programs.ListCampaigns(
+        programs_pb2.ListCampaignsRequest(page_size=100, state=state), metadata=api.metadata
+    ).campaigns
+    return {c.campaign_id for c in found}
+
+
+def test_a_campaign_shows_scheduled_active_paused_or_ended_and_lists_by_it(program, marketing):
+    now = utcnow()
+    soon = create(marketing, "soon", start_time=stamp(now + timedelta(days=2)), end_time=stamp(now + timedelta(days=4)), multiplier_bps=20_000)
+    running = create(marketing, "running", multiplier_bps=20_000)
+    past = create(marketing, "past", start_time=stamp(now - timedelta(days=4)), end_time=stamp(now - timedelta(days=2)), bonus_points=5)
+    paused_soon = create(marketing, "paused soon", start_time=stamp(now + timedelta(days=1)), end_time=stamp(now + timedelta(days=3)), bonus_points=5)
+    marketing.programs.PauseCampaign(programs_pb2.PauseCampaignRequest(campaign_id=paused_soon.campaign_id), metadata=marketing.metadata)
+
+    assert [get(marketing, c.campaign_id).state for c in (soon, running, past, paused_soon)] == [
+        Campaign.STATE_SCHEDULED, Campaign.STATE_ACTIVE, Campaign.STATE_ENDED, Campaign.STATE_PAUSED
+    ]
+    assert _listed(marketing, Campaign.STATE_SCHEDULED) == {soon.campaign_id}
+    assert _listed(marketing, Campaign.STATE_ACTIVE) == {running.campaign_id}
+    assert _listed(marketing, Campaign.STATE_ENDED) == {past.campaign_id}
+    assert _listed(marketing, Campaign.STATE_PAUSED) == {paused_soon.campaign_id}
+    assert len(_listed(marketing, Campaign.STATE_UNSPECIFIED)) == 4
+    # SCHEDULED and ENDED are shown, never set.
+    with expect_error(INVALID, "INVALID_FIELD", "campaign.state"):
+        update(marketing, soon.campaign_id, state=Campaign.STATE_ENDED)
+    assert get(marketing, soon.campaign_id).state == Campaign.STATE_SCHEDULED
+
+
+def test_marketing_previews_what_an_order_earns_under_a_campaign_still_to_come(program, marketing, pos):
+    now = utcnow()
+    weekend = create(
+        marketing, "next weekend", start_time=stamp(now + timedelta(days=5)), end_time=stamp(now + timedelta(days=7)), multiplier_bps=30_000
+    )
+    during = stamp(now + timedelta(days=6))
+    # No member: a quote for a new member, by a marketing key, of an order inside the window.
+    preview = marketing.ledger.QuoteEarn(
+        ledger_pb2.QuoteEarnRequest(order=earn_request("", 10_000, occur_time=during).order), metadata=marketing.metadata
+    )
+    assert preview.transaction.points == 300
+    assert sources(preview.transaction) == [(BASE, 100, ""), (CAMPAIGN, 200, weekend.campaign_id)]
+    # As an Earn would answer, for a member who had nothing: the new points, pending.
+    assert preview.transaction.transaction_id == ""
+    assert (preview.balance.posted, preview.balance.available) == (300, 300 - preview.balance.pending)
+    # Today the campaign gives nothing; a quote writes nothing either way.
+    today = marketing.ledger.QuoteEarn(
+        ledger_pb2.QuoteEarnRequest(order=earn_request("", 10_000).order), metadata=marketing.metadata
+    )
+    assert sources(today.transaction) == [(BASE, 100, "")]
+    assert get(marketing, weekend.campaign_id).points_awarded == 0
+    # An Earn still refuses an order in the future.
+    with expect_error(INVALID, "INVALID_FIELD", "order.occur_time"):
+        earn(pos, new_member(pos), 10_000, occur_time=during)
+    # Marketing may quote, not earn.
+    with expect_error(grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_ALLOWED"):
+        earn(marketing, new_member(pos), 10_000)

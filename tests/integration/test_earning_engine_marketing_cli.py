@@ -120,7 +120,7 @@ def test_setup_demo_then_report(program, capsys):
             assert window in row
             cells = row.split()
             assert cells[0] == campaign_id
-            assert "Double points weekend" in row and "ACTIVE" in cells and "2x" in cells
+            assert "Double points weekend" in row and "ENDED" in cells and "2x" in cells  # the pretend weekend is over
             assert cells[-3:] == ["123", "4877", "1"]  # points awarded, budget left, members awarded
     finally:
         admin.close()

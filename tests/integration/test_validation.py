@@ -193,14 +193,16 @@ CASES = [
     Case("earn-line-quantity-zero", "ledger", "Earn", lambda c: earn_of(lines=[line(), line(quantity=0)]), "order.lines[1].quantity"),
     Case("earn-line-amount-negative", "ledger", "Earn", lambda c: earn_of(lines=[line(amount=-1)]), "order.lines[0].amount"),
     # ---- QuoteEarn takes the same input
-    Case("quote-member-empty", "ledger", "QuoteEarn", lambda c: quote_of(member_id=""), "member_id"),
+    # (an empty member_id is a quote for a new member: marketing's preview, test_earning_engine_campaigns)
+    Case("quote-member-spaces", "ledger", "QuoteEarn", lambda c: quote_of(member_id=" m-1"), "member_id"),
     Case("quote-key-spaces", "ledger", "QuoteEarn", lambda c: quote_of(idempotency_key=" k"), "idempotency_key"),
     Case("quote-order-missing", "ledger", "QuoteEarn", lambda c: ledger_pb2.QuoteEarnRequest(member_id="m-1"), "order"),
     Case("quote-amount-zero", "ledger", "QuoteEarn", lambda c: quote_of(amount=0), "order.amount"),
     Case("quote-currency-unknown", "ledger", "QuoteEarn", lambda c: quote_of(currency="ZZZ"), "order.currency"),
     Case("quote-currency-not-programs", "ledger", "QuoteEarn", lambda c: quote_of(currency="EUR"), "order.currency"),
     Case("quote-channel-unknown", "ledger", "QuoteEarn", lambda c: quote_of(channel=99), "order.channel"),
-    Case("quote-occurred-future", "ledger", "QuoteEarn", lambda c: quote_of(occur_time=ts(now() + timedelta(hours=1))), "order.occur_time"),
+    # (an order in the future is a preview for QuoteEarn; one older than the backdating bound is not)
+    Case("quote-occurred-too-old", "ledger", "QuoteEarn", lambda c: quote_of(occur_time=ts(now() - timedelta(days=3650))), "order.occur_time"),
     Case("quote-occurred-91-days-ago", "ledger", "QuoteEarn", lambda c: quote_of(occur_time=ts(now() - timedelta(days=91))), "order.occur_time"),
     # ---- Redeem
     Case("redeem-member-empty", "ledger", "Redeem", lambda c: redeem_of(member_id=""), "member_id"),

@@ -642,6 +642,10 @@ class Campaign(_message.Message):
         """Awards points to orders and activities inside its window."""
         STATE_PAUSED: Campaign._State.ValueType  # 2
         """Awards nothing until set active again."""
+        STATE_SCHEDULED: Campaign._State.ValueType  # 3
+        """Output only (and as a ListCampaigns filter): active, but its window has not started."""
+        STATE_ENDED: Campaign._State.ValueType  # 4
+        """Output only (and as a ListCampaigns filter): its window is over, paused or not."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Lifecycle of a campaign."""
@@ -652,6 +656,10 @@ class Campaign(_message.Message):
     """Awards points to orders and activities inside its window."""
     STATE_PAUSED: Campaign.State.ValueType  # 2
     """Awards nothing until set active again."""
+    STATE_SCHEDULED: Campaign.State.ValueType  # 3
+    """Output only (and as a ListCampaigns filter): active, but its window has not started."""
+    STATE_ENDED: Campaign.State.ValueType  # 4
+    """Output only (and as a ListCampaigns filter): its window is over, paused or not."""
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
@@ -694,7 +702,10 @@ class Campaign(_message.Message):
     budget: _builtins.int
     """At most this many points in all, never overspent by concurrent tills; 0 = no budget."""
     state: Global___Campaign.State.ValueType
-    """Active or paused; output only in CreateCampaign."""
+    """As of now: SCHEDULED before the window, ACTIVE inside it, ENDED after it, PAUSED when
+    paused inside or before it. UpdateCampaign sets ACTIVE or PAUSED only; output only in
+    CreateCampaign.
+    """
     points_awarded: _builtins.int
     """Points awarded so far."""
     budget_remaining: _builtins.int
@@ -1180,7 +1191,7 @@ class ListCampaignsRequest(_message.Message):
     program and the same filters; anything else is INVALID_ARGUMENT.
     """
     state: Global___Campaign.State.ValueType
-    """Only campaigns in this state; unspecified lists all."""
+    """Only campaigns in this state as of now (see Campaign.state); unspecified lists all."""
     def __init__(
         self,
         *,
