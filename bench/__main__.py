@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
+from bench import anatomy, report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -96,6 +96,7 @@ def main() -> int:
     server_models.add_parser(sub)
     serial.add_parser(sub)
     stall.add_parser(sub)
+    anatomy.add_parser(sub)
     sqlite_durability.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
