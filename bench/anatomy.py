@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from bench.scenarios import Context, earn_request
 from bench.serial import _earn
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 
 LAYERS = ("api", "service", "domain", "store")
@@ -114,7 +115,7 @@ def run(args) -> int:
         return 2
     setup = json.loads(Path(args.setup).read_text())
     ctx = Context.from_setup(setup)
-    engine = create_engine_for(url, pool_size=1)
+    engine = Database(create_engine_for(url, pool_size=1))
     try:
         for _ in range(50):  # warm-up: prepared statements, caches
             _earn(engine, setup["key"], earn_request(ctx))

@@ -20,12 +20,14 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from ledger.domain.campaigns import CampaignRule
-from ledger.domain.hash_chain import GENESIS, postgres_expression
+from ledger.domain.hash_chain import GENESIS
+from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Role
 from ledger.service import campaigns, programs, support
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store import migrate
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from ledger.store.instants import to_micros
 
@@ -44,7 +46,7 @@ def seed(
     if engine.dialect.name != "postgresql":
         raise SystemExit("bench seed needs PostgreSQL (LOYALTY_DATABASE_URL=postgresql://...)")
     migrate.upgrade(engine)
-    created = programs.create_program(engine, name)
+    created = programs.create_program(Database(engine), name)
     program_id, now = created.program_id, to_micros(datetime.now(timezone.utc))
     params = {
         "p": program_id,
@@ -117,7 +119,7 @@ def seed(
         )
         WHERE members.program_id = :p"""
     # The bulk statements go through a plain engine: the ledger's would prepare them once a
-    # process has run them five times (ledger.store.prepared), with parameter types inferred
+    # process has run them five times (ledger.store.postgres.prepared), with parameter types inferred
     # from the first use (an integer for the microsecond instants, out of range).
     bulk = create_engine(engine.url, poolclass=NullPool)
     with bulk.begin() as conn:

@@ -30,26 +30,27 @@ from bench.scenarios import Context, earn_request, random_member, redeem_hot_req
 from ledger.api import requests
 from loyalty.v1 import ledger_pb2
 from ledger.service import earning, keys, members, redemption
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 
 OPERATIONS = ("earn", "redeem", "get-member")
 
 
-def _earn(engine, api_key: str, request: ledger_pb2.EarnRequest) -> None:
-    caller = keys.authenticate(engine, api_key, "Ledger.Earn")
+def _earn(db, api_key: str, request: ledger_pb2.EarnRequest) -> None:
+    caller = keys.authenticate(db, api_key, "Ledger.Earn")
     command, idempotency_key = requests.earn(request, key_required=True)
-    earning.earn(engine, caller, requests.mutation("Earn", request, idempotency_key), command)
+    earning.earn(db, caller, requests.mutation("Earn", request, idempotency_key), command)
 
 
-def _redeem(engine, api_key: str, request: ledger_pb2.RedeemRequest) -> None:
-    caller = keys.authenticate(engine, api_key, "Ledger.Redeem")
+def _redeem(db, api_key: str, request: ledger_pb2.RedeemRequest) -> None:
+    caller = keys.authenticate(db, api_key, "Ledger.Redeem")
     command, idempotency_key = requests.redeem(request)
-    redemption.redeem(engine, caller, requests.mutation("Redeem", request, idempotency_key), command)
+    redemption.redeem(db, caller, requests.mutation("Redeem", request, idempotency_key), command)
 
 
-def _get_member(engine, api_key: str, member_id: str) -> None:
-    caller = keys.authenticate(engine, api_key, "Ledger.GetMember")
-    members.get_member(engine, caller, member_id)
+def _get_member(db, api_key: str, member_id: str) -> None:
+    caller = keys.authenticate(db, api_key, "Ledger.GetMember")
+    members.get_member(db, caller, member_id)
 
 
 def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> dict:
@@ -62,18 +63,18 @@ def measure(url: str, setup: dict, operation: str, calls: int, warmup: int) -> d
         "get-member": (_get_member, random_member),
     }[operation]
     arguments = [make(ctx) for _ in range(warmup + calls)]
-    engine = create_engine_for(url, pool_size=1)
+    db = Database(create_engine_for(url, pool_size=1))
     try:
         for argument in arguments[:warmup]:
-            call_once(engine, setup["key"], argument)
+            call_once(db, setup["key"], argument)
         database_before = procfs.cpu_seconds(procfs.postgres_pids())
         cpu_before, started = time.process_time(), time.perf_counter()
         for argument in arguments[warmup:]:
-            call_once(engine, setup["key"], argument)
+            call_once(db, setup["key"], argument)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         database = procfs.cpu_seconds(procfs.postgres_pids()) - database_before
     finally:
-        engine.dispose()
+        db.dispose()
     return {
         "operation": operation,
         "calls": calls,

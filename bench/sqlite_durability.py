@@ -37,6 +37,7 @@ def _serve(url: str, synchronous: str, ready, stop) -> None:
     from ledger.api import server
     from ledger.service import programs
     from ledger.store import migrate
+    from ledger.store.database import Database
     from ledger.store.engine import create_engine_for
 
     engine = create_engine_for(url)
@@ -46,10 +47,10 @@ def _serve(url: str, synchronous: str, ready, stop) -> None:
         dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")
 
     migrate.upgrade(engine)
-    created = programs.create_program(engine, "sqlite-sync")
+    created = programs.create_program(Database(engine), "sqlite-sync")
     with engine.connect() as conn:
         actual = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
-    running = server.start(engine, "127.0.0.1:0", max_workers=16)
+    running = server.start(Database(engine), "127.0.0.1:0", max_workers=16)
     ready.put((running.port, created.admin_key, {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[actual]))
     stop.wait()
     running.stop(1)

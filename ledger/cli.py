@@ -14,13 +14,14 @@ from ledger import logs, settings
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
 from ledger.store import migrate as migrations
+from ledger.store.database import Database
 from ledger.store.engine import connection_problem, create_engine_for, database_url
 
 log = logging.getLogger("ledger.cli")
 
 
-def _engine(pool_size: int = 4):
-    return create_engine_for(database_url(), pool_size=pool_size)
+def _database(pool_size: int = 4) -> Database:
+    return Database(create_engine_for(database_url(), pool_size=pool_size))
 
 
 def _security(args):
@@ -67,13 +68,13 @@ def cmd_serve(args) -> int:
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    engine = _engine()
-    migrations.upgrade(engine)
-    demo = programs.create_demo_program_if_empty(engine)
+    db = _database()
+    migrations.upgrade(db.engine)
+    demo = programs.create_demo_program_if_empty(db)
     if demo is not None:
         print(f"Created program 'demo' ({demo.program_id}). Its admin key, shown only now:", flush=True)
         print(demo.admin_key, flush=True)
-    engine.dispose()
+    db.dispose()
     if args.processes > 1:
         return _serve_processes(args)
     return _serve_one(args, share_port=False)
@@ -84,12 +85,16 @@ def _serve_one(args, *, share_port: bool) -> int:
     from ledger.scheduler import DueWorkScheduler
 
     tls_config, limiter = _security(args)
-    engine = _engine(pool_size=args.workers)
+    db = _database(pool_size=args.workers)
     interceptors = ()
     if tracing.wanted():
-        interceptors = tuple(tracing.instrument(engine, tracing.provider_from_environment()))
+        from ledger.store import statement_tracing
+
+        provider = tracing.provider_from_environment()
+        statement_tracing.instrument(db, provider)
+        interceptors = tuple(tracing.server_interceptors(provider))
     running = server.start(
-        engine,
+        db,
         args.listen,
         max_workers=args.workers,
         share_port=share_port,
@@ -99,10 +104,10 @@ def _serve_one(args, *, share_port: bool) -> int:
         interceptors=interceptors,
     )
     if args.metrics_port:
-        metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), engine)
+        metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), db)
     # Every process runs the scheduler; only the leader among all of them does the work.
     scheduler = DueWorkScheduler(
-        engine,
+        db,
         args.due_work_interval,
         on_leadership=_leadership_gauge(args),
         on_report=lambda report: metrics.observe_expired(report.points_expired_by_program),
@@ -113,7 +118,7 @@ def _serve_one(args, *, share_port: bool) -> int:
         extra={
             "listen": args.listen,
             "port": running.port,
-            "database": engine.url.render_as_string(hide_password=True),
+            "database": db.describe(),
             "tls": "mutual" if tls_config and tls_config.mutual else ("on" if tls_config else "off"),
             "rate_limit": args.rate_limit,
         },
@@ -121,7 +126,7 @@ def _serve_one(args, *, share_port: bool) -> int:
     print(f"loyalty-ledger serving on port {running.port}", flush=True)
     server.serve_until_signal(running, args.grace)
     scheduler.stop()
-    engine.dispose()
+    db.dispose()
     return 0
 
 
@@ -157,18 +162,18 @@ def _serve_processes(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    engine = _engine()
-    migrations.upgrade(engine)
-    print(f"database at revision {migrations.current_revision(engine)}")
+    db = _database()
+    migrations.upgrade(db.engine)
+    print(f"database at revision {migrations.current_revision(db.engine)}")
     return 0
 
 
 def cmd_program_create(args) -> int:
     from ledger.service import programs
 
-    engine = _engine()
-    migrations.upgrade(engine)
-    created = programs.create_program(engine, args.name, args.currency)
+    db = _database()
+    migrations.upgrade(db.engine)
+    created = programs.create_program(db, args.name, args.currency)
     print(created.program_id)
     print(created.admin_key)
     return 0
@@ -177,9 +182,9 @@ def cmd_program_create(args) -> int:
 def cmd_program_list(args) -> int:
     from ledger.service import programs
 
-    engine = _engine()
-    migrations.upgrade(engine)
-    rows = [(p.program_id, p.name, p.currency, _when(p.created_at)) for p in programs.list_programs(engine)]
+    db = _database()
+    migrations.upgrade(db.engine)
+    rows = [(p.program_id, p.name, p.currency, _when(p.created_at)) for p in programs.list_programs(db)]
     _table(("program", "name", "currency", "created (UTC)"), rows)
     return 0
 
@@ -188,7 +193,7 @@ def cmd_key_list(args) -> int:
     from ledger.service import keys
     from ledger.store.instants import from_micros
 
-    listed = keys.list_keys(_engine(), args.program)
+    listed = keys.list_keys(_database(), args.program)
     rows = [
         (k.key_id, k.role.value, _when(from_micros(k.created_at)), _when(from_micros(k.revoked_at)) if k.revoked_at else "")
         for k in listed
@@ -210,14 +215,14 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 def cmd_key_create(args) -> int:
     from ledger.service import keys
 
-    print(keys.create_key(_engine(), args.program, Role(args.role)))
+    print(keys.create_key(_database(), args.program, Role(args.role)))
     return 0
 
 
 def cmd_key_revoke(args) -> int:
     from ledger.service import keys
 
-    revoked = keys.revoke_keys(_engine(), args.key_prefix)
+    revoked = keys.revoke_keys(_database(), args.key_prefix)
     if not revoked:
         print(f"no active key starts with {args.key_prefix!r}", file=sys.stderr)
         return 1
@@ -229,9 +234,9 @@ def cmd_key_revoke(args) -> int:
 def cmd_expire(args) -> int:
     from ledger.service.expiry import run_due_work
 
-    engine = _engine()
-    migrations.upgrade(engine)
-    report = run_due_work(engine, workers=args.workers)
+    db = _database()
+    migrations.upgrade(db.engine)
+    report = run_due_work(db, workers=args.workers)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
         f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}"
@@ -242,7 +247,7 @@ def cmd_expire(args) -> int:
 def cmd_verify(args) -> int:
     from ledger.service.verify import verify
 
-    report = verify(_engine())
+    report = verify(_database())
     print(json.dumps({"clean": report.clean, "counts": report.counts, "breaches": report.breaches}, indent=2, default=str))
     return 0 if report.clean else 1
 

@@ -13,11 +13,11 @@ import logging
 import threading
 from typing import Callable
 
-from sqlalchemy import Engine
 
 from ledger.domain.errors import LedgerError
 from ledger.service.expiry import DueWorkReport, run_due_work
 from ledger.store import leadership
+from ledger.store.database import Database
 
 log = logging.getLogger("ledger.scheduler")
 
@@ -25,7 +25,7 @@ log = logging.getLogger("ledger.scheduler")
 class DueWorkScheduler:
     def __init__(
         self,
-        engine: Engine,
+        db: Database,
         interval_seconds: float,
         *,
         on_leadership: Callable[[bool], None] | None = None,
@@ -34,8 +34,8 @@ class DueWorkScheduler:
     ) -> None:
         """on_leadership: called with True or False when this process starts or stops leading.
         on_report: called with the report of each run of the due work (the metrics count it).
-        leader: the leadership to use (default: the one of engine's database)."""
-        self._engine = engine
+        leader: the leadership to use (default: the one of db's database)."""
+        self._db = db
         self._interval = interval_seconds
         self._leader = leader
         self._on_leadership = on_leadership
@@ -46,7 +46,7 @@ class DueWorkScheduler:
     def start(self) -> None:
         if self._interval > 0:
             if self._leader is None:
-                self._leader = leadership.for_engine(self._engine, self._on_leadership)
+                self._leader = leadership.for_engine(self._db.engine, self._on_leadership)
             self._thread.start()
 
     def stop(self) -> None:
@@ -70,7 +70,7 @@ class DueWorkScheduler:
 
     def _run(self) -> None:
         try:
-            report = run_due_work(self._engine)
+            report = run_due_work(self._db)
         except LedgerError as error:
             log.warning("due work failed; will retry", extra={"reason": error.reason, "error": error.message})
             return

@@ -17,6 +17,7 @@ from ledger.domain.kinds import Role
 from loyalty.v1 import ledger_pb2_grpc, programs_pb2_grpc
 from ledger.service import keys, programs
 from ledger.store import migrate
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from tests.databases import postgres_database, sqlite_database
 
@@ -27,8 +28,13 @@ BACKENDS = ["postgresql", "sqlite"]
 class Backend:
     name: str
     url: str
-    engine: object
+    db: Database
     target: str
+
+    @property
+    def engine(self):
+        """The SQLAlchemy engine under db, for tests that look at the tables themselves."""
+        return self.db.engine
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +50,10 @@ def sqlite_url(tmp_path_factory):
 
 
 def _serve(name: str, url: str):
-    engine = create_engine_for(url, pool_size=24)
-    migrate.upgrade(engine)
-    running = grpc_server.start(engine, "127.0.0.1:0", max_workers=48)
-    return Backend(name, url, engine, f"127.0.0.1:{running.port}"), running
+    db = Database(create_engine_for(url, pool_size=24))
+    migrate.upgrade(db.engine)
+    running = grpc_server.start(db, "127.0.0.1:0", max_workers=48)
+    return Backend(name, url, db, f"127.0.0.1:{running.port}"), running
 
 
 _servers: dict[str, tuple[Backend, object]] = {}
@@ -62,7 +68,7 @@ def _backend_for(request, name: str) -> Backend:
         def stop() -> None:
             backend, running = _servers.pop(name)
             running.stop(1)
-            backend.engine.dispose()
+            backend.db.dispose()
 
         request.config.add_cleanup(stop)
     return _servers[name][0]
@@ -99,14 +105,14 @@ class Program:
     admin_key: str
 
     def key(self, role: Role) -> str:
-        return keys.create_key(self.backend.engine, self.program_id, role)
+        return keys.create_key(self.backend.db, self.program_id, role)
 
     def api(self, role: Role = Role.ADMIN) -> Api:
         return Api(self.backend.target, self.admin_key if role is Role.ADMIN else self.key(role))
 
 
 def new_program(backend: Backend) -> Program:
-    created = programs.create_program(backend.engine, f"test-{secrets.token_hex(6)}")
+    created = programs.create_program(backend.db, f"test-{secrets.token_hex(6)}")
     return Program(backend, created.program_id, created.admin_key)
 
 

@@ -18,6 +18,8 @@ reason) and the call's metrics, also for calls refused before they reached a wor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import contextvars
 import logging
 import time
@@ -27,7 +29,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy import Engine
 
 from ledger.api import metrics
 from ledger.api.errors import to_status
@@ -35,8 +36,13 @@ from ledger.api.rate_limits import RateLimiter
 from ledger.domain import errors, roles
 from ledger.domain.errors import Category, LedgerError
 from loyalty.v1 import common_pb2
-from ledger.service import keys, unit_of_work
+from ledger.service import keys
+from ledger import call_context
 from ledger.service.caller import Caller
+
+if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
+    from ledger.store.database import Database
+
 
 CURRENT_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("current_caller")
 log = logging.getLogger("ledger.calls")
@@ -83,8 +89,8 @@ def log_call(rpc: str, code: str, started: float, program: str = "", reason: str
 
 
 class CallGuard:
-    def __init__(self, engine: Engine, limiter: RateLimiter | None = None) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, limiter: RateLimiter | None = None) -> None:
+        self._db = db
         self._limiter = limiter if limiter is not None and not limiter.unlimited else None
 
     def serve(
@@ -95,7 +101,7 @@ class CallGuard:
         metadata,
         started: float,
         caller_waiting: Callable[[], bool],
-        scope: unit_of_work.CallScope,
+        scope: call_context.CallScope,
     ) -> object | grpc.Status:
         """The response of one call of `rpc` ("Service.Method"), or the status to end it with.
         caller_waiting: False once the caller is gone (its deadline passed, it cancelled);
@@ -105,7 +111,7 @@ class CallGuard:
         try:
             if isinstance(request, Unparseable):
                 raise errors.invalid_field("(request)", "the request body is not a valid protobuf message")
-            caller = keys.authenticate(self._engine, bearer(metadata), rpc)
+            caller = keys.authenticate(self._db, bearer(metadata), rpc)
             outcome["program"] = caller.program_id
             if self._limiter is not None:
                 self._limiter.check(caller.key_id)
@@ -117,13 +123,13 @@ class CallGuard:
                     f"a {caller.role.value} key may not call {rpc}",
                 )
             token = CURRENT_CALLER.set(caller)
-            waiting = unit_of_work.caller_waiting.set(caller_waiting)
-            scoped = unit_of_work.current_scope.set(scope)
+            waiting = call_context.caller_waiting.set(caller_waiting)
+            scoped = call_context.current_scope.set(scope)
             try:
                 response = behavior(request, None)
             finally:
-                unit_of_work.current_scope.reset(scoped)
-                unit_of_work.caller_waiting.reset(waiting)
+                call_context.current_scope.reset(scoped)
+                call_context.caller_waiting.reset(waiting)
                 CURRENT_CALLER.reset(token)
             transaction = getattr(response, "transaction", None)
             if transaction is not None and transaction.transaction_id:
@@ -138,7 +144,7 @@ class CallGuard:
             return response
         except LedgerError as error:
             if caller is not None:
-                error = keys.refusal_for(self._engine, caller, error)
+                error = keys.refusal_for(self._db, caller, error)
             outcome["code"], outcome["reason"] = error.category.value, error.reason
             return to_status(error)
         except NotImplementedError:

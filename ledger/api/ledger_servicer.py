@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
+
 
 from ledger.api import requests, responses
 from ledger.api.call_guard import current_caller
 from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.service import (
+
     activities,
     earning,
     holds,
@@ -21,33 +23,36 @@ from ledger.service import (
     support,
 )
 
+if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
+    from ledger.store.database import Database
+
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def EnrollMember(self, request, context):
         member_id, referral_code = requests.enroll(request)
-        enrollment = members.enroll_member(self._engine, current_caller(), member_id, referral_code)
+        enrollment = members.enroll_member(self._db, current_caller(), member_id, referral_code)
         return ledger_pb2.EnrollMemberResponse(
             member=responses.member(enrollment.member), created=enrollment.created
         )
 
     def GetMember(self, request, context):
-        state = members.get_member(self._engine, current_caller(), requests.member_id(request))
+        state = members.get_member(self._db, current_caller(), requests.member_id(request))
         return ledger_pb2.GetMemberResponse(member=responses.member(state))
 
     def Earn(self, request, context):
         command, key = requests.earn(request, key_required=True)
         mutation = requests.mutation("Earn", request, key)
-        result = earning.earn(self._engine, current_caller(), mutation, command)
+        result = earning.earn(self._db, current_caller(), mutation, command)
         return ledger_pb2.EarnResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
 
     def QuoteEarn(self, request, context):
         command, _ = requests.earn(request, key_required=False)
-        result = earning.quote_earn(self._engine, current_caller(), command)
+        result = earning.quote_earn(self._db, current_caller(), command)
         return ledger_pb2.QuoteEarnResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
@@ -55,7 +60,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def Redeem(self, request, context):
         command, key = requests.redeem(request)
         mutation = requests.mutation("Redeem", request, key)
-        result = redemption.redeem(self._engine, current_caller(), mutation, command)
+        result = redemption.redeem(self._db, current_caller(), mutation, command)
         return ledger_pb2.RedeemResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
@@ -63,7 +68,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def AuthorizeRedemption(self, request, context):
         command, key = requests.authorize(request)
         mutation = requests.mutation("AuthorizeRedemption", request, key)
-        result = holds.authorize(self._engine, current_caller(), mutation, command)
+        result = holds.authorize(self._db, current_caller(), mutation, command)
         return ledger_pb2.AuthorizeRedemptionResponse(
             hold=responses.hold(result.hold), balance=responses.balance(result.balance)
         )
@@ -71,7 +76,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def CaptureRedemption(self, request, context):
         hold_id, key, points = requests.capture(request)
         mutation = requests.mutation("CaptureRedemption", request, key)
-        result = holds.capture(self._engine, current_caller(), mutation, hold_id, points)
+        result = holds.capture(self._db, current_caller(), mutation, hold_id, points)
         return ledger_pb2.CaptureRedemptionResponse(
             transaction=responses.transaction(result.transaction.transaction),
             balance=responses.balance(result.transaction.balance),
@@ -81,13 +86,13 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def VoidRedemption(self, request, context):
         hold_id, key = requests.void(request)
         mutation = requests.mutation("VoidRedemption", request, key)
-        result = holds.void(self._engine, current_caller(), mutation, hold_id)
+        result = holds.void(self._db, current_caller(), mutation, hold_id)
         return ledger_pb2.VoidRedemptionResponse(hold=responses.hold(result.hold), balance=responses.balance(result.balance))
 
     def RefundOrder(self, request, context):
         command, key = requests.refund(request)
         mutation = requests.mutation("RefundOrder", request, key)
-        result = refunds.refund_order(self._engine, current_caller(), mutation, command)
+        result = refunds.refund_order(self._db, current_caller(), mutation, command)
         return ledger_pb2.RefundOrderResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
@@ -95,7 +100,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def RecordActivity(self, request, context):
         command, key = requests.activity(request)
         mutation = requests.mutation("RecordActivity", request, key)
-        result = activities.record_activity(self._engine, current_caller(), mutation, command)
+        result = activities.record_activity(self._db, current_caller(), mutation, command)
         return ledger_pb2.RecordActivityResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
@@ -103,7 +108,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def AdjustPoints(self, request, context):
         member_id, key, points, reason = requests.adjust(request)
         mutation = requests.mutation("AdjustPoints", request, key)
-        result = support.adjust_points(self._engine, current_caller(), mutation, member_id, points, reason)
+        result = support.adjust_points(self._db, current_caller(), mutation, member_id, points, reason)
         return ledger_pb2.AdjustPointsResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
@@ -111,14 +116,14 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def ReverseTransaction(self, request, context):
         transaction_id, key, reason = requests.reverse(request)
         mutation = requests.mutation("ReverseTransaction", request, key)
-        result = support.reverse_transaction(self._engine, current_caller(), mutation, transaction_id, reason)
+        result = support.reverse_transaction(self._db, current_caller(), mutation, transaction_id, reason)
         return ledger_pb2.ReverseTransactionResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )
 
     def ListReferrals(self, request, context):
         member_id, size, token = requests.referrals(request)
-        page = referrals.list_referrals(self._engine, current_caller(), member_id, size, token)
+        page = referrals.list_referrals(self._db, current_caller(), member_id, size, token)
         return ledger_pb2.ListReferralsResponse(
             referrals=[responses.referral(view) for view in page.referrals],
             next_page_token=page.next_page_token,
@@ -126,7 +131,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         )
 
     def ListTransactions(self, request, context):
-        page = statement.list_transactions(self._engine, current_caller(), requests.statement(request))
+        page = statement.list_transactions(self._db, current_caller(), requests.statement(request))
         return ledger_pb2.ListTransactionsResponse(
             transactions=[responses.transaction(view) for view in page.transactions],
             next_page_token=page.next_page_token,

@@ -16,8 +16,13 @@ and the ledger's own:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
-from sqlalchemy import Engine
+
+if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
+    from ledger.store.database import Database
+
 
 CALL_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 STARTED = Counter("grpc_server_started_total", "Total number of RPCs started on the server.", CALL_LABELS)
@@ -101,8 +106,7 @@ def observe_due_work_leader(leading: bool) -> None:
     DUE_WORK_LEADER.set(1 if leading else 0)
 
 
-def serve(address: str, port: int, engine: Engine) -> None:
-    """Starts the metrics endpoint (a daemon thread) and reports the pool of this engine."""
-    pool = engine.pool
-    POOL_IN_USE.set_function(lambda: pool.checkedout() if hasattr(pool, "checkedout") else 0)
+def serve(address: str, port: int, db: Database) -> None:
+    """Starts the metrics endpoint (a daemon thread) and reports the connections db has in use."""
+    POOL_IN_USE.set_function(db.connections_in_use)
     start_http_server(port, addr=address)

@@ -26,7 +26,7 @@ from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.service.idempotent import Mutation
 from loyalty.v1 import programs_pb2
-from ledger.store.rewards import RewardRecord
+from ledger.domain.rewards import RewardRecord
 
 MAX_RULES = 200
 

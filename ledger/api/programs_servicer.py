@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
+
 
 from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
 from loyalty.v1 import programs_pb2, programs_pb2_grpc
 from ledger.service import campaigns, programs, referrals, rewards, tiers
+
+if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
+    from ledger.store.database import Database
+
 
 
 def _id(value: str) -> str:
@@ -19,60 +24,60 @@ def _id(value: str) -> str:
 
 
 class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def GetProgram(self, request, context):
-        settings = programs.get_program(self._engine, current_caller())
+        settings = programs.get_program(self._db, current_caller())
         return programs_pb2.GetProgramResponse(program=responses.program(settings))
 
     def UpdateProgram(self, request, context):
         changes = program_requests.program_changes(request)
-        settings = programs.update_program(self._engine, current_caller(), changes)
+        settings = programs.update_program(self._db, current_caller(), changes)
         return programs_pb2.UpdateProgramResponse(program=responses.program(settings))
 
     def SetTiers(self, request, context):
         definitions, mutation = program_requests.tiers(request)
-        saved = tiers.set_tiers(self._engine, current_caller(), definitions, mutation)
+        saved = tiers.set_tiers(self._db, current_caller(), definitions, mutation)
         return programs_pb2.SetTiersResponse(tiers=[responses.tier(t) for t in saved])
 
     def ListTiers(self, request, context):
-        return programs_pb2.ListTiersResponse(tiers=[responses.tier(t) for t in tiers.list_tiers(self._engine, current_caller())])
+        return programs_pb2.ListTiersResponse(tiers=[responses.tier(t) for t in tiers.list_tiers(self._db, current_caller())])
 
     def CreateCampaign(self, request, context):
         rule, time_zone, mutation = program_requests.create_campaign(request)
-        report = campaigns.create_campaign(self._engine, current_caller(), rule, time_zone, mutation)
+        report = campaigns.create_campaign(self._db, current_caller(), rule, time_zone, mutation)
         return programs_pb2.CreateCampaignResponse(campaign=responses.campaign(report))
 
     def UpdateCampaign(self, request, context):
         campaign_id, changes = program_requests.campaign_changes(request)
-        report = campaigns.update_campaign(self._engine, current_caller(), campaign_id, changes)
+        report = campaigns.update_campaign(self._db, current_caller(), campaign_id, changes)
         return programs_pb2.UpdateCampaignResponse(campaign=responses.campaign(report))
 
     def GetCampaign(self, request, context):
-        report = campaigns.get_campaign(self._engine, current_caller(), _id(request.campaign_id))
+        report = campaigns.get_campaign(self._db, current_caller(), _id(request.campaign_id))
         return programs_pb2.GetCampaignResponse(campaign=responses.campaign(report))
 
     def ListCampaigns(self, request, context):
         size, token, state = program_requests.list_campaigns(request)
-        page, next_token = campaigns.list_campaigns(self._engine, current_caller(), token, size, state)
+        page, next_token = campaigns.list_campaigns(self._db, current_caller(), token, size, state)
         return programs_pb2.ListCampaignsResponse(
             campaigns=[responses.campaign(r) for r in page], next_page_token=next_token
         )
 
     def PauseCampaign(self, request, context):
-        report = campaigns.pause_campaign(self._engine, current_caller(), _id(request.campaign_id))
+        report = campaigns.pause_campaign(self._db, current_caller(), _id(request.campaign_id))
         return programs_pb2.PauseCampaignResponse(campaign=responses.campaign(report))
 
     def CreateReward(self, request, context):
         reward, mutation = program_requests.create_reward(request)
-        created = rewards.create_reward(self._engine, current_caller(), reward, mutation)
+        created = rewards.create_reward(self._db, current_caller(), reward, mutation)
         return programs_pb2.CreateRewardResponse(reward=responses.reward(created))
 
     def ListRewards(self, request, context):
         size, token = program_requests.list_rewards(request)
-        page, next_token = rewards.list_rewards(self._engine, current_caller(), token, size)
+        page, next_token = rewards.list_rewards(self._db, current_caller(), token, size)
         return programs_pb2.ListRewardsResponse(rewards=[responses.reward(r) for r in page], next_page_token=next_token)
 
     def GetReferralReport(self, request, context):
-        return programs_pb2.GetReferralReportResponse(**referrals.report(self._engine, current_caller()))
+        return programs_pb2.GetReferralReportResponse(**referrals.report(self._db, current_caller()))

@@ -18,7 +18,7 @@ from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
 from ledger.service.programs import ProgramSettings
 from ledger.service.referrals import ReferralView
-from ledger.store.rewards import RewardRecord
+from ledger.domain.rewards import RewardRecord
 
 
 def timestamp(instant: datetime) -> Timestamp:

@@ -9,6 +9,8 @@ synchronous caller (the command line, the tests) as before.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import logging
 import signal
@@ -19,7 +21,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy import Engine
 
 from ledger.api.admission import Admission
 from ledger.api.call_guard import CallGuard
@@ -30,7 +31,10 @@ from ledger.api.store_health import StoreHealth
 from ledger.api.tls import TlsConfig
 from ledger.api.unary_calls import generic_handler
 from loyalty.v1 import ledger_pb2, programs_pb2
-from ledger.store.reachability import StoreProbe
+
+if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
+    from ledger.store.database import Database
+
 
 log = logging.getLogger("ledger.server")
 MAX_MESSAGE_BYTES = 1 * 1024 * 1024
@@ -87,7 +91,7 @@ class RunningServer:
 
 
 def start(
-    engine: Engine,
+    db: Database,
     listen: str,
     *,
     max_workers: int = 32,
@@ -117,8 +121,8 @@ def start(
             options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 1 if share_port else 0)],
         )
         admission = Admission(max_workers, max_workers * WAITING_PER_WORKER)
-        guard = CallGuard(engine, limiter)
-        for descriptor, servicer in zip(LEDGER_SERVICES, (LedgerServicer(engine), ProgramsServicer(engine))):
+        guard = CallGuard(db, limiter)
+        for descriptor, servicer in zip(LEDGER_SERVICES, (LedgerServicer(db), ProgramsServicer(db))):
             server.add_generic_rpc_handlers(
                 (generic_handler(descriptor, servicer, guard, admission, request_timeout),)
             )
@@ -135,7 +139,7 @@ def start(
         if port == 0:
             raise OSError(f"cannot listen on {listen}")
         store_health = StoreHealth(
-            StoreProbe(engine), health_servicer, ("", *SERVICE_NAMES), health_interval, HEALTH_PROBE_TIMEOUT_S
+            db.reachability(), health_servicer, ("", *SERVICE_NAMES), health_interval, HEALTH_PROBE_TIMEOUT_S
         )
         await store_health.probe_once()  # the first answer reflects the database already
         for name in ("", *SERVICE_NAMES):

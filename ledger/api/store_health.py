@@ -15,7 +15,6 @@ from concurrent import futures
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
-from ledger.store.reachability import StoreProbe
 
 log = logging.getLogger("ledger.health")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -23,8 +22,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class StoreHealth:
+    """probe: the database's reachability probe (Database.reachability()): check() returns
+    when the database answers and raises otherwise; close() lets it go."""
+
     def __init__(
-        self, probe: StoreProbe, health: health_aio.HealthServicer, services: tuple[str, ...], interval: float, timeout: float
+        self, probe, health: health_aio.HealthServicer, services: tuple[str, ...], interval: float, timeout: float
     ) -> None:
         self._probe = probe
         self._health = health

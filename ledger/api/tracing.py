@@ -1,9 +1,9 @@
 """OpenTelemetry tracing, optional (`pip install 'loyalty-ledger[otel]'`).
 
 When configured, every loyalty.v1 call is a server span (opentelemetry-instrumentation-grpc)
-and every SQL statement it runs a child span (opentelemetry-instrumentation-sqlalchemy): the
-worker thread runs in a copy of the call's context (ledger.api.admission), so the statements
-nest under their call. The JSON log line of a call carries its `trace_id` (ledger.logs).
+and every SQL statement it runs a child span (opentelemetry-instrumentation-sqlalchemy, installed
+by ledger.store.statement_tracing): the worker thread runs in a copy of the call's context
+(ledger.api.admission), so the statements nest under their call. The JSON log line of a call carries its `trace_id` (ledger.logs).
 
 Spans go to an OTLP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, with OpenTelemetry's standard variables for
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import Engine
 
 OTLP_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -57,16 +56,9 @@ def provider_from_environment():
     return provider
 
 
-def instrument(engine: Engine, provider) -> list:
-    """Traces engine's statements with provider; returns the gRPC server interceptors to
-    install (grpc.aio.server(interceptors=...))."""
+def server_interceptors(provider) -> list:
+    """The gRPC server interceptors that make each call a span of provider's (install them in
+    grpc.aio.server(interceptors=...); ledger.store.statement_tracing adds the statements)."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
-    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-    from opentelemetry.metrics import get_meter
 
-    # The instrumentation's own engine tracer, for this engine alone: its instrumentor would
-    # also patch create_engine process-wide and wants the asyncio extra (greenlet), and
-    # declares SQLAlchemy < 2.1 while only hooking the cursor events that 2.1 keeps.
-    usage = get_meter("ledger.store").create_up_down_counter("db.client.connections.usage", unit="connections")
-    EngineTracer(provider.get_tracer("ledger.store"), engine, usage)
     return [aio_server_interceptor(tracer_provider=provider)]

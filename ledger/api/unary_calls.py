@@ -24,7 +24,7 @@ from ledger.api.admission import Admission
 from ledger.api.call_guard import CallGuard, bearer, log_call, tolerant
 from ledger.api.errors import to_status
 from ledger.domain.errors import Category, LedgerError
-from ledger.service import unit_of_work
+from ledger import call_context
 
 
 def request_incomplete(seconds: float) -> LedgerError:
@@ -82,7 +82,7 @@ def _serve(rpc: str, behavior, guard: CallGuard, admission: Admission, request_t
             status = to_status(error)
             await context.abort(status.code, status.details, status.trailing_metadata)
 
-        scope = unit_of_work.CallScope()
+        scope = call_context.CallScope()
         try:
             reply = await admission.run(
                 guard.serve, rpc, behavior, request, metadata, started, scope.caller_waiting, scope

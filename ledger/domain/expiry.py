@@ -46,7 +46,7 @@ VALIDITY_ENDED = "validity ended"
 NO_ACTIVITY = "no activity for the program's inactivity period"
 # The transaction's reason and its breakdown line's description. They are %s templates that
 # Python's % operator and PostgreSQL's format() fill alike: the bulk writer on PostgreSQL
-# (ledger.store.expiry_writes) fills them in SQL, and both then state the same text.
+# (ledger.store.postgres.expiry_writes) fills them in SQL, and both then state the same text.
 REASON = "points expired: %s"
 DESCRIPTION = "%s lot(s) expired: %s"
 

@@ -17,7 +17,7 @@ and bytes are the UTF-8 text of the field, in this fixed order:
 Integers are written in decimal (a leading "-" for negatives, no leading zeros);
 created_at is the stored instant, integer microseconds since the Unix epoch (UTC).
 The digest is written as 64 lowercase hex digits. The encoding is simple enough to
-reproduce in SQL (see postgres_expression), which bench/seed.py relies on.
+reproduce in SQL (ledger.store.postgres.hash_chain_sql), which the set-based writers rely on.
 """
 
 from __future__ import annotations
@@ -97,36 +97,3 @@ def chain(entries: Iterable[EntryContent], previous_hash: str = GENESIS) -> Iter
     for entry in entries:
         previous_hash = entry_hash(previous_hash, entry)
         yield previous_hash
-
-
-def postgres_expression(
-    previous_hash: str,
-    program_id: str,
-    member_id: str,
-    seq: str,
-    transaction_id: str,
-    kind: str,
-    points: str,
-    balance_after: str,
-    created_at: str,
-) -> str:
-    """A PostgreSQL (11+) SQL expression computing entry_hash from SQL expressions for each field.
-
-    For set-based writers such as bench/seed.py; the database encoding must be UTF8.
-    """
-    parts = [f"'{DOMAIN_TAG}'"] + [
-        f"({expression})::text"
-        for expression in (
-            previous_hash,
-            program_id,
-            member_id,
-            seq,
-            transaction_id,
-            kind,
-            points,
-            balance_after,
-            created_at,
-        )
-    ]
-    netstrings = " || ".join(f"octet_length({part}) || ':' || {part} || ','" for part in parts)
-    return f"encode(sha256(convert_to({netstrings}, 'UTF8')), 'hex')"

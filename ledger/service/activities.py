@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
 from ledger.domain.earning import check_order_time, decide_activity
@@ -32,8 +32,8 @@ class ActivityCommand:
     channel: Channel
 
 
-def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command: ActivityCommand) -> TransactionResult:
-    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+def record_activity(db: Database, caller: Caller, mutation: Mutation, command: ActivityCommand) -> TransactionResult:
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         context = earn_context.load(conn, caller.program_id, member.member_id, command.occurred_at, lock_budgets=True)
         check_order_time(command.occurred_at, clock.now(), context.rules, "occur_time")
@@ -76,7 +76,7 @@ def record_activity(engine: Engine, caller: Caller, mutation: Mutation, command:
         return result
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.member(conn, caller.program_id, command.member_id, lock=True),

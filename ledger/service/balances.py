@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain import expiry
 from ledger.domain.balance import Balance
@@ -17,11 +17,11 @@ from ledger.domain.records import MemberState
 from ledger.store import lots
 
 
-def live_balance(conn: Connection, program_id: str, member: MemberState, now: datetime) -> Balance:
+def live_balance(conn: Transaction, program_id: str, member: MemberState, now: datetime) -> Balance:
     return live(conn, program_id, member, now)[0]
 
 
-def live(conn: Connection, program_id: str, member: MemberState, now: datetime) -> tuple[Balance, bool]:
+def live(conn: Transaction, program_id: str, member: MemberState, now: datetime) -> tuple[Balance, bool]:
     """The member's live balance (posted and the INACTIVITY clock as `member` has them), and
     whether the member is inactive (all their points expired) at `now`."""
     facts = lots.balance_facts(conn, program_id, member.member_id, now)

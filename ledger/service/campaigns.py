@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState, CampaignStatus
 from ledger.domain.errors import FieldViolation
-from ledger.service import clock, idempotent, lookups, page_tokens, unit_of_work
+from ledger.service import clock, idempotent, lookups, page_tokens
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store import campaigns as store
@@ -75,12 +76,12 @@ def validate(rule: CampaignRule, time_zone: str) -> None:
         raise errors.invalid(problems)
 
 
-def _report(conn: Connection, program_id: str, record: CampaignRecord) -> CampaignReport:
+def _report(conn: Transaction, program_id: str, record: CampaignRecord) -> CampaignReport:
     awarded, members = store.report(conn, program_id, record.rule.campaign_id)
     return CampaignReport(record, awarded, members)
 
 
-def _existing(conn: Connection, program_id: str, campaign_id: str, *, lock: bool = False) -> CampaignRecord:
+def _existing(conn: Transaction, program_id: str, campaign_id: str, *, lock: bool = False) -> CampaignRecord:
     record = store.get(conn, program_id, campaign_id, lock=lock)
     if record is None:
         raise errors.not_found("CAMPAIGN_NOT_FOUND", f"campaign {campaign_id!r} does not exist in this program")
@@ -88,19 +89,19 @@ def _existing(conn: Connection, program_id: str, campaign_id: str, *, lock: bool
 
 
 def create_campaign(
-    engine: Engine, caller: Caller, rule: CampaignRule, time_zone: str, mutation: Mutation | None = None
+    db: Database, caller: Caller, rule: CampaignRule, time_zone: str, mutation: Mutation | None = None
 ) -> CampaignReport:
     """mutation: the request under its request_id (AIP-155): a retry answers the first response
     and creates nothing; None creates a campaign on every call."""
     rule = replace(rule, campaign_id=credentials.new_id("cmp"), state=CampaignState.ACTIVE)
     validate(rule, time_zone)
 
-    def apply(conn: Connection, _rules: object) -> CampaignReport:
+    def apply(conn: Transaction, _rules: object) -> CampaignReport:
         store.insert_campaign(conn, caller.program_id, rule, time_zone, clock.now())
         return _report(conn, caller.program_id, _existing(conn, caller.program_id, rule.campaign_id))
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.program_rules(conn, caller.program_id),
@@ -109,10 +110,10 @@ def create_campaign(
     )
 
 
-def update_campaign(engine: Engine, caller: Caller, campaign_id: str, changes: dict) -> CampaignReport:
+def update_campaign(db: Database, caller: Caller, campaign_id: str, changes: dict) -> CampaignReport:
     """changes maps CampaignRule field names (and "time_zone") to validated values."""
 
-    def work(conn: Connection) -> CampaignReport:
+    def work(conn: Transaction) -> CampaignReport:
         current = _existing(conn, caller.program_id, campaign_id, lock=True)
         time_zone = changes.pop("time_zone", current.time_zone)
         updated = replace(current.rule, **changes)
@@ -120,33 +121,33 @@ def update_campaign(engine: Engine, caller: Caller, campaign_id: str, changes: d
         store.save(conn, caller.program_id, updated, time_zone, clock.now())
         return _report(conn, caller.program_id, _existing(conn, caller.program_id, campaign_id))
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)
 
 
-def pause_campaign(engine: Engine, caller: Caller, campaign_id: str) -> CampaignReport:
-    return update_campaign(engine, caller, campaign_id, {"state": CampaignState.PAUSED})
+def pause_campaign(db: Database, caller: Caller, campaign_id: str) -> CampaignReport:
+    return update_campaign(db, caller, campaign_id, {"state": CampaignState.PAUSED})
 
 
-def get_campaign(engine: Engine, caller: Caller, campaign_id: str) -> CampaignReport:
+def get_campaign(db: Database, caller: Caller, campaign_id: str) -> CampaignReport:
     return unit_of_work.run(
-        engine,
+        db,
         lambda conn: _report(conn, caller.program_id, _existing(conn, caller.program_id, campaign_id)),
         read_only=True,
     )
 
 
 def list_campaigns(
-    engine: Engine, caller: Caller, page_token: str, page_size: int, state: CampaignStatus | None
+    db: Database, caller: Caller, page_token: str, page_size: int, state: CampaignStatus | None
 ) -> tuple[list[CampaignReport], str]:
     """A page of the program's campaigns in id order and the next page's token (signed, bound to
     the program and the state filter; it holds the last campaign id served)."""
-    pages = page_tokens.pages(engine, "ListCampaigns", caller.program_id, state.value if state else "")
+    pages = page_tokens.pages(db, "ListCampaigns", caller.program_id, state.value if state else "")
     after = pages.position(page_token)
 
-    def work(conn: Connection) -> tuple[list[CampaignReport], str]:
+    def work(conn: Transaction) -> tuple[list[CampaignReport], str]:
         found = store.page(conn, caller.program_id, after, page_size + 1, state, clock.now())
         page = [_report(conn, caller.program_id, r) for r in found[:page_size]]
         token = pages.token_after(page[-1].record.rule.campaign_id) if len(found) > page_size else ""
         return page, token
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)

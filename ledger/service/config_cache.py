@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain.campaigns import CampaignRule
 from ledger.domain.program import ProgramRules
@@ -49,7 +49,7 @@ _lock = threading.Lock()
 _cache: dict[str, ProgramConfig] = {}
 
 
-def config(conn: Connection, program_id: str, version: int) -> ProgramConfig:
+def config(conn: Transaction, program_id: str, version: int) -> ProgramConfig:
     with _lock:
         cached = _cache.get(program_id)
     if cached is not None and cached.version == version:

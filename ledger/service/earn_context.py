@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain import errors
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
@@ -47,7 +47,7 @@ def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> Progra
 
 
 def load(
-    conn: Connection,
+    conn: Transaction,
     program_id: str,
     member_id: str,
     at: datetime,
@@ -70,6 +70,6 @@ def load(
     return EarnContext(rules, tier, running, counters, definitions, current)
 
 
-def record_awards(conn: Connection, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:
+def record_awards(conn: Transaction, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:
     by_id = {rule.campaign_id: rule for rule in context.campaigns}
     campaigns.add_awards(conn, program_id, member_id, {a.campaign_id: (by_id[a.campaign_id], a.points) for a in awards})

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors, expiry
 from ledger.domain.balance import Balance
@@ -34,15 +34,8 @@ from ledger.domain.records import (
     TransactionView,
 )
 from ledger.domain.spending import check_posting
-from ledger.service import (
-    clock,
-    earn_context,
-    idempotent,
-    lookups,
-    lot_postings,
-    referrals,
-    unit_of_work,
-)
+from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals
+from ledger.store import unit_of_work
 from ledger.service import expiry as expiry_job
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
@@ -76,7 +69,7 @@ class EarnCommand:
 
 
 def _decide(
-    conn: Connection, caller: Caller, command: EarnCommand, *, lock: bool, preview: bool = False
+    conn: Transaction, caller: Caller, command: EarnCommand, *, lock: bool, preview: bool = False
 ) -> tuple[EarnDecision, EarnContext]:
     """preview: a quote, which may look at an order still to come (rules and campaigns in
     force then)."""
@@ -142,10 +135,10 @@ def _inactive(rules: ProgramRules, member: MemberState, now: datetime) -> bool:
     return expiry.is_inactive(rules.expiry_mode, rules.expiry_days, member.last_activity_at, now)
 
 
-def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
+def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
     now = clock.now()
 
-    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         decision, context = _decide(conn, caller, command, lock=True)
         check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
@@ -174,7 +167,7 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         )
         return refreshed(conn, caller.program_id, result) if rewarded else result
 
-    def lock(conn: Connection) -> MemberState:
+    def lock(conn: Transaction) -> MemberState:
         nonlocal now
         member, now = lookups.locked_member(
             conn, caller, command.member_id, mutation.idempotency_key, _EARN_READS,
@@ -183,16 +176,16 @@ def earn(engine: Engine, caller: Caller, mutation: Mutation, command: EarnComman
         return member
 
     return idempotent.execute(
-        engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
+        db, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
     )
 
 
-def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> TransactionResult:
+def quote_earn(db: Database, caller: Caller, command: EarnCommand) -> TransactionResult:
     """What earn would answer, with an empty transaction id, writing nothing. The order may
     lie in the future (a preview of a campaign still to come, evaluated by the rules and
     campaigns in force then), and without a member_id the quote is for a new member."""
 
-    def work(conn: Connection) -> TransactionResult:
+    def work(conn: Transaction) -> TransactionResult:
         now = clock.now()
         if command.member_id:
             member = lookups.member(conn, caller.program_id, command.member_id)
@@ -228,4 +221,4 @@ def quote_earn(engine: Engine, caller: Caller, command: EarnCommand) -> Transact
         )
         return TransactionResult(view, balance)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)

@@ -7,7 +7,7 @@ Expiry works in batches of members, each batch one database transaction that
 row-locks its members in key order (so it never deadlocks with tills), re-reads
 their lots under the lock and writes all EXPIRE transactions of the batch. On
 PostgreSQL the database does that in two statements of its own
-(ledger.store.expiry_writes); elsewhere it is done here, row by row, with the
+(ledger.store.postgres.expiry_writes); elsewhere it is done here, row by row, with the
 domain's rules. The ROLLING sweep streams the due members in key order off one
 query and cuts them into contiguous, disjoint batches; on PostgreSQL two batches
 are in flight at once, on two connections. Running it twice expires nothing
@@ -25,16 +25,18 @@ from functools import partial
 from itertools import groupby
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
 from ledger.domain.expiry import due_consumptions, expiry_transaction, inactive_since, is_inactive
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
-from ledger.service import clock, unit_of_work
+from ledger.service import clock
+from ledger.store import unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, expiry_writes, idempotency, ledger_writes, lots, pg_transactions, programs
+from ledger.store import expiry, idempotency, ledger_writes, lots, programs
+from ledger.store.postgres import expiry_writes
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
@@ -74,24 +76,26 @@ class _Tally:
 
 
 def _expire_batch(
-    conn: Connection,
+    conn: Transaction,
     keys: list[expiry.MemberKey],
     now: datetime,
     inactive_cutoff: datetime | None,
     new_ids: Callable[[str, int], list[str]] = credentials.new_ids,
+    *,
+    in_database: bool,
 ) -> _Tally:
     """Expires what is due of the batch's members; member i of the sorted keys takes the
-    i-th of new_ids' transaction ids. PostgreSQL does the work in its own statements
-    (ledger.store.expiry_writes); elsewhere it is done here, row by row."""
+    i-th of new_ids' transaction ids. in_database (PostgreSQL): the database does the work in
+    its own statements (ledger.store.postgres.expiry_writes); else it is done here, row by row."""
     keys = sorted(set(keys))  # a member listed twice still gets one EXPIRE
     transaction_ids = new_ids("tx", len(keys))
-    if conn.dialect.name == "postgresql":
+    if in_database:
         return _expire_in_database(conn, keys, transaction_ids, now, inactive_cutoff)
     return _expire_in_python(conn, keys, transaction_ids, now, inactive_cutoff)
 
 
 def _expire_in_database(
-    conn: Connection, keys: list[expiry.MemberKey], transaction_ids: list[str], now: datetime, cutoff: datetime | None
+    conn: Transaction, keys: list[expiry.MemberKey], transaction_ids: list[str], now: datetime, cutoff: datetime | None
 ) -> _Tally:
     tally = _Tally()
     for program_id, pairs in groupby(zip(keys, transaction_ids), key=lambda pair: pair[0][0]):
@@ -112,7 +116,7 @@ def _expire_in_database(
 
 
 def _expire_in_python(
-    conn: Connection,
+    conn: Transaction,
     keys: list[expiry.MemberKey],
     transaction_ids: list[str],
     now: datetime,
@@ -155,7 +159,7 @@ def _expire_in_python(
 
 
 def write_off_if_inactive(
-    conn: Connection, program_id: str, member: MemberState, rules: ProgramRules, now: datetime
+    conn: Transaction, program_id: str, member: MemberState, rules: ProgramRules, now: datetime
 ) -> MemberState:
     """Before an activity credit (an earn, a rewarded activity, a referral reward) moves an
     inactive member's activity clock, their points expire as the INACTIVITY sweep would have
@@ -189,7 +193,7 @@ def write_off_if_inactive(
 class _Sweep:
     """One run's settings: every batch of it expires as of `now`."""
 
-    engine: Engine
+    db: Database
     now: datetime
     batch_size: int
     workers: int
@@ -199,12 +203,12 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
     """Expires each batch in its own database transaction, sweep.workers of them at a time.
 
     The batches must be disjoint, so concurrent batches never wait on each other's locks.
-    On PostgreSQL the work of a batch is the database's (ledger.store.expiry_writes), so
+    On PostgreSQL the work of a batch is the database's (ledger.store.postgres.expiry_writes), so
     two batches in flight keep two of its backends busy; the next batch is only taken
     from `batches` when a worker is free.
     """
     # SQLite has a single writer: a second batch would only wait for the first.
-    workers = sweep.workers if sweep.engine.dialect.name == "postgresql" else 1
+    workers = sweep.workers if sweep.db.is_postgresql else 1
     total = _Tally()
 
     def collect(finished) -> None:
@@ -219,8 +223,10 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
             if len(running) >= workers:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 collect(finished)
-            expire = partial(_expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff)
-            running.add(pool.submit(unit_of_work.run, sweep.engine, expire))
+            expire = partial(
+                _expire_batch, keys=keys, now=sweep.now, inactive_cutoff=cutoff, in_database=sweep.db.is_postgresql
+            )
+            running.add(pool.submit(unit_of_work.run, sweep.db, expire))
         collect(wait(running).done)
     finally:
         if pool is not None:
@@ -233,11 +239,9 @@ def _expire_rolling(sweep: _Sweep) -> _Tally:
     while a pass runs: an order backdated past its expiry)."""
     total = _Tally()
     while True:
-        with sweep.engine.connect() as conn:
-            # One consistent read (a transaction block, for its streamed cursor).
-            conn = conn.execution_options(**{pg_transactions.READ_ONLY: True, pg_transactions.SNAPSHOT: True})
-            with conn.begin():
-                done = _expire_batches(sweep, expiry.due_member_batches(conn, sweep.now, sweep.batch_size), None)
+        # One consistent read, open while its batches are expired on other connections.
+        with unit_of_work.snapshot(sweep.db) as conn:
+            done = _expire_batches(sweep, expiry.due_member_batches(conn, sweep.now, sweep.batch_size), None)
         total.add(done)
         if done.points == 0:
             return total
@@ -248,7 +252,7 @@ def _inactive_batches(sweep: _Sweep, program_id: str, cutoff: datetime) -> Itera
     after = None
     while True:
         keys = unit_of_work.run(
-            sweep.engine,
+            sweep.db,
             lambda conn: expiry.inactive_members(conn, program_id, cutoff, after, sweep.batch_size),
             read_only=True,
         )
@@ -260,8 +264,8 @@ def _inactive_batches(sweep: _Sweep, program_id: str, cutoff: datetime) -> Itera
 
 def _expire_inactive(sweep: _Sweep) -> _Tally:
     total = _Tally()
-    for program_id in unit_of_work.run(sweep.engine, expiry.inactivity_programs, read_only=True):
-        rules = unit_of_work.run(sweep.engine, lambda conn: programs.get(conn, program_id), read_only=True)
+    for program_id in unit_of_work.run(sweep.db, expiry.inactivity_programs, read_only=True):
+        rules = unit_of_work.run(sweep.db, lambda conn: programs.get(conn, program_id), read_only=True)
         cutoff = inactive_since(rules, sweep.now) if rules else None
         if cutoff is not None:
             total.add(_expire_batches(sweep, _inactive_batches(sweep, program_id, cutoff), cutoff))
@@ -269,16 +273,16 @@ def _expire_inactive(sweep: _Sweep) -> _Tally:
 
 
 def run_due_work(
-    engine: Engine,
+    db: Database,
     now: datetime | None = None,
     *,
     batch_size: int = BATCH,
     workers: int = WORKERS,
 ) -> DueWorkReport:
     now = now or clock.now()
-    lapsed = lapse_due_holds(engine, now=now)
-    tiers_changed = review_due_tiers(engine, now)
-    sweep = _Sweep(engine, now, batch_size, workers)
+    lapsed = lapse_due_holds(db, now=now)
+    tiers_changed = review_due_tiers(db, now)
+    sweep = _Sweep(db, now, batch_size, workers)
     expired = _expire_rolling(sweep)
     expired.add(_expire_inactive(sweep))
     return DueWorkReport(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
@@ -25,12 +25,14 @@ from ledger.domain.holds import (
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.records import MemberState, NewTransaction, TransactionResult
 from ledger.domain.spending import check_redeemable
-from ledger.service import clock, idempotent, lookups, lot_postings, unit_of_work
+from ledger.service import clock, idempotent, lookups, lot_postings
+from ledger.store import unit_of_work
 from ledger.service.balances import live_balance
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
-from ledger.store import holds, idempotency, lots, members, prefetch, programs
+from ledger.store import holds, idempotency, lots, members, programs
+from ledger.store.postgres import prefetch
 
 
 _AUTHORIZE_READS = (idempotency.BY_KEY, programs.BY_ID, lots.BALANCE_FACTS)
@@ -75,17 +77,17 @@ class CaptureResult:
         return cls(TransactionResult.from_json(data["transaction"]), HoldFacts.from_json(data["hold"]))
 
 
-def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: AuthorizeCommand) -> HoldResult:
+def authorize(db: Database, caller: Caller, mutation: Mutation, command: AuthorizeCommand) -> HoldResult:
     now = clock.now()
 
-    def lock(conn: Connection) -> MemberState:
+    def lock(conn: Transaction) -> MemberState:
         nonlocal now
         member, now = lookups.locked_member(
             conn, caller, command.member_id, mutation.idempotency_key, _AUTHORIZE_READS
         )
         return member
 
-    def apply(conn: Connection, member: MemberState) -> HoldResult:
+    def apply(conn: Transaction, member: MemberState) -> HoldResult:
         lookups.require_active(member)
         rules = lookups.program_rules(conn, caller.program_id)
         expires_at = hold_expiry(now, command.ttl_seconds, rules.hold_ttl_seconds)
@@ -99,12 +101,12 @@ def authorize(engine: Engine, caller: Caller, mutation: Mutation, command: Autho
         return HoldResult(hold, Balance(balance.posted, balance.pending, balance.held + hold.points, balance.expired))
 
     return idempotent.execute(
-        engine, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json, member_id=command.member_id
+        db, caller, mutation, lock=lock, apply=apply, decode=HoldResult.from_json, member_id=command.member_id
     )
 
 
 def _lock_hold(
-    conn: Connection, caller: Caller, hold_id: str, key: str, reads: tuple[prefetch.Read, ...]
+    conn: Transaction, caller: Caller, hold_id: str, key: str, reads: tuple[prefetch.Read, ...]
 ) -> tuple[MemberState, HoldFacts, datetime]:
     """The hold's member and the hold, both row-locked (member first, as every writer of the
     member does), and read_ahead's instant. On PostgreSQL the locks, both rows and `reads`
@@ -118,15 +120,15 @@ def _lock_hold(
     return member, hold, now
 
 
-def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, points: int) -> CaptureResult:
+def capture(db: Database, caller: Caller, mutation: Mutation, hold_id: str, points: int) -> CaptureResult:
     now = clock.now()
 
-    def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
+    def lock(conn: Transaction) -> tuple[MemberState, HoldFacts]:
         nonlocal now
         member, hold, now = _lock_hold(conn, caller, hold_id, mutation.idempotency_key, _CAPTURE_READS)
         return member, hold
 
-    def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:
+    def apply(conn: Transaction, locked: tuple[MemberState, HoldFacts]) -> CaptureResult:
         member, hold = locked
         check_open(hold, now)
         captured = capture_points(hold, points)
@@ -157,18 +159,18 @@ def capture(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str, po
         result = post(conn, caller.program_id, member, tx, unspendable=(others.pending, others.held, others.expired))
         return CaptureResult(result, hold.closed(HoldState.CAPTURED, captured))
 
-    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=CaptureResult.from_json)
+    return idempotent.execute(db, caller, mutation, lock=lock, apply=apply, decode=CaptureResult.from_json)
 
 
-def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> HoldResult:
+def void(db: Database, caller: Caller, mutation: Mutation, hold_id: str) -> HoldResult:
     now = clock.now()
 
-    def lock(conn: Connection) -> tuple[MemberState, HoldFacts]:
+    def lock(conn: Transaction) -> tuple[MemberState, HoldFacts]:
         nonlocal now
         member, hold, now = _lock_hold(conn, caller, hold_id, mutation.idempotency_key, _VOID_READS)
         return member, hold
 
-    def apply(conn: Connection, locked: tuple[MemberState, HoldFacts]) -> HoldResult:
+    def apply(conn: Transaction, locked: tuple[MemberState, HoldFacts]) -> HoldResult:
         member, hold = locked
         check_open(hold, now)
         holds.close(conn, caller.program_id, hold, HoldState.VOIDED, 0, now)
@@ -176,7 +178,7 @@ def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> Ho
         return HoldResult(hold.closed(HoldState.VOIDED), balance)
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lock,
@@ -185,19 +187,19 @@ def void(engine: Engine, caller: Caller, mutation: Mutation, hold_id: str) -> Ho
     )
 
 
-def lapse_due_holds(engine: Engine, batch: int = 500, now=None) -> int:
+def lapse_due_holds(db: Database, batch: int = 500, now=None) -> int:
     """Marks open holds past expires_at LAPSED; returns how many. Safe to run concurrently with captures."""
     lapsed = 0
     fixed_now = now
     while True:
         now = fixed_now or clock.now()
-        due = unit_of_work.run(engine, lambda conn: holds.due(conn, now, batch), read_only=True)
+        due = unit_of_work.run(db, lambda conn: holds.due(conn, now, batch), read_only=True)
         if not due:
             return lapsed
         progress = 0
         for program_id, member_id, hold_id in sorted(due):
 
-            def work(conn: Connection) -> int:
+            def work(conn: Transaction) -> int:
                 if members.get(conn, program_id, member_id, lock=True) is None:
                     return 0
                 hold = holds.get(conn, program_id, hold_id, lock=True)
@@ -206,7 +208,7 @@ def lapse_due_holds(engine: Engine, batch: int = 500, now=None) -> int:
                 holds.close(conn, program_id, hold, HoldState.LAPSED, 0, now)
                 return 1
 
-            progress += unit_of_work.run(engine, work)
+            progress += unit_of_work.run(db, work)
         lapsed += progress
         if len(due) < batch or progress == 0:
             return lapsed

@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Generic, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import errors
 from ledger.domain.errors import Category, LedgerError
-from ledger.service import clock, keys, member_batches, unit_of_work
+from ledger.service import clock, keys
+from ledger.store import member_group_commit, unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import idempotency
 
@@ -80,23 +81,23 @@ def _replay(stored: idempotency.StoredOutcome, mutation: Mutation, decode: Calla
 
 
 def execute(
-    engine: Engine,
+    db: Database,
     caller: Caller,
     mutation: Mutation | None,
     *,
-    lock: Callable[[Connection], object],
-    apply: Callable[[Connection, object], R],
+    lock: Callable[[Transaction], object],
+    apply: Callable[[Transaction, object], R],
     decode: Callable[[dict], R],
     member_id: str = "",
 ) -> R:
     """lock(conn) returns what apply needs (e.g. the locked member state).
     member_id: the member whose row lock is taken first; the operation may then share its
-    transaction with that member's concurrent operations (member_batches).
+    transaction with that member's concurrent operations (ledger.store.member_group_commit).
     mutation None (a call sent without its optional request_id): lock and apply run once,
     and nothing is recorded."""
     program = caller.program_id
 
-    def work(conn: Connection) -> _Outcome[R]:
+    def work(conn: Transaction) -> _Outcome[R]:
         locked = lock(conn)  # a refusal here reaches the caller through keys.refusal_for
         keys.require_live(conn, caller)  # before any answer, stored or new
         if mutation is None:
@@ -118,9 +119,9 @@ def execute(
         return outcome
 
     if member_id:
-        outcome = member_batches.run(engine, (program, member_id), work)
+        outcome = member_group_commit.run(db, (program, member_id), work)
     else:
-        outcome = unit_of_work.run(engine, work)
+        outcome = unit_of_work.run(db, work)
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None

@@ -14,26 +14,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, lookups
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
-from ledger.store import api_keys, prefetch
+from ledger.store import api_keys
+from ledger.store.postgres import prefetch
 
 
-def create_key(engine: Engine, program_id: str, role: Role) -> str:
+def create_key(db: Database, program_id: str, role: Role) -> str:
     def work(conn) -> str:
         lookups.program_rules(conn, program_id)
         key = credentials.issue_key()
         api_keys.insert_key(conn, key.key_id, program_id, role, key.secret_hash, clock.now())
         return key.plaintext
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)
 
 
-def list_keys(engine: Engine, program_id: str) -> list[api_keys.KeyListing]:
+def list_keys(db: Database, program_id: str) -> list[api_keys.KeyListing]:
     """A program's keys (ids, roles, when created and revoked; never secrets);
     NOT_FOUND / PROGRAM_NOT_FOUND for an unknown program."""
 
@@ -41,15 +43,15 @@ def list_keys(engine: Engine, program_id: str) -> list[api_keys.KeyListing]:
         lookups.program_rules(conn, program_id)
         return api_keys.of_program(conn, program_id)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)
 
 
-def revoke_keys(engine: Engine, prefix: str) -> list[str]:
+def revoke_keys(db: Database, prefix: str) -> list[str]:
     """Revokes by key id prefix; a whole key (e.g. one that leaked) revokes exactly that key."""
     prefix = credentials.key_id_of(prefix) or prefix
     if len(prefix) < len(credentials.KEY_PREFIX) + 4:
         raise errors.invalid_field("key_prefix", "give at least 4 characters after 'lk_' so one key is meant")
-    return unit_of_work.run(engine, lambda conn: api_keys.revoke_by_prefix(conn, prefix, clock.now()))
+    return unit_of_work.run(db, lambda conn: api_keys.revoke_by_prefix(conn, prefix, clock.now()))
 
 
 # Methods whose use case calls require_live in its transaction (idempotent.execute does, for
@@ -72,7 +74,7 @@ def _unauthenticated(message: str) -> errors.LedgerError:
     return errors.LedgerError(errors.Category.UNAUTHENTICATED, "API_KEY_INVALID", message)
 
 
-def authenticate(engine: Engine, presented: str, method: str = "") -> Caller:
+def authenticate(db: Database, presented: str, method: str = "") -> Caller:
     """The caller of a presented key; UNAUTHENTICATED for unknown, malformed or revoked keys.
     method ("Service.Method"): one of TRUSTED_UNTIL_THEIR_TRANSACTION may take the key's row
     as last read; its revocation is then checked by require_live."""
@@ -82,7 +84,7 @@ def authenticate(engine: Engine, presented: str, method: str = "") -> Caller:
     stored = _known.get(key_id) if method in TRUSTED_UNTIL_THEIR_TRANSACTION else None
     revocation_checked = stored is None
     if stored is None:
-        stored = unit_of_work.run(engine, lambda conn: api_keys.get(conn, key_id), read_only=True)
+        stored = unit_of_work.run(db, lambda conn: api_keys.get(conn, key_id), read_only=True)
         _remember(key_id, stored)
     if stored is None or not credentials.key_matches(presented, stored.secret_hash):
         raise _unauthenticated("the API key is not known")
@@ -91,7 +93,7 @@ def authenticate(engine: Engine, presented: str, method: str = "") -> Caller:
     return Caller(stored.program_id, stored.key_id, stored.role, revocation_checked)
 
 
-def require_live(conn: Connection, caller: Caller) -> None:
+def require_live(conn: Transaction, caller: Caller) -> None:
     """Inside the call's transaction: UNAUTHENTICATED if its key, taken as last read, has been
     revoked since (then the transaction rolls back and nothing is answered from it)."""
     if not caller.revocation_checked and not api_keys.is_live(conn, caller.key_id):
@@ -99,7 +101,7 @@ def require_live(conn: Connection, caller: Caller) -> None:
 
 
 def read_ahead_live(
-    conn: Connection,
+    conn: Transaction,
     caller: Caller,
     member_id: str,
     reads: tuple[prefetch.Read, ...],
@@ -115,7 +117,7 @@ def read_ahead_live(
     return now
 
 
-def refusal_for(engine: Engine, caller: Caller, error: errors.LedgerError) -> errors.LedgerError:
+def refusal_for(db: Database, caller: Caller, error: errors.LedgerError) -> errors.LedgerError:
     """What a call refused with `error` answers: UNAUTHENTICATED instead when its key, taken as
     last read, has been revoked since (a refusal before require_live ran: a malformed request,
     a rate limit, a member or hold not found, a lost lock race). Read only on this refusal
@@ -123,7 +125,7 @@ def refusal_for(engine: Engine, caller: Caller, error: errors.LedgerError) -> er
     if caller.revocation_checked or error.category is errors.Category.UNAUTHENTICATED:
         return error
     try:
-        live = unit_of_work.run(engine, lambda conn: api_keys.is_live(conn, caller.key_id), read_only=True)
+        live = unit_of_work.run(db, lambda conn: api_keys.is_live(conn, caller.key_id), read_only=True)
     except errors.LedgerError:
         return error  # the database is unreachable: the original refusal stands
     return error if live else _revoked(caller.key_id)

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain import errors
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, MemberStatus
 from ledger.service import clock
 from ledger.service.caller import Caller
-from ledger.store import api_keys, members, prefetch, programs
+from ledger.store import api_keys, members, programs
+from ledger.store.postgres import prefetch
 from ledger.store.instants import to_micros
 
 
-def program_rules(conn: Connection, program_id: str) -> ProgramRules:
+def program_rules(conn: Transaction, program_id: str) -> ProgramRules:
     rules = programs.get(conn, program_id)
     if rules is None:
         raise errors.not_found("PROGRAM_NOT_FOUND", f"program {program_id} does not exist")
     return rules
 
 
-def member(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState:
+def member(conn: Transaction, program_id: str, member_id: str, *, lock: bool = False) -> MemberState:
     state = members.get(conn, program_id, member_id, lock=lock)
     if state is None:
         raise errors.not_found("MEMBER_NOT_FOUND", f"member {member_id!r} is not enrolled in this program")
@@ -38,7 +39,7 @@ def require_active(state: MemberState) -> None:
 
 
 def locked_member(
-    conn: Connection, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
+    conn: Transaction, caller: Caller, member_id: str, key: str, reads: tuple[prefetch.Read, ...], **more
 ) -> tuple[MemberState, datetime]:
     """The member, row-locked, and read_ahead's instant: how a member's operation starts. On
     PostgreSQL the lock, the member's row and the reads ahead share one round trip."""
@@ -48,7 +49,7 @@ def locked_member(
 
 
 def read_ahead(
-    conn: Connection,
+    conn: Transaction,
     caller: Caller,
     member_id: str,
     key: str,

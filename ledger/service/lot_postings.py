@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain.lots import new_lot_points, plan_consumption, restore_plan
 from ledger.domain.records import NewLot, Posting
@@ -25,14 +25,14 @@ def credit(
 
 
 def debit(
-    conn: Connection, program_id: str, member_id: str, points: int, now: datetime, *, first_lot_id: str = ""
+    conn: Transaction, program_id: str, member_id: str, points: int, now: datetime, *, first_lot_id: str = ""
 ) -> Posting:
     plan = plan_consumption(lots.open_lots(conn, program_id, member_id), points, now, first_lot_id=first_lot_id)
     return Posting(member_id, -points, consumed=plan)
 
 
 def give_back(
-    conn: Connection,
+    conn: Transaction,
     program_id: str,
     member_id: str,
     points: int,

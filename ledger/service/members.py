@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState
-from ledger.service import clock, keys, lookups, referrals, unit_of_work
+from ledger.service import clock, keys, lookups, referrals
+from ledger.store import unit_of_work
 from ledger.service.balances import live
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
@@ -25,7 +26,7 @@ class Enrollment:
     created: bool
 
 
-def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code: str = "") -> Enrollment:
+def enroll_member(db: Database, caller: Caller, member_id: str, referral_code: str = "") -> Enrollment:
     """Idempotent on member_id. With a referral code, the member is attributed to the code's
     owner (refused for self-referral, an unknown code, a member with orders, or a second referrer)."""
 
@@ -43,7 +44,7 @@ def enroll_member(engine: Engine, caller: Caller, member_id: str, referral_code:
             referrals.attribute(conn, caller.program_id, state, referral_code, clock.now())
         return Enrollment(summarize(conn, caller.program_id, state, clock.now()), created)
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,11 @@ _SUMMARY_READS = (
 )
 
 
-def get_member(engine: Engine, caller: Caller, member_id: str) -> MemberSummary:
+def get_member(db: Database, caller: Caller, member_id: str) -> MemberSummary:
     def work(conn) -> MemberSummary:
         now = clock.now()
         soon = {"start": to_micros(now), "end": to_micros(now + EXPIRING_SOON)}
         keys.read_ahead_live(conn, caller, member_id, _SUMMARY_READS, now=now, **soon)
         return summarize(conn, caller.program_id, lookups.member(conn, caller.program_id, member_id), now)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)

@@ -1,6 +1,6 @@
 """Page tokens of the List RPCs, signed with the database's page-token secret.
 
-The secret is read once per engine (a database) and kept: it never changes while the
+The secret is read once per db (a database) and kept: it never changes while the
 database lives, and every server process on that database reads the same one, so a
 client's next page may go to any of them (see ledger/domain/page_tokens.py for why the
 tokens are signed rather than only checked field by field).
@@ -12,25 +12,25 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
 from ledger.domain import page_tokens
-from ledger.service import unit_of_work
+from ledger.store import unit_of_work
 from ledger.store import service_secrets
 
 _lock = threading.Lock()
-_secrets: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
+_secrets: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
 
 
-def secret(engine: Engine) -> bytes:
+def secret(db: Database) -> bytes:
     with _lock:
-        found = _secrets.get(engine)
+        found = _secrets.get(db)
     if found is None:
         found = unit_of_work.run(
-            engine, lambda conn: service_secrets.read(conn, service_secrets.PAGE_TOKEN), read_only=True
+            db, lambda conn: service_secrets.read(conn, service_secrets.PAGE_TOKEN), read_only=True
         )
         with _lock:
-            _secrets[engine] = found
+            _secrets[db] = found
     return found
 
 
@@ -49,6 +49,6 @@ class Pages:
         return page_tokens.issue(self.secret, self.scope, position)
 
 
-def pages(engine: Engine, rpc: str, program_id: str, *query: str) -> Pages:
+def pages(db: Database, rpc: str, program_id: str, *query: str) -> Pages:
     """Pages of rpc in program_id; query is every filter of the request (not the page size)."""
-    return Pages(secret(engine), (rpc, program_id, *query))
+    return Pages(secret(db), (rpc, program_id, *query))

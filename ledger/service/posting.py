@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import Connection
+from ledger.store.database import Transaction
 
 from ledger.domain.balance import Balance
 from ledger.domain.expiry import activity_after
@@ -20,7 +20,7 @@ from ledger.store import ledger_writes, members
 
 
 def post(
-    conn: Connection,
+    conn: Transaction,
     program_id: str,
     member: MemberState,
     tx: NewTransaction,
@@ -67,7 +67,7 @@ def post(
     return TransactionResult(view, balance)
 
 
-def refreshed(conn: Connection, program_id: str, result: TransactionResult) -> TransactionResult:
+def refreshed(conn: Transaction, program_id: str, result: TransactionResult) -> TransactionResult:
     """The same transaction with the member's balance as it stands now, after follow-up
     postings in the same database transaction (a referral reward or its reversal)."""
     state = members.get(conn, program_id, result.transaction.member_id)

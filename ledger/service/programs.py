@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
 from ledger.domain import credentials, errors
 from ledger.domain.kinds import Role
 from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.domain.referrals import ReferralRules
-from ledger.service import clock, lookups, unit_of_work
+from ledger.service import clock, lookups
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import api_keys, programs
 
@@ -42,16 +43,16 @@ def _insert_with_admin_key(conn, rules: ProgramRules) -> NewProgram:
     return NewProgram(rules.program_id, key.plaintext)
 
 
-def create_program(engine: Engine, name: str, currency: str = "USD") -> NewProgram:
+def create_program(db: Database, name: str, currency: str = "USD") -> NewProgram:
     def work(conn) -> NewProgram:
         if programs.find_by_name(conn, name) is not None:
             raise errors.already_exists("PROGRAM_NAME_TAKEN", f"a program named {name!r} already exists")
         return _insert_with_admin_key(conn, ProgramRules(program_id=credentials.new_id("prg"), name=name, currency=currency))
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)
 
 
-def create_demo_program_if_empty(engine: Engine) -> NewProgram | None:
+def create_demo_program_if_empty(db: Database) -> NewProgram | None:
     """On a new, empty database: a `demo` program whose admin key is shown once."""
 
     def work(conn) -> NewProgram | None:
@@ -60,7 +61,7 @@ def create_demo_program_if_empty(engine: Engine) -> NewProgram | None:
         rules = ProgramRules(program_id=credentials.new_id("prg"), name="demo", referral=DEMO_REFERRAL)
         return _insert_with_admin_key(conn, rules)
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,23 @@ class ProgramSummary:
     created_at: datetime
 
 
-def list_programs(engine: Engine) -> list[ProgramSummary]:
+def list_programs(db: Database) -> list[ProgramSummary]:
     """Every program, oldest first (for operators: `loyalty-ledger program list`)."""
-    rows = unit_of_work.run(engine, programs.list_all, read_only=True)
+    rows = unit_of_work.run(db, programs.list_all, read_only=True)
     return [ProgramSummary(rules.program_id, rules.name, rules.currency, created) for rules, created in rows]
 
 
-def get_program(engine: Engine, caller: Caller) -> ProgramSettings:
+def get_program(db: Database, caller: Caller) -> ProgramSettings:
     def work(conn) -> ProgramSettings:
         found = programs.get_with_times(conn, caller.program_id)
         if found is None:
             raise errors.not_found("PROGRAM_NOT_FOUND", "the key's program does not exist")
         return ProgramSettings(*found)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)
 
 
-def update_program(engine: Engine, caller: Caller, changes: dict) -> ProgramSettings:
+def update_program(db: Database, caller: Caller, changes: dict) -> ProgramSettings:
     """changes maps ProgramRules field names to validated new values."""
 
     def work(conn) -> ProgramSettings:
@@ -104,4 +105,4 @@ def update_program(engine: Engine, caller: Caller, changes: dict) -> ProgramSett
         assert found is not None
         return ProgramSettings(*found)
 
-    return unit_of_work.run(engine, work)
+    return unit_of_work.run(db, work)

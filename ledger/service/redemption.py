@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
@@ -17,7 +17,7 @@ from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post
 from ledger.store import idempotency, lots, rewards
-from ledger.store.rewards import RewardRecord
+from ledger.domain.rewards import RewardRecord
 
 
 _REDEEM_READS = (idempotency.BY_KEY, lots.BALANCE_FACTS, lots.OPEN_LOTS)
@@ -33,7 +33,7 @@ class RedeemCommand:
     store_id: str
 
 
-def _available_reward(conn: Connection, program_id: str, reward_id: str, now) -> RewardRecord:
+def _available_reward(conn: Transaction, program_id: str, reward_id: str, now) -> RewardRecord:
     """The reward, row-locked so concurrent redemptions can never oversell its stock."""
     reward = rewards.get(conn, program_id, reward_id, lock=True)
     if reward is None:
@@ -45,15 +45,15 @@ def _available_reward(conn: Connection, program_id: str, reward_id: str, now) ->
     return reward
 
 
-def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCommand) -> TransactionResult:
+def redeem(db: Database, caller: Caller, mutation: Mutation, command: RedeemCommand) -> TransactionResult:
     now = clock.now()
 
-    def lock(conn: Connection) -> MemberState:
+    def lock(conn: Transaction) -> MemberState:
         nonlocal now
         member, now = lookups.locked_member(conn, caller, command.member_id, mutation.idempotency_key, _REDEEM_READS)
         return member
 
-    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
         points, description = command.points, "redeemed"
         reward = None
@@ -84,5 +84,5 @@ def redeem(engine: Engine, caller: Caller, mutation: Mutation, command: RedeemCo
         return post(conn, caller.program_id, member, tx, unspendable=(balance.pending, balance.held, balance.expired))
 
     return idempotent.execute(
-        engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
+        db, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
 from ledger.domain.earning import BreakdownLine
@@ -25,7 +25,8 @@ from ledger.domain.referrals import (
     reverses_reward,
     state_of,
 )
-from ledger.service import clock, expiry, lookups, lot_postings, page_tokens, unit_of_work
+from ledger.service import clock, expiry, lookups, lot_postings, page_tokens
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.tiers import upgrade_after_order
 from ledger.store import idempotency, ledger_writes, members, transactions
@@ -35,7 +36,7 @@ from ledger.store.instants import from_micros
 from ledger.store.referrals import ReferralRecord
 
 
-def attribute(conn: Connection, program_id: str, referee: MemberState, code: str, now: datetime) -> None:
+def attribute(conn: Transaction, program_id: str, referee: MemberState, code: str, now: datetime) -> None:
     """Attributes a (new or order-less) member to the owner of code; idempotent for the same code."""
     referrer_id = members.member_by_code(conn, program_id, code)
     existing = store.of_referee(conn, program_id, referee.member_id)
@@ -45,7 +46,7 @@ def attribute(conn: Connection, program_id: str, referee: MemberState, code: str
 
 
 def _post_reward(
-    conn: Connection, caller: Caller, rules: ProgramRules, referral: ReferralRecord, order_id: str,
+    conn: Transaction, caller: Caller, rules: ProgramRules, referral: ReferralRecord, order_id: str,
     occurred_at: datetime, decision: str, key: str,
 ) -> tuple[str, datetime]:
     now = clock.now()
@@ -89,7 +90,7 @@ def _post_reward(
 
 
 def on_order(
-    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, order_id: str,
+    conn: Transaction, caller: Caller, member: MemberState, rules: ProgramRules, order_id: str,
     amount: int, occurred_at: datetime, key: str,
 ) -> bool:
     """Called inside an Earn: the referee's first qualifying order decides the referral.
@@ -122,7 +123,7 @@ def on_order(
     return True
 
 
-def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after: int, key: str) -> bool:
+def on_refund(conn: Transaction, caller: Caller, order_id: str, net_amount_after: int, key: str) -> bool:
     """Called inside a RefundOrder: a return within the window reverses both referral rewards.
     True when a reversal was posted."""
     referral = store.of_order(conn, caller.program_id, order_id)
@@ -172,7 +173,7 @@ def on_refund(conn: Connection, caller: Caller, order_id: str, net_amount_after:
     return True
 
 
-def _undo_qualifying(conn: Connection, program_id: str, original, reversal_id: str) -> None:
+def _undo_qualifying(conn: Transaction, program_id: str, original, reversal_id: str) -> None:
     for view in original:
         earned = tier_store.qualifying_of_transaction(conn, program_id, view.member_id, view.transaction_id)
         if earned is not None:
@@ -182,13 +183,13 @@ def _undo_qualifying(conn: Connection, program_id: str, original, reversal_id: s
             )
 
 
-def rewarded_order(conn: Connection, program_id: str, order_id: str) -> bool:
+def rewarded_order(conn: Transaction, program_id: str, order_id: str) -> bool:
     """Whether a referral reward hangs on this order (a refund must be able to undo it)."""
     referral = store.of_order(conn, program_id, order_id)
     return referral is not None and bool(referral.reward_transaction_id) and not referral.reversal_transaction_id
 
 
-def on_reward_reversed(conn: Connection, program_id: str, reward_transaction_id: str, reversal_id: str) -> None:
+def on_reward_reversed(conn: Transaction, program_id: str, reward_transaction_id: str, reversal_id: str) -> None:
     """Support reversed a referral reward directly: the referral shows it, and tier progress goes back."""
     referral = store.of_reward(conn, program_id, reward_transaction_id)
     if referral is None:
@@ -210,13 +211,13 @@ class ReferralPage:
     next_page_token: str
 
 
-def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: int, page_token: str) -> ReferralPage:
+def list_referrals(db: Database, caller: Caller, referrer_id: str, page_size: int, page_token: str) -> ReferralPage:
     """Sorted by referee; the page token (signed, bound to the program and the referrer) holds the
     last referee served."""
-    pages = page_tokens.pages(engine, "ListReferrals", caller.program_id, referrer_id)
+    pages = page_tokens.pages(db, "ListReferrals", caller.program_id, referrer_id)
     after = pages.position(page_token)
 
-    def work(conn: Connection) -> ReferralPage:
+    def work(conn: Transaction) -> ReferralPage:
         referrer = lookups.member(conn, caller.program_id, referrer_id)
         found = store.page(conn, caller.program_id, referrer_id, after, page_size + 1)
         now = clock.now()
@@ -231,10 +232,10 @@ def list_referrals(engine: Engine, caller: Caller, referrer_id: str, page_size: 
         token = pages.token_after(found[page_size - 1].referee_id) if len(found) > page_size else ""
         return ReferralPage(referrer.referral_code, views, token)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)
 
 
-def report(engine: Engine, caller: Caller) -> dict[str, int]:
-    return unit_of_work.run(engine, lambda conn: store.report(conn, caller.program_id, clock.now()), read_only=True)
+def report(db: Database, caller: Caller) -> dict[str, int]:
+    return unit_of_work.run(db, lambda conn: store.report(conn, caller.program_id, clock.now()), read_only=True)
 
 

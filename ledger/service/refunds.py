@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
@@ -47,7 +47,7 @@ class RefundCommand:
 
 
 def _undo_order_effects(
-    conn: Connection,
+    conn: Transaction,
     program_id: str,
     member_id: str,
     earn: TransactionView,
@@ -79,10 +79,10 @@ def _undo_order_effects(
     campaigns.add_awards(conn, program_id, member_id, given_back)
 
 
-def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: RefundCommand) -> TransactionResult:
+def refund_order(db: Database, caller: Caller, mutation: Mutation, command: RefundCommand) -> TransactionResult:
     program_id = caller.program_id
 
-    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         earned = transactions.earn_of_order(conn, program_id, command.order_id)
         if earned is None or earned[1] != command.member_id:
             raise errors.not_found(
@@ -156,7 +156,7 @@ def refund_order(engine: Engine, caller: Caller, mutation: Mutation, command: Re
         return refreshed(conn, program_id, result) if reversed_referral else result
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.member(conn, program_id, command.member_id, lock=True),

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
 from ledger.domain import credentials, errors
 from ledger.domain.errors import FieldViolation
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.service import clock, idempotent, lookups, page_tokens, unit_of_work
+from ledger.service import clock, idempotent, lookups, page_tokens
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store import rewards as store
-from ledger.store.rewards import RewardRecord
+from ledger.domain.rewards import RewardRecord
 
 
-def create_reward(engine: Engine, caller: Caller, reward: RewardRecord, mutation: Mutation | None = None) -> RewardRecord:
+def create_reward(db: Database, caller: Caller, reward: RewardRecord, mutation: Mutation | None = None) -> RewardRecord:
     """mutation: the request under its request_id (AIP-155): a retry answers the first response
     and creates nothing; None creates a reward on every call."""
     problems = []
@@ -37,7 +38,7 @@ def create_reward(engine: Engine, caller: Caller, reward: RewardRecord, mutation
         return created
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.program_rules(conn, caller.program_id),
@@ -46,11 +47,11 @@ def create_reward(engine: Engine, caller: Caller, reward: RewardRecord, mutation
     )
 
 
-def list_rewards(engine: Engine, caller: Caller, page_token: str, page_size: int) -> tuple[list[RewardRecord], str]:
+def list_rewards(db: Database, caller: Caller, page_token: str, page_size: int) -> tuple[list[RewardRecord], str]:
     """A page of the catalog in id order and the next page's token (signed, bound to the
     program; it holds the last reward id served)."""
-    pages = page_tokens.pages(engine, "ListRewards", caller.program_id)
+    pages = page_tokens.pages(db, "ListRewards", caller.program_id)
     after = pages.position(page_token)
-    found = unit_of_work.run(engine, lambda conn: store.page(conn, caller.program_id, after, page_size + 1), read_only=True)
+    found = unit_of_work.run(db, lambda conn: store.page(conn, caller.program_id, after, page_size + 1), read_only=True)
     page = found[:page_size]
     return page, pages.token_after(page[-1].reward_id) if len(found) > page_size else ""

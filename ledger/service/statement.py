@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
 from ledger.domain import errors
 from ledger.domain.kinds import TransactionKind
 from ledger.domain.limits import INT64_MAX
 from ledger.domain.records import TransactionView
-from ledger.service import keys, lookups, page_tokens, unit_of_work
+from ledger.service import keys, lookups, page_tokens
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.store import members, transactions
 
@@ -54,8 +55,8 @@ def _sequence(position: str) -> int:
     return seq
 
 
-def list_transactions(engine: Engine, caller: Caller, query: StatementQuery) -> StatementPage:
-    pages = page_tokens.pages(engine, "ListTransactions", caller.program_id, *query.filters())
+def list_transactions(db: Database, caller: Caller, query: StatementQuery) -> StatementPage:
+    pages = page_tokens.pages(db, "ListTransactions", caller.program_id, *query.filters())
     position = pages.position(query.page_token)
     before = _sequence(position) if position is not None else None
 
@@ -76,4 +77,4 @@ def list_transactions(engine: Engine, caller: Caller, query: StatementQuery) -> 
         token = pages.token_after(str(page[-1].sequence)) if len(rows) > query.page_size else ""
         return StatementPage(page, token)
 
-    return unit_of_work.run(engine, work, read_only=True)
+    return unit_of_work.run(db, work, read_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
@@ -26,9 +26,9 @@ from ledger.store.instants import from_micros
 
 
 def adjust_points(
-    engine: Engine, caller: Caller, mutation: Mutation, member_id: str, points: int, reason: str
+    db: Database, caller: Caller, mutation: Mutation, member_id: str, points: int, reason: str
 ) -> TransactionResult:
-    def apply(conn: Connection, member: MemberState) -> TransactionResult:
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         rules = lookups.program_rules(conn, caller.program_id)
         check_posting(member.balance, points, rules.negative_balance_policy)
         now = clock.now()
@@ -54,7 +54,7 @@ def adjust_points(
         return post(conn, caller.program_id, member, tx)
 
     return idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.member(conn, caller.program_id, member_id, lock=True),
@@ -63,7 +63,7 @@ def adjust_points(
     )
 
 
-def _original(conn: Connection, program_id: str, transaction_id: str) -> list[TransactionView]:
+def _original(conn: Transaction, program_id: str, transaction_id: str) -> list[TransactionView]:
     views = transactions.views_of(conn, program_id, transaction_id)
     if not views:
         raise errors.not_found("TRANSACTION_NOT_FOUND", f"transaction {transaction_id!r} does not exist in this program")
@@ -71,7 +71,7 @@ def _original(conn: Connection, program_id: str, transaction_id: str) -> list[Tr
 
 
 def _reversing_posting(
-    conn: Connection, program_id: str, view: TransactionView, state: MemberState, rules, now
+    conn: Transaction, program_id: str, view: TransactionView, state: MemberState, rules, now
 ) -> Posting:
     """A credit is reversed by consuming its own lot first; a debit by giving its lots back."""
     if view.points >= 0:
@@ -82,7 +82,7 @@ def _reversing_posting(
     )
 
 
-def _check_earn_untouched(conn: Connection, program_id: str, earn: TransactionView) -> None:
+def _check_earn_untouched(conn: Transaction, program_id: str, earn: TransactionView) -> None:
     """An exact reversal of an earn is only exact while none of its points left another way."""
     expired, refunded = transactions.order_points_removed(
         conn, program_id, earn.member_id, earn.transaction_id, earn.order_id
@@ -99,7 +99,7 @@ def _check_earn_untouched(conn: Connection, program_id: str, earn: TransactionVi
         )
 
 
-def _undo_earn_effects(conn: Connection, program_id: str, earn: TransactionView, reversal_id: str) -> None:
+def _undo_earn_effects(conn: Transaction, program_id: str, earn: TransactionView, reversal_id: str) -> None:
     """The reversed order no longer counts toward tiers nor against its campaigns."""
     qualifying = tier_store.qualifying_of_transaction(conn, program_id, earn.member_id, earn.transaction_id)
     if qualifying is not None:
@@ -118,17 +118,17 @@ def _undo_earn_effects(conn: Connection, program_id: str, earn: TransactionView,
 
 
 def reverse_transaction(
-    engine: Engine, caller: Caller, mutation: Mutation, transaction_id: str, reason: str
+    db: Database, caller: Caller, mutation: Mutation, transaction_id: str, reason: str
 ) -> TransactionResult:
     """Posts the exact negation of every entry of the transaction, once."""
 
-    def lock(conn: Connection) -> tuple[list[TransactionView], list[MemberState]]:
+    def lock(conn: Transaction) -> tuple[list[TransactionView], list[MemberState]]:
         views = _original(conn, caller.program_id, transaction_id)
         # Lock in member_id order (views are sorted) so concurrent reversals cannot deadlock.
         locked = [lookups.member(conn, caller.program_id, v.member_id, lock=True) for v in views]
         return views, locked
 
-    def apply(conn: Connection, locked) -> TransactionResult:
+    def apply(conn: Transaction, locked) -> TransactionResult:
         views, states = locked
         first = views[0]
         check_reversible(first.kind, transaction_id, transactions.reversal_of(conn, caller.program_id, transaction_id))
@@ -174,4 +174,4 @@ def reverse_transaction(
                 return refreshed(conn, caller.program_id, result)
         return result
 
-    return idempotent.execute(engine, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)
+    return idempotent.execute(db, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Engine
+from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
 from ledger.domain.earning import BreakdownLine
@@ -29,7 +29,8 @@ from ledger.domain.tiers import (
     validate_tiers,
     window_start,
 )
-from ledger.service import clock, idempotent, lookups, unit_of_work
+from ledger.service import clock, idempotent, lookups
+from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store import idempotency, ledger_writes, members, programs
@@ -59,19 +60,19 @@ class SavedTiers:
 
 
 def set_tiers(
-    engine: Engine, caller: Caller, definitions: list[TierDefinition], mutation: Mutation | None = None
+    db: Database, caller: Caller, definitions: list[TierDefinition], mutation: Mutation | None = None
 ) -> list[TierDefinition]:
     """Replaces the tier list. Members keep the tier they hold until its period ends.
     mutation: the request under its request_id (AIP-155): a retry answers the first response
     and replaces nothing; None replaces the list on every call."""
     ordered = validate_tiers(definitions)
 
-    def apply(conn: Connection, _rules: object) -> SavedTiers:
+    def apply(conn: Transaction, _rules: object) -> SavedTiers:
         tier_store.replace_definitions(conn, caller.program_id, ordered)
         return SavedTiers(ordered)
 
     saved = idempotent.execute(
-        engine,
+        db,
         caller,
         mutation,
         lock=lambda conn: lookups.program_rules(conn, caller.program_id),
@@ -81,18 +82,18 @@ def set_tiers(
     return saved.tiers
 
 
-def list_tiers(engine: Engine, caller: Caller) -> list[TierDefinition]:
-    return unit_of_work.run(engine, lambda conn: tier_store.definitions(conn, caller.program_id), read_only=True)
+def list_tiers(db: Database, caller: Caller) -> list[TierDefinition]:
+    return unit_of_work.run(db, lambda conn: tier_store.definitions(conn, caller.program_id), read_only=True)
 
 
 def qualifying_value(
-    conn: Connection, program_id: str, member_id: str, rules: ProgramRules, tier: TierDefinition | None, at: datetime
+    conn: Transaction, program_id: str, member_id: str, rules: ProgramRules, tier: TierDefinition | None, at: datetime
 ) -> int:
     spend, points = tier_store.qualifying_totals(conn, program_id, member_id, window_start(rules, tier, at), at)
     return spend if rules.tier_basis is TierBasis.QUALIFYING_SPEND else points
 
 
-def current_tier(conn: Connection, program_id: str, member_id: str, definitions: list[TierDefinition]) -> TierState | None:
+def current_tier(conn: Transaction, program_id: str, member_id: str, definitions: list[TierDefinition]) -> TierState | None:
     """The member's held tier, or the entry tier (threshold 0) before they ever qualified."""
     held = tier_store.state(conn, program_id, member_id)
     if held is not None:
@@ -114,7 +115,7 @@ def _value_for_rank(conn, program_id, member_id, rules, definitions, at) -> tupl
 
 
 def _record_change(
-    conn: Connection, caller_key_id: str, program_id: str, member: MemberState, old: str, new: TierState, at: datetime, why: str
+    conn: Transaction, caller_key_id: str, program_id: str, member: MemberState, old: str, new: TierState, at: datetime, why: str
 ) -> None:
     now = clock.now()
     transaction_id = credentials.new_id("tx")
@@ -140,7 +141,7 @@ def _record_change(
 
 
 def upgrade_after_order(
-    conn: Connection, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime,
+    conn: Transaction, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime,
     measured_at: datetime | None = None, definitions: list[TierDefinition] | None = None,
 ) -> None:
     """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up.
@@ -172,7 +173,7 @@ def upgrade_after_order(
         )
 
 
-def member_tier(conn: Connection, program_id: str, member_id: str, now: datetime) -> MemberTierView:
+def member_tier(conn: Transaction, program_id: str, member_id: str, now: datetime) -> MemberTierView:
     definitions = tier_store.definitions(conn, program_id)
     if not definitions:
         return MemberTierView(None, None)
@@ -184,18 +185,18 @@ def member_tier(conn: Connection, program_id: str, member_id: str, now: datetime
     return MemberTierView(state, progress(definitions, state, value))
 
 
-def review_due_tiers(engine: Engine, now: datetime | None = None, batch: int = 500) -> int:
+def review_due_tiers(db: Database, now: datetime | None = None, batch: int = 500) -> int:
     """End-of-period reviews (the daily job): keep, or move down to what the period's activity earns."""
     now = now or clock.now()
     changed = 0
     after: tuple[str, str] | None = None
     while True:
-        due = unit_of_work.run(engine, lambda conn: tier_store.due_reviews(conn, now, after, batch), read_only=True)
+        due = unit_of_work.run(db, lambda conn: tier_store.due_reviews(conn, now, after, batch), read_only=True)
         if not due:
             return changed
         for program_id, member_id in due:
 
-            def work(conn: Connection) -> int:
+            def work(conn: Transaction) -> int:
                 member = members.get(conn, program_id, member_id, lock=True)
                 rules = programs.get(conn, program_id)
                 definitions = tier_store.definitions(conn, program_id)
@@ -218,7 +219,7 @@ def review_due_tiers(engine: Engine, now: datetime | None = None, batch: int = 5
                 )
                 return 1
 
-            changed += unit_of_work.run(engine, work)
+            changed += unit_of_work.run(db, work)
         after = due[-1]
         if len(due) < batch:
             return changed

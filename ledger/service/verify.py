@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from ledger.store.database import Database
 
-from ledger.service import unit_of_work
+from ledger.store import unit_of_work
 from ledger.store import verification
 from ledger.store.engine import without_statement_timeout
 
@@ -21,10 +21,10 @@ class VerifyReport:
         return not any(self.breaches.values())
 
 
-def verify(engine: Engine) -> VerifyReport:
+def verify(db: Database) -> VerifyReport:
     def work(conn) -> VerifyReport:
         without_statement_timeout(conn)
         results = verification.run_checks(conn)
         return VerifyReport(verification.counts(conn), {k: v for k, v in results.items() if v})
 
-    return unit_of_work.run(engine, work, read_only=True, snapshot=True)
+    return unit_of_work.run(db, work, read_only=True, snapshot=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.kinds import Role
-from ledger.store import prefetch
+from ledger.store.postgres import prefetch
 from ledger.store.instants import to_micros
 from ledger.store.tables import api_keys
 

@@ -20,7 +20,7 @@ from ledger.domain.campaigns import (
     StackingMode,
 )
 from ledger.domain.kinds import Channel
-from ledger.store import write_behind
+from ledger.store.postgres import write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.programs import bump_config_version
 from ledger.store.tables import campaign_counters, campaign_member_awards, campaigns

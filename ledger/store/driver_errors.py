@@ -1,6 +1,6 @@
 """Errors of statements sent on the driver's own cursor, wrapped as SQLAlchemy wraps its own.
 
-write_behind, pg_copy and prepared send some statements on psycopg2's cursor directly;
+write_behind, bulk_copy and prepared send some statements on psycopg2's cursor directly;
 their errors must reach the unit of work in the same classes (and with the same
 invalidation of a lost connection) as a statement sent through SQLAlchemy.
 """

@@ -14,7 +14,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from ledger import settings
-from ledger.store import driver_errors, locked_heads, pg_transactions, prefetch, prepared, write_behind
+from ledger.store import driver_errors, locked_heads
+from ledger.store.postgres import transaction_blocks, prefetch, prepared, write_behind
 
 LOCK_TIMEOUT_MS = 2000
 STATEMENT_TIMEOUT_MS = 15000
@@ -60,7 +61,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
         # invalidated and the unit of work retries once on a fresh one.
         pool_pre_ping=False,
         pool_timeout=5,
-        # Transactions are written out by pg_transactions: BEGIN rides with the first
+        # Transactions are written out by postgres.transaction_blocks: BEGIN rides with the first
         # statement and COMMIT with the last writes, instead of round trips of their own.
         isolation_level="AUTOCOMMIT",
         connect_args={
@@ -73,7 +74,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
     if settings.pg_prepare():
         prepared.install(engine)  # before write_behind: its queue rides in front of EXECUTE
     write_behind.install(engine)
-    pg_transactions.install(engine)
+    transaction_blocks.install(engine)
     locked_heads.install(engine)
     prefetch.install(engine)
     return engine

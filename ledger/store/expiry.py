@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select
 
 from ledger.domain.lots import Lot
 from ledger.domain.program import ExpiryMode
-from ledger.store import streaming
+from ledger.store.postgres import streaming
 from ledger.store.lots import past_expiry
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import lots, members, programs
@@ -24,7 +24,7 @@ def _due(now: datetime):
 
 def due_member_batches(conn: Connection, now: datetime, size: int) -> Iterator[list[MemberKey]]:
     """Every member with lots past expires_at, in key order, `size` members at a time, streamed
-    off one query (ledger.store.streaming: never every key in memory at once).
+    off one query (ledger.store.postgres.streaming: never every key in memory at once).
 
     The batches are disjoint and each is a contiguous key range, so several can be expired at
     once without ever waiting on each other's row locks. conn should be a read-only snapshot

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.kinds import Channel
-from ledger.store import prefetch, write_behind
+from ledger.store.postgres import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, members
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from ledger.store import pg_copy, prefetch, write_behind
+from ledger.store.postgres import bulk_copy, prefetch, write_behind
 from ledger.store.instants import to_micros
 from ledger.store.tables import idempotency_records
 
@@ -67,11 +67,11 @@ def record(
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
     """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh.
-    On PostgreSQL they go in through COPY (ledger.store.pg_copy)."""
+    On PostgreSQL they go in through COPY (ledger.store.postgres.copy)."""
     if not records:
         return
     rows = [_row(*record, now) for record in records]
     if conn.dialect.name == "postgresql":
-        pg_copy.copy_rows(conn, "idempotency_records", rows)
+        bulk_copy.copy_rows(conn, "idempotency_records", rows)
     else:
         conn.execute(insert(idempotency_records), rows)

@@ -16,7 +16,8 @@ from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, 
 from ledger.domain.expiry import ACTIVITY_KINDS
 from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
-from ledger.store import locked_heads, write_behind
+from ledger.store import locked_heads
+from ledger.store.postgres import write_behind
 from ledger.store.instants import to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import entries, lot_consumptions, lots, members, transactions
@@ -213,7 +214,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     The member update is guarded by the last_seq read under the lock, so a concurrent
     writer can never be overwritten; it moves the chain head in the same statement.
     (On PostgreSQL the expiry job lets the database write its batches itself:
-    ledger.store.expiry_writes.)
+    ledger.store.postgres.expiry_writes.)
     """
     if not items:
         return

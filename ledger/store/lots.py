@@ -11,7 +11,7 @@ from ledger.domain.expiry import LotTotals
 from ledger.domain.holds import HoldState
 from ledger.domain.lots import Consumption, Lot
 from ledger.domain.program import ExpiryMode
-from ledger.store import prefetch
+from ledger.store.postgres import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import holds, lot_consumptions, lots, programs
 
@@ -20,7 +20,7 @@ def past_expiry(at):
     """ledger.domain.lots.Lot.past_expiry in SQL, for lots rows at `at` (stored microseconds, or
     a bind parameter): the expiry job's sweep finds its members by it (ledger.store.expiry) and
     the live balance counts its points as expired (BALANCE_FACTS). The job's writer on
-    PostgreSQL states it once more inside its own statement (ledger.store.expiry_writes);
+    PostgreSQL states it once more inside its own statement (ledger.store.postgres.expiry_writes);
     tests/store/test_lot_totals_in_sql.py holds these to the domain's rule."""
     return lots.c.expires_at.is_not(None) & (lots.c.expires_at <= at)
 

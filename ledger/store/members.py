@@ -9,7 +9,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState, MemberStatus
-from ledger.store import locked_heads, prefetch, write_behind
+from ledger.store import locked_heads
+from ledger.store.postgres import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.locked_heads import Head
 from ledger.store.tables import members

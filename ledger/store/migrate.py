@@ -21,7 +21,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
-from ledger.store import locks, prepared
+from ledger.store import locks
+from ledger.store.postgres import prepared
 from ledger.store.driver_errors import driver_cursor
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"

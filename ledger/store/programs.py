@@ -17,7 +17,7 @@ from ledger.domain.program import (
     rules_from_json,
     rules_to_json,
 )
-from ledger.store import prefetch
+from ledger.store.postgres import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import program_settings_history, programs
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
-from ledger.store import prefetch
+from ledger.store.postgres import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import referrals
 

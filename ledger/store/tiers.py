@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_, update
 
 from ledger.domain.tiers import TierDefinition, TierState
-from ledger.store import prefetch, write_behind
+from ledger.store.postgres import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import member_tiers, qualifying_events, tiers
 

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, literal_column, select
 
 from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.records import TransactionView, breakdown_from_json
-from ledger.store import prefetch
+from ledger.store.postgres import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import entries, transactions
 

@@ -13,7 +13,7 @@ from typing import Iterator
 from sqlalchemy import Connection, text
 
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
-from ledger.store import streaming
+from ledger.store.postgres import streaming
 
 CHECKS: dict[str, str] = {
     "cached posted balance equals the sum of the member's entries": """

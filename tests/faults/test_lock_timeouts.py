@@ -18,7 +18,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ledger.service.unit_of_work import ATTEMPTS
+from ledger.store.unit_of_work import ATTEMPTS
 from ledger.store.engine import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, create_engine_for
 from tests.faults.harness import (
     ABORTED,

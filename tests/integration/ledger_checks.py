@@ -51,5 +51,5 @@ def snapshot(api, member_id: str) -> tuple:
 
 
 def assert_verify_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches

@@ -156,7 +156,7 @@ def test_revoked_key_is_unauthenticated_and_others_keep_working(program, api):
     try:
         assert earn(pos, "m-1", 1000).transaction.points == 10
         key_id = pos.key[: len("lk_") + 12]
-        assert revoke_keys(program.backend.engine, key_id) == [key_id]
+        assert revoke_keys(program.backend.db, key_id) == [key_id]
         before = snapshot(api, "m-1")
         with expect_error(UNAUTHENTICATED, "API_KEY_INVALID"):
             earn(pos, "m-1", 1000)
@@ -164,7 +164,7 @@ def test_revoked_key_is_unauthenticated_and_others_keep_working(program, api):
             _raw_call(pos, pos.metadata)
         assert snapshot(api, "m-1") == before
         # Revoking again names no key; the program's other keys are untouched.
-        assert revoke_keys(program.backend.engine, key_id) == []
+        assert revoke_keys(program.backend.db, key_id) == []
         assert earn(other_pos, "m-1", 1000).transaction.points == 10
         assert _raw_call(api, api.metadata).member.balance.posted == 20
     finally:
@@ -180,7 +180,7 @@ def test_revoked_key_is_refused_even_for_a_retry_of_its_own_request(program, api
     try:
         request = earn_request("m-1", 1000)
         pos.ledger.Earn(request, metadata=pos.metadata)
-        revoke_keys(program.backend.engine, pos.key[: len("lk_") + 12])
+        revoke_keys(program.backend.db, pos.key[: len("lk_") + 12])
         with expect_error(UNAUTHENTICATED, "API_KEY_INVALID"):
             pos.ledger.Earn(request, metadata=pos.metadata)
     finally:
@@ -226,7 +226,7 @@ def test_a_till_key_revoked_after_use_is_refused_on_its_next_call_of_every_kind(
             if shape == "retry":
                 getattr(pos.ledger, rpc)(request, metadata=pos.metadata)
             key_id = pos.key[: len("lk_") + 12]
-            assert revoke_keys(program.backend.engine, key_id) == [key_id]
+            assert revoke_keys(program.backend.db, key_id) == [key_id]
             before = snapshot(api, "m-1")
             with expect_error(UNAUTHENTICATED, "API_KEY_INVALID"):
                 getattr(pos.ledger, rpc)(request, metadata=pos.metadata)

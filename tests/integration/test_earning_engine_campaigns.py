@@ -127,7 +127,7 @@ def refund(api, member_id: str, order_id: str, amount: int):
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 

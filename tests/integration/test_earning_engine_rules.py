@@ -160,7 +160,7 @@ def rate_rules(rules) -> list[tuple]:
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 

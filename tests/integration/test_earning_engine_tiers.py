@@ -133,7 +133,7 @@ def progress(api, member_id: str) -> tuple[str, int, int] | None:
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 
@@ -279,7 +279,7 @@ def test_refund_moves_progress_back_without_a_mid_period_downgrade(program, mark
     refund(pos, shopper, order_id, 7_000)
     assert progress(pos, shopper) == ("Gold", 10_000, 40_000)
     before = member(pos, shopper)
-    run_due_work(program.backend.engine)  # the daily job today: the period is still running
+    run_due_work(program.backend.db)  # the daily job today: the period is still running
     after = member(pos, shopper)
     assert (after.tier.name, after.tier.period_end_time) == ("Silver", before.tier.period_end_time)
     assert tier_changes(pos, shopper) == [("Member", "Silver")]
@@ -302,10 +302,10 @@ def test_at_period_end_members_move_down_to_what_they_earned_or_keep_their_tier(
     period_end_time = reached + timedelta(days=1)
     assert when(member(pos, falling).tier.period_end_time) == period_end_time
 
-    run_due_work(program.backend.engine, now=period_end_time - timedelta(seconds=1))
+    run_due_work(program.backend.db, now=period_end_time - timedelta(seconds=1))
     assert [tier_of(pos, m)[0] for m in (falling, staying, slipping)] == ["Silver", "Silver", "Gold"]
 
-    run_due_work(program.backend.engine, now=period_end_time + timedelta(seconds=1))
+    run_due_work(program.backend.db, now=period_end_time + timedelta(seconds=1))
     fallen = member(pos, falling)
     assert (fallen.tier.name, fallen.tier.earn_multiplier_bps) == ("Member", 10_000)
     assert when(fallen.tier.reach_time) == period_end_time
@@ -381,6 +381,6 @@ def test_requalifying_during_the_grace_period_keeps_the_tier(program, api, marke
     assert tier_of(pos, shopper)[0] == "Silver"
     earn(pos, shopper, 12_000, occur_time=stamp(now - timedelta(hours=1)))  # inside the grace days: re-qualifies
     assert progress(pos, shopper) is None  # nothing above Silver
-    run_due_work(program.backend.engine, now=now + timedelta(hours=2))  # past period_end_time + grace
+    run_due_work(program.backend.db, now=now + timedelta(hours=2))  # past period_end_time + grace
     assert tier_of(pos, shopper) == ("Silver", 15_000)
     assert tier_changes(pos, shopper) == [("Member", "Silver")]

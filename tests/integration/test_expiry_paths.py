@@ -1,4 +1,4 @@
-"""On PostgreSQL the expiry job lets the database write each batch (ledger.store.expiry_writes);
+"""On PostgreSQL the expiry job lets the database write each batch (ledger.store.postgres.expiry_writes);
 elsewhere Python does, with the domain's rules (ledger.domain.expiry). Both must write the same
 ledger: this runs both on the same members, each in a transaction that is rolled back, with
 the same transaction ids, and requires the same rows in every table they write.
@@ -146,7 +146,7 @@ def test_database_and_python_expire_the_same_rows(pg_program):
 
         def in_database(conn, now, cutoff):  # through the dispatch, as the sweep calls it
             assert conn.dialect.name == "postgresql"
-            return _expire_batch(conn, handed_over, now, cutoff, new_ids=_transaction_ids)
+            return _expire_batch(conn, handed_over, now, cutoff, new_ids=_transaction_ids, in_database=True)
 
         def in_python(conn, now, cutoff):
             return _expire_in_python(conn, everyone, _transaction_ids("tx", len(everyone)), now, cutoff)

@@ -146,7 +146,7 @@ def server_clock_moved(by: timedelta):
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 
@@ -214,7 +214,7 @@ def test_rolling_expiry_consumes_soonest_expiring_first_and_expires_only_the_res
     # today the old lot's 400 are expired, before the job has run
     assert with_expired(balance(api, m)) == (900, 0, 0, 400, 500)
 
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert as_tuple(balance(api, m)) == (500, 0, 0, 500)  # only the 400 left of the old lot expired
     newest = statement(api, m)
     assert [(tx.kind, tx.points) for tx in newest] == [
@@ -230,7 +230,7 @@ def test_rolling_expiry_consumes_soonest_expiring_first_and_expires_only_the_res
     assert_clean(program)
 
     # a second run expires nothing more
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert as_tuple(balance(api, m)) == (500, 0, 0, 500)
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-400]
     assert_clean(program)
@@ -245,7 +245,7 @@ def test_rolling_expiry_never_takes_spent_points(program, api):
     with server_clock_moved(-2 * DAY):  # spent while its lot was still valid
         redeem(api, spent_all, 700)
     assert with_expired(balance(api, untouched)) == (700, 0, 0, 700, 0)
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert as_tuple(balance(api, spent_all)) == (0, 0, 0, 0)
     assert statement(api, spent_all, EXPIRE) == []
     assert as_tuple(balance(api, untouched)) == (0, 0, 0, 0)
@@ -267,7 +267,7 @@ def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(progr
     for m in due:
         earn_at(api, m, 7, whole_seconds_ago(2 * DAY))
 
-    report = run_due_work(program.backend.engine, batch_size=2, workers=2)
+    report = run_due_work(program.backend.db, batch_size=2, workers=2)
     expired_here = 0
     for points, m in enumerate(due, start=1):
         assert as_tuple(balance(api, m)) == (7, 0, 0, 7)
@@ -279,7 +279,7 @@ def test_rolling_expiry_in_small_parallel_batches_expires_each_member_once(progr
     assert report.points_expired_by_program[program.program_id] == expired_here
     assert_clean(program)
 
-    run_due_work(program.backend.engine, batch_size=2, workers=2)
+    run_due_work(program.backend.db, batch_size=2, workers=2)
     assert all(len(statement(api, m, EXPIRE)) == 1 for m in due)
     assert_clean(program)
 
@@ -301,7 +301,7 @@ def test_inactivity_expires_everything_of_idle_members_only(program, api):
     # idle for 35 days: all expired before the job has run
     assert with_expired(balance(api, idle)) == (1200, 0, 0, 1200, 0)
 
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert as_tuple(balance(api, idle)) == (0, 0, 0, 0)
     expired = statement(api, idle, EXPIRE)
     assert [tx.points for tx in expired] == [-1200]
@@ -311,7 +311,7 @@ def test_inactivity_expires_everything_of_idle_members_only(program, api):
     assert statement(api, recent_order, EXPIRE) == statement(api, recent_redeem, EXPIRE) == []
     assert_clean(program)
 
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert [tx.points for tx in statement(api, idle, EXPIRE)] == [-1200]
     assert balance(api, idle).posted == 0
     # coming back: a new order earns normally
@@ -377,7 +377,7 @@ def test_points_past_their_expiry_are_never_available_before_the_job(program, ap
     assert refusal(lambda: authorize(api, m, 100))[1] == {"requested": "100", "available": "0", "expired": "100"}
     assert [tx.kind for tx in statement(api, m)] == [common_pb2.TRANSACTION_KIND_EARN]  # nothing written
 
-    run_due_work(program.backend.engine)  # the job still finds all 100 due
+    run_due_work(program.backend.db)  # the job still finds all 100 due
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]
     assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
     # the refusal is recorded under its key: a retry gets the same answer
@@ -395,7 +395,7 @@ def test_a_redeem_takes_only_valid_points_and_the_job_expires_all_the_due_ones(p
     assert refusal(lambda: redeem(api, m, 31))[1] == {"requested": "31", "available": "30", "expired": "100"}
     assert with_expired(redeem(api, m, 30).balance) == (100, 0, 0, 100, 0)
 
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]  # not 70: the redeem took the valid lot
     assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
     assert [tx.balance_after for tx in statement(api, m)] == [0, 100, 130, 100]
@@ -422,7 +422,7 @@ def test_capturing_a_hold_whose_lots_expired_meanwhile(program, api):
         assert with_expired(captured.balance) == (100, 0, 0, 100, 0)
         assert captured.transaction.points == -30
         assert refusal(lambda: capture(api, hold.hold.hold_id, idempotency_key=whole_key)) == whole  # recorded
-        run_due_work(program.backend.engine)
+        run_due_work(program.backend.db)
         assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-100]
     assert_clean(program)
@@ -445,7 +445,7 @@ def test_refunding_an_order_past_its_expiry_leaves_what_the_job_first_would(prog
         )
 
     assert with_expired(refund(refund_first).balance) == (50, 0, 0, 0, 50)
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     refund(job_first)
     assert with_expired(balance(api, refund_first)) == with_expired(balance(api, job_first)) == (50, 0, 0, 0, 50)
     assert statement(api, refund_first, EXPIRE) == []  # the refund took the order's own expired lot
@@ -486,7 +486,7 @@ def test_an_idle_member_coming_back_never_revives_expired_points(program, api):
     assert with_expired(reviewed.balance) == (50, 0, 0, 0, 50)
     assert [tx.points for tx in statement(api, reviewer)] == [50, -300, 300]
 
-    run_due_work(program.backend.engine)  # nothing more to expire: the members are active again
+    run_due_work(program.backend.db)  # nothing more to expire: the members are active again
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-1200]
     assert [tx.points for tx in statement(api, reviewer, EXPIRE)] == [-300]
     assert with_expired(balance(api, m)) == (10, 0, 0, 0, 10)
@@ -558,7 +558,7 @@ def test_reversing_an_expiry_gives_the_points_back_for_good(program, api):
     update_program(api, expiry_mode=ROLLING, expiry_days=30)
     m = new_member(api)
     earn_at(api, m, 1000, whole_seconds_ago(40 * DAY))
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     (expired,) = statement(api, m, EXPIRE)
     assert expired.points == -1000
     reversal = api.ledger.ReverseTransaction(
@@ -566,7 +566,7 @@ def test_reversing_an_expiry_gives_the_points_back_for_good(program, api):
         metadata=api.metadata,
     )
     assert as_tuple(reversal.balance) == (1000, 0, 0, 1000)
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert_clean(program)
     assert [tx.points for tx in statement(api, m, EXPIRE)] == [-1000]  # actual: [-1000, -1000]
     assert as_tuple(balance(api, m)) == (1000, 0, 0, 1000)  # actual: (0, 0, 0, 0)
@@ -607,7 +607,7 @@ def test_expiry_racing_redemptions_never_expires_spent_points(pg_program):
 
         def sweeper() -> None:
             barrier.wait(timeout=30)
-            run_due_work(pg_program.backend.engine)
+            run_due_work(pg_program.backend.db)
 
         threads = [threading.Thread(target=redeemer, args=(m,)) for m in members]
         threads += [threading.Thread(target=sweeper) for _ in range(2)]
@@ -616,7 +616,7 @@ def test_expiry_racing_redemptions_never_expires_spent_points(pg_program):
         for t in threads:
             t.join(timeout=60)
         assert errors == []
-        run_due_work(pg_program.backend.engine)
+        run_due_work(pg_program.backend.db)
         for m in members:
             expired = [tx.points for tx in statement(api, m, EXPIRE)]
             # expiry first or redemption first, the same: the redemption takes 300 of the
@@ -629,7 +629,7 @@ def test_expiry_racing_redemptions_never_expires_spent_points(pg_program):
 
 
 def test_concurrent_redemptions_never_spend_expired_points(pg_program):
-    """32 terminals redeem from one member at once (group commit: member_batches runs them in
+    """32 terminals redeem from one member at once (group commit: member_group_commit runs them in
     shared transactions): the 100 valid points go, 10 at a time, never one of the 1000 expired."""
     api = pg_program.api()
     terminals = 32
@@ -666,7 +666,7 @@ def test_concurrent_redemptions_never_spend_expired_points(pg_program):
         assert len(refused) == terminals - 10
         assert all(metadata["expired"] == "1000" and int(metadata["available"]) < 10 for metadata in refused)
         assert with_expired(balance(api, m)) == (1000, 0, 0, 1000, 0)
-        run_due_work(pg_program.backend.engine)
+        run_due_work(pg_program.backend.db)
         assert [tx.points for tx in statement(api, m, EXPIRE)] == [-1000]
         assert with_expired(balance(api, m)) == (0, 0, 0, 0, 0)
     finally:

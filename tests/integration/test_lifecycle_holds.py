@@ -115,7 +115,7 @@ def stored_hold(program, hold_id: str):
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 
@@ -259,7 +259,7 @@ def test_authorize_never_takes_available_below_zero(program, api):
 
 
 def test_a_hold_lapses_by_time_and_the_sweeper_marks_it_once(program, api):
-    run_due_work(program.backend.engine)  # drain holds other tests left lapsing in the shared database
+    run_due_work(program.backend.db)  # drain holds other tests left lapsing in the shared database
     member = funded_member(api)
     hold = authorize(api, member, 300, ttl=1).hold
     assert as_tuple(balance(api, member)) == (1000, 0, 300, 700)
@@ -272,11 +272,11 @@ def test_a_hold_lapses_by_time_and_the_sweeper_marks_it_once(program, api):
     assert error_metadata(caught.value)["state"] == "LAPSED"
     assert_clean(program)
 
-    first = run_due_work(program.backend.engine)
+    first = run_due_work(program.backend.db)
     assert first.holds_lapsed == 1
     row = stored_hold(program, hold.hold_id)
     assert row.state.value == "LAPSED" and row.captured_points == 0
-    assert run_due_work(program.backend.engine).holds_lapsed == 0
+    assert run_due_work(program.backend.db).holds_lapsed == 0
     assert stored_hold(program, hold.hold_id) == row
     assert as_tuple(balance(api, member)) == (1000, 0, 0, 1000)
     assert [tx.kind for tx in statement(api, member)] == [common_pb2.TRANSACTION_KIND_EARN]
@@ -418,7 +418,7 @@ def test_captures_racing_the_sweeper_end_captured_or_lapsed_never_both(pg_progra
         def sweeper() -> None:
             barrier.wait(timeout=30)
             while not stop.is_set():
-                run_due_work(pg_program.backend.engine)
+                run_due_work(pg_program.backend.db)
 
         threads = [threading.Thread(target=capturer, args=(i,)) for i in range(count)]
         threads += [threading.Thread(target=sweeper) for _ in range(2)]
@@ -430,7 +430,7 @@ def test_captures_racing_the_sweeper_end_captured_or_lapsed_never_both(pg_progra
         stop.set()
         for t in threads[count:]:
             t.join(timeout=60)
-        run_due_work(pg_program.backend.engine)
+        run_due_work(pg_program.backend.db)
 
         outcomes = {"captured": 0, "lapsed": 0}
         for i, (member, hold) in enumerate(zip(members, holds)):

@@ -104,7 +104,7 @@ def as_tuple(b) -> tuple[int, int, int, int]:
 
 
 def assert_clean(program) -> None:
-    report = verify(program.backend.engine)
+    report = verify(program.backend.db)
     assert report.clean, report.breaches
 
 
@@ -362,7 +362,7 @@ def test_refunding_an_order_whose_points_expired_takes_nothing_twice(program, ap
     member = new_member(api)
     expired_order = earn_order(api, member, 100_000, occur_time=days_ago(40))  # 1000 points, due 10 days ago
     earn_order(api, member, 50_000, occur_time=days_ago(5))  # 500 points, valid 25 more days
-    run_due_work(program.backend.engine)
+    run_due_work(program.backend.db)
     assert as_tuple(balance(api, member)) == (500, 0, 0, 500)  # the order's 1000 points are gone already
     response = refund(api, member, expired_order, 100_000)
     # nothing of the order is left to claw back: the other order's 500 must stay

@@ -153,7 +153,7 @@ RATE, BURST = 1.0, 3
 @pytest.fixture(scope="module")
 def limited_target(postgres_backend):
     running = grpc_server.start(
-        postgres_backend.engine, "127.0.0.1:0", max_workers=8, limiter=RateLimiter(RATE, BURST)
+        postgres_backend.db, "127.0.0.1:0", max_workers=8, limiter=RateLimiter(RATE, BURST)
     )
     yield f"127.0.0.1:{running.port}"
     running.stop(1)
@@ -277,7 +277,7 @@ def test_revocation_takes_effect_on_the_next_call(program):
     try:
         with expect_error(grpc.StatusCode.NOT_FOUND, "MEMBER_NOT_FOUND"):
             api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id="x"), metadata=api.metadata)
-        assert revoke_keys(program.backend.engine, key) == [key[: len("lk_") + 12]]
+        assert revoke_keys(program.backend.db, key) == [key[: len("lk_") + 12]]
         with expect_error(grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID"):  # same channel, no wait
             api.ledger.GetMember(ledger_pb2.GetMemberRequest(member_id="x"), metadata=api.metadata)
     finally:

@@ -147,7 +147,7 @@ def pki(tmp_path_factory) -> Pki:
 
 
 def _start(postgres_backend, config: tls.TlsConfig):
-    return grpc_server.start(postgres_backend.engine, "127.0.0.1:0", max_workers=4, tls=config)
+    return grpc_server.start(postgres_backend.db, "127.0.0.1:0", max_workers=4, tls=config)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from ledger import logs
 from ledger.api import server as grpc_server
 from ledger.api import tracing
 from ledger.service import programs
-from ledger.store import migrate
+from ledger.store import migrate, statement_tracing
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from tests.conftest import Api
 from tests.databases import postgres_database
@@ -39,17 +40,18 @@ def traced_server():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with postgres_database() as url:
-        engine = create_engine_for(url, pool_size=4)
-        migrate.upgrade(engine)
-        created = programs.create_program(engine, "traced")
+        db = Database(create_engine_for(url, pool_size=4))
+        migrate.upgrade(db.engine)
+        created = programs.create_program(db, "traced")
+        statement_tracing.instrument(db, provider)
         running = grpc_server.start(
-            engine, "127.0.0.1:0", max_workers=4, interceptors=tuple(tracing.instrument(engine, provider))
+            db, "127.0.0.1:0", max_workers=4, interceptors=tuple(tracing.server_interceptors(provider))
         )
         try:
             yield Api(f"127.0.0.1:{running.port}", created.admin_key), exporter
         finally:
             running.stop(1)
-            engine.dispose()
+            db.dispose()
 
 
 def test_a_call_and_its_statements_are_one_trace_named_in_the_log(traced_server):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 
 from loyalty.v1 import ledger_pb2
-from ledger.store import prepared
+from ledger.store.postgres import prepared
 from tests.conftest import Api
 from tests.grpc_helpers import earn_request
 

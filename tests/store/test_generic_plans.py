@@ -24,12 +24,13 @@ import pytest
 
 from bench.seed import seed
 from ledger.api import server as grpc_server
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from tests.conftest import Api
 from tests.databases import postgres_database
 from tests.store.hot_calls import BIG_TABLES, CUSTOM_PLANS_FIRST, drive_the_hot_calls
 
-# How ledger.store.prepared sent it: alone, or under a savepoint inside a transaction.
+# How ledger.store.postgres.prepared sent it: alone, or under a savepoint inside a transaction.
 _PREPARED_BODY = re.compile(r"PREPARE ledger_\d+ AS (.*?)(?:; RELEASE SAVEPOINT ledger_prepare)?$", re.DOTALL)
 
 
@@ -50,7 +51,7 @@ def test_hot_statements_run_on_generic_plans():
         # 4,000 transactions: enough that scanning a table costs more than an index lookup.
         setup = seed(url, members=2000, entries_per_member=2, name="generic-plans")
         engine = create_engine_for(url, pool_size=1)
-        running = grpc_server.start(engine, "127.0.0.1:0", max_workers=1)
+        running = grpc_server.start(Database(engine), "127.0.0.1:0", max_workers=1)
         api = Api(f"127.0.0.1:{running.port}", setup["key"])
         try:
             drive_the_hot_calls(api, setup["members"])

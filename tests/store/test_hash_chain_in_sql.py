@@ -1,5 +1,5 @@
-"""The entry hash computed by PostgreSQL (ledger.domain.hash_chain.postgres_expression) is the
-one Python computes, for any entry: the expiry job's bulk writer (ledger.store.expiry_writes)
+"""The entry hash computed by PostgreSQL (ledger.store.postgres.hash_chain_sql) is the
+one Python computes, for any entry: the expiry job's bulk writer (ledger.store.postgres.expiry_writes)
 and the seeder hash entries in SQL, and `verify` checks them in Python.
 
 Texts range over all of Unicode but NUL (PostgreSQL text cannot hold it), so multi-byte
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash, postgres_expression
+from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
+from ledger.store.postgres.hash_chain_sql import postgres_expression
 from tests.databases import connect, postgres_database
 
 _FIELDS = ("previous_hash", "program_id", "member_id", "seq", "transaction_id", "kind", "points", "balance_after",

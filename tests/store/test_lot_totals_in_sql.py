@@ -24,7 +24,8 @@ from ledger.domain.expiry import lot_totals
 from ledger.domain.lots import Lot
 from ledger.domain.program import ExpiryMode
 from ledger.service import programs as program_service
-from ledger.store import expiry, lots, members, migrate, prefetch
+from ledger.store import expiry, lots, members, migrate
+from ledger.store.postgres import prefetch
 from ledger.store.instants import to_micros
 from ledger.store.tables import holds, lots as lot_rows, programs
 from tests.store.fresh import BACKENDS, fresh_engine

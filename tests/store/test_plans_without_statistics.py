@@ -46,6 +46,7 @@ from sqlalchemy import event
 from bench.seed import SEEDED_TABLES, seed
 from ledger.api import server as grpc_server
 from loyalty.v1 import ledger_pb2, programs_pb2
+from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from ledger.store.tables import metadata
 from tests.conftest import Api
@@ -298,7 +299,7 @@ def test_hot_lookups_use_their_own_index_whatever_the_statistics(statistics):
         _assert_statistics_unaware(_statistics(url, setup["program_id"]), statistics)
         engine = create_engine_for(url, pool_size=1)
         notices = _capture_plans(engine)
-        running = grpc_server.start(engine, "127.0.0.1:0", max_workers=1)
+        running = grpc_server.start(Database(engine), "127.0.0.1:0", max_workers=1)
         api = Api(f"127.0.0.1:{running.port}", setup["key"])
         try:
             _configure_program(api)

@@ -1,4 +1,4 @@
-"""Hot statements go out as EXECUTE of server-side prepared statements (ledger.store.prepared).
+"""Hot statements go out as EXECUTE of server-side prepared statements (ledger.store.postgres.prepared).
 
 On PostgreSQL only (SQLite has no such thing): a statement run THRESHOLD times is prepared
 on its connection and gives the same rows; queued writes are prepared too and land
@@ -15,8 +15,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, text
 
-from ledger.service import unit_of_work
-from ledger.store import prepared, write_behind
+from ledger.store import unit_of_work
+from ledger.store.postgres import prepared, write_behind
 from ledger.store.engine import create_engine_for
 from tests.store.fresh import fresh_engine
 

@@ -1,4 +1,4 @@
-"""Queued writes (ledger.store.write_behind) land exactly as if sent one by one.
+"""Queued writes (ledger.store.postgres.write_behind) land exactly as if sent one by one.
 
 On PostgreSQL they ride in front of the next statement or are sent just before the commit:
 values with percent signs, quotes and non-ASCII text arrive intact, order is kept (a later
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, exc, insert, select, update
 
-from ledger.service import unit_of_work
-from ledger.store import write_behind
+from ledger.store import unit_of_work
+from ledger.store.postgres import write_behind
 
 _metadata = MetaData()
 notes = Table("write_behind_notes", _metadata, Column("id", Integer, primary_key=True), Column("text", String))

@@ -1,4 +1,4 @@
-"""Group commit per member (ledger.service.member_batches), on a real PostgreSQL.
+"""Group commit per member (ledger.store.member_group_commit), on a real PostgreSQL.
 
 Operations that line up behind a running one share one database transaction and all
 commit; one refused by a rule is rolled back alone; a database failure in the batch
@@ -16,8 +16,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, exc, insert, se
 
 from ledger.domain import errors
 from ledger.domain.errors import LedgerError
-from ledger.service import member_batches
-from ledger.store import write_behind
+from ledger.store import member_group_commit
+from ledger.store.database import Database
+from ledger.store.postgres import write_behind
 
 _metadata = MetaData()
 rows = Table("member_batch_rows", _metadata, Column("id", Integer, primary_key=True), Column("txid", String))
@@ -60,7 +61,7 @@ def _line_up(engine, operations: dict[int, object]) -> dict[int, object]:
 
     def call(key, work):
         try:
-            results[key] = member_batches.run(engine, MEMBER, work)
+            results[key] = member_group_commit.run(Database(engine), MEMBER, work)
         except Exception as error:  # the test inspects what each caller got
             results[key] = error
 
@@ -72,7 +73,7 @@ def _line_up(engine, operations: dict[int, object]) -> dict[int, object]:
         threads[-1].start()
     if engine.dialect.name == "postgresql":  # on SQLite nothing lines up: each runs on its own
         deadline = time.monotonic() + 10
-        while member_batches.waiting(MEMBER) < len(operations) and time.monotonic() < deadline:
+        while member_group_commit.waiting(MEMBER) < len(operations) and time.monotonic() < deadline:
             time.sleep(0.001)
     release.set()
     for thread in threads:

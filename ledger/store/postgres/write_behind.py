@@ -5,7 +5,7 @@ counters, qualifying spend) is never read back by the operation itself. On Postg
 writes are queued here instead of sent one at a time; the queue rides in front of the
 next statement sent on the same connection, in the same round trip (PostgreSQL runs a
 multi-statement string in order, inside the open transaction), or goes with the COMMIT
-(ledger.store.pg_transactions). The effects and their order are exactly those of
+(ledger.store.postgres.transaction_blocks). The effects and their order are exactly those of
 sending the statements one by one, and an error in any of them fails the round trip it
 rode in and so the whole database transaction, as before.
 
@@ -13,7 +13,7 @@ psycopg2 binds parameters on the client anyway (mogrify), so queuing adds no quo
 SQLite is in-process with no round trip to save: writes run at once.
 
 Statements passed here are module-level constants (compiled once per parameter shape), and
-hot ones go out as EXECUTE of a prepared statement (ledger.store.prepared).
+hot ones go out as EXECUTE of a prepared statement (ledger.store.postgres.prepared).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.sql.dml import Insert
 
-from ledger.store import driver_errors, prepared
+from ledger.store import driver_errors
+from ledger.store.postgres import prepared
 
 QUEUE = "write_behind.queue"
 _SENDS = "write_behind.sends"  # how many times a queue was sent on this connection
@@ -117,7 +118,7 @@ def send_with(conn: Connection, tail: bytes) -> str:
 
 def install(engine: Engine) -> None:
     """Lets queued writes ride in front of every statement sent on the engine's connections
-    and forgets them on a rollback. The commit is pg_transactions' (it sends what is left
+    and forgets them on a rollback. The commit is transaction_blocks' (it sends what is left
     with the COMMIT), and so is the clean-up when a connection goes back to the pool."""
     event.listen(engine, "before_cursor_execute", _ride_along, retval=True)
     event.listen(engine, "rollback", discard)

@@ -2,7 +2,7 @@
 
 On PostgreSQL the query is declared as a cursor inside the caller's transaction block and
 fetched a page at a time (psycopg2's own server-side cursors need psycopg2's own
-transactions, which ledger.store.pg_transactions replaces); the caller's unit of work must
+transactions, which ledger.store.postgres.transaction_blocks replaces); the caller's unit of work must
 therefore be a transaction block (snapshot=True for a read). SQLite's cursor streams as is.
 """
 

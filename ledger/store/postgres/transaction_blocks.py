@@ -25,7 +25,7 @@ import logging
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
 
-from ledger.store import write_behind
+from ledger.store.postgres import write_behind
 
 log = logging.getLogger("ledger.store")
 SNAPSHOT = "snapshot"

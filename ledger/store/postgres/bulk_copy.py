@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from sqlalchemy import Connection
 
-from ledger.store import write_behind
+from ledger.store.postgres import write_behind
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 

@@ -6,7 +6,7 @@ Python work per member was as large as the database's. Here the database does th
 in the statements that write: one locks the batch's members in key order, the next (its
 snapshot taken after the locks are held, so no till's redemption committed meanwhile is
 missed) finds the due lots, sums them per member, hashes each new entry onto the member's
-chain (ledger.domain.hash_chain.postgres_expression) and writes every row the Python path
+chain (ledger.store.postgres.hash_chain_sql) and writes every row the Python path
 writes: transaction, entry, lot consumptions, lots, member head and idempotency record.
 
 What is due is the domain's rule (ledger.domain.expiry.due_consumptions), stated once more
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from ledger.domain import expiry as rules
-from ledger.domain.hash_chain import postgres_expression
+from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.store import write_behind
+from ledger.store.postgres import write_behind
 
 # The Python path's lock (ledger.store.expiry.lock_members): members in key order.
 _LOCK = """

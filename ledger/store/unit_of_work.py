@@ -8,18 +8,20 @@ cannot be reached is UNAVAILABLE / STORE_UNAVAILABLE.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import random
-import threading
 import time
-from typing import Callable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
+from ledger.call_context import caller_waiting, current_scope
 from ledger.domain import errors
-from ledger.store import driver_errors, pg_transactions, prepared
+from ledger.store.database import Database
+from ledger.store import driver_errors
+from ledger.store.postgres import transaction_blocks, prepared
 
 T = TypeVar("T")
 ATTEMPTS = 6
@@ -27,55 +29,6 @@ ATTEMPTS = 6
 # the caller gets ABORTED in about two lock timeouts instead of twelve seconds.
 LOCK_TIMEOUT_ATTEMPTS = 2
 
-# Set by the transport for the current call: False once the caller is gone (deadline,
-# cancel). Work for an abandoned call is not retried, so nothing is committed for it.
-caller_waiting: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar(
-    "caller_waiting", default=lambda: True
-)
-
-
-class CallScope:
-    """Lets the transport cancel the statement a call is waiting on when the caller goes away."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._connection = None
-        self.abandoned = False
-
-    def attach(self, dbapi_connection) -> None:
-        with self._lock:
-            self._connection = dbapi_connection
-
-    def detach(self) -> None:
-        with self._lock:
-            self._connection = None
-
-    def caller_waiting(self) -> bool:
-        """False once the caller is gone (the transport marked the call abandoned)."""
-        return not self.abandoned
-
-    @property
-    def attached(self) -> bool:
-        """Whether the call's work holds a connection now (a statement may be running)."""
-        return self._connection is not None
-
-    def cancel(self) -> None:
-        """Called when the call ends; cancels only a statement still running for it."""
-        with self._lock:
-            self.abandoned = True
-            connection = self._connection
-            if connection is None:
-                return
-            try:
-                if hasattr(connection, "cancel"):
-                    connection.cancel()  # psycopg2: asks the server to cancel the running statement
-                elif hasattr(connection, "interrupt"):
-                    connection.interrupt()  # sqlite3
-            except Exception:  # best effort: the statement may have just finished
-                log.debug("cancel of an abandoned call's statement failed", exc_info=True)
-
-
-current_scope: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("current_scope", default=None)
 log = logging.getLogger("ledger.unit_of_work")
 
 # SQLSTATEs: serialization_failure, deadlock_detected, lock_not_available, unique_violation.
@@ -130,15 +83,16 @@ def _classify(exc: sa_exc.DBAPIError) -> str:
 
 
 def run(
-    engine: Engine,
+    db: Database,
     work: Callable[[Connection], T],
     *,
     read_only: bool = False,
     snapshot: bool = False,
 ) -> T:
     """read_only: work that only reads (on PostgreSQL, without snapshot, its statements need
-    no transaction block: see ledger.store.pg_transactions).
+    no transaction block: see ledger.store.postgres.transaction_blocks).
     snapshot: every statement sees one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
+    engine = db.engine
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with engine.connect() as conn:
@@ -147,9 +101,9 @@ def run(
                     scope.attach(conn.connection.driver_connection)
                 try:
                     if read_only:
-                        conn = conn.execution_options(**{pg_transactions.READ_ONLY: True})
+                        conn = conn.execution_options(**{transaction_blocks.READ_ONLY: True})
                     if snapshot:
-                        conn = conn.execution_options(**{pg_transactions.SNAPSHOT: True})
+                        conn = conn.execution_options(**{transaction_blocks.SNAPSHOT: True})
                     with conn.begin():
                         result = work(conn)
                         if not caller_waiting.get()():
@@ -189,3 +143,13 @@ def run(
             log.warning("driver error outside a statement; answered UNAVAILABLE", exc_info=True)
             raise errors.store_unavailable() from exc
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def snapshot(db: Database) -> Iterator[Connection]:
+    """A read-only transaction that sees one consistent snapshot for as long as it is open
+    (a job streaming a big read while it writes on other connections); no retries."""
+    with db.engine.connect() as conn:
+        conn = conn.execution_options(**{transaction_blocks.READ_ONLY: True, transaction_blocks.SNAPSHOT: True})
+        with conn.begin():
+            yield conn

@@ -32,15 +32,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from ledger.domain import errors
 from ledger.domain.errors import LedgerError
-from ledger.service import unit_of_work
-from ledger.store import locked_heads, prefetch, write_behind
+from ledger.store.database import Database
+from ledger import call_context
+from ledger.store import unit_of_work
+from ledger.store import locked_heads
+from ledger.store.postgres import prefetch, write_behind
 
 T = TypeVar("T")
-log = logging.getLogger("ledger.member_batches")
+log = logging.getLogger("ledger.member_group_commit")
 MAX_BATCH = 64
 _SAVEPOINT = b"SAVEPOINT member_batch_item"
 _RELEASE = b"RELEASE SAVEPOINT member_batch_item"
@@ -78,10 +81,10 @@ def waiting(member_key: tuple[str, str]) -> int:
         return len(_lines.get(member_key, ()))
 
 
-def run(engine: Engine, member_key: tuple[str, str], work: Callable[[Connection], T]) -> T:
+def run(db: Database, member_key: tuple[str, str], work: Callable[[Connection], T]) -> T:
     """work(conn) in a transaction shared with the member's other operations in line."""
-    if engine.dialect.name != "postgresql":
-        return unit_of_work.run(engine, work)
+    if not db.is_postgresql:
+        return unit_of_work.run(db, work)
     operation = _Operation(work, contextvars.copy_context())
     with _guard:
         line = _lines.get(member_key)
@@ -94,17 +97,17 @@ def run(engine: Engine, member_key: tuple[str, str], work: Callable[[Connection]
         operation.wake.wait()
         if not operation.lead:
             return operation.result()
-    _lead(engine, member_key)
+    _lead(db, member_key)
     return operation.result()
 
 
-def _lead(engine: Engine, member_key: tuple[str, str]) -> None:
+def _lead(db: Database, member_key: tuple[str, str]) -> None:
     with _guard:
         line = _lines[member_key]
         batch, rest = line[:MAX_BATCH], line[MAX_BATCH:]
         line[:] = rest  # later arrivals keep appending to the same list
     try:
-        _run_batch(engine, batch)
+        _run_batch(db, batch)
     finally:
         for operation in batch:
             if not operation.finished:
@@ -122,9 +125,9 @@ def _lead(engine: Engine, member_key: tuple[str, str]) -> None:
             successor.wake.set()
 
 
-def _run_batch(engine: Engine, batch: list[_Operation]) -> None:
+def _run_batch(db: Database, batch: list[_Operation]) -> None:
     if len(batch) == 1:
-        _run_alone(engine, batch[0])
+        _run_alone(db, batch[0])
         return
 
     def work(conn: Connection) -> list[tuple[object, BaseException | None]]:
@@ -132,15 +135,15 @@ def _run_batch(engine: Engine, batch: list[_Operation]) -> None:
 
     try:
         # Whoever is still waiting gets an answer: the batch is not tied to the leader's caller.
-        outcomes = contextvars.Context().run(unit_of_work.run, engine, work)
+        outcomes = contextvars.Context().run(unit_of_work.run, db, work)
     except LedgerError as lost:
         if _shared_by_the_line(lost):
             for operation in batch:
                 operation.finish(error=lost)
             return
-        _run_each_alone(engine, batch)
+        _run_each_alone(db, batch)
     except Exception:
-        _run_each_alone(engine, batch)
+        _run_each_alone(db, batch)
     else:
         for operation, (value, error) in zip(batch, outcomes):
             operation.finish(value, error)
@@ -154,18 +157,18 @@ def _shared_by_the_line(lost: LedgerError) -> bool:
     return getattr(getattr(lost.__cause__, "orig", None), "pgcode", None) in _SHARED_SQLSTATES
 
 
-def _run_each_alone(engine: Engine, batch: list[_Operation]) -> None:
+def _run_each_alone(db: Database, batch: list[_Operation]) -> None:
     log.warning("a batch of %d operations failed; running each on its own", len(batch), exc_info=True)
     for operation in batch:
-        if operation.context.run(unit_of_work.caller_waiting.get)():
-            _run_alone(engine, operation)
+        if operation.context.run(call_context.caller_waiting.get)():
+            _run_alone(db, operation)
         else:
             operation.finish(error=errors.conflict_retry("the caller went away; nothing was written"))
 
 
-def _run_alone(engine: Engine, operation: _Operation) -> None:
+def _run_alone(db: Database, operation: _Operation) -> None:
     try:
-        operation.finish(operation.context.run(unit_of_work.run, engine, operation.work))
+        operation.finish(operation.context.run(unit_of_work.run, db, operation.work))
     except BaseException as error:  # handed to the operation's own thread, which raises it
         operation.finish(error=error)
 
