@@ -26,7 +26,8 @@ from ledger.domain.kinds import Role
 from ledger.service import campaigns, programs, support
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
-from ledger.store import migrate
+from ledger.store import migrate, tables
+from ledger.store.ledger_writes import insert_from
 from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from ledger.store.instants import to_micros
@@ -56,26 +57,38 @@ def seed(
         "now": now,
         "expires": now - DUE_LOT_AGE_MICROS if due_lots else None,
     }
+    # The rows in the bulk form of the ledger's one writer (column lists from tables.py).
+    members_of_g = "generate_series(0, :n - 1) g"
+    entries_of_g = "generate_series(0, :n - 1) g, generate_series(1, :k) s"
     statements = [
-        # members: balance already includes their seeded entries
-        """INSERT INTO members (program_id, member_id, referral_code, status, enrolled_at, posted, held, last_seq,
-                                updated_at, last_activity_at)
-           SELECT :p, 'm' || g, upper(substr(md5(:p || g), 1, 12)), 'ACTIVE', :now, :k * :pts, 0, :k, :now, :now
-           FROM generate_series(0, :n - 1) g""",
-        """INSERT INTO transactions (program_id, transaction_id, member_id, kind, points, breakdown, channel, store_id,
-                                     order_id, order_amount, currency, reason, idempotency_key, api_key_id,
-                                     occurred_at, created_at)
-           SELECT :p, 'tx_seed_' || g || '_' || s, 'm' || g, 'ADJUST', :pts, '[]', 'SUPPORT', '', NULL, 0, '',
-                  'seed', 'seed-' || g || '-' || s, 'seed', :now - (:k - s) * 1000000, :now - (:k - s) * 1000000
-           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
-        """INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
-           SELECT :p, 'seed-' || g || '-' || s, 'Seed', 'seed', '{}', :now
-           FROM generate_series(0, :n - 1) g, generate_series(1, :k) s""",
+        # members: balance already includes their seeded entries; the chain head comes last
+        insert_from(
+            tables.members, members_of_g,
+            program_id=":p", member_id="'m' || g", referral_code="upper(substr(md5(:p || g), 1, 12))",
+            status="'ACTIVE'", enrolled_at=":now", posted=":k * :pts", held="0", last_seq=":k",
+            updated_at=":now", last_activity_at=":now", last_entry_hash=f"'{GENESIS}'",
+        ),
+        insert_from(
+            tables.transactions, entries_of_g,
+            program_id=":p", transaction_id="'tx_seed_' || g || '_' || s", member_id="'m' || g",
+            kind="'ADJUST'", points=":pts", breakdown="'[]'", channel="'SUPPORT'", store_id="''",
+            order_id="NULL", order_amount="0", currency="''", reason="'seed'",
+            idempotency_key="'seed-' || g || '-' || s", api_key_id="'seed'", reverses_transaction_id="NULL",
+            occurred_at=":now - (:k - s) * 1000000", created_at=":now - (:k - s) * 1000000",
+            activity_type="NULL", tier_from="NULL", tier_to="NULL",
+        ),
+        insert_from(
+            tables.idempotency_records, entries_of_g,
+            program_id=":p", idempotency_key="'seed-' || g || '-' || s", method="'Seed'",
+            request_hash="'seed'", outcome="'{}'", created_at=":now",
+        ),
         # one lot per member holding all its points, credited by its first transaction
-        """INSERT INTO lots (program_id, member_id, lot_id, points, remaining, available_at, expires_at, order_id,
-                             created_at)
-           SELECT :p, 'm' || g, 'tx_seed_' || g || '_1', :k * :pts, :k * :pts, 0, CAST(:expires AS bigint), NULL, :now
-           FROM generate_series(0, :n - 1) g""",
+        insert_from(
+            tables.lots, members_of_g,
+            program_id=":p", member_id="'m' || g", lot_id="'tx_seed_' || g || '_1'", points=":k * :pts",
+            remaining=":k * :pts", available_at="0", expires_at="CAST(:expires AS bigint)", order_id="NULL",
+            created_at=":now",
+        ),
     ]
     # The hash chain links each entry to the previous one: one statement per sequence number.
     # The first entry follows the genesis hash; each later one looks the member's previous
@@ -102,12 +115,12 @@ def seed(
             ":s * :pts",
             ":now - (:k - :s) * 1000000",
         )
-        return f"""
-        INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at,
-                             entry_hash)
-        SELECT :p, 'm' || g, :s, 'tx_seed_' || g || '_' || :s, 'ADJUST', :pts, :s * :pts,
-               :now - (:k - :s) * 1000000, {entry_hash_sql}
-        FROM generate_series(0, :n - 1) g"""
+        return insert_from(
+            tables.entries, members_of_g,
+            program_id=":p", member_id="'m' || g", seq=":s", transaction_id="'tx_seed_' || g || '_' || :s",
+            kind="'ADJUST'", points=":pts", balance_after=":s * :pts", created_at=":now - (:k - :s) * 1000000",
+            entry_hash=entry_hash_sql,
+        )
 
     # Each member's chain head, looked up by its primary key member by member (as a join, on
     # statistics taken before this program existed, it ran for minutes: no rows of the
@@ -135,10 +148,10 @@ def seed(
         conn.execute(text(chain_heads), params)
     caller = Caller(program_id, "bench", Role.ADMIN)
     # The hot member every redeem-hot terminal spends from.
-    support.adjust_points(engine, caller, Mutation("bench-hot", "AdjustPoints", "bench"), "m0", 10**9, "bench hot member")
+    support.adjust_points(Database(engine), caller, Mutation("bench-hot", "AdjustPoints", "bench"), "m0", 10**9, "bench hot member")
     start = datetime.now(timezone.utc) - timedelta(days=1)
     campaigns.create_campaign(
-        engine,
+        Database(engine),
         caller,
         CampaignRule("", "Bench double points", start, start + timedelta(days=30), multiplier_bps=20000),
         "UTC",

@@ -5,13 +5,18 @@ one place: each posting moves the member's cached balance, appends an entry with
 the next per-member sequence number and the running balance, and records which
 lots it created, consumed or gave back, all in the same database transaction as
 the transaction row and the idempotency record.
+
+Three forms, one row layout: append (one transaction, the tills' path), append_many (a
+batch of system transactions through Python) and insert_from, the bulk form for writers
+that build their rows in SQL (the PostgreSQL expiry batches, bench seed): its column lists
+are tables.py's, so a column added to a ledger table reaches every writer or fails its test.
 """
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import BigInteger, Connection, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, Table, bindparam, func, insert, select, update
 
 from ledger.domain.expiry import ACTIVITY_KINDS
 from ledger.domain.hash_chain import EntryContent, entry_hash
@@ -263,3 +268,20 @@ _MEMBER_PARAMS = ("p_program", "p_member", "p_seq", "p_posted", "p_new_seq", "p_
 
 def _consume_params(row: dict) -> dict:
     return {"p_program": row["program_id"], "p_member": row["member_id"], "p_lot": row["lot_id"], "p_points": row["points"]}
+
+
+def insert_from(table: Table, source: str, **values: str) -> str:
+    """`INSERT INTO table (its columns) SELECT values FROM source`, for writers that build ledger
+    rows in SQL. The column list and its order are tables.py's; values gives every column's SQL
+    expression over source (NULL spelled out), so a column tables.py gains or loses makes the
+    writer fail here, at import, until it says what goes there."""
+    names = [column.name for column in table.columns]
+    missing = [name for name in names if name not in values]
+    unknown = sorted(set(values) - set(names))
+    if missing or unknown:
+        raise ValueError(f"bulk insert into {table.name}: no value for {missing}, no column for {unknown}")
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)})\n"
+        f"    SELECT {', '.join(values[name] for name in names)}\n"
+        f"    FROM {source}"
+    )

@@ -25,7 +25,9 @@ from sqlalchemy import Connection
 from ledger.domain import expiry as rules
 from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.store.ledger_writes import insert_from
 from ledger.store.postgres import write_behind
+from ledger.store.tables import entries, idempotency_records, lot_consumptions, transactions
 
 # The Python path's lock (ledger.store.expiry.lock_members): members in key order.
 _LOCK = """
@@ -47,6 +49,67 @@ _ENTRY_HASH = postgres_expression(
     "-points",
     "posted - points",
     "%(now)s",
+)
+
+# The rows, in the bulk form of the one ledger writer (column lists from tables.py); each
+# value is what ledger.store.ledger_writes.append_many writes for the same EXPIRE transaction.
+_TRANSACTIONS = insert_from(
+    transactions,
+    "hashed",
+    program_id="%(program_id)s",
+    transaction_id="transaction_id",
+    member_id="member_id",
+    kind="%(kind)s",
+    points="-points",
+    breakdown="""format('[{"source": %%s, "points": %%s, "description": %%s, "campaign_id": ""}]',
+                  to_json(%(source)s::text), -points, to_json(format(%(description)s, lot_count, why)))""",
+    channel="%(channel)s",
+    store_id="''",
+    order_id="NULL",
+    order_amount="0",
+    currency="''",
+    reason="format(%(reason)s, why)",
+    idempotency_key="idempotency_key",
+    api_key_id="%(api_key_id)s",
+    reverses_transaction_id="NULL",
+    occurred_at="%(now)s",
+    created_at="%(now)s",
+    activity_type="NULL",
+    tier_from="NULL",
+    tier_to="NULL",
+)
+_ENTRIES = insert_from(
+    entries,
+    "hashed",
+    program_id="%(program_id)s",
+    member_id="member_id",
+    seq="last_seq + 1",
+    transaction_id="transaction_id",
+    kind="%(kind)s",
+    points="-points",
+    balance_after="posted - points",
+    created_at="%(now)s",
+    entry_hash="entry_hash",
+)
+_CONSUMPTIONS = insert_from(
+    lot_consumptions,
+    "due",
+    program_id="%(program_id)s",
+    member_id="member_id",
+    transaction_id="transaction_id",
+    lot_id="lot_id",
+    points="remaining",
+    created_at="%(now)s",
+)
+_RECORDS = insert_from(
+    idempotency_records,
+    "hashed",
+    program_id="%(program_id)s",
+    idempotency_key="idempotency_key",
+    method="%(method)s",
+    request_hash="transaction_id",
+    outcome="""format('{"expired":%%s}', points)""",
+    created_at="%(now)s",
 )
 
 # Every CTE scans the batch (up to ledger.service.expiry.BATCH members and their due lots)
@@ -71,32 +134,17 @@ WITH due AS (
 ), hashed AS (
     SELECT expired.*, {_ENTRY_HASH} AS entry_hash FROM expired
 ), written_transactions AS (
-    INSERT INTO transactions (program_id, transaction_id, member_id, kind, points, breakdown, channel, store_id,
-                              order_id, order_amount, currency, reason, idempotency_key, api_key_id,
-                              reverses_transaction_id, occurred_at, created_at, activity_type, tier_from, tier_to)
-    SELECT %(program_id)s, transaction_id, member_id, %(kind)s, -points,
-           format('[{{"source": %%s, "points": %%s, "description": %%s, "campaign_id": ""}}]',
-                  to_json(%(source)s::text), -points, to_json(format(%(description)s, lot_count, why))),
-           %(channel)s, '', NULL, 0, '', format(%(reason)s, why), idempotency_key, %(api_key_id)s,
-           NULL, %(now)s, %(now)s, NULL, NULL, NULL
-    FROM hashed
+    {_TRANSACTIONS}
 ), written_entries AS (
-    INSERT INTO entries (program_id, member_id, seq, transaction_id, kind, points, balance_after, created_at,
-                         entry_hash)
-    SELECT %(program_id)s, member_id, last_seq + 1, transaction_id, %(kind)s, -points, posted - points, %(now)s,
-           entry_hash
-    FROM hashed
+    {_ENTRIES}
 ), written_consumptions AS (
-    INSERT INTO lot_consumptions (program_id, member_id, transaction_id, lot_id, points, created_at)
-    SELECT %(program_id)s, member_id, transaction_id, lot_id, remaining, %(now)s FROM due
+    {_CONSUMPTIONS}
 ), consumed_lots AS (
     UPDATE lots SET remaining = lots.remaining - due.remaining
     FROM due
     WHERE lots.program_id = %(program_id)s AND lots.member_id = due.member_id AND lots.lot_id = due.lot_id
 ), written_records AS (
-    INSERT INTO idempotency_records (program_id, idempotency_key, method, request_hash, outcome, created_at)
-    SELECT %(program_id)s, idempotency_key, %(method)s, transaction_id, format('{{"expired":%%s}}', points), %(now)s
-    FROM hashed
+    {_RECORDS}
 ), moved_heads AS (
     -- Guarded by the sequence read under the lock, as the Python path's update is.
     UPDATE members SET posted = hashed.posted - hashed.points, last_seq = hashed.last_seq + 1,
