@@ -39,6 +39,27 @@ class RewardDecision:
     decision: str
 
 
+@dataclass(frozen=True)
+class ReferralFacts:
+    """An undecided referral an order may complete, and its referrer's rewarded count in the cap period."""
+
+    referrer_id: str
+    referee_id: str
+    attributed_at: datetime
+    rewarded_in_cap_period: int
+
+
+def decide_for_order(
+    rules: ReferralRules, facts: ReferralFacts | None, order_id: str, order_amount: int, occurred_at: datetime
+) -> RewardDecision | None:
+    """The referral an order completes, if the member has one undecided."""
+    if facts is None:
+        return None
+    return decide_reward(
+        rules, order_id, order_amount, occurred_at, facts.attributed_at, facts.rewarded_in_cap_period
+    )
+
+
 def check_attribution(
     referee_id: str, referrer_id: str | None, existing_referrer: str | None, has_orders: bool
 ) -> bool:

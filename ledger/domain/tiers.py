@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from ledger.domain import errors
-from ledger.domain.program import ProgramRules, TierWindow
+from ledger.domain.program import ProgramRules, TierBasis, TierWindow
 
 BASE_MULTIPLIER_BPS = 10_000
 DEFAULT_QUALIFICATION_DAYS = 365
@@ -130,3 +130,81 @@ def progress(tiers: list[TierDefinition], state: TierState | None, value: int) -
         if tier.threshold > value:
             return TierProgress(tier.name, value, tier.threshold - value)
     return None
+
+
+@dataclass(frozen=True)
+class QualifyingTotals:
+    """A member's qualifying spend and base points over one tier's window."""
+
+    spend: int = 0
+    points: int = 0
+
+    def value(self, rules: ProgramRules) -> int:
+        return self.spend if rules.tier_basis is TierBasis.QUALIFYING_SPEND else self.points
+
+    def plus(self, other: QualifyingTotals) -> QualifyingTotals:
+        return QualifyingTotals(self.spend + other.spend, self.points + other.points)
+
+
+@dataclass(frozen=True)
+class TierChange:
+    old: str
+    new: TierState
+    why: str
+
+
+def with_order(
+    windows: dict[datetime, list[QualifyingTotals]],
+    tiers: list[TierDefinition],
+    rules: ProgramRules,
+    occurred_at: datetime,
+    order: QualifyingTotals,
+) -> dict[datetime, list[QualifyingTotals]]:
+    """The totals as they are once the order is recorded: it counts in every window
+    (since, until] that holds its time. windows maps each instant measured at to the totals
+    of each tier's window ending then, read before the order."""
+    return {
+        until: [
+            totals.plus(order) if window_start(rules, tier, until) < occurred_at <= until else totals
+            for tier, totals in zip(tiers, per_tier)
+        ]
+        for until, per_tier in windows.items()
+    }
+
+
+def highest_reached(
+    tiers: list[TierDefinition], rules: ProgramRules, per_tier: list[QualifyingTotals]
+) -> tuple[TierDefinition | None, int]:
+    """The highest tier whose own window's qualifying value reaches its threshold, with that value."""
+    reached, reached_value = None, 0
+    for tier, totals in zip(tiers, per_tier):
+        value = totals.value(rules)
+        if value >= tier.threshold:
+            reached, reached_value = tier, value
+    return reached, reached_value
+
+
+def change_after_order(
+    tiers: list[TierDefinition],
+    rules: ProgramRules,
+    state: TierState | None,
+    windows: dict[datetime, list[QualifyingTotals]],
+    at: datetime,
+) -> TierChange | None:
+    """The upgrade an order causes, if any. windows: the totals after the order, measured at
+    the order's time and at now; the better counts (a backdated order synced late counts with
+    the newer ones, and one from an earlier window still lifts at its own time). The order
+    itself earned at the old tier; the new one is reached at the order's time."""
+    candidates = [highest_reached(tiers, rules, per_tier) for per_tier in windows.values()]
+    if not candidates:
+        return None
+    target, value = max(candidates, key=lambda c: rank(tiers, c[0].name) if c[0] else -1)
+    if target is None:
+        return None
+    if state is not None and rank(tiers, state.name) < 0 and target.multiplier_bps <= state.multiplier_bps:
+        return None  # a tier removed by SetTiers is held to the end of its period, never replaced by a lower one
+    new = upgrade(state, tiers, target.threshold, at, rules)
+    if new is None:
+        return None
+    why = f"qualifying value {value} reached {new.name} (threshold {target.threshold})"
+    return TierChange(state.name if state else "", new, why)

@@ -1,11 +1,14 @@
 """Use cases: earn points for an order, and quote what an order would earn.
 
-Earn, in one database transaction: lock the member, check the order is new,
-load the rules in force at occurred_at with the member's tier and the running
-campaigns (budget counters locked), decide (domain/earning.py), write the
-transaction and its lot, count the awards against the campaigns, record the
-order's qualifying spend, and move the member up a tier if this order crossed a
-threshold (the order itself earned at the old tier).
+Earn, in one database transaction, reads as load -> decide -> write:
+- load, under the member's row lock: the rules in force at the order's time, the member's
+  tier and the running campaigns (budget counters locked), the live balance, the qualifying
+  totals of each tier's window and an undecided referral (its referrer locked); refuse an
+  order outside the backdating bound or already earned;
+- decide (ledger.domain.orders): the points and awards, the tier the order lifts the member
+  to (the order itself earns at the old tier), the referral it completes;
+- write: the transaction and its lot, the awards against the campaigns, the qualifying
+  spend, the tier change and the referral reward.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from ledger.domain.records import (
     TransactionView,
 )
 from ledger.domain.spending import check_posting
-from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals
+from ledger.domain.orders import MemberFacts, OrderOutcome, decide_order
+from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, tiers
 from ledger.store import unit_of_work
 from ledger.service import expiry as expiry_job
 from ledger.service.balances import live_balance
@@ -42,7 +46,6 @@ from ledger.service.caller import Caller
 from ledger.service.earn_context import EarnContext
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
-from ledger.service.tiers import upgrade_after_order
 from ledger.store import idempotency, transactions
 from ledger.store import lots as lot_store
 from ledger.store import programs as program_store
@@ -68,11 +71,12 @@ class EarnCommand:
     store_id: str
 
 
-def _decide(
+def _context(
     conn: Transaction, caller: Caller, command: EarnCommand, *, lock: bool, preview: bool = False
-) -> tuple[EarnDecision, EarnContext]:
-    """preview: a quote, which may look at an order still to come (rules and campaigns in
-    force then)."""
+) -> EarnContext:
+    """The rules, tier and campaigns in force at the order's time; refuses an order outside
+    the backdating bound or already earned. preview: a quote, which may look at an order
+    still to come (rules and campaigns in force then)."""
     context = earn_context.load(conn, caller.program_id, command.member_id, command.order.occurred_at, lock_budgets=lock)
     now = clock.now()
     # Lifecycle settings (the backdating bound among them) are today's: context.rules has them.
@@ -84,8 +88,31 @@ def _decide(
             f"order {command.order.order_id!r} already earned points in transaction {earned[0]}",
             transaction_id=earned[0],
         )
-    decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
-    return decision, context
+    return context
+
+
+@dataclass(frozen=True)
+class _EarnFacts:
+    """Everything an Earn decides on, read under the member's lock before anything is written."""
+
+    context: EarnContext
+    before: Balance  # the member's live balance before the order
+    member: MemberFacts
+
+
+def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: MemberState, now: datetime) -> _EarnFacts:
+    context = _context(conn, caller, command, lock=True)
+    before = live_balance(conn, caller.program_id, member, now)
+    windows = {}
+    if context.tiers:
+        # Qualification is measured at the order's time and now: a backdated order synced
+        # late still counts with the newer ones.
+        occurred = command.order.occurred_at
+        windows = tiers.qualifying_windows(
+            conn, caller.program_id, command.member_id, context.rules, context.tiers, (occurred, max(occurred, now))
+        )
+    referral = referrals.facts_for_order(conn, caller, member, context.rules)
+    return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral))
 
 
 def _new_transaction(
@@ -136,36 +163,18 @@ def _inactive(rules: ProgramRules, member: MemberState, now: datetime) -> bool:
 
 
 def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
+    """Load the facts under the member's lock, decide (ledger.domain.orders), write the decision."""
     now = clock.now()
 
     def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         lookups.require_active(member)
-        decision, context = _decide(conn, caller, command, lock=True)
-        check_posting(member.balance, decision.points, context.rules.negative_balance_policy)
-        before = live_balance(conn, caller.program_id, member, now)
-        if _inactive(context.rules, member, now):
-            # The earn would make the member active again: what expired for inactivity goes first.
-            member = expiry_job.write_off_if_inactive(conn, caller.program_id, member, context.rules, now)
-            before = expiry.written_off(before)
-        tx = _new_transaction(caller, command, decision, context, member, mutation.idempotency_key, now)
-        # An earn adds its lot and touches no hold: the answer's balance needs no second read.
-        after = _after(before, tx, context.rules, member, now)
-        result = post(conn, caller.program_id, member, tx, unspendable=(after.pending, after.held, after.expired))
-        earn_context.record_awards(conn, caller.program_id, command.member_id, context, decision.awards)
-        tier_store.record_qualifying(
-            conn, caller.program_id, command.member_id, tx.transaction_id, command.order.occurred_at,
-            decision.qualifying_spend, decision.base_points,
+        facts = _load(conn, caller, command, member, now)
+        context = facts.context
+        outcome = decide_order(
+            command.order, context.rules, context.tiers, context.campaigns, context.counters, facts.member
         )
-        # Qualification is measured now: a backdated order synced late still counts with the newer ones.
-        occurred = command.order.occurred_at
-        upgrade_after_order(
-            conn, caller, member, context.rules, occurred, max(occurred, clock.now()), definitions=context.tiers
-        )
-        rewarded = referrals.on_order(
-            conn, caller, member, context.rules, command.order.order_id, command.order.amount,
-            command.order.occurred_at, mutation.idempotency_key,
-        )
-        return refreshed(conn, caller.program_id, result) if rewarded else result
+        check_posting(member.balance, outcome.earn.points, context.rules.negative_balance_policy)
+        return _write(conn, caller, command, member, facts, outcome, mutation.idempotency_key, now)
 
     def lock(conn: Transaction) -> MemberState:
         nonlocal now
@@ -180,6 +189,35 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
     )
 
 
+def _write(
+    conn: Transaction, caller: Caller, command: EarnCommand, member: MemberState, facts: _EarnFacts,
+    outcome: OrderOutcome, key: str, now: datetime,
+) -> TransactionResult:
+    """Writes what the order decided: the earn (after an inactive member's write-off), the
+    campaigns' awards, the qualifying spend, the tier change and the referral."""
+    program_id, context, before = caller.program_id, facts.context, facts.before
+    if _inactive(context.rules, member, now):
+        # The earn makes the member active again: what expired for inactivity goes first.
+        member = expiry_job.write_off_if_inactive(conn, program_id, member, context.rules, now)
+        before = expiry.written_off(before)
+    tx = _new_transaction(caller, command, outcome.earn, context, member, key, now)
+    # An earn adds its lot and touches no hold: the answer's balance needs no second read.
+    after = _after(before, tx, context.rules, member, now)
+    result = post(conn, program_id, member, tx, unspendable=(after.pending, after.held, after.expired))
+    earn_context.record_awards(conn, program_id, command.member_id, context, outcome.earn.awards)
+    occurred = command.order.occurred_at
+    tier_store.record_qualifying(
+        conn, program_id, command.member_id, tx.transaction_id, occurred,
+        outcome.earn.qualifying_spend, outcome.earn.base_points,
+    )
+    if outcome.tier_change is not None:
+        tiers.write_change(conn, caller.key_id, program_id, member, outcome.tier_change, occurred)
+    rewarded = outcome.referral is not None and referrals.write_decision(
+        conn, caller, context.rules, facts.member.referral, outcome.referral, command.order.order_id, occurred, key
+    )
+    return refreshed(conn, program_id, result) if rewarded else result
+
+
 def quote_earn(db: Database, caller: Caller, command: EarnCommand) -> TransactionResult:
     """What earn would answer, with an empty transaction id, writing nothing. The order may
     lie in the future (a preview of a campaign still to come, evaluated by the rules and
@@ -192,7 +230,8 @@ def quote_earn(db: Database, caller: Caller, command: EarnCommand) -> Transactio
             lookups.require_active(member)
         else:
             member = MemberState("", "", MemberStatus.ACTIVE, now, Balance(), 0, now)
-        decision, context = _decide(conn, caller, command, lock=False, preview=True)
+        context = _context(conn, caller, command, lock=False, preview=True)
+        decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
         before = live_balance(conn, caller.program_id, member, now)
         if _inactive(context.rules, member, now):  # as the earn would write them off
             member = replace(member, balance=member.balance.with_posted(-before.expired))

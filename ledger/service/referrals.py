@@ -19,9 +19,10 @@ from ledger.domain.lots import lot_dates
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, NewTransaction
 from ledger.domain.referrals import (
+    ReferralFacts,
     ReferralState,
+    RewardDecision,
     check_attribution,
-    decide_reward,
     reverses_reward,
     state_of,
 )
@@ -46,7 +47,7 @@ def attribute(conn: Transaction, program_id: str, referee: MemberState, code: st
 
 
 def _post_reward(
-    conn: Transaction, caller: Caller, rules: ProgramRules, referral: ReferralRecord, order_id: str,
+    conn: Transaction, caller: Caller, rules: ProgramRules, referral: ReferralFacts, order_id: str,
     occurred_at: datetime, decision: str, key: str,
 ) -> tuple[str, datetime]:
     now = clock.now()
@@ -89,31 +90,39 @@ def _post_reward(
     return transaction_id, available_at
 
 
-def on_order(
-    conn: Transaction, caller: Caller, member: MemberState, rules: ProgramRules, order_id: str,
-    amount: int, occurred_at: datetime, key: str,
-) -> bool:
-    """Called inside an Earn: the referee's first qualifying order decides the referral.
-    True when a reward was posted (the member's balance changed again)."""
+def facts_for_order(conn: Transaction, caller: Caller, member: MemberState, rules: ProgramRules) -> ReferralFacts | None:
+    """What deciding the referral an order may complete needs, read inside the Earn: the
+    member's undecided referral and how many referrals its referrer was rewarded for in the
+    cap period. None: nothing to decide (not referred, or decided already)."""
     referral = store.of_referee(conn, caller.program_id, member.member_id)
     if referral is None or referral.decided_at is not None:
-        return False
+        return None
     # The referrer's row lock serialises referees of one referrer, so the cap count is exact.
     lookups.member(conn, caller.program_id, referral.referrer_id, lock=True)
     since = clock.now() - timedelta(days=rules.referral.cap_period_days)
     rewarded = store.rewarded_since(conn, caller.program_id, referral.referrer_id, since)
-    decision = decide_reward(rules.referral, order_id, amount, occurred_at, referral.attributed_at, rewarded)
+    return ReferralFacts(referral.referrer_id, referral.referee_id, referral.attributed_at, rewarded)
+
+
+def write_decision(
+    conn: Transaction, caller: Caller, rules: ProgramRules, facts: ReferralFacts, decision: RewardDecision,
+    order_id: str, occurred_at: datetime, key: str,
+) -> bool:
+    """Writes what the order decided of the referral (domain: decide_reward): the decision, and
+    with a reward, its transaction and the tiers it may lift. True when a reward was posted
+    (the member's balance changed again)."""
     if not decision.qualifies:
         return False
+    referral = facts
     now = clock.now()
     if not decision.rewarded or not (rules.referral.referrer_points or rules.referral.referee_points):
-        store.decide(conn, caller.program_id, member.member_id, now, decision.decision, order_id)
+        store.decide(conn, caller.program_id, referral.referee_id, now, decision.decision, order_id)
         return False
     transaction_id, matures_at = _post_reward(
         conn, caller, rules, referral, order_id, occurred_at, decision.decision, key
     )
     store.decide(
-        conn, caller.program_id, member.member_id, now, decision.decision, order_id, transaction_id,
+        conn, caller.program_id, referral.referee_id, now, decision.decision, order_id, transaction_id,
         rules.referral.referrer_points, rules.referral.referee_points, matures_at,
     )
     if rules.referral.counts_toward_tiers:

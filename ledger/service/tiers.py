@@ -18,14 +18,17 @@ from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.program import ProgramRules, TierBasis
 from ledger.domain.records import MemberState, NewTransaction, Posting
 from ledger.domain.tiers import (
+    QualifyingTotals,
+    TierChange,
     TierDefinition,
     TierProgress,
     TierState,
+    change_after_order,
+    highest_reached,
     period_end_review,
     progress,
     qualified_tier,
     rank,
-    upgrade,
     validate_tiers,
     window_start,
 )
@@ -104,14 +107,20 @@ def current_tier(conn: Transaction, program_id: str, member_id: str, definitions
     return TierState(entry.name, entry.multiplier_bps, BEGINNING, datetime.max.replace(tzinfo=timezone.utc))
 
 
-def _value_for_rank(conn, program_id, member_id, rules, definitions, at) -> tuple[TierDefinition | None, int]:
-    """The highest tier whose own window's qualifying value reaches its threshold."""
-    reached, reached_value = None, 0
-    for tier in definitions:
-        value = qualifying_value(conn, program_id, member_id, rules, tier, at)
-        if value >= tier.threshold:
-            reached, reached_value = tier, value
-    return reached, reached_value
+def qualifying_windows(
+    conn: Transaction, program_id: str, member_id: str, rules: ProgramRules, definitions: list[TierDefinition],
+    instants: tuple[datetime, ...],
+) -> dict[datetime, list[QualifyingTotals]]:
+    """The member's qualifying totals over each tier's window, ending at each instant."""
+    return {
+        until: [
+            QualifyingTotals(
+                *tier_store.qualifying_totals(conn, program_id, member_id, window_start(rules, tier, until), until)
+            )
+            for tier in definitions
+        ]
+        for until in dict.fromkeys(instants)  # once each, in order
+    }
 
 
 def _record_change(
@@ -140,37 +149,31 @@ def _record_change(
     tier_store.save_state(conn, program_id, member.member_id, new)
 
 
+def write_change(conn: Transaction, caller_key_id: str, program_id: str, member: MemberState, change: TierChange, at: datetime) -> None:
+    """Writes a tier change: its TIER_CHANGE transaction and the member's new tier."""
+    _record_change(conn, caller_key_id, program_id, member, change.old, change.new, at, change.why)
+
+
 def upgrade_after_order(
     conn: Transaction, caller: Caller, member: MemberState, rules: ProgramRules, at: datetime,
     measured_at: datetime | None = None, definitions: list[TierDefinition] | None = None,
 ) -> None:
-    """Called after a qualifying order is recorded: the order that crosses a threshold moves the member up.
+    """After qualifying activity already recorded (a referral reward's): load the member's
+    tier and qualifying totals, let the domain decide the upgrade, write it.
 
-    at: the order's time (the tier is reached then); measured_at: the end of the window the
-    qualifying value is summed over (now, so a backdated order synced late counts with newer ones).
+    at: the activity's time (the tier is reached then); measured_at: the end of the window the
+    qualifying value is also summed over (now, so a backdated order synced late counts with newer ones).
     """
     if definitions is None:
         definitions = tier_store.definitions(conn, caller.program_id)
     if not definitions:
         return
     state = current_tier(conn, caller.program_id, member.member_id, definitions)
-    # Measured at the order's time and now; the better counts (a backdated order synced late
-    # counts with the newer ones, and one from an earlier window still lifts at its own time).
-    candidates = [_value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, at)]
-    if measured_at is not None and measured_at != at:
-        candidates.append(_value_for_rank(conn, caller.program_id, member.member_id, rules, definitions, measured_at))
-    target, value = max(candidates, key=lambda c: rank(definitions, c[0].name) if c[0] else -1)
-    if target is None:
-        return
-    if state is not None and rank(definitions, state.name) < 0 and target.multiplier_bps <= state.multiplier_bps:
-        return  # a tier removed by SetTiers is held to the end of its period, never replaced by a lower one
-    # Per-tier windows: target is the highest tier reached in its own window.
-    new = upgrade(state, definitions, target.threshold, at, rules)
-    if new is not None:
-        _record_change(
-            conn, caller.key_id, caller.program_id, member, state.name if state else "", new, at,
-            f"qualifying value {value} reached {new.name} (threshold {target.threshold})",
-        )
+    instants = (at,) if measured_at is None else (at, measured_at)
+    windows = qualifying_windows(conn, caller.program_id, member.member_id, rules, definitions, instants)
+    change = change_after_order(definitions, rules, state, windows, at)
+    if change is not None:
+        write_change(conn, caller.key_id, caller.program_id, member, change, at)
 
 
 def member_tier(conn: Transaction, program_id: str, member_id: str, now: datetime) -> MemberTierView:
@@ -205,7 +208,8 @@ def review_due_tiers(db: Database, now: datetime | None = None, batch: int = 500
                     return 0
                 # Activity during the grace days counts: the review happens at its end.
                 reviewed_at = state.held_until + timedelta(days=rules.tier_grace_days)
-                target, value = _value_for_rank(conn, program_id, member_id, rules, definitions, reviewed_at)
+                windows = qualifying_windows(conn, program_id, member_id, rules, definitions, (reviewed_at,))
+                target, value = highest_reached(definitions, rules, windows[reviewed_at])
                 reached = target.threshold if target is not None else min(value, -1)
                 new = period_end_review(state, definitions, reached, now, rules)
                 if new is None:

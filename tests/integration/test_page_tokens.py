@@ -31,6 +31,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.store.database import Database
 from ledger.api import server as grpc_server
 from ledger.domain.kinds import Role
 from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
@@ -251,7 +252,7 @@ def test_a_second_server_on_the_same_database_accepts_the_first_ones_tokens(prog
     """Servers behind a load balancer share the database, not memory: the secret is the database's."""
     fill(api)
     engine = create_engine_for(program.backend.url, pool_size=4)
-    running = grpc_server.start(engine, "127.0.0.1:0", max_workers=8)
+    running = grpc_server.start(Database(engine), "127.0.0.1:0", max_workers=8)
     second = Api(f"127.0.0.1:{running.port}", api.key)
     try:
         for listing in LISTINGS:

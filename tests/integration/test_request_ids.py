@@ -23,6 +23,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.store.database import Database
 from ledger.api import server as grpc_server
 from ledger.store.engine import create_engine_for
 from loyalty.v1 import ledger_pb2, programs_pb2
@@ -168,7 +169,7 @@ def test_a_retry_answers_the_first_response_after_a_restart(program, api):
     saved = call(api, "SetTiers", tiers_request(rid_tiers))
     # A server started afresh on the same database: nothing of the first one's memory is there.
     engine = create_engine_for(program.backend.url, pool_size=2)
-    restarted = grpc_server.start(engine, "127.0.0.1:0", max_workers=4)
+    restarted = grpc_server.start(Database(engine), "127.0.0.1:0", max_workers=4)
     fresh = Api(f"127.0.0.1:{restarted.port}", program.admin_key)
     try:
         assert call(fresh, "CreateCampaign", campaign_request(rid_campaign, bonus_points=40)) == campaign
