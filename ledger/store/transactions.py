@@ -77,6 +77,14 @@ def views_of(conn: Connection, program_id: str, transaction_id: str) -> list[Tra
     return [_view(row) for row in rows if row.program_id == program_id]
 
 
+def view_of(conn: Connection, program_id: str, transaction_id: str, member_id: str) -> TransactionView:
+    """The transaction as the member it posted to sees it (a replayed answer)."""
+    found = [view for view in views_of(conn, program_id, transaction_id) if view.member_id == member_id]
+    if not found:
+        raise LookupError(f"transaction {transaction_id} of {member_id} is not in the ledger")
+    return found[0]
+
+
 def _is_kind(kind: TransactionKind):
     """kind = '<kind>' written into the statement: the indexes on order_id are partial on the
     kind, and a prepared statement's generic plan (made without its parameters' values) can

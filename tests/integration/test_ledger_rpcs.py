@@ -13,6 +13,7 @@ transactions arrive. Every test ends with `verify` clean.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import grpc
@@ -303,6 +304,35 @@ def test_same_key_same_request_replays_the_identical_response(api):
     # Each applied once: 25 + 10 - 7 - 3 - 25.
     assert balance(api, "m-1").posted == 0
     assert len(statement(api, "m-1")) == 5
+
+
+def test_a_transactions_record_keeps_its_id_and_balance_and_replays_it_whole(program, api):
+    """The key's record of a ledger write keeps the transaction's id and the balance then, not a
+    copy of the answer: the replay reads the (append-only) transaction back, identical."""
+    enroll(api, "m-1")
+    earn_req = earn_request("m-1", 5000, order_id="o-replayed")
+    first_earn = api.ledger.Earn(earn_req, metadata=api.metadata)
+    refund_req = ledger_pb2.RefundOrderRequest(
+        member_id="m-1", order_id="o-replayed", idempotency_key=key(), amount=1999, currency="USD", reason="damaged"
+    )
+    first_refund = api.ledger.RefundOrder(refund_req, metadata=api.metadata)
+    earn(api, "m-1", 1000)  # the balance moves on between the attempts
+    assert api.ledger.Earn(earn_req, metadata=api.metadata) == first_earn
+    assert api.ledger.RefundOrder(refund_req, metadata=api.metadata) == first_refund
+    with program.backend.db.engine.connect() as conn:
+        outcome = conn.exec_driver_sql(
+            "SELECT outcome FROM idempotency_records WHERE program_id = %s AND idempotency_key = %s"
+            if program.backend.db.is_postgresql
+            else "SELECT outcome FROM idempotency_records WHERE program_id = ? AND idempotency_key = ?",
+            (program.program_id, earn_req.idempotency_key),
+        ).scalar_one()
+    assert json.loads(outcome) == {
+        "result_of": {
+            "transaction_id": first_earn.transaction.transaction_id,
+            "member_id": "m-1",
+            "balance": {"posted": 50, "pending": 0, "held": 0, "expired": 0},
+        }
+    }
 
 
 def test_same_key_different_request_is_refused(api):
