@@ -40,7 +40,7 @@ def _layer(filename: str) -> str | None:
     return parts[0] if parts[0] in LAYERS else None
 
 
-def code_path(engine, key: str, request) -> dict:
+def code_path(db, key: str, request) -> dict:
     """The ledger files entered by one Earn, by layer, and the climbs from a lower layer back
     into a higher one (store or domain returning into service counts as one)."""
     entered: list[str] = []
@@ -51,7 +51,7 @@ def code_path(engine, key: str, request) -> dict:
 
     sys.setprofile(profile)
     try:
-        _earn(engine, key, request)
+        _earn(db, key, request)
     finally:
         sys.setprofile(None)
     files = [f for f in entered if _layer(f)]
@@ -79,7 +79,7 @@ def _wal(conn) -> int:
         return int(cur.fetchone()[0])
 
 
-def writes_per_earn(engine, url: str, key: str, requests: list) -> dict:
+def writes_per_earn(db, url: str, key: str, requests: list) -> dict:
     parsed = make_url(url)
     conn = psycopg2.connect(
         host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password, dbname=parsed.database
@@ -89,9 +89,12 @@ def writes_per_earn(engine, url: str, key: str, requests: list) -> dict:
         time.sleep(1.0)  # let earlier statistics reach the shared counters
         tables_before, wal_before = _table_writes(conn), _wal(conn)
         for request in requests:
-            _earn(engine, key, request)
+            _earn(db, key, request)
         wal = _wal(conn) - wal_before
-        time.sleep(1.5)  # statistics are flushed to shared memory about once a second
+        # A backend hands its table statistics over at most once a second, and when it exits:
+        # closing the ledger's connections counts every write.
+        db.dispose()
+        time.sleep(1.0)
         tables_after = _table_writes(conn)
     finally:
         conn.close()
@@ -115,14 +118,14 @@ def run(args) -> int:
         return 2
     setup = json.loads(Path(args.setup).read_text())
     ctx = Context.from_setup(setup)
-    engine = Database(create_engine_for(url, pool_size=1))
+    db = Database(create_engine_for(url, pool_size=1))
     try:
         for _ in range(50):  # warm-up: prepared statements, caches
-            _earn(engine, setup["key"], earn_request(ctx))
-        path = code_path(engine, setup["key"], earn_request(ctx))
-        writes = writes_per_earn(engine, url, setup["key"], [earn_request(ctx) for _ in range(args.calls)])
+            _earn(db, setup["key"], earn_request(ctx))
+        path = code_path(db, setup["key"], earn_request(ctx))
+        writes = writes_per_earn(db, url, setup["key"], [earn_request(ctx) for _ in range(args.calls)])
     finally:
-        engine.dispose()
+        db.dispose()
     print(json.dumps({"code_path": path, **writes}, indent=2))
     return 0
 
