@@ -5,7 +5,7 @@ enum takes its number, its full name ("CHANNEL_POS") or its short name ("POS")."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -46,9 +46,14 @@ def _one(field: FieldDescriptor, value: Any) -> Any:
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    """A Timestamp of an aware datetime (a naive one is taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+    """A Timestamp of an aware datetime. A naive one is refused (ValueError) rather than
+    guessed at: the ledger applies the rules in force at an order's time, so a till's local
+    wall clock taken for UTC would earn under the wrong rules, hours off."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"naive datetime {value.isoformat()}: the ledger needs a timezone-aware one, "
+            "e.g. datetime.now(timezone.utc) or datetime(..., tzinfo=ZoneInfo('Europe/Paris'))"
+        )
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
