@@ -1,4 +1,4 @@
-"""A point-of-sale walkthrough of the ledger API, built on `clients.sdk`.
+"""A point-of-sale walkthrough of the ledger API, built on the SDK (`loyalty.client`).
 
     python -m clients.pos_example --target 127.0.0.1:50051 --key KEY [--member m-demo]
 
@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from clients.sdk import LedgerApiError, LedgerClient
+from loyalty.client import LedgerApiError, LedgerClient
 from loyalty.v1 import common_pb2
+
+TILL = "store-1/till-1"
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m clients.pos_example", description=__doc__.splitlines()[0])
+    cli = argparse.ArgumentParser(prog="python -m clients.pos_example", description=(__doc__ or "").splitlines()[0])
     cli.add_argument("--target", default="127.0.0.1:50051", help="server HOST:PORT (default 127.0.0.1:50051)")
     cli.add_argument("--key", required=True, help="a pos or admin API key")
     cli.add_argument("--member", default="m-demo", help="member id (default m-demo)")
@@ -46,26 +48,27 @@ def statement_table(transactions: Iterable[common_pb2.Transaction]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     right = {2, 3}  # numbers
 
-    def line(cells) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    def line(cells: Sequence[str]) -> str:
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
 
-    return "\n".join([line(header), line("-" * w for w in widths), *(line(row) for row in rows)])
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
 
 
 def run(client: LedgerClient, member_id: str, currency: str, amount: int) -> int:
-    enrolled = client.enroll_member(member_id)
+    enrolled = client.enroll_member(member_id=member_id)
     print(f"member {member_id}: {'enrolled' if enrolled.created else 'already enrolled'}")
 
     order_id = f"pos-order-{uuid.uuid4().hex[:10]}"
-    earned = client.earn(
-        member_id,
-        order_id,
-        amount,
-        currency,
-        common_pb2.CHANNEL_POS,
-        lines=[{"sku": "SKU-1", "category": "demo", "quantity": 1, "amount": amount}],
-        store_id="store-1/till-1",
+    order = common_pb2.Order(
+        order_id=order_id,
+        channel=common_pb2.CHANNEL_POS,
+        amount=amount,
+        currency=currency,
+        lines=[common_pb2.OrderLine(sku="SKU-1", category="demo", quantity=1, amount=amount)],
+        store_id=TILL,
     )
+    earned = client.earn(member_id=member_id, order=order)
     sources = ", ".join(
         f"{common_pb2.PointsSource.Name(b.source).removeprefix('POINTS_SOURCE_').lower()} {b.points}"
         for b in earned.transaction.breakdown
@@ -73,12 +76,14 @@ def run(client: LedgerClient, member_id: str, currency: str, amount: int) -> int
     print(f"earned {earned.transaction.points} points on {order_id} ({sources}); available {earned.balance.available}")
 
     spend = max(1, earned.balance.available // 2)
-    redeemed = client.redeem(member_id, spend, order_id=order_id, channel=common_pb2.CHANNEL_POS, store_id="store-1/till-1")
+    redeemed = client.redeem(
+        member_id=member_id, points=spend, order_id=order_id, channel=common_pb2.CHANNEL_POS, store_id=TILL
+    )
     print(f"redeemed {spend} points; available {redeemed.balance.available}")
 
     too_many = redeemed.balance.available + 1000
     try:
-        client.redeem(member_id, too_many, channel=common_pb2.CHANNEL_POS, store_id="store-1/till-1")
+        client.redeem(member_id=member_id, points=too_many, channel=common_pb2.CHANNEL_POS, store_id=TILL)
     except LedgerApiError as refusal:
         print(f"redeeming {too_many} points was refused: {refusal.code.name} {refusal.reason} ({refusal.message})")
         if refusal.reason != "INSUFFICIENT_POINTS":
@@ -89,7 +94,7 @@ def run(client: LedgerClient, member_id: str, currency: str, amount: int) -> int
 
     print()
     print(f"statement of {member_id}:")
-    print(statement_table(client.iter_transactions(member_id)))
+    print(statement_table(client.iter_transactions(member_id=member_id, page_size=100)))
     return 0
 
 
