@@ -10,6 +10,9 @@ What it proves:
 - after a backdated sale inside that weekend, `report` and `report --campaign ID` print a table with
   the name, the window in the campaign's zone, the state, the effect, points awarded, budget left and
   members awarded, matching GetCampaign;
+- `preview` quotes what an order would earn inside a campaign's window before it starts (QuoteEarn
+  at that future time, writing nothing); `tiers`, `add-reward`, `rewards` and `referrals` show and
+  grow the rest of the program's marketing settings (its TLS options: tests/integration/test_tls.py);
 - a key that may not use the Programs service exits 1 with the refusal on stderr.
 """
 
@@ -132,3 +135,68 @@ def test_a_key_without_programs_access_is_refused(program, capsys):
     assert "PERMISSION_DENIED" in refused.stderr and "ROLE_NOT_ALLOWED" in refused.stderr
     unknown = run_here(capsys, program.backend.target, program.key(Role.MARKETING), "report", "--campaign", "cmp_nope")
     assert unknown.returncode == 1 and "CAMPAIGN_NOT_FOUND" in unknown.stderr
+
+
+def test_preview_tiers_rewards_and_referrals(program, capsys):
+    target, key = program.backend.target, program.key(Role.MARKETING)
+    admin = program.api()
+    try:
+        done = run_here(capsys, target, key, "setup-demo", "--time-zone", "Europe/Paris")
+        assert done.returncode == 0, done.stderr
+        campaign_id = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("campaign "))
+
+        shown = run_here(capsys, target, key, "report", "--campaign", campaign_id)
+        assert "SCHEDULED" in shown.stdout.split()  # next weekend has not started
+
+        for chosen in (["--campaign", campaign_id], []):  # that one, or every one scheduled or under way
+            previewed = run_here(capsys, target, key, "preview", *chosen, "--amount", "10000")
+            assert previewed.returncode == 0, previewed.stderr
+            lines = previewed.stdout.splitlines()
+            assert lines[0].startswith(f"{campaign_id} (Double points weekend, SCHEDULED): an order of 10000 USD on ")
+            assert lines[0].endswith(" 01:00 Europe/Paris would earn 200 points"), lines
+            assert lines[1:] == ["  base 100", f"  campaign 100 ({campaign_id})"]
+        transactions = admin.programs.GetCampaign(
+            programs_pb2.GetCampaignRequest(campaign_id=campaign_id), metadata=admin.metadata
+        ).campaign.points_awarded
+        assert transactions == 0  # a preview writes nothing
+
+        listed = run_here(capsys, target, key, "tiers")
+        header, _, *rows = listed.stdout.splitlines()
+        assert [row.split()[0] for row in rows] == ["Member", "Silver", "Gold"]
+        assert rows[1].split()[1:] == ["50000", "1.25x"]
+
+        assert run_here(capsys, target, key, "rewards").stdout.strip() == "no rewards"
+        added = run_here(capsys, target, key, "add-reward", "--name", "Tote bag", "--price", "500", "--stock", "20")
+        assert added.returncode == 0, added.stderr
+        reward_id = added.stdout.split()[1]
+        run_here(capsys, target, key, "add-reward", "--name", "Coffee", "--price", "150")
+        catalog = {row.split()[0]: row.split()[1:] for row in run_here(capsys, target, key, "rewards").stdout.splitlines()[2:]}
+        assert catalog[reward_id] == ["Tote", "bag", "500", "20", "0"]
+        assert sorted(catalog.values()) == [["Coffee", "150", "unlimited", "0"], ["Tote", "bag", "500", "20", "0"]]
+
+        figures = run_here(capsys, target, key, "referrals")
+        assert figures.returncode == 0
+        assert [line.rsplit(None, 1)[0] for line in figures.stdout.splitlines()] == [
+            "attributed", "qualified", "rewarded", "reversed", "not rewarded", "points awarded",
+        ]
+    finally:
+        admin.close()
+
+
+def test_bad_tls_options_exit_2(program, capsys, tmp_path):
+    target, key = program.backend.target, program.key(Role.MARKETING)
+    half = run_here_raising(capsys, target, key, "--client-cert", __file__, "tiers")
+    assert half.returncode == 2 and "go together" in half.stderr
+    missing = run_here_raising(capsys, target, key, "--ca-cert", str(tmp_path / "nope.pem"), "tiers")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def run_here_raising(capsys, program_target: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    """run_here for argument errors, which argparse reports by SystemExit(2)."""
+    capsys.readouterr()
+    try:
+        code = marketing.main(["--target", program_target, "--key", key, *args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)

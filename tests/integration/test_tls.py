@@ -11,6 +11,7 @@ Also the option checks of `loyalty-ledger serve` and of the SDK.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from clients.sdk import LedgerApiError, LedgerClient
 from ledger.api import server as grpc_server
 from ledger.api import tls
+from clients import marketing
 from ledger.cli import main as cli_main
+from ledger.domain.kinds import Role
+from loyalty.client import AsyncLedgerClient, LedgerApiError, LedgerClient, RetryPolicy
 from loyalty.v1 import programs_pb2, programs_pb2_grpc
 
 pytestmark = pytest.mark.postgres
@@ -188,7 +191,7 @@ def test_tls_call_works(tls_server, pki, pg_program):
 def test_sdk_talks_tls(tls_server, pki, pg_program):
     with LedgerClient(tls_server, pg_program.admin_key, root_certificates=pki.ca) as client:
         assert client.get_program().program.program_id == pg_program.program_id
-        assert client.enroll_member("m-tls").created
+        assert client.enroll_member(member_id=f"m-tls-{pg_program.program_id}").created
 
 
 def test_plaintext_client_cannot_talk_to_a_tls_server(tls_server, pg_program):
@@ -229,10 +232,38 @@ def test_sdk_talks_mutual_tls(mtls_server, pki, pg_program):
         assert client.get_program().program.program_id == pg_program.program_id
 
 
+def test_asyncio_sdk_talks_mutual_tls(mtls_server, pki, pg_program):
+    async def call() -> str:
+        async with AsyncLedgerClient(
+            mtls_server,
+            pg_program.admin_key,
+            root_certificates=pki.ca,
+            private_key=pki.client.key,
+            certificate_chain=pki.client.cert,
+        ) as client:
+            return (await client.get_program()).program.program_id
+
+    assert asyncio.run(call()) == pg_program.program_id
+
+
+def test_the_marketing_command_line_talks_tls_and_mutual_tls(tls_server, mtls_server, pki, pg_program, tmp_path, capsys):
+    client_cert, client_key = tmp_path / "client.pem", tmp_path / "client.key"
+    client_cert.write_bytes(pki.client.cert)
+    client_key.write_bytes(pki.client.key)
+    key = pg_program.key(Role.MARKETING)
+    ca = ["--ca-cert", pki.paths["ca.pem"]]
+    mutual = [*ca, "--client-cert", str(client_cert), "--client-key", str(client_key)]
+    assert marketing.main(["--target", tls_server, "--key", key, *ca, "referrals"]) == 0
+    assert marketing.main(["--target", mtls_server, "--key", key, *mutual, "referrals"]) == 0
+    assert capsys.readouterr().out.count("attributed") == 2
+    assert marketing.main(["--target", mtls_server, "--key", key, *ca, "referrals"]) == 1  # no client certificate
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
 def test_mtls_client_without_a_certificate_is_refused(mtls_server, pki, pg_program):
     channel = grpc.secure_channel(mtls_server, grpc.ssl_channel_credentials(root_certificates=pki.ca))
     assert _refused(channel, pg_program.admin_key) == grpc.StatusCode.UNAVAILABLE
-    with LedgerClient(mtls_server, pg_program.admin_key, root_certificates=pki.ca, max_attempts=1) as client:
+    with LedgerClient(mtls_server, pg_program.admin_key, root_certificates=pki.ca, policy=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(LedgerApiError) as caught:
             client.get_program()
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
