@@ -202,7 +202,7 @@ def test_sigterm_under_load_loses_nothing_and_exits_cleanly(running):
     # No call was cut off mid-flight: the server logged (so ran) exactly the acknowledged Earns.
     # Known issue, timing-dependent so not asserted away: a call that reaches gRPC core just as
     # it shuts down, before the server dispatched it, is answered CANCELLED rather than
-    # UNAVAILABLE (core kills undispatched calls), and clients/sdk.py does not retry CANCELLED.
+    # UNAVAILABLE (core kills undispatched calls), and loyalty.client does not retry CANCELLED.
     # Such a call must never have run, and did not: it left no log line and no transaction.
     earns = [line for line in json_lines(running.stderr) if line.get("rpc") == "Ledger.Earn"]
     assert {line["code"] for line in earns} == {"OK"}, running.stderr[-4000:]

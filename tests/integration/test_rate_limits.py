@@ -19,12 +19,12 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from clients.sdk import LedgerApiError, LedgerClient
 from ledger.api import rate_limits
 from ledger.api import server as grpc_server
 from ledger.api.rate_limits import RateLimiter
 from ledger.domain.errors import Category, LedgerError
 from ledger.domain.kinds import Role
+from loyalty.client import LedgerApiError, LedgerClient, RetryPolicy
 from loyalty.v1 import common_pb2, ledger_pb2
 from ledger.service.keys import revoke_keys
 from tests.conftest import Api
@@ -215,13 +215,13 @@ def test_unauthenticated_calls_do_not_spend_a_keys_tokens(limited_target, pg_pro
 
 
 def test_the_sdk_does_not_retry_rate_limited_calls(limited_target, pg_program):
-    with LedgerClient(limited_target, pg_program.key(Role.POS), max_attempts=4) as client:
+    with LedgerClient(limited_target, pg_program.key(Role.POS), policy=RetryPolicy(max_attempts=4)) as client:
         for _ in range(BURST):
             with pytest.raises(LedgerApiError):
-                client.get_member("nobody")
+                client.get_member(member_id="nobody")
         started = time.monotonic()
         with pytest.raises(LedgerApiError) as caught:
-            client.get_member("nobody")
+            client.get_member(member_id="nobody")
         assert time.monotonic() - started < 0.3  # raised at once, not after backoff and retries
     assert caught.value.code == EXHAUSTED
     assert caught.value.reason == "RATE_LIMITED"
