@@ -82,7 +82,10 @@ def _page_item(types: _Types, request: str, response: str) -> str | None:
 
 def render(files: descriptor_pb2.FileDescriptorSet) -> str:
     types = _Types(files)
-    constants, sync_methods, async_methods, seen = [], [], [], set()
+    constants: list[str] = []
+    sync_methods: list[str] = []
+    async_methods: list[str] = []
+    seen: set[str] = set()
     for file in files.file:
         if file.package != "loyalty.v1":
             continue
@@ -159,18 +162,19 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from loyalty.client.connection import Rpc
 from loyalty.client.requests import build
 {imports}
-R = TypeVar("R")
-M = TypeVar("M")
+R = TypeVar("R", bound=Message)
+M = TypeVar("M", bound=Message)
 
 
 def _request(request: M | None, message_class: type[M], **fields: Any) -> M:
     """The request as given, or one built from the keyword arguments (not both)."""
     if request is None:
-        return build(message_class, **fields)  # type: ignore[type-var]
+        return build(message_class, **fields)
     if any(value is not None for value in fields.values()):
         raise TypeError("pass either a request message or its fields as keyword arguments, not both")
     return request

@@ -9,19 +9,20 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from loyalty.client.connection import Rpc
 from loyalty.client.requests import build
 from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 
-R = TypeVar("R")
-M = TypeVar("M")
+R = TypeVar("R", bound=Message)
+M = TypeVar("M", bound=Message)
 
 
 def _request(request: M | None, message_class: type[M], **fields: Any) -> M:
     """The request as given, or one built from the keyword arguments (not both)."""
     if request is None:
-        return build(message_class, **fields)  # type: ignore[type-var]
+        return build(message_class, **fields)
     if any(value is not None for value in fields.values()):
         raise TypeError("pass either a request message or its fields as keyword arguments, not both")
     return request

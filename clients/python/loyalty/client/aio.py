@@ -4,14 +4,17 @@ idempotency keys as LedgerClient; each method is a coroutine."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from loyalty.client import connection
 from loyalty.client._methods import AsyncLedgerMethods
 from loyalty.client.errors import LedgerApiError
 from loyalty.client.retries import RetryPolicy, with_key
+
+Response = TypeVar("Response", bound=Message)
 
 
 class AsyncLedgerClient(AsyncLedgerMethods):
@@ -40,7 +43,7 @@ class AsyncLedgerClient(AsyncLedgerMethods):
             self._channel = grpc.aio.secure_channel(target, creds)
         else:
             self._channel = grpc.aio.insecure_channel(target)
-        self._callables: dict[str, Any] = {}
+        self._callables: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
 
     async def close(self) -> None:
         """Closes the channel if this client opened it."""
@@ -53,17 +56,20 @@ class AsyncLedgerClient(AsyncLedgerMethods):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _invoke(self, rpc: connection.Rpc, request: Any, timeout: float | None) -> Any:
+    async def _invoke(self, rpc: connection.Rpc[Any, Response], request: Any, timeout: float | None) -> Response:
         key = with_key(request)
         call = self._callables.get(rpc.path)
         if call is None:
             call = self._callables[rpc.path] = self._channel.unary_unary(
-                rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
+                rpc.path,
+                request_serializer=rpc.request.SerializeToString,
+                response_deserializer=rpc.response.FromString,
             )
         operation = self.policy.start(timeout)
         while True:
             try:
-                return await call(request, metadata=self._metadata, timeout=operation.timeout())
+                response: Response = await call(request, metadata=self._metadata, timeout=operation.timeout())
+                return response
             except grpc.aio.AioRpcError as error:
                 pause = operation.retry(error.code())
                 if pause is None:

@@ -47,7 +47,9 @@ class LedgerApiError(Exception):
         details_of = getattr(error, "details", None)
         code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
         message = (details_of() if callable(details_of) else "") or str(error)
-        reason, domain, metadata, violations = "", "", {}, []
+        reason, domain = "", ""
+        metadata: dict[str, str] = {}
+        violations: list[tuple[str, str]] = []
         try:
             status = rpc_status.from_call(error)  # type: ignore[arg-type]
         except (AttributeError, TypeError, ValueError):

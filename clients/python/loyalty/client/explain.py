@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from google.rpc import error_details_pb2
 
@@ -21,7 +23,7 @@ _DETAILS = {
 }
 
 
-def explain(status: dict) -> list[str]:
+def explain(status: dict[str, Any]) -> list[str]:
     """The lines that say what a status (buf curl's JSON of it) means."""
     lines = [f"{status.get('code', '?').upper()}: {status.get('message', '')}"]
     for detail in status.get("details", ()):
@@ -40,17 +42,20 @@ def explain(status: dict) -> list[str]:
     return lines
 
 
-def _status_json(text: str) -> dict:
+def _status_json(text: str) -> dict[str, Any]:
     """The JSON object in text (buf curl may print other lines around it)."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
         raise ValueError("no status JSON found")
-    return json.loads(text[start : end + 1])
+    status = json.loads(text[start : end + 1])
+    if not isinstance(status, dict):
+        raise ValueError("no status JSON found")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = open(args[0]).read() if args else sys.stdin.read()
+    text = Path(args[0]).read_text() if args else sys.stdin.read()
     try:
         status = _status_json(text)
     except ValueError as error:

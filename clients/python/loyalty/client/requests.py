@@ -6,19 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+if TYPE_CHECKING:  # the C (upb) runtime's descriptors, which the stubs type apart
+    from google._upb import _message as upb
+
 M = TypeVar("M", bound=Message)
+AnyFieldDescriptor: TypeAlias = "FieldDescriptor | upb.FieldDescriptor"
+AnyEnumDescriptor: TypeAlias = "EnumDescriptor | upb.EnumDescriptor"
 
 
 def build(message_class: type[M], **fields: Any) -> M:
     """message_class with the given fields set (None ones left unset)."""
     descriptor = message_class.DESCRIPTOR
-    values = {}
+    values: dict[str, Any] = {}
     for name, value in fields.items():
         if value is None:
             continue
@@ -27,13 +32,13 @@ def build(message_class: type[M], **fields: Any) -> M:
     return message_class(**values)
 
 
-def _convert(field: FieldDescriptor, value: Any) -> Any:
+def _convert(field: AnyFieldDescriptor, value: Any) -> Any:
     if field.is_repeated and not isinstance(value, (str, bytes, Mapping)):
         return [_one(field, item) for item in value]
     return _one(field, value)
 
 
-def _one(field: FieldDescriptor, value: Any) -> Any:
+def _one(field: AnyFieldDescriptor, value: Any) -> Any:
     if field.enum_type is not None:
         return enum_value(field.enum_type, value)
     message = field.message_type
@@ -59,7 +64,7 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def enum_value(enum: EnumDescriptor, value: int | str) -> int:
+def enum_value(enum: AnyEnumDescriptor, value: int | str) -> int:
     """The number of an enum value given as a number, a full name or a short name."""
     if isinstance(value, int):
         return value
@@ -71,7 +76,7 @@ def enum_value(enum: EnumDescriptor, value: int | str) -> int:
     raise ValueError(f"{value!r} is not a {enum.name}: one of {', '.join(enum.values_by_name)}")
 
 
-def _prefix(enum: EnumDescriptor) -> str:
+def _prefix(enum: AnyEnumDescriptor) -> str:
     """The values' common prefix by the style guide (CHANNEL_ for Channel, STATE_ for State)."""
     first = next(iter(enum.values_by_name))
     return first.rsplit("UNSPECIFIED", 1)[0] if first.endswith("UNSPECIFIED") else ""

@@ -4,14 +4,17 @@ _methods.py from the proto files), with retries under one idempotency key."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from loyalty.client import connection
 from loyalty.client._methods import LedgerMethods
 from loyalty.client.errors import LedgerApiError
 from loyalty.client.retries import RetryPolicy, with_key
+
+Response = TypeVar("Response", bound=Message)
 
 
 class LedgerClient(LedgerMethods):
@@ -50,7 +53,7 @@ class LedgerClient(LedgerMethods):
             self._channel = grpc.secure_channel(target, creds)
         else:
             self._channel = grpc.insecure_channel(target)
-        self._callables: dict[str, Any] = {}
+        self._callables: dict[str, grpc.UnaryUnaryMultiCallable[Any, Any]] = {}
 
     def close(self) -> None:
         """Closes the channel if this client opened it."""
@@ -63,19 +66,22 @@ class LedgerClient(LedgerMethods):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _invoke(self, rpc: connection.Rpc, request: Any, timeout: float | None) -> Any:
+    def _invoke(self, rpc: connection.Rpc[Any, Response], request: Any, timeout: float | None) -> Response:
         key = with_key(request)
         call = self._callables.get(rpc.path)
         if call is None:
             call = self._callables[rpc.path] = self._channel.unary_unary(
-                rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
+                rpc.path,
+                request_serializer=rpc.request.SerializeToString,
+                response_deserializer=rpc.response.FromString,
             )
         operation = self.policy.start(timeout)
         while True:
             try:
-                return call(request, metadata=self._metadata, timeout=operation.timeout())
+                response: Response = call(request, metadata=self._metadata, timeout=operation.timeout())
+                return response
             except grpc.RpcError as error:
-                pause = operation.retry(error.code())  # type: ignore[attr-defined]
+                pause = operation.retry(error.code())
                 if pause is None:
                     raise LedgerApiError.from_rpc_error(error, key) from None
                 time.sleep(pause)
