@@ -25,15 +25,17 @@ from ledger import settings
 
 try:  # the `otel` extra: a call's log line names its trace
     from opentelemetry import trace as _trace
+
+    _TRACING = True
 except ImportError:  # pragma: no cover - tracing not installed
-    _trace = None
+    _TRACING = False
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def _stamp_trace(record: logging.LogRecord) -> None:
     """The caller's trace and span ids onto the record (the writer thread has no trace)."""
-    if _trace is not None and not hasattr(record, "trace_id"):
+    if _TRACING and not hasattr(record, "trace_id"):
         span = _trace.get_current_span().get_span_context()
         if span.is_valid:
             record.trace_id = format(span.trace_id, "032x")

@@ -63,7 +63,7 @@ class DueWorkScheduler:
 
     def _tick(self, work: bool) -> None:
         try:
-            if self._leader.hold() and work:
+            if self._leader is not None and self._leader.hold() and work:
                 self._run()
         except Exception:  # never let the thread die: the next interval tries again
             log.exception("due work scheduler failed; will retry")

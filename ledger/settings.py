@@ -10,7 +10,6 @@ setting is described once.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -219,6 +218,8 @@ EVERY_VARIABLE = tuple(s.env for s in (DATABASE_URL, LOG_LEVEL, PG_PREPARE, *SER
 def add_flags(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
     """Declares the settings' flags; their values are resolved (and checked) by resolve()."""
     for setting in settings:
+        if setting.flag is None:
+            continue  # a variable only: resolve() reads it from the environment
         source = f" (env {setting.env})" if setting.env else ""
         parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.metavar, help=setting.help + source)
 

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 
 log = logging.getLogger("ledger.supervision")
 
@@ -81,7 +82,7 @@ class _Place:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.process = None
+        self.process: BaseProcess | None = None
         self.started_at = 0.0
         self.failures = 0  # consecutive short lives
         self.restart_at: float | None = None
@@ -167,7 +168,7 @@ class Supervisor:
     def _stop_children(self, signum: int) -> None:
         for place in self._places:
             process = place.process
-            if process is not None and process.is_alive():
+            if process is not None and process.is_alive() and process.pid is not None:
                 try:
                     os.kill(process.pid, signum)
                 except ProcessLookupError:

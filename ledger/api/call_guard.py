@@ -148,9 +148,9 @@ class CallGuard:
             outcome["code"], outcome["reason"] = error.category.value, error.reason
             return to_status(error)
         except NotImplementedError:
-            error = errors.unimplemented(rpc, "a later issue")
-            outcome["code"], outcome["reason"] = error.category.value, error.reason
-            return to_status(error)
+            unimplemented = errors.unimplemented(rpc, "a later issue")
+            outcome["code"], outcome["reason"] = unimplemented.category.value, unimplemented.reason
+            return to_status(unimplemented)
         except Exception:
             outcome["code"] = "INTERNAL"
             log.exception("bug while serving %s", rpc)

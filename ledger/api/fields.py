@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Mapping, TypeVar
+from typing import Mapping, TypeVar, overload
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -33,6 +33,7 @@ from ledger.domain.limits import (
 from ledger.domain.page_tokens import MAX_TOKEN_LENGTH as MAX_PAGE_TOKEN_LENGTH
 
 E = TypeVar("E")
+V = TypeVar("V", bound=int)  # a proto enum's number (its mypy-protobuf ValueType)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z, the Timestamp range in the protobuf spec
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
@@ -92,8 +93,10 @@ class Fields:
                 if field.type == FieldDescriptor.TYPE_STRING:
                     if at not in reported and _CONTROL_CHARACTER.search(item):
                         self.bad(at, "must be one line of text without control characters")
-                elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.full_name.startswith(
-                    "google.protobuf."
+                elif (
+                    field.type == FieldDescriptor.TYPE_MESSAGE
+                    and field.message_type is not None
+                    and not field.message_type.full_name.startswith("google.protobuf.")
                 ):
                     self.no_control_characters(item, f"{at}.")
 
@@ -125,7 +128,13 @@ class Fields:
             self.bad(path, f"{value[:8]!r} is not an ISO-4217 currency code")
         return value
 
-    def enum(self, path: str, value: int, mapping: Mapping[int, E], *, required: bool, default: E | None = None) -> E | None:
+    @overload
+    def enum(self, path: str, value: V, mapping: Mapping[V, E], *, required: bool, default: E) -> E: ...
+
+    @overload
+    def enum(self, path: str, value: V, mapping: Mapping[V, E], *, required: bool, default: None = None) -> E | None: ...
+
+    def enum(self, path: str, value: V, mapping: Mapping[V, E], *, required: bool, default: E | None = None) -> E | None:
         if value == 0:
             if required:
                 self.bad(path, "is required")

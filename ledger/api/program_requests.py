@@ -9,7 +9,6 @@ from ledger.api.fields import Fields
 from ledger.api.requests import mutation
 from ledger.domain.campaigns import (
     CampaignRule,
-    CampaignState,
     CampaignStatus,
     Conditions,
     StackingMode,
@@ -121,7 +120,7 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
                 rules.append(RateRule(sku, category, rate, item.excluded))
             changes["rate_rules"] = tuple(rules)
         elif path == "activity_rules":
-            rules = []
+            activities: list[ActivityRule] = []
             for i, item in enumerate(_list(fields, "program.activity_rules", p.activity_rules)):
                 at = f"program.activity_rules[{i}]"
                 kind = fields.identifier(f"{at}.activity_type", item.activity_type, max_length=64)
@@ -130,10 +129,10 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
                 period = item.period_days or 30
                 _days(fields, f"{at}.period_days", period, 1, 3650)
                 roles = _activity_roles(fields, f"{at}.allowed_roles", item.allowed_roles)
-                rules.append(ActivityRule(kind, item.points, item.max_per_period, period, roles))
-            if len({r.activity_type for r in rules}) != len(rules):
+                activities.append(ActivityRule(kind, item.points, item.max_per_period, period, roles))
+            if len({r.activity_type for r in activities}) != len(activities):
                 fields.bad("program.activity_rules", "names an activity type twice")
-            changes["activity_rules"] = tuple(rules)
+            changes["activity_rules"] = tuple(activities)
         elif path == "tier_basis":
             changes["tier_basis"] = fields.enum("program.tier_basis", p.tier_basis, enums.TIER_BASES, required=True)
         elif path == "tier_window":
@@ -242,6 +241,7 @@ def create_campaign(request: programs_pb2.CreateCampaignRequest) -> tuple[Campai
     time_zone = fields.identifier("campaign.time_zone", message.time_zone, required=False, max_length=64) or "UTC"
     fields.no_control_characters(request)
     fields.done()
+    assert start is not None and end is not None  # required: done() raised without them
     rule = CampaignRule(
         campaign_id="",
         name=message.name,

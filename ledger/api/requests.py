@@ -75,6 +75,7 @@ def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_r
         fields.bad("order.paid_with_points_amount", "must be between 0 and the order amount")
     occurred = fields.timestamp("order.occur_time", order.occur_time, order.HasField("occur_time"))
     fields.done()
+    assert channel is not None  # required: done() raised without one
     facts = OrderFacts(
         order_id,
         amount,

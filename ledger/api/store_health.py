@@ -17,8 +17,8 @@ from grpc_health.v1.health import aio as health_aio
 
 
 log = logging.getLogger("ledger.health")
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVING: int = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class StoreHealth:

@@ -119,9 +119,9 @@ def exact_base(order: OrderFacts, rules: ProgramRules, matches=lambda line: True
     else:
         total = Fraction(0)
         for line in order.lines:
-            rate = line_rate(line, rules, order.channel)
-            if rate is not None and matches(line):
-                total += Fraction(line.amount * rate.points, rate.per_amount)
+            per_line = line_rate(line, rules, order.channel)
+            if per_line is not None and matches(line):
+                total += Fraction(line.amount * per_line.points, per_line.per_amount)
         lines_total = sum(line.amount for line in order.lines)
         if lines_total > order.amount:
             # Lines above the amount paid (a discount on the order): they earn on what was paid.
@@ -172,7 +172,7 @@ def decide_earn(
         note = f"order below the minimum amount {rules.min_order_amount}: no base points"
     lines = [BreakdownLine(PointsSource.BASE, base, note)]
     tier_bonus = _multiplied(base, tier.multiplier_bps) if tier else 0
-    if tier_bonus:
+    if tier and tier_bonus:
         lines.append(
             BreakdownLine(PointsSource.TIER_BONUS, tier_bonus, f"{tier.name} tier: {tier.multiplier_bps / 10000:g}x")
         )

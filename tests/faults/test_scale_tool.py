@@ -29,7 +29,7 @@ def test_ratios_are_of_median_p99s_to_the_first_ledger():
         _m("small", 1, "health", 1), _m("big", 1, "health", 9),
     ]  # fmt: skip
     rows = {(row.scenario, row.ledger): row for row in compare(measurements, ["small", "big"])}
-    assert set(rows) == {(s, l) for s in ("get-member", "statement") for l in ("small", "big")}
+    assert set(rows) == {(s, size) for s in ("get-member", "statement") for size in ("small", "big")}
     assert rows["get-member", "small"].ratio == 1.0
     assert rows["get-member", "big"].p99s_ms == [12, 16]
     assert rows["get-member", "big"].ratio == 14 / 15

@@ -224,7 +224,7 @@ def test_quote_is_exactly_what_earn_writes_and_writes_nothing(api):
     assert earned.transaction.transaction_id
     assert earned.transaction.points == quote.transaction.points == 101  # 4321 * 7 / 300 = 100.82 -> 101
     assert breakdown(earned.transaction) == breakdown(quote.transaction)
-    assert [l.description for l in earned.transaction.breakdown] == [l.description for l in quote.transaction.breakdown]
+    assert [b.description for b in earned.transaction.breakdown] == [b.description for b in quote.transaction.breakdown]
     assert earned.balance == quote.balance
     assert earned.balance.posted == 6 + 101
     for field in ("member_id", "kind", "channel", "store_id", "order_id", "order_amount", "currency", "balance_after", "sequence", "occur_time", "api_key_id"):
