@@ -212,8 +212,9 @@ def _write(
     )
     if outcome.tier_change is not None:
         tiers.write_change(conn, caller.key_id, program_id, member, outcome.tier_change, occurred)
-    rewarded = outcome.referral is not None and referrals.write_decision(
-        conn, caller, context.rules, facts.member.referral, outcome.referral, command.order.order_id, occurred, key
+    referral = facts.member.referral  # the member's undecided referral, which outcome.referral decides
+    rewarded = outcome.referral is not None and referral is not None and referrals.write_decision(
+        conn, caller, context.rules, referral, outcome.referral, command.order.order_id, occurred, key
     )
     return refreshed(conn, program_id, result) if rewarded else result
 

@@ -17,7 +17,7 @@ batches not yet committed.
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -215,7 +215,8 @@ def _expire_batches(sweep: _Sweep, batches: Iterable[list[expiry.MemberKey]], cu
         for future in finished:
             total.add(future.result())
 
-    pool, running = None, set()
+    pool: ThreadPoolExecutor | None = None
+    running: set[Future[_Tally]] = set()
     try:
         for keys in batches:
             if pool is None:  # only a sweep with something to expire starts workers

@@ -42,6 +42,7 @@ class JsonResult(Protocol):
 
 
 R = TypeVar("R", bound=JsonResult)
+L = TypeVar("L")  # what lock() hands to apply(), e.g. the locked member state
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ def execute(
     caller: Caller,
     mutation: Mutation | None,
     *,
-    lock: Callable[[Transaction], object],
-    apply: Callable[[Transaction, object], R],
+    lock: Callable[[Transaction], L],
+    apply: Callable[[Transaction, L], R],
     decode: Callable[[dict], R],
     member_id: str = "",
 ) -> R:
@@ -133,8 +134,9 @@ def execute(
         if stored is not None:
             return _replay(conn, program, stored, mutation, decode)
         try:
-            outcome: _Outcome[R] = _Outcome(result=apply(conn, locked))
-            recorded = _recorded_result(outcome.result)
+            result = apply(conn, locked)
+            outcome: _Outcome[R] = _Outcome(result=result)
+            recorded = _recorded_result(result)
         except LedgerError as error:
             if not error.recorded:
                 raise

@@ -43,6 +43,7 @@ def attribute(conn: Transaction, program_id: str, referee: MemberState, code: st
     existing = store.of_referee(conn, program_id, referee.member_id)
     has_orders = transactions.has_earned(conn, program_id, referee.member_id)
     if check_attribution(referee.member_id, referrer_id, existing.referrer_id if existing else None, has_orders):
+        assert referrer_id is not None  # check_attribution refused an unknown code
         store.attribute(conn, program_id, referee.member_id, referrer_id, now)
 
 

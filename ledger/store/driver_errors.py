@@ -8,6 +8,7 @@ invalidation of a lost connection) as a statement sent through SQLAlchemy.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
@@ -25,12 +26,21 @@ def as_sqlalchemy_error(conn: Connection, cursor, statement: str, error: Excepti
     return sa_exc.DBAPIError.instance(statement, None, error, dbapi.Error, connection_invalidated=lost)
 
 
+def driver_connection(conn: Connection) -> Any:
+    """The driver's own connection under conn (psycopg2's or sqlite3's, untyped to
+    SQLAlchemy), which a connection in use always has."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise sa_exc.ResourceClosedError("the connection was closed: it has no driver connection")
+    return driver
+
+
 @contextmanager
 def driver_cursor(conn: Connection, what: str):
     """A cursor of the driver's own on conn's connection. An error of what is sent on it (a
     timeout, deadlock or lost connection) is raised as as_sqlalchemy_error wraps it, `what`
     naming the statement, so it is classified as usual."""
-    with conn.connection.driver_connection.cursor() as cursor:
+    with driver_connection(conn).cursor() as cursor:
         try:
             yield cursor
         except Exception as error:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import Engine
 
@@ -163,7 +163,7 @@ class PostgresLeadership(Leadership):
         self._dialect = engine.dialect
         self._url = engine.url
         self._key = key
-        self._conn = None
+        self._conn: Any = None  # the psycopg2 session holding the lock, while there is one
         self.lock_name = f"pg_advisory_lock({key})"
 
     def _connect(self):

@@ -23,7 +23,7 @@ _KEY = "locked_heads"
 class Head:
     posted: int
     last_seq: int
-    last_entry_hash: str | None
+    last_entry_hash: str  # the column is NOT NULL, GENESIS before the first entry
 
 
 def remember(conn: Connection, program_id: str, member_id: str, head: Head) -> None:

@@ -22,8 +22,10 @@ from sqlalchemy.engine import URL
 
 try:
     import fcntl
+
+    _FILE_LOCKS = True
 except ImportError:  # pragma: no cover - not POSIX: one process, nothing to share with
-    fcntl = None
+    _FILE_LOCKS = False
 
 # Advisory lock keys (one bigint each; the high bits spell "LOYL").
 MIGRATIONS = 0x4C4F_594C_0000_0001
@@ -52,7 +54,7 @@ def advisory_holder(cursor, key: int) -> str | None:
 
 
 def file_locks_available() -> bool:
-    return fcntl is not None
+    return _FILE_LOCKS
 
 
 def lock_file(url: URL, name: str) -> Path | None:
@@ -81,7 +83,7 @@ class FileLock:
         """Takes the lock (waiting for it when blocking); True when held."""
         if self._fd is not None:
             return True
-        if fcntl is None:  # pragma: no cover
+        if not _FILE_LOCKS:  # pragma: no cover
             self._fd = -1
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

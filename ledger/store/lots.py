@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select
+from sqlalchemy import BindParameter, Connection, bindparam, case, func, or_, select
 
 from ledger.domain.expiry import LotTotals
 from ledger.domain.holds import HoldState
@@ -74,7 +74,7 @@ def consumptions_of(
 
 # Read by every earn, spend and balance query: built once, so SQLAlchemy finds them
 # compiled without rebuilding them.
-_at = bindparam("at")
+_at: BindParameter[int] = bindparam("at")  # microseconds since the epoch
 _member = (lots.c.program_id == bindparam("program_id")) & (lots.c.member_id == bindparam("member_id"))
 # One pass over the member's open lots (the primary key's prefix) sums all three.
 _lot_sums = (

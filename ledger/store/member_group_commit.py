@@ -89,7 +89,7 @@ def run(db: Database, member_key: tuple[str, str], work: Callable[[Connection], 
     with _guard:
         line = _lines.get(member_key)
         leading = line is None
-        if leading:
+        if line is None:
             _lines[member_key] = [operation]
         else:
             line.append(operation)

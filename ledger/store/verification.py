@@ -8,7 +8,7 @@ and recomputes it in Python with memory bounded by one member.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Generator, Iterator
 
 from sqlalchemy import Connection, text
 
@@ -126,7 +126,7 @@ def _chain_rows(conn: Connection) -> Iterator:
         yield from page
 
 
-def _walk(conn: Connection) -> Iterator[tuple[str, dict]]:
+def _walk(conn: Connection) -> Generator[tuple[str, dict], None, None]:
     """Yields (check name, offending row) for every breach of the hash chain.
 
     Each entry is checked against the previous entry's *stored* hash, so an edited entry is

@@ -28,7 +28,7 @@ def _escaped(value: object) -> str:
     return str(value)
 
 
-def _line(row: Sequence[object]) -> str:
+def _line(row: Iterable[object]) -> str:
     """One row in COPY text format: tab-separated, NULL as \\N, and \\, tab, newline and
     carriage return escaped inside values. Values are str, int or None."""
     values = list(row)
@@ -46,7 +46,7 @@ def _line(row: Sequence[object]) -> str:
     return line
 
 
-def copy_text(rows: Iterable[Sequence[object]]) -> io.StringIO:
+def copy_text(rows: Iterable[Iterable[object]]) -> io.StringIO:
     """rows in COPY text format, one line per row."""
     return io.StringIO("".join([_line(row) + "\n" for row in rows]))
 

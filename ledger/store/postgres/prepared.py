@@ -127,7 +127,7 @@ def _numbered(sql: str) -> tuple[str, list[str]]:
 
 
 def _prepare(conn: Connection, name: str, body: str, sql: str) -> bool:
-    dbapi_connection = conn.connection.driver_connection
+    dbapi_connection = driver_errors.driver_connection(conn)
     in_transaction = dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE
     statement = f"PREPARE {name} AS {body}"
     if in_transaction:
@@ -137,7 +137,8 @@ def _prepare(conn: Connection, name: str, body: str, sql: str) -> bool:
             cursor.execute(statement)  # no parameters: psycopg2 sends the text as it is
             return True
         except Exception as error:
-            if getattr(error, "pgcode", None) is None or not _refusal(error.pgcode):
+            code = getattr(error, "pgcode", None)
+            if code is None or not _refusal(code):
                 raise
             if in_transaction:
                 cursor.execute("ROLLBACK TO SAVEPOINT ledger_prepare; RELEASE SAVEPOINT ledger_prepare")

@@ -9,20 +9,19 @@ therefore be a transaction block (snapshot=True for a read). SQLite's cursor str
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy import Connection, Row, Select, TextClause
 
 _CURSOR = "streamed_rows"
 
 
-def pages(conn: Connection, statement: Executable, size: int) -> Iterator[list]:
+def pages(conn: Connection, statement: TextClause | Select[Any], size: int) -> Iterator[Sequence[Row[Any]]]:
     """statement's rows, `size` at a time."""
     if conn.dialect.name != "postgresql":
         rows = iter(conn.execute(statement))
-        while page := list(itertools.islice(rows, size)):
-            yield page
+        while chunk := list(itertools.islice(rows, size)):
+            yield chunk
         return
     compiled = statement.compile(dialect=conn.dialect)
     conn.exec_driver_sql(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {compiled.string}", compiled.params)

@@ -41,7 +41,7 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
         conn.execute(statement, rows if len(rows) > 1 else rows[0])
         return
     queue = conn.info.setdefault(QUEUE, [])
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_errors.driver_connection(conn).cursor()
     try:
         for row in rows:
             compiled = _compiled(conn, statement, row)
@@ -113,7 +113,9 @@ def send_with(conn: Connection, tail: bytes) -> str:
     """Sends the queue with tail after it (a COMMIT) in one round trip; returns the server's
     status for tail."""
     conn.info.setdefault(QUEUE, []).append(tail)
-    return _send_alone(conn, _take(conn))
+    joined = _take(conn)
+    assert joined is not None  # the queue holds tail at least
+    return _send_alone(conn, joined)
 
 
 def install(engine: Engine) -> None:
