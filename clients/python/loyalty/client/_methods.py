@@ -110,7 +110,9 @@ class LedgerMethods:
         order: common_pb2.Order | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.QuoteEarnResponse:
-        """Ledger.QuoteEarn: Answers what Earn would write now, writing nothing."""
+        """Ledger.QuoteEarn: Answers what Earn would write, writing nothing: now, or for an order
+        still to come (a campaign preview; a marketing key may call it) under the rules
+        in force at its time."""
         return self._invoke(QUOTE_EARN, _request(request, ledger_pb2.QuoteEarnRequest, member_id=member_id, idempotency_key=idempotency_key, order=order), timeout)
 
     def redeem(
@@ -527,7 +529,9 @@ class AsyncLedgerMethods:
         order: common_pb2.Order | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.QuoteEarnResponse:
-        """Ledger.QuoteEarn: Answers what Earn would write now, writing nothing."""
+        """Ledger.QuoteEarn: Answers what Earn would write, writing nothing: now, or for an order
+        still to come (a campaign preview; a marketing key may call it) under the rules
+        in force at its time."""
         return await self._invoke(QUOTE_EARN, _request(request, ledger_pb2.QuoteEarnRequest, member_id=member_id, idempotency_key=idempotency_key, order=order), timeout)
 
     async def redeem(

@@ -470,7 +470,9 @@ class QuoteEarnRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
-    """Required: the enrolled member who would earn."""
+    """The enrolled member who would earn; empty for a new member (a preview of the rules
+    and campaigns alone: no tier, nothing earned before).
+    """
     idempotency_key: _builtins.str
     """Accepted so a cart can send its Earn request as is; a quote writes nothing."""
     @_builtins.property
@@ -494,7 +496,7 @@ Global___QuoteEarnRequest: _TypeAlias = QuoteEarnRequest  # noqa: Y015
 
 @_typing.final
 class QuoteEarnResponse(_message.Message):
-    """What Earn would answer now."""
+    """What Earn would answer now (or, for an order still to come, at its time)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

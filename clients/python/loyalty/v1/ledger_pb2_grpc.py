@@ -142,7 +142,8 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QuoteEarn(self, request, context):
-        """Answers what Earn would write now, writing nothing.
+        """Answers what Earn would write, writing nothing: now, or for an order still to come (a
+        campaign preview; a marketing key may call it) under the rules in force at its time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

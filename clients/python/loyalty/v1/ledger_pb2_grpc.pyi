@@ -53,7 +53,9 @@ class LedgerStub:
     ORDER_ALREADY_EARNED, even under a new idempotency key).
     """
     QuoteEarn: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.QuoteEarnRequest, _ledger_pb2.QuoteEarnResponse]
-    """Answers what Earn would write now, writing nothing."""
+    """Answers what Earn would write, writing nothing: now, or for an order still to come (a
+    campaign preview; a marketing key may call it) under the rules in force at its time.
+    """
     Redeem: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RedeemRequest, _ledger_pb2.RedeemResponse]
     """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
     INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
@@ -115,7 +117,9 @@ class LedgerAsyncStub(LedgerStub):
     ORDER_ALREADY_EARNED, even under a new idempotency key).
     """
     QuoteEarn: _aio.UnaryUnaryMultiCallable[_ledger_pb2.QuoteEarnRequest, _ledger_pb2.QuoteEarnResponse]  # type: ignore[assignment]
-    """Answers what Earn would write now, writing nothing."""
+    """Answers what Earn would write, writing nothing: now, or for an order still to come (a
+    campaign preview; a marketing key may call it) under the rules in force at its time.
+    """
     Redeem: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RedeemRequest, _ledger_pb2.RedeemResponse]  # type: ignore[assignment]
     """Immediately debits points (or a reward's price): FAILED_PRECONDITION /
     INSUFFICIENT_POINTS when fewer are available; REWARD_NOT_AVAILABLE, REWARD_OUT_OF_STOCK.
@@ -198,7 +202,9 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.QuoteEarnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.QuoteEarnResponse, _abc.Awaitable[_ledger_pb2.QuoteEarnResponse]]:
-        """Answers what Earn would write now, writing nothing."""
+        """Answers what Earn would write, writing nothing: now, or for an order still to come (a
+        campaign preview; a marketing key may call it) under the rules in force at its time.
+        """
 
     @_abc_1.abstractmethod
     def Redeem(
