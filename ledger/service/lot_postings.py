@@ -27,7 +27,16 @@ def credit(
 def debit(
     conn: Transaction, program_id: str, member_id: str, points: int, now: datetime, *, first_lot_id: str = ""
 ) -> Posting:
-    plan = plan_consumption(lots.open_lots(conn, program_id, member_id), points, now, first_lot_id=first_lot_id)
+    """The debit's posting: the lots it consumes, in ledger.domain.lots.consumption_order
+    (first_lot_id's first). Planned on the member's first open lots in that order, which give
+    the same plan as all of them whenever they cover the debit; otherwise on all of them."""
+    first, complete = lots.first_open_lots(conn, program_id, member_id, now)
+    if first_lot_id and all(lot.lot_id != first_lot_id for lot in first):
+        own = lots.open_lot(conn, program_id, member_id, first_lot_id)
+        first = first + [own] if own is not None else first
+    plan = plan_consumption(first, points, now, first_lot_id=first_lot_id)
+    if not complete and sum(c.points for c in plan) < points:
+        plan = plan_consumption(lots.open_lots(conn, program_id, member_id), points, now, first_lot_id=first_lot_id)
     return Posting(member_id, -points, consumed=plan)
 
 

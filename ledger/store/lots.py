@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BindParameter, Connection, bindparam, case, func, or_, select
+from sqlalchemy import BigInteger, BindParameter, Connection, bindparam, case, func, or_, select
 
 from ledger.domain.expiry import LotTotals
 from ledger.domain.holds import HoldState
@@ -30,14 +30,47 @@ def pending_lot(at):
     return (lots.c.available_at > at) & or_(lots.c.expires_at.is_(None), lots.c.expires_at > at)
 
 
-_open_lots = select(
+# A debit takes lots in ledger.domain.lots.consumption_order, and rarely more than a few: the
+# read hands it the first FIRST_LOTS open lots in that order (the database sorts them, with
+# the tie-break on lot_id in byte order as Python compares it), and all of them only when
+# those do not cover the debit. A member with thousands of open lots (a small earn per
+# visit, for years) no longer costs every Redeem thousands of rows.
+FIRST_LOTS = 32
+_AT = bindparam("at", type_=BigInteger)
+
+
+def _in_consumption_order(lot_id_in_byte_order):
+    return select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
+        lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0
+    ).order_by(
+        past_expiry(_AT),
+        lots.c.available_at > _AT,
+        lots.c.expires_at.is_(None),
+        lots.c.expires_at,
+        lots.c.available_at,
+        lot_id_in_byte_order,
+    )
+
+
+_first_open_lots = {
+    "postgresql": _in_consumption_order(lots.c.lot_id.collate("C")).limit(FIRST_LOTS),
+    "sqlite": _in_consumption_order(lots.c.lot_id).limit(FIRST_LOTS),  # SQLite compares text by its bytes
+}
+_all_open_lots = select(
     lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
 ).where(lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0)
-OPEN_LOTS = prefetch.Read("open_lots", _open_lots, ("program_id", "member_id"), many=True)
+_lot = select(
+    lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
+).where(
+    lots.c.program_id == bindparam("program_id"),
+    lots.c.member_id == bindparam("member_id"),
+    lots.c.lot_id == bindparam("lot_id"),
+    lots.c.remaining > 0,
+)
+OPEN_LOTS = prefetch.Read("open_lots", _first_open_lots["postgresql"], ("program_id", "member_id", "at"), many=True)
 
 
-def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
-    rows = prefetch.read(conn, OPEN_LOTS, {"program_id": program_id, "member_id": member_id})
+def _lots(rows) -> list[Lot]:
     return [
         Lot(
             row.lot_id,
@@ -48,6 +81,27 @@ def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
         )
         for row in rows
     ]
+
+
+def first_open_lots(conn: Connection, program_id: str, member_id: str, at: datetime) -> tuple[list[Lot], bool]:
+    """The member's first FIRST_LOTS open lots in consumption order at `at`, and whether that
+    is all of them."""
+    params = {"program_id": program_id, "member_id": member_id, "at": to_micros(at)}
+    if conn.dialect.name == "postgresql":
+        rows = prefetch.read(conn, OPEN_LOTS, params)
+    else:
+        rows = conn.execute(_first_open_lots[conn.dialect.name], params).all()
+    return _lots(rows), len(rows) < FIRST_LOTS
+
+
+def open_lot(conn: Connection, program_id: str, member_id: str, lot_id: str) -> Lot | None:
+    found = _lots(conn.execute(_lot, {"program_id": program_id, "member_id": member_id, "lot_id": lot_id}).all())
+    return found[0] if found else None
+
+
+def open_lots(conn: Connection, program_id: str, member_id: str) -> list[Lot]:
+    """Every open lot of the member, in no particular order."""
+    return _lots(conn.execute(_all_open_lots, {"program_id": program_id, "member_id": member_id}).all())
 
 
 def consumptions_of(
