@@ -68,3 +68,73 @@ def decide_refund_by_source(
     )
     spend = decide_refund(qualifying_spend, order_amount, refunded_before, refund_amount)
     return SourceRefund(per_line, spend.clawback, spend.refunded_total_after)
+
+
+@dataclass(frozen=True)
+class OrderRefundFacts:
+    """What a refund of an order decides on, read under the member's lock."""
+
+    order_id: str
+    earned_points: int
+    # The earn's breakdown lines: (source is BASE, campaign_id or "", points).
+    earned_lines: tuple[tuple[bool, str, int], ...]
+    order_amount: int
+    qualifying_spend: int
+    refunded_amount_before: int
+    # Points of this order already gone: expired, or clawed back by earlier refunds.
+    expired_points: int
+    refunded_points: int
+    member_posted: int
+    forbid_negative_balance: bool
+
+
+@dataclass(frozen=True)
+class OrderRefund:
+    """The whole decision of one refund: what is clawed back and written off, and what it
+    takes back of the order's tier qualification and campaign awards."""
+
+    clawback: int
+    written_off: int
+    refunded_total_after: int
+    spend_clawback: int
+    base_clawback: int
+    # Per campaign: the awarded points given back to its counters (only what was actually clawed back).
+    campaign_returns: dict[str, int]
+
+    def description(self, amount: int, order_amount: int, earned: int) -> tuple[str, ...]:
+        lines = [f"clawback of {amount}/{order_amount} refunded of {earned} earned"]
+        if self.written_off:
+            lines.append(f"{self.written_off} points written off: already spent")
+        return tuple(lines)
+
+
+def decide_order_refund(facts: OrderRefundFacts, amount: int) -> OrderRefund:
+    """Proportional and cumulative per breakdown line (decide_refund_by_source); never more
+    than the order's points still held (what expired or was refunded is gone already), down
+    to what the member keeps; under a no-negative-balance policy, only what the member's
+    posted balance covers, the rest written off. A campaign gets back its share of what was
+    actually clawed back, never of what was written off."""
+    source = decide_refund_by_source(
+        [points for _, _, points in facts.earned_lines],
+        facts.qualifying_spend,
+        facts.order_amount,
+        facts.refunded_amount_before,
+        amount,
+    )
+    still_held = facts.earned_points - facts.expired_points - facts.refunded_points
+    keep_after = kept_points(facts.earned_points, facts.order_amount, source.refunded_total_after)
+    clawback, written_off = min(source.clawback, max(0, still_held - keep_after)), 0
+    if facts.forbid_negative_balance:
+        clawback, written_off = split_write_off(clawback, max(facts.member_posted, 0))
+    base_clawback = sum(
+        points for (is_base, _, _), points in zip(facts.earned_lines, source.per_line) if is_base
+    )
+    total = source.clawback
+    returns: dict[str, int] = {}
+    for (_, campaign_id, _), points in zip(facts.earned_lines, source.per_line):
+        if not campaign_id or points <= 0:
+            continue
+        share = points * clawback // total if total else 0
+        if share > 0:
+            returns[campaign_id] = returns.get(campaign_id, 0) + share
+    return OrderRefund(clawback, written_off, source.refunded_total_after, source.spend_clawback, base_clawback, returns)
