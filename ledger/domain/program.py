@@ -7,7 +7,7 @@ kept: earning is evaluated with the settings in force at the order's occurred_at
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ledger.domain import errors
 from ledger.domain.kinds import Channel, Role
@@ -205,4 +205,20 @@ def rules_from_json(data: dict) -> ProgramRules:
         hold_ttl_seconds=data["hold_ttl_seconds"],
         max_backdate_days=data["max_backdate_days"],
         **earning_fields(data),
+    )
+
+
+def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> ProgramRules:
+    """Earning rules (rates, rounding, minimum, activities) are those in force at the event;
+    the points' lifecycle (pending, expiry, balance policy) and tier settings are today's."""
+    if then is None:
+        return current
+    return replace(
+        current,
+        earn_rate=then.earn_rate,
+        rounding=then.rounding,
+        min_order_amount=then.min_order_amount,
+        channel_rates=then.channel_rates,
+        rate_rules=then.rate_rules,
+        activity_rules=then.activity_rules,
     )

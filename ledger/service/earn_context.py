@@ -5,14 +5,14 @@ their counters (a budgeted campaign's counter locked so concurrent earns cannot 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from ledger.store.database import Transaction
 
 from ledger.domain import errors
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
-from ledger.domain.program import ProgramRules
+from ledger.domain.program import ProgramRules, earning_rules_at
 from ledger.domain.tiers import TierDefinition, TierState
 from ledger.service import config_cache
 from ledger.service.tiers import current_tier
@@ -28,22 +28,6 @@ class EarnContext:
     tiers: list[TierDefinition]
     # Today's settings (rules holds the earning rules of the event's time).
     current: ProgramRules
-
-
-def earning_rules_at(current: ProgramRules, then: ProgramRules | None) -> ProgramRules:
-    """Earning rules (rates, rounding, minimum, activities) are those in force at the event;
-    the points' lifecycle (pending, expiry, balance policy) and tier settings are today's."""
-    if then is None:
-        return current
-    return replace(
-        current,
-        earn_rate=then.earn_rate,
-        rounding=then.rounding,
-        min_order_amount=then.min_order_amount,
-        channel_rates=then.channel_rates,
-        rate_rules=then.rate_rules,
-        activity_rules=then.activity_rules,
-    )
 
 
 def load(
