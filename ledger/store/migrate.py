@@ -36,6 +36,17 @@ LOG_WAIT_EVERY_SECONDS = 30.0
 log = logging.getLogger("ledger.migrate")
 
 
+class _StepsOnly(logging.Filter):
+    """Alembic announces its dialect and DDL mode every time it starts, even with nothing to
+    do: two lines of noise on every `program list` or `key list`. The steps it runs stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Context impl ", "Will assume "))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_StepsOnly())
+
+
 def alembic_config(engine: Engine) -> Config:
     # Alembic's Config is a ConfigParser with %-interpolation: a percent-encoded URL (a
     # password with an @, a socket directory in ?host=%2F...) must have its % doubled, or
