@@ -86,7 +86,7 @@ def test_a_crowd_on_one_member_never_starves_health():
     with postgres_database() as url:
         server, ctx = _serve(url)
         with server:
-            probe, outcomes = press(server.target, ctx, duration=6, hot_earns=160)
+            probe, outcomes = press(server.target, ctx, duration=4, hot_earns=160)
             _assert_health_always_answered(probe)
             assert outcomes.get("OK", 0) > 100, outcomes
             assert set(outcomes) == {"OK"}, outcomes

@@ -54,7 +54,7 @@ def test_scale_serves_each_ledger_in_turn_and_prints_ratios(tmp_path):
             assert seeded.returncode == 0, seeded.stdout + seeded.stderr
             args += ["--ledger", label, url, str(setup)]
         command = [
-            sys.executable, "-m", "bench", "scale", *args, "--repeat", "2", "--duration", "1", "--warmup", "0.5",
+            sys.executable, "-m", "bench", "scale", *args, "--repeat", "2", "--duration", "0.5", "--warmup", "0.25",
             "--concurrency", "4", "--processes", "1", "--json", str(tmp_path / "scale.json"),
             "--listen", f"127.0.0.1:{free_port()}", "--logs", str(tmp_path / "logs"),
         ]  # fmt: skip
