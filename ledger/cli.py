@@ -20,8 +20,32 @@ from ledger.store.engine import connection_problem, create_engine_for, database_
 log = logging.getLogger("ledger.cli")
 
 
-def _database(pool_size: int = 4) -> Database:
-    return Database(create_engine_for(database_url(), pool_size=pool_size))
+def _database(pool_size: int = 4, *, replica: bool = False) -> Database:
+    """The database of LOYALTY_DATABASE_URL; with replica, statement pages are read from
+    LOYALTY_READ_REPLICA_URL when it is set."""
+    replica_url = settings.read_replica_url() if replica else None
+    replica_engine = create_engine_for(replica_url, pool_size=pool_size) if replica_url else None
+    return Database(create_engine_for(database_url(), pool_size=pool_size), replica_engine)
+
+
+def _session_engine():
+    """An engine on LOYALTY_SESSION_DATABASE_URL (default: LOYALTY_DATABASE_URL), for the work
+    that holds a session-level advisory lock: behind a transaction-pooling PgBouncer a
+    session's statements may each run on another server connection, so a session lock
+    would be taken on one and looked for on another."""
+    return create_engine_for(settings.session_database_url(), pool_size=1)
+
+
+def _migrate(db: Database) -> None:
+    """Migrates to head, on the session URL when it is another than db's."""
+    if settings.session_database_url() == database_url():
+        migrations.upgrade(db.engine)
+        return
+    engine = _session_engine()
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def _security(args):
@@ -69,7 +93,7 @@ def cmd_serve(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     db = _database()
-    migrations.upgrade(db.engine)
+    _migrate(db)
     demo = programs.create_demo_program_if_empty(db)
     if demo is not None:
         print(f"Created program 'demo' ({demo.program_id}). Its admin key, shown only now:", flush=True)
@@ -85,7 +109,7 @@ def _serve_one(args, *, share_port: bool) -> int:
     from ledger.scheduler import DueWorkScheduler
 
     tls_config, limiter = _security(args)
-    db = _database(pool_size=args.workers)
+    db = _database(pool_size=args.workers, replica=True)
     interceptors = ()
     if tracing.wanted():
         from ledger.store import statement_tracing
@@ -106,11 +130,18 @@ def _serve_one(args, *, share_port: bool) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_address, args.metrics_port + getattr(args, "process_index", 0), db)
     # Every process runs the scheduler; only the leader among all of them does the work.
+    on_leadership = _leadership_gauge(args)
+    leader = None
+    if settings.session_database_url() != database_url():
+        from ledger.store import leadership
+
+        leader = leadership.for_engine(_session_engine(), on_leadership)
     scheduler = DueWorkScheduler(
         db,
         args.due_work_interval,
-        on_leadership=_leadership_gauge(args),
+        on_leadership=on_leadership,
         on_report=lambda report: metrics.observe_expired(report.points_expired_by_program),
+        leader=leader,
     )
     scheduler.start()
     log.info(
@@ -163,7 +194,7 @@ def _serve_processes(args) -> int:
 
 def cmd_migrate(args) -> int:
     db = _database()
-    migrations.upgrade(db.engine)
+    _migrate(db)
     print(f"database at revision {migrations.current_revision(db.engine)}")
     return 0
 
@@ -172,7 +203,7 @@ def cmd_program_create(args) -> int:
     from ledger.service import programs
 
     db = _database()
-    migrations.upgrade(db.engine)
+    _migrate(db)
     created = programs.create_program(db, args.name, args.currency)
     print(created.program_id)
     print(created.admin_key)
@@ -183,7 +214,7 @@ def cmd_program_list(args) -> int:
     from ledger.service import programs
 
     db = _database()
-    migrations.upgrade(db.engine)
+    _migrate(db)
     rows = [(p.program_id, p.name, p.currency, _when(p.created_at)) for p in programs.list_programs(db)]
     _table(("program", "name", "currency", "created (UTC)"), rows)
     return 0
@@ -235,7 +266,7 @@ def cmd_expire(args) -> int:
     from ledger.service.expiry import run_due_work
 
     db = _database()
-    migrations.upgrade(db.engine)
+    _migrate(db)
     report = run_due_work(db, workers=args.workers)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "

@@ -113,6 +113,25 @@ DATABASE_URL = Setting(
     "SQLAlchemy URL of the database",
 )
 LOG_LEVEL = Setting("log_level", None, "LOYALTY_LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR")
+SESSION_DATABASE_URL = Setting(
+    "session_database_url",
+    None,
+    "LOYALTY_SESSION_DATABASE_URL",
+    None,
+    _database_url,
+    "SQLAlchemy URL for what needs a database session of its own (the migrations' and the due-work "
+    "leader's advisory locks): PostgreSQL directly when LOYALTY_DATABASE_URL goes through a "
+    "transaction-pooling PgBouncer; default LOYALTY_DATABASE_URL",
+)
+READ_REPLICA_URL = Setting(
+    "read_replica_url",
+    None,
+    "LOYALTY_READ_REPLICA_URL",
+    None,
+    _database_url,
+    "SQLAlchemy URL of a PostgreSQL standby that serves statement pages (ListTransactions); "
+    "default: the primary serves them",
+)
 PG_PREPARE = Setting(
     "pg_prepare", None, "LOYALTY_PG_PREPARE", True, _switch, "prepare hot statements on PostgreSQL (off behind PgBouncer)"
 )
@@ -212,7 +231,8 @@ SERVE = (
     ),
 )
 
-EVERY_VARIABLE = tuple(s.env for s in (DATABASE_URL, LOG_LEVEL, PG_PREPARE, *SERVE) if s.env)
+ENVIRONMENT = (DATABASE_URL, SESSION_DATABASE_URL, READ_REPLICA_URL, LOG_LEVEL, PG_PREPARE)
+EVERY_VARIABLE = tuple(s.env for s in (*ENVIRONMENT, *SERVE) if s.env)
 
 
 def add_flags(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
@@ -235,6 +255,15 @@ def database_url() -> str:
     return DATABASE_URL.resolve(None)
 
 
+def session_database_url() -> str:
+    """LOYALTY_SESSION_DATABASE_URL, else LOYALTY_DATABASE_URL."""
+    return SESSION_DATABASE_URL.resolve(None) or database_url()
+
+
+def read_replica_url() -> str | None:
+    return READ_REPLICA_URL.resolve(None)
+
+
 def log_level() -> str:
     return LOG_LEVEL.resolve(None)
 
@@ -244,8 +273,8 @@ def pg_prepare() -> bool:
 
 
 def check_environment() -> None:
-    """SettingError for the first of the variables every command reads (the database, the
+    """SettingError for the first of the variables every command reads (the databases, the
     log level, statement preparation) that does not hold a usable value; `serve`'s own
     settings are checked when it resolves them."""
-    for setting in (DATABASE_URL, LOG_LEVEL, PG_PREPARE):
+    for setting in ENVIRONMENT:
         setting.resolve(None)

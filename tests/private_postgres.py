@@ -20,6 +20,13 @@ tests run as root (CI containers), initdb and pg_ctl run as the `postgres` OS us
 It trades durability for speed (fsync off, a small shared_buffers): nothing here outlives
 the test. A clean shutdown or restart (`stop`/`start`, `restart`) keeps every committed row;
 `stop("immediate")` quits like a crash, and the next `start` runs crash recovery.
+
+A primary with a streaming standby (`primary_and_standby()`): the standby is a
+`pg_basebackup -R` of the primary, named `standby1` (its `cluster_name`, which its WAL
+receiver gives as application_name), and the primary's `synchronous_standby_names` is
+'standby1', so a COMMIT returns only once the standby has flushed its WAL: what the
+primary acknowledged is on the standby. `kill_hard()` is kill -9 of the whole cluster (a
+machine that dies), `promote()` makes the standby a primary.
 """
 
 from __future__ import annotations
@@ -138,6 +145,23 @@ class PrivatePostgres:
         self.stop()
         self.start()
 
+    def promote(self) -> None:
+        """pg_ctl promote: a standby ends recovery and takes writes (waits until it does)."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT), "promote")
+
+    def kill_hard(self) -> None:
+        """kill -9 of the postmaster and every process it started, at once: the database
+        machine dies (no shutdown, no last WAL sent; the next start would run recovery)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        victims = [pid, *_children(pid)]
+        for victim in victims:
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def postmaster_pid(self) -> int | None:
         try:
             return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -210,6 +234,67 @@ class PrivatePostgres:
         finally:
             if self.ready():
                 self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            found.append(int(Path(stat).parent.name))
+    return found
+
+
+STANDBY_NAME = "standby1"
+
+
+def _standby_of(primary: PrivatePostgres, settings: dict[str, str] | None = None) -> PrivatePostgres:
+    """A streaming standby of primary (pg_basebackup -R), not started."""
+    standby = PrivatePostgres(settings=settings)
+    standby._run(
+        "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER,
+        "-D", str(standby.data), "-R", "-X", "stream", "--no-sync", "-c", "fast",
+    )  # fmt: skip
+    with open(standby.data / "postgresql.conf", "a") as conf:
+        for name, value in {
+            **standby.settings,
+            "cluster_name": STANDBY_NAME,
+            # Once promoted it stands alone: it must not wait for a standby of its own.
+            "synchronous_standby_names": "",
+            "hot_standby": "on",
+        }.items():
+            conf.write(f"{name} = '{value}'\n")
+    return standby
+
+
+@contextmanager
+def primary_and_standby(settings: dict[str, str] | None = None):
+    """(primary, standby): a private primary and its synchronous streaming standby, both
+    running and removed afterwards."""
+    primary = PrivatePostgres(settings={"synchronous_standby_names": STANDBY_NAME, **(settings or {})})
+    standby = None
+    try:
+        primary.init()
+        primary.start()
+        primary.wait_ready()
+        standby = _standby_of(primary, settings)
+        standby.start()
+        standby.wait_ready()
+        deadline = time.monotonic() + START_TIMEOUT
+        while primary.execute(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s AND sync_state = 'sync'",
+            (STANDBY_NAME,),
+        ) != [(1,)]:
+            assert time.monotonic() < deadline, f"the standby did not become synchronous\n{standby.log_tail()}"
+            time.sleep(0.1)
+        yield primary, standby
+    finally:
+        if standby is not None:
+            standby.destroy()
+        primary.destroy()
 
 
 @contextmanager

@@ -77,4 +77,7 @@ def list_transactions(db: Database, caller: Caller, query: StatementQuery) -> St
         token = pages.token_after(str(page[-1].sequence)) if len(rows) > query.page_size else ""
         return StatementPage(page, token)
 
-    return unit_of_work.run(db, work, read_only=True)
+    # A statement page may come from the read replica (Database.for_statements): a page is a
+    # history, and a page a moment old is still a true one; the page token's secret above
+    # stays the primary's.
+    return unit_of_work.run(db.for_statements(), work, read_only=True)

@@ -16,8 +16,15 @@ Transaction = Connection
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, replica: Engine | None = None) -> None:
         self.engine = engine
+        self._replica = Database(replica) if replica is not None else None
+
+    def for_statements(self) -> "Database":
+        """Where statement pages are read: the read replica when one is configured
+        (LOYALTY_READ_REPLICA_URL; behind the primary by its replay lag, README "Running in
+        production"), else this database. Never for what a till decides on (balances)."""
+        return self._replica if self._replica is not None else self
 
     @property
     def is_postgresql(self) -> bool:
@@ -39,3 +46,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._replica is not None:
+            self._replica.dispose()

@@ -4,6 +4,7 @@ idempotency keys as LedgerClient; each method is a coroutine."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -23,7 +24,7 @@ class AsyncLedgerClient(AsyncLedgerMethods):
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         api_key: str,
         *,
         policy: RetryPolicy | None = None,
@@ -39,10 +40,12 @@ class AsyncLedgerClient(AsyncLedgerMethods):
         self._owns_channel = channel is None
         if channel is not None:
             self._channel = channel
-        elif creds is not None:
-            self._channel = grpc.aio.secure_channel(target, creds)
         else:
-            self._channel = grpc.aio.insecure_channel(target)
+            address, options = connection.channel_target(target)
+            if creds is not None:
+                self._channel = grpc.aio.secure_channel(address, creds, options=options)
+            else:
+                self._channel = grpc.aio.insecure_channel(address, options=options)
         self._callables: dict[str, grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
 
     async def close(self) -> None:

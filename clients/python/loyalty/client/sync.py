@@ -4,6 +4,7 @@ _methods.py from the proto files), with retries under one idempotency key."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -19,8 +20,10 @@ Response = TypeVar("Response", bound=Message)
 
 class LedgerClient(LedgerMethods):
     """A connection to one loyalty ledger server with one API key; safe to share between
-    threads. `target` is "host:port" (ignored when you pass your own `channel`, which the
-    client then does not close). TLS: `root_certificates` (PEM of the CA that signed the
+    threads. `target` is "host:port", or a list of "IP:port" of several servers, over which
+    calls are spread round robin among those whose health check says SERVING (gRPC's own
+    load balancing); ignored when you pass your own `channel`, which the client then does
+    not close. TLS: `root_certificates` (PEM of the CA that signed the
     server's certificate; None with tls=True uses the system roots), plus `private_key` and
     `certificate_chain` for mutual TLS. `policy` sets the retries and deadlines.
 
@@ -33,7 +36,7 @@ class LedgerClient(LedgerMethods):
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         api_key: str,
         *,
         policy: RetryPolicy | None = None,
@@ -49,10 +52,12 @@ class LedgerClient(LedgerMethods):
         self._owns_channel = channel is None
         if channel is not None:
             self._channel = channel
-        elif creds is not None:
-            self._channel = grpc.secure_channel(target, creds)
         else:
-            self._channel = grpc.insecure_channel(target)
+            address, options = connection.channel_target(target)
+            if creds is not None:
+                self._channel = grpc.secure_channel(address, creds, options=options)
+            else:
+                self._channel = grpc.insecure_channel(address, options=options)
         self._callables: dict[str, grpc.UnaryUnaryMultiCallable[Any, Any]] = {}
 
     def close(self) -> None:
