@@ -2,11 +2,17 @@
 
 Each test gets its own program (the tenant boundary), so tests share one
 migrated database and one server per backend yet never see each other's data.
+
+LOYALTY_TEST_THROUGH_PGBOUNCER=1 puts a PgBouncer in transaction pooling mode (tests/pgbouncer.py)
+between the PostgreSQL backend's server and its database, with LOYALTY_PG_PREPARE=off, as in
+production behind one (README "Running in production"); the schema is migrated directly.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import grpc
@@ -19,7 +25,14 @@ from ledger.service import keys, programs
 from ledger.store import migrate
 from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
+from tests import databases
 from tests.databases import postgres_database, sqlite_database
+
+THROUGH_PGBOUNCER = os.environ.get("LOYALTY_TEST_THROUGH_PGBOUNCER", "") not in ("", "0")
+if THROUGH_PGBOUNCER:
+    os.environ["LOYALTY_PG_PREPARE"] = "off"  # before any engine is made, here or in a subprocess
+# A URL through PgBouncer -> the same database reached directly (for migrations' session lock).
+DIRECT_URL: dict[str, str] = {}
 
 BACKENDS = ["postgresql", "sqlite"]
 
@@ -39,7 +52,22 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def postgresql_url():
-    with postgres_database() as url:
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database())
+        if THROUGH_PGBOUNCER:
+            from sqlalchemy.engine import make_url
+
+            from tests.pgbouncer import PgBouncer, prepare_database
+
+            database = make_url(url).database
+            admin = databases.admin_connection()
+            try:
+                prepare_database(admin, database)
+            finally:
+                admin.close()
+            bouncer = stack.enter_context(PgBouncer(upstream_port=make_url(url).port or 5432))
+            direct, url = url, bouncer.url(database)
+            DIRECT_URL[url] = direct
         yield url
 
 
@@ -51,7 +79,12 @@ def sqlite_url(tmp_path_factory):
 
 def _serve(name: str, url: str):
     db = Database(create_engine_for(url, pool_size=24))
-    migrate.upgrade(db.engine)
+    if url in DIRECT_URL:
+        direct = create_engine_for(DIRECT_URL[url], pool_size=1)
+        migrate.upgrade(direct)
+        direct.dispose()
+    else:
+        migrate.upgrade(db.engine)
     running = grpc_server.start(db, "127.0.0.1:0", max_workers=48)
     return Backend(name, url, db, f"127.0.0.1:{running.port}"), running
 
