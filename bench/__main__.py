@@ -76,7 +76,11 @@ def main() -> int:
     s.add_argument("--out", default="bench/out/setup.json")
     s.set_defaults(run=cmd_seed)
     r = sub.add_parser("run", help="run scenarios against a running server")
-    r.add_argument("--target", default="127.0.0.1:50051")
+    r.add_argument(
+        "--target",
+        default="127.0.0.1:50051",
+        help="HOST:PORT of the server, or IP:PORT,IP:PORT,... of several (calls spread round robin)",
+    )
     r.add_argument("--setup", default="bench/out/setup.json")
     r.add_argument("--scenario", default="all", choices=[*SCENARIOS, "all"])
     r.add_argument("--concurrency", type=int, default=64)
@@ -86,7 +90,8 @@ def main() -> int:
     r.add_argument(
         "--server-pid",
         type=int,
-        help="the server's process id: adds the CPU per call spent by the server, by this machine's "
+        action="append",
+        help="the server's process id (repeat it for several servers): adds the CPU per call spent by the server, by this machine's "
         "PostgreSQL and by the load generator (read from /proc; all three on this machine), and the "
         "ceiling: the ratio to health a scenario could reach if the server's work beyond one RPC's transport cost nothing",
     )

@@ -4,6 +4,7 @@ generator is not the bottleneck on a small machine."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import time
 
@@ -14,10 +15,21 @@ from bench.scenarios import SCENARIOS, Context
 from bench.stats import Sample
 
 
+# Several servers ("IP:port,IP:port"): gRPC's round robin over them, each channel holding a
+# connection to every server, as the SDK's several-target client does.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}})
+
+
+def open_channel(target: str) -> grpc.aio.Channel:
+    if "," in target:
+        return grpc.aio.insecure_channel(f"ipv4:{target}", options=[("grpc.service_config", ROUND_ROBIN)])
+    return grpc.aio.insecure_channel(target)
+
+
 async def _worker(target: str, scenario: str, ctx: Context, concurrency: int, duration: float) -> Sample:
     sample = Sample()
     operation = SCENARIOS[scenario]
-    channels = [grpc.aio.insecure_channel(target) for _ in range(max(1, concurrency // 16))]
+    channels = [open_channel(target) for _ in range(max(1, concurrency // 16))]
     deadline = time.perf_counter() + duration
 
     async def loop(index: int) -> None:
@@ -52,7 +64,7 @@ def run(
     concurrency: int,
     duration: float,
     processes: int,
-    server_pid: int | None = None,
+    server_pid: int | list[int] | None = None,
 ) -> Sample:
     """server_pid: also measure the CPU that the server's processes and this machine's
     PostgreSQL processes spend while the scenario runs."""
@@ -79,8 +91,12 @@ def run(
     return total
 
 
-def _server_and_database_cpu(server_pid: int) -> tuple[float, float]:
-    tree = procfs.process_tree(server_pid)
-    if tree is None:
-        raise SystemExit(f"no process {server_pid} (--server-pid)")
-    return procfs.cpu_seconds(tree), procfs.cpu_seconds(procfs.postgres_pids())
+def _server_and_database_cpu(server_pid: int | list[int]) -> tuple[float, float]:
+    """CPU seconds so far of the server(s) (every process of each tree) and of PostgreSQL."""
+    server = 0.0
+    for pid in server_pid if isinstance(server_pid, list) else [server_pid]:
+        tree = procfs.process_tree(pid)
+        if tree is None:
+            raise SystemExit(f"no process {pid} (--server-pid)")
+        server += procfs.cpu_seconds(tree)
+    return server, procfs.cpu_seconds(procfs.postgres_pids())

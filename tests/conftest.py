@@ -68,6 +68,11 @@ def postgresql_url():
             bouncer = stack.enter_context(PgBouncer(upstream_port=make_url(url).port or 5432))
             direct, url = url, bouncer.url(database)
             DIRECT_URL[url] = direct
+            yield url
+            # The calls did go through it: PgBouncer counted their transactions.
+            stats = {row[0]: row for row in bouncer.show("STATS")}
+            assert stats.get(database, (None, 0))[1] > 0, f"nothing went through PgBouncer: {stats}"
+            return
         yield url
 
 
