@@ -727,3 +727,27 @@ def test_pos_example_reports_a_bad_key(program, capsys):
     assert pos_example.main(["--target", program.backend.target, "--key", "lk_bad_key"]) == 1
     assert "API_KEY_INVALID" in capsys.readouterr().err
 
+
+
+def test_several_targets_make_one_round_robin_channel_with_health_checking():
+    from loyalty.client import connection
+
+    assert connection.channel_target("127.0.0.1:50051") == ("127.0.0.1:50051", [])
+    target, options = connection.channel_target(["10.0.0.1:50051", "10.0.0.2:50051"])
+    assert target == "ipv4:10.0.0.1:50051,10.0.0.2:50051"
+    config = dict(options)["grpc.service_config"]
+    assert '"round_robin"' in config and '"healthCheckConfig"' in config
+    assert connection.channel_target(["[::1]:1", "[::1]:2"])[0] == "ipv6:[::1]:1,[::1]:2"
+    for bad in ([], ["ledger.internal:50051"], ["10.0.0.1:1", "[::1]:2"]):
+        with pytest.raises(ValueError):
+            connection.channel_target(bad)
+
+
+def test_a_client_given_a_dead_server_among_several_calls_the_live_ones(program):
+    from tests.cli.processes import free_port
+
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with LedgerClient([dead, program.backend.target], program.admin_key) as ledger:
+        for number in range(6):
+            ledger.enroll_member(member_id=f"m-rr-{number}", timeout=10)
+        assert ledger.get_member(member_id="m-rr-5", timeout=10).member.member_id == "m-rr-5"
