@@ -89,6 +89,10 @@ def seed(
             remaining=":k * :pts", available_at="0", expires_at="CAST(:expires AS bigint)", order_id="NULL",
             created_at=":now",
         ),
+        # The seeded history predates the program's events (as a ledger migrated to 0012 does):
+        # verify asks for no event of it.
+        "INSERT INTO event_heads (program_id, last_position, events_since) VALUES (:p, 0, :now + 1)"
+        " ON CONFLICT (program_id) DO UPDATE SET events_since = excluded.events_since",
     ]
     # The hash chain links each entry to the previous one: one statement per sequence number.
     # The first entry follows the genesis hash; each later one looks the member's previous

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from ledger import settings
-from ledger.store import driver_errors, locked_heads
+from ledger.store import driver_errors, locked_heads, outbox
 from ledger.store.postgres import transaction_blocks, prefetch, prepared, write_behind
 
 LOCK_TIMEOUT_MS = 2000
@@ -74,6 +74,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
     if settings.pg_prepare():
         prepared.install(engine)  # before write_behind: its queue rides in front of EXECUTE
     write_behind.install(engine)
+    outbox.install(engine)  # before transaction_blocks: its events go with the COMMIT
     transaction_blocks.install(engine)
     locked_heads.install(engine)
     prefetch.install(engine)
@@ -102,6 +103,7 @@ def _sqlite_engine(url: str) -> Engine:
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    outbox.install(engine)
     locked_heads.install(engine)
     return engine
 

@@ -6,6 +6,9 @@ the next per-member sequence number and the running balance, and records which
 lots it created, consumed or gave back, all in the same database transaction as
 the transaction row and the idempotency record.
 
+Each transaction's event (ledger.domain.events) goes to the outbox (ledger.store.outbox),
+written with the transaction's COMMIT.
+
 Three forms, one row layout: append (one transaction, the tills' path), append_many (a
 batch of system transactions through Python) and insert_from, the bulk form for writers
 that build their rows in SQL (the PostgreSQL expiry batches, bench seed): its column lists
@@ -18,10 +21,11 @@ import json
 
 from sqlalchemy import BigInteger, Connection, Table, bindparam, func, insert, select, update
 
+from ledger.domain import events
 from ledger.domain.expiry import ACTIVITY_KINDS
 from ledger.domain.hash_chain import EntryContent, entry_hash
 from ledger.domain.records import NewTransaction, Posting, breakdown_to_json
-from ledger.store import locked_heads
+from ledger.store import locked_heads, outbox
 from ledger.store.postgres import write_behind
 from ledger.store.instants import to_micros
 from ledger.store.locked_heads import Head
@@ -136,6 +140,7 @@ def append(conn: Connection, program_id: str, tx: NewTransaction) -> dict[str, t
         locked_heads.remember(conn, program_id, posting.member_id, Head(content.balance_after, content.seq, digest))
         _apply_lots(conn, program_id, tx, posting, now)
         applied[posting.member_id] = (content.balance_after, content.seq)
+    outbox.add(conn, program_id, events.for_transaction(tx, {m: posted for m, (posted, _) in applied.items()}))
     return applied
 
 
@@ -227,6 +232,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
     for program_id, tx, before in items:
         now = to_micros(tx.created_at)
         tx_rows.append(transaction_row(program_id, tx))
+        balances_after = {}
         for posting in tx.postings:
             posted, last_seq, previous_hash = before[posting.member_id]
             content = EntryContent(
@@ -240,6 +246,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 now,
             )
             digest = entry_hash(previous_hash, content)
+            balances_after[posting.member_id] = content.balance_after
             member_rows.append((program_id, posting.member_id, last_seq, posted + posting.points, last_seq + 1, now, digest))
             entry_rows.append(_entry_row(content, digest))
             consumption_rows += [
@@ -253,6 +260,7 @@ def append_many(conn: Connection, items: list[tuple[str, NewTransaction, dict[st
                 )
                 for c in posting.consumed
             ]
+        outbox.add(conn, program_id, events.for_transaction(tx, balances_after))
     conn.execute(insert(transactions), tx_rows)
     matched = conn.execute(_update_member, [dict(zip(_MEMBER_PARAMS, row)) for row in member_rows]).rowcount
     conn.execute(insert(entries), entry_rows)

@@ -39,7 +39,7 @@ from ledger.domain.errors import LedgerError
 from ledger.store.database import Database
 from ledger import call_context
 from ledger.store import unit_of_work
-from ledger.store import locked_heads
+from ledger.store import locked_heads, outbox
 from ledger.store.postgres import prefetch, write_behind
 
 T = TypeVar("T")
@@ -176,6 +176,7 @@ def _run_alone(db: Database, operation: _Operation) -> None:
 def _in_savepoint(conn: Connection, operation: _Operation) -> tuple[object, BaseException | None]:
     before = write_behind.mark(conn)
     heads = locked_heads.snapshot(conn)
+    events = outbox.snapshot(conn)
     write_behind.queue_raw(conn, _SAVEPOINT)  # rides with the operation's first statement
     try:
         value = operation.work(conn)
@@ -183,6 +184,7 @@ def _in_savepoint(conn: Connection, operation: _Operation) -> tuple[object, Base
         if write_behind.rewind(conn, before):
             conn.exec_driver_sql(_ROLLBACK_TO)
         locked_heads.restore(conn, heads)
+        outbox.restore(conn, events)  # a refused operation's events go with its rows
         return None, refusal
     finally:
         # What one operation fetched ahead and did not use was read before its writes: the

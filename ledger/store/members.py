@@ -9,7 +9,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.balance import Balance
 from ledger.domain.records import MemberState, MemberStatus
-from ledger.store import locked_heads
+from ledger.domain import events
+from ledger.store import locked_heads, outbox
 from ledger.store.postgres import prefetch, write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.locked_heads import Head
@@ -79,7 +80,10 @@ def insert_if_absent(conn: Connection, program_id: str, member_id: str, referral
         .on_conflict_do_nothing(index_elements=["program_id", "member_id"])
         .returning(members.c.member_id)
     )
-    return conn.execute(statement).first() is not None
+    created = conn.execute(statement).first() is not None
+    if created:
+        outbox.add(conn, program_id, events.member_enrolled(member_id, referral_code, now))
+    return created
 
 
 # By the code alone: the referral-code index leads with the code, so it is the only index

@@ -9,7 +9,8 @@ have primary keys led by their own ids. A lookup by another key of a table whose
 leads with program_id names no program (members.member_by_code, transactions.views_of).
 
 Ledger tables (transactions, entries, idempotency_records, lot_consumptions,
-qualifying_events) are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE on them.
+qualifying_events, events) are append-only: database triggers refuse UPDATE, DELETE and TRUNCATE
+on them (events alone may be deleted once past their program's retention: the pruning job).
 members, lots and holds are projections that can be rebuilt from the ledger;
 programs and api_keys are settings. Those may change.
 
@@ -34,7 +35,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-LEDGER_TABLES = ("transactions", "entries", "idempotency_records", "lot_consumptions", "qualifying_events")
+LEDGER_TABLES = ("transactions", "entries", "idempotency_records", "lot_consumptions", "qualifying_events", "events")
 
 programs = Table(
     "programs",
@@ -57,6 +58,8 @@ programs = Table(
     Column("earning_settings", Text, nullable=False, server_default="{}"),
     # Bumped by every settings, tier or campaign change: the key of servers' configuration caches.
     Column("config_version", BigInteger, nullable=False, server_default="0"),
+    # Events older than this many days may be pruned, and a cursor older than that is expired.
+    Column("event_retention_days", Integer, nullable=False, server_default="30"),
 )
 
 api_keys = Table(
@@ -374,4 +377,33 @@ service_secrets = Table(
     # 32 random bytes, hex.
     Column("secret", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# The outbox (ledger.store.outbox): one row per ledger transaction and per enrolment, written
+# in the same database transaction. position is 1, 2, 3, ... per program in commit order,
+# assigned under the program's event_heads row (taken as the last lock, just before COMMIT).
+events = Table(
+    "events",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("member_id", String(128), nullable=False),
+    # The transaction that caused the event; NULL for one of no transaction (member.enrolled).
+    Column("transaction_id", String(64), nullable=True),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # JSON, the type's payload (ledger.domain.events).
+    Column("payload", Text, nullable=False),
+    Index("ix_events_transaction", "transaction_id", "program_id"),
+)
+
+# Per program: the last event position given out (the lock that orders commits), and since
+# when every transaction has its event (events began with migration 0012; pruning moves it).
+event_heads = Table(
+    "event_heads",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("last_position", BigInteger, nullable=False),
+    Column("events_since", BigInteger, nullable=False),
 )

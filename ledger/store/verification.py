@@ -59,6 +59,36 @@ CHECKS: dict[str, str] = {
              ON i.program_id = t.program_id AND i.idempotency_key = t.idempotency_key
         WHERE i.idempotency_key IS NULL
     """,
+    # Events began with migration 0012, and pruning takes the old ones: event_heads.events_since.
+    "every transaction has its event": """
+        SELECT t.program_id, t.transaction_id, t.kind FROM transactions t
+        LEFT JOIN event_heads h ON h.program_id = t.program_id
+        LEFT JOIN events e ON e.program_id = t.program_id AND e.transaction_id = t.transaction_id
+        WHERE e.position IS NULL AND t.created_at >= COALESCE(h.events_since, 0)
+    """,
+    "every enrolment has its member.enrolled event": """
+        SELECT m.program_id, m.member_id FROM members m
+        LEFT JOIN event_heads h ON h.program_id = m.program_id
+        LEFT JOIN events e ON e.program_id = m.program_id AND e.member_id = m.member_id
+             AND e.type = 'member.enrolled'
+        WHERE e.position IS NULL AND m.enrolled_at >= COALESCE(h.events_since, 0)
+    """,
+    "every event with a transaction belongs to a recorded one, once": """
+        SELECT e.program_id, e.transaction_id, COUNT(*) AS events FROM events e
+        LEFT JOIN transactions t ON t.program_id = e.program_id AND t.transaction_id = e.transaction_id
+        WHERE e.transaction_id IS NOT NULL
+        GROUP BY e.program_id, e.transaction_id
+        HAVING COUNT(t.transaction_id) = 0 OR COUNT(*) > 1
+    """,
+    "event positions run without a gap up to the program's head": """
+        SELECT h.program_id, h.last_position, COUNT(e.position) AS events,
+               COALESCE(MIN(e.position), 0) AS first_position, COALESCE(MAX(e.position), 0) AS max_position
+        FROM event_heads h
+        LEFT JOIN events e ON e.program_id = h.program_id
+        GROUP BY h.program_id, h.last_position
+        HAVING COALESCE(MAX(e.position), h.last_position) <> h.last_position
+            OR (COUNT(e.position) > 0 AND COUNT(e.position) <> MAX(e.position) - MIN(e.position) + 1)
+    """,
     "every entry belongs to a member": """
         SELECT e.program_id, e.member_id, e.seq FROM entries e
         LEFT JOIN members m ON m.program_id = e.program_id AND m.member_id = e.member_id
@@ -211,5 +241,5 @@ def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
 def counts(conn: Connection) -> dict[str, int]:
     return {
         table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-        for table in ("programs", "members", "transactions", "entries", "idempotency_records", "lots", "holds")
+        for table in ("programs", "members", "transactions", "entries", "idempotency_records", "lots", "holds", "events")
     }

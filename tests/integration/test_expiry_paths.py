@@ -11,7 +11,8 @@ idle since before it (one with a lot that has no date) next to members active af
 The database path is called as the sweep calls it (ledger.service.expiry._expire_batch), with
 the keys out of order, one twice and one of no member, and a second program's member among
 them; the Python path gets the clean, sorted list. Every column is compared as stored, the
-JSON texts (breakdown, the idempotency record's outcome) byte for byte.
+JSON texts (breakdown, the idempotency record's outcome, the event's payload) byte for byte,
+and each expiry's event at the same position in its program.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from ledger.service import clock
+from ledger.store import outbox
 from ledger.service.expiry import _expire_batch, _expire_in_python
 from tests.conftest import new_program
 from tests.grpc_helpers import enroll
@@ -55,6 +57,9 @@ _READS = {
     "FROM idempotency_records r JOIN transactions t "
     "ON t.program_id = r.program_id AND t.idempotency_key = r.idempotency_key "
     "WHERE r.program_id = ANY(:p) AND t.member_id = ANY(:m) ORDER BY r.program_id, r.idempotency_key",
+    # Each expiry's event, at the same position in its program on both paths.
+    "events": "SELECT program_id, position, type, member_id, transaction_id, occurred_at, created_at, payload "
+    "FROM events WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, position",
 }
 
 
@@ -67,6 +72,7 @@ def _ledger_after(engine, expire, keys: list[tuple[str, str]], now, cutoff):
         transaction = conn.begin()
         try:
             tally = expire(conn, now, cutoff)
+            outbox.write_pending(conn)  # what the COMMIT would send: the Python path's events
             tables = {
                 table: [dict(row._mapping) for row in conn.execute(text(sql), {"p": program_ids, "m": member_ids})]
                 for table, sql in _READS.items()
@@ -179,3 +185,8 @@ def test_database_and_python_expire_the_same_rows(pg_program):
             '"campaign_id": ""}]'
         )
         assert json.loads(three["breakdown"])[0]["points"] == -120
+        # one points.expired event per EXPIRE, saying what it took and what is left
+        events = {row["transaction_id"]: row for row in tables["events"] if row["type"] == "points.expired"}
+        assert len(events) == len(expired)
+        three_event = json.loads(events[three["transaction_id"]]["payload"])
+        assert (three_event["kind"], three_event["points"], three_event["balance_after"]) == ("EXPIRE", -120, 0)

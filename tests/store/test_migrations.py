@@ -483,3 +483,66 @@ def test_0011_waits_its_turn_for_a_primary_key_lock():
         finally:
             reader.close()
             engine.dispose()
+
+
+# ---------------------------------------------------------------- 0012: the events outbox
+
+
+def test_0012_starts_events_after_the_existing_history_and_guards_them(empty_engine):
+    """A ledger migrated to 0012 keeps its history without events (verify asks for none before
+    event_heads.events_since); what is written afterwards has its event; events are refused
+    UPDATE, and DELETE until they are past their program's retention; downgrade removes them."""
+    from ledger.domain import credentials
+    from ledger.domain.kinds import Role
+    from ledger.service import members, programs, support
+    from ledger.service.caller import Caller
+    from ledger.service.idempotent import Mutation
+    from ledger.service.verify import verify
+
+    engine = empty_engine
+    migrate.upgrade(engine)
+    created = programs.create_program(engine, "before-events")
+    caller = Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN)
+    members.enroll_member(engine, caller, "old")
+    support.adjust_points(engine, caller, Mutation("k-0", "AdjustPoints", "r-0"), "old", 7, "goodwill")
+    migrate.downgrade(engine, "0011")  # a ledger of 0011's time: its history has no events
+    migrate.upgrade(engine, "0012")
+    with engine.connect() as conn:
+        heads = conn.execute(text("SELECT program_id, last_position, events_since FROM event_heads")).all()
+    assert [(p, last) for p, last, _ in heads] == [(created.program_id, 0)] and heads[0][2] > 1
+    members.enroll_member(engine, caller, "new")
+    support.adjust_points(engine, caller, Mutation("k-1", "AdjustPoints", "r-1"), "new", 10, "goodwill")
+    support.adjust_points(engine, caller, Mutation("k-2", "AdjustPoints", "r-2"), "old", 5, "goodwill")
+    with engine.connect() as conn:
+        types = conn.execute(text("SELECT position, type, member_id FROM events ORDER BY position")).all()
+    assert [tuple(row) for row in types] == [
+        (1, "member.enrolled", "new"),
+        (2, "points.adjusted", "new"),
+        (3, "points.adjusted", "old"),
+    ]
+    report = verify(engine)
+    assert report.clean, report.breaches
+    for statement in ("UPDATE events SET payload = '{}'", "DELETE FROM events"):
+        with pytest.raises(Exception, match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+    # Event 1 made 2001's (past the 1 day of retention here), behind the guard's back.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE programs SET event_retention_days = 1"))
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
+            conn.execute(text("UPDATE events SET created_at = 10E14 WHERE position = 1"))
+            conn.execute(text("ALTER TABLE events ENABLE ALWAYS TRIGGER events_append_only"))
+        else:
+            guard = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'events_no_update'")).scalar_one()
+            conn.execute(text("DROP TRIGGER events_no_update"))
+            conn.execute(text("UPDATE events SET created_at = 1000000000000000 WHERE position = 1"))
+            conn.execute(text(guard))
+    with engine.begin() as conn:
+        assert conn.execute(text("DELETE FROM events WHERE position = 1")).rowcount == 1
+    with pytest.raises(Exception, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM events WHERE position = 2"))
+    migrate.downgrade(engine, "0011")
+    assert {"events", "event_heads"}.isdisjoint(user_tables(engine))
+    assert "event_retention_days" not in {c["name"] for c in inspect(engine).get_columns("programs")}

@@ -7,7 +7,7 @@ in the statements that write: one locks the batch's members in key order, the ne
 snapshot taken after the locks are held, so no till's redemption committed meanwhile is
 missed) finds the due lots, sums them per member, hashes each new entry onto the member's
 chain (ledger.store.postgres.hash_chain_sql) and writes every row the Python path
-writes: transaction, entry, lot consumptions, lots, member head and idempotency record.
+writes: transaction, entry, lot consumptions, lots, member head, idempotency record and event.
 
 What is due is the domain's rule (ledger.domain.expiry.due_consumptions), stated once more
 in SQL: a lot with points left whose expires_at has passed, or every such lot of a member
@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from ledger.domain import events as event_types
 from ledger.domain import expiry as rules
 from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.store.ledger_writes import insert_from
 from ledger.store.postgres import write_behind
-from ledger.store.tables import entries, idempotency_records, lot_consumptions, transactions
+from ledger.store.tables import entries, events, idempotency_records, lot_consumptions, transactions
 
 # The Python path's lock (ledger.store.expiry.lock_members): members in key order.
 _LOCK = """
@@ -112,6 +113,25 @@ _RECORDS = insert_from(
     created_at="%(now)s",
 )
 
+# The batch's events, as ledger.domain.events.for_transaction gives them (points_payload's keys
+# in its order), at the positions the program's head moved by (ledger.store.outbox), in the
+# Python path's order: member ids in code point order (UTF-8 bytes: COLLATE "C").
+_EVENTS = insert_from(
+    events,
+    "numbered CROSS JOIN bumped",
+    program_id="%(program_id)s",
+    position="bumped.last_position - numbered.total + numbered.n",
+    type="%(event_type)s",
+    member_id="member_id",
+    transaction_id="transaction_id",
+    occurred_at="%(now)s",
+    created_at="%(now)s",
+    payload="""format('{"kind": %%s, "points": %%s, "balance_after": %%s, "order_id": "", "channel": %%s, '
+                   '"store_id": "", "reason": %%s, "reverses_transaction_id": "", "activity_type": ""}',
+                   to_json(%(kind)s::text), -points, posted - points, to_json(%(channel)s::text),
+                   to_json(format(%(reason)s, why)))""",
+)
+
 # Every CTE scans the batch (up to ledger.service.expiry.BATCH members and their due lots)
 # and finds its rows in the big tables through their primary keys. The writes are data-modifying CTEs of one statement: they
 # all see the same snapshot, and none reads another's writes.
@@ -145,6 +165,16 @@ WITH due AS (
     WHERE lots.program_id = %(program_id)s AND lots.member_id = due.member_id AND lots.lot_id = due.lot_id
 ), written_records AS (
     {_RECORDS}
+), bumped AS (
+    -- The program's event head, locked after the members (ledger.store.outbox's lock order).
+    INSERT INTO event_heads (program_id, last_position, events_since)
+    SELECT %(program_id)s, count(*), 0 FROM hashed HAVING count(*) > 0
+    ON CONFLICT (program_id) DO UPDATE SET last_position = event_heads.last_position + excluded.last_position
+    RETURNING last_position
+), numbered AS (
+    SELECT hashed.*, row_number() OVER (ORDER BY member_id COLLATE "C") AS n, count(*) OVER () AS total FROM hashed
+), written_events AS (
+    {_EVENTS}
 ), moved_heads AS (
     -- Guarded by the sequence read under the lock, as the Python path's update is.
     UPDATE members SET posted = hashed.posted - hashed.points, last_seq = hashed.last_seq + 1,
@@ -202,6 +232,7 @@ def expire(
         "validity_ended": rules.VALIDITY_ENDED,
         "reason": rules.REASON,
         "description": rules.DESCRIPTION,
+        "event_type": event_types.POINTS_EXPIRED,
     }
     with write_behind.driver_cursor(conn, "expire a batch") as cursor:
         cursor.execute(_LOCK, params)
