@@ -3,7 +3,8 @@
 One method per RPC of every service, named in snake_case, taking the request's fields as
 typed keyword arguments (or a whole request message) and `timeout`, documented with the
 RPC's comment; and for every paginated List RPC an `iter_...` method that follows the
-pages. The same methods are written twice, blocking and asyncio, so both clients have
+pages; a server-streaming RPC's method returns an iterator of its messages. The same
+methods are written twice, blocking and asyncio, so both clients have
 every RPC, and a new RPC reaches both by regenerating (`python -m ledger.codegen`).
 """
 
@@ -105,6 +106,19 @@ def render(files: descriptor_pb2.FileDescriptorSet) -> str:
                 doc = _comment(file, s, m) or f"{service.name}.{method.name}."
                 args = "".join(f"        {f.name}: {types.annotation(f)} | None = None,\n" for f in fields)
                 build = ", ".join(f"{f.name}={f.name}" for f in fields)
+                if method.server_streaming:
+                    for out, returns in ((sync_methods, "Iterator"), (async_methods, "AsyncIterator")):
+                        out.append(
+                            f"    def {name}(\n"
+                            f"        self,\n"
+                            f"        request: {request} | None = None,\n"
+                            f"        *,\n{args}"
+                            f"        timeout: float | None = None,\n"
+                            f"    ) -> {returns}[{response}]:\n"
+                            f'{_docstring(f"{service.name}.{method.name} (a stream: iterate over its messages; no retries, resume from what you got): {doc}")}'
+                            f"        return self._stream({constant}, _request(request, {request}, {build}), timeout)\n"
+                        )
+                    continue
                 for out, awaiting in ((sync_methods, ""), (async_methods, "await ")):
                     prefix = "async def" if awaiting else "def"
                     out.append(
@@ -187,11 +201,17 @@ _SYNC = '''class LedgerMethods:
     def _invoke(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> R:
         raise NotImplementedError
 
+    def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> Iterator[R]:
+        raise NotImplementedError
+
 '''
 _ASYNC = '''class AsyncLedgerMethods:
     """Every RPC as a coroutine method; AsyncLedgerClient sends them."""
 
     async def _invoke(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> R:
+        raise NotImplementedError
+
+    def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> AsyncIterator[R]:
         raise NotImplementedError
 
 '''

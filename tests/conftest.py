@@ -20,7 +20,7 @@ import pytest
 
 from ledger.api import server as grpc_server
 from ledger.domain.kinds import Role
-from loyalty.v1 import ledger_pb2_grpc, programs_pb2_grpc
+from loyalty.v1 import events_pb2_grpc, ledger_pb2_grpc, programs_pb2_grpc
 from ledger.service import keys, programs
 from ledger.store import migrate
 from ledger.store.database import Database
@@ -129,6 +129,7 @@ class Api:
         self.channel = grpc.insecure_channel(target)
         self.ledger = ledger_pb2_grpc.LedgerStub(self.channel)
         self.programs = programs_pb2_grpc.ProgramsStub(self.channel)
+        self.events = events_pb2_grpc.EventsStub(self.channel)
         self.metadata = (("authorization", f"Bearer {key}"),)
         self.key = key
 

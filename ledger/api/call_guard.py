@@ -12,6 +12,8 @@ run the servicer, map errors, log.
 - answers a request body that does not parse with INVALID_ARGUMENT, not INTERNAL;
 - turns a LedgerError into its status with ErrorInfo; anything else is logged as a bug and
   answered INTERNAL without details.
+A server-streaming call (WatchEvents) passes the same guard once, when it opens, with the
+servicer's opening method as its behavior (ledger.api.unary_calls serves the stream).
 `log_call` writes the one structured line per call (method, code, duration, program,
 reason) and the call's metrics, also for calls refused before they reached a worker.
 """
@@ -102,10 +104,13 @@ class CallGuard:
         started: float,
         caller_waiting: Callable[[], bool],
         scope: call_context.CallScope,
+        log_success: bool = True,
     ) -> object | grpc.Status:
         """The response of one call of `rpc` ("Service.Method"), or the status to end it with.
         caller_waiting: False once the caller is gone (its deadline passed, it cancelled);
-        scope: lets the transport cancel the statement the call waits on meanwhile."""
+        scope: lets the transport cancel the statement the call waits on meanwhile;
+        log_success: False for the opening of a stream, whose driver logs the call when it ends
+        (a refusal is logged here all the same)."""
         outcome = {"code": "OK", "program": "", "reason": ""}
         caller = None
         try:
@@ -156,4 +161,5 @@ class CallGuard:
             log.exception("bug while serving %s", rpc)
             return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE))
         finally:
-            log_call(rpc, outcome["code"], started, outcome["program"], outcome["reason"])
+            if log_success or outcome["code"] != "OK":
+                log_call(rpc, outcome["code"], started, outcome["program"], outcome["reason"])

@@ -23,6 +23,7 @@ _CODES = {
     Category.UNIMPLEMENTED: code_pb2.UNIMPLEMENTED,
     Category.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
     Category.DEADLINE_EXCEEDED: code_pb2.DEADLINE_EXCEEDED,
+    Category.OUT_OF_RANGE: code_pb2.OUT_OF_RANGE,
 }
 
 GRPC_CODES = {category: grpc.StatusCode[category.value] for category in Category}

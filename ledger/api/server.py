@@ -24,13 +24,14 @@ from grpc_reflection.v1alpha import reflection
 
 from ledger.api.admission import Admission
 from ledger.api.call_guard import CallGuard
+from ledger.api.events_servicer import EventsServicer
 from ledger.api.ledger_servicer import LedgerServicer
 from ledger.api.programs_servicer import ProgramsServicer
 from ledger.api.rate_limits import RateLimiter
 from ledger.api.store_health import StoreHealth
 from ledger.api.tls import TlsConfig
 from ledger.api.unary_calls import generic_handler
-from loyalty.v1 import ledger_pb2, programs_pb2
+from loyalty.v1 import events_pb2, ledger_pb2, programs_pb2
 
 if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
     from ledger.store.database import Database
@@ -41,6 +42,7 @@ MAX_MESSAGE_BYTES = 1 * 1024 * 1024
 LEDGER_SERVICES = (
     ledger_pb2.DESCRIPTOR.services_by_name["Ledger"],
     programs_pb2.DESCRIPTOR.services_by_name["Programs"],
+    events_pb2.DESCRIPTOR.services_by_name["Events"],
 )
 SERVICE_NAMES = tuple(service.full_name for service in LEDGER_SERVICES)
 # A call that has not sent its request message after this long is ended (REQUEST_INCOMPLETE).
@@ -122,7 +124,8 @@ def start(
         )
         admission = Admission(max_workers, max_workers * WAITING_PER_WORKER)
         guard = CallGuard(db, limiter)
-        for descriptor, servicer in zip(LEDGER_SERVICES, (LedgerServicer(db), ProgramsServicer(db))):
+        servicers = (LedgerServicer(db), ProgramsServicer(db), EventsServicer(db))
+        for descriptor, servicer in zip(LEDGER_SERVICES, servicers):
             server.add_generic_rpc_handlers(
                 (generic_handler(descriptor, servicer, guard, admission, request_timeout),)
             )

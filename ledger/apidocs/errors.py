@@ -77,6 +77,8 @@ WHEN = {
     "retries, or its caller went away first; nothing was written: retry with the same key",
     "STORE_UNAVAILABLE": "the database is unreachable, or no connection was free in time: retry with the same key",
     "NOT_YET_AVAILABLE": "an RPC or option of the contract that is not built yet",
+    "CURSOR_EXPIRED": "ListEvents or WatchEvents after an event older than the program's event retention "
+    "(default 30 days): those events were pruned; start again from the oldest kept (empty `after_event_id`)",
     "RATE_LIMITED": "the key is over its rate limit (`--rate-limit`): retry after `retry_after_ms` with the same key",
     "SERVER_BUSY": "too many calls already wait for the server's workers: retry after `retry_after_ms` with the "
     "same key",
@@ -98,6 +100,7 @@ STATUS_MEANING = {
     Category.UNIMPLEMENTED: "not built yet",
     Category.RESOURCE_EXHAUSTED: "over a limit; retry later with the same key",
     Category.DEADLINE_EXCEEDED: "the request did not arrive in time; nothing was done",
+    Category.OUT_OF_RANGE: "a cursor past what is kept; start again from where the answer says",
 }
 
 

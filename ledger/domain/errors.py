@@ -22,6 +22,7 @@ class Category(enum.Enum):
     UNIMPLEMENTED = "UNIMPLEMENTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
 
 
 # Outcomes that depend on ledger state are recorded under the idempotency key,

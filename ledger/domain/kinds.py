@@ -42,3 +42,5 @@ class Role(str, enum.Enum):
     SUPPORT = "support"
     MARKETING = "marketing"
     ADMIN = "admin"
+    # Reads the program's events (loyalty.v1.Events), nothing else.
+    EVENTS = "events"

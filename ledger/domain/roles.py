@@ -36,10 +36,13 @@ _SUPPORT = _POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
 # QuoteEarn: marketing previews what an order would earn under a campaign before it starts.
 _MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals", "Ledger/QuoteEarn"})
 
+_EVENTS = frozenset({"Events/ListEvents", "Events/WatchEvents"})
+
 ALLOWED: dict[Role, frozenset[str]] = {
     Role.POS: _POS,
     Role.STOREFRONT: _STOREFRONT,
     Role.SUPPORT: _SUPPORT,
+    Role.EVENTS: _EVENTS,
 }
 
 

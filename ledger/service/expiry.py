@@ -31,7 +31,7 @@ from ledger.domain import credentials
 from ledger.domain.expiry import due_consumptions, expiry_transaction, inactive_since, is_inactive
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
-from ledger.service import clock
+from ledger.service import clock, events
 from ledger.store import unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.tiers import review_due_tiers
@@ -56,6 +56,7 @@ class DueWorkReport:
     points_expired: int
     tiers_changed: int = 0
     points_expired_by_program: dict[str, int] = field(default_factory=dict)
+    events_pruned: int = 0
 
 
 @dataclass
@@ -286,6 +287,12 @@ def run_due_work(
     sweep = _Sweep(db, now, batch_size, workers)
     expired = _expire_rolling(sweep)
     expired.add(_expire_inactive(sweep))
+    pruned = events.prune(db, now)  # events past their program's retention
     return DueWorkReport(
-        lapsed, expired.members, expired.points, tiers_changed, {p: n for p, n in expired.by_program.items() if n}
+        lapsed,
+        expired.members,
+        expired.points,
+        tiers_changed,
+        {p: n for p, n in expired.by_program.items() if n},
+        pruned,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from ledger.domain.events import Event, Window
 from ledger.store.instants import from_micros
@@ -92,10 +92,20 @@ def programs_with_events(conn: Connection) -> list[tuple[str, int]]:
     return [(row.program_id, row.event_retention_days) for row in rows]
 
 
-def prune(conn: Connection, program_id: str, cutoff: int, limit: int) -> int:
+_DATABASE_NOW = {
+    "postgresql": "SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint",
+    "sqlite": "SELECT CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)",
+}
+
+
+def prune(conn: Connection, program_id: str, cutoff: int, limit: int, retention_days: int) -> int:
     """Deletes up to `limit` of the program's oldest events created before cutoff (stored
     microseconds), only a prefix of its positions, so what is kept stays gap-free; moves
-    events_since so verify asks no event of the transactions before cutoff. Returns how many."""
+    events_since so verify asks no event of the transactions before cutoff. Returns how many.
+    The database's guard (migration 0012) lets an event go by the database's clock: cutoff is
+    held to that clock's, less a minute, so a server whose clock runs ahead asks no refusal."""
+    database_now = conn.execute(text(_DATABASE_NOW[conn.dialect.name])).scalar_one()
+    cutoff = min(cutoff, database_now - retention_days * 86_400_000_000 - 60_000_000)
     newest_kept = (
         select(events.c.position)
         .where(events.c.program_id == program_id, events.c.created_at >= cutoff)

@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import message_factory
 
 from ledger.domain.kinds import Role
-from loyalty.v1 import ledger_pb2, programs_pb2
+from loyalty.v1 import events_pb2, ledger_pb2, programs_pb2
 from ledger.service.keys import revoke_keys
 from tests.conftest import Api, new_program
 from tests.grpc_helpers import earn, earn_request, enroll, expect_error, key
@@ -31,6 +31,7 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 LEDGER_RPCS = [m.name for m in ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].methods]
 PROGRAMS_RPCS = [m.name for m in programs_pb2.DESCRIPTOR.services_by_name["Programs"].methods]
+EVENTS_RPCS = [m.name for m in events_pb2.DESCRIPTOR.services_by_name["Events"].methods]
 
 # DESIGN.md section 6, written out independently of ledger/domain/roles.py.
 POS = {
@@ -56,10 +57,21 @@ STOREFRONT = {
     "Ledger/RecordActivity",
 }
 SUPPORT = POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
+# DESIGN.md section 10: the role `events` (and admin) reads events, nothing else.
+EVENTS = {"Events/ListEvents", "Events/WatchEvents"}
 # QuoteEarn: marketing previews what an order earns under a campaign (README, "Keys and roles").
 MARKETING = {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS} | {"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/QuoteEarn"}
-EVERYTHING = {f"Ledger/{rpc}" for rpc in LEDGER_RPCS} | {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS}
-ALLOWED = {Role.POS: POS, Role.STOREFRONT: STOREFRONT, Role.SUPPORT: SUPPORT, Role.MARKETING: MARKETING, Role.ADMIN: EVERYTHING}
+EVERYTHING = (
+    {f"Ledger/{rpc}" for rpc in LEDGER_RPCS} | {f"Programs/{rpc}" for rpc in PROGRAMS_RPCS} | {f"Events/{rpc}" for rpc in EVENTS_RPCS}
+)
+ALLOWED = {
+    Role.POS: POS,
+    Role.STOREFRONT: STOREFRONT,
+    Role.SUPPORT: SUPPORT,
+    Role.MARKETING: MARKETING,
+    Role.EVENTS: EVENTS,
+    Role.ADMIN: EVERYTHING,
+}
 
 
 DESIGN_LEDGER_RPCS = {
@@ -70,11 +82,13 @@ DESIGN_PROGRAMS_RPCS = {
     "GetProgram", "UpdateProgram", "SetTiers", "ListTiers", "CreateCampaign", "UpdateCampaign", "GetCampaign",
     "ListCampaigns", "PauseCampaign", "CreateReward", "ListRewards",
 }  # fmt: skip
+DESIGN_EVENTS_RPCS = {"ListEvents", "WatchEvents"}
 
 
 def test_the_contract_has_every_rpc_of_the_design():
     assert DESIGN_LEDGER_RPCS <= set(LEDGER_RPCS)
     assert DESIGN_PROGRAMS_RPCS <= set(PROGRAMS_RPCS)
+    assert DESIGN_EVENTS_RPCS <= set(EVENTS_RPCS)
     for role, allowed in ALLOWED.items():
         assert allowed <= EVERYTHING, role
 
@@ -84,18 +98,22 @@ def _expected(role: Role, service: str, rpc: str) -> bool | None:
     (except that admin may call everything and marketing the whole Programs service)."""
     if role is Role.ADMIN or (role is Role.MARKETING and service == "Programs"):
         return True
-    if rpc not in (DESIGN_LEDGER_RPCS if service == "Ledger" else DESIGN_PROGRAMS_RPCS):
+    design = {"Ledger": DESIGN_LEDGER_RPCS, "Programs": DESIGN_PROGRAMS_RPCS, "Events": DESIGN_EVENTS_RPCS}[service]
+    if rpc not in design:
         return None
     return f"{service}/{rpc}" in ALLOWED[role]
 
 
+_MODULES = {"Ledger": ledger_pb2, "Programs": programs_pb2, "Events": events_pb2}
+
+
 def _empty_request(service: str, rpc: str):
-    descriptor = (ledger_pb2 if service == "Ledger" else programs_pb2).DESCRIPTOR.services_by_name[service]
+    descriptor = _MODULES[service].DESCRIPTOR.services_by_name[service]
     return message_factory.GetMessageClass(descriptor.methods_by_name[rpc].input_type)()
 
 
 def _stub(api, service: str, rpc: str):
-    return getattr(api.ledger if service == "Ledger" else api.programs, rpc)
+    return getattr({"Ledger": api.ledger, "Programs": api.programs, "Events": api.events}[service], rpc)
 
 
 # ------------------------------------------------------------------ authentication
@@ -244,7 +262,8 @@ def test_role_table_for_every_rpc(program, role):
     """Minimal (empty) requests: an allowed call may fail for other reasons, never PERMISSION_DENIED."""
     client = program.api(role)
     try:
-        for service, rpcs in (("Ledger", LEDGER_RPCS), ("Programs", PROGRAMS_RPCS)):
+        # WatchEvents, a stream, is tested for every role in tests/integration/test_events.py.
+        for service, rpcs in (("Ledger", LEDGER_RPCS), ("Programs", PROGRAMS_RPCS), ("Events", ["ListEvents"])):
             for rpc in rpcs:
                 code, reason, _fields, _response = outcome(
                     _stub(client, service, rpc), _empty_request(service, rpc), client.metadata

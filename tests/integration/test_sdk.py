@@ -16,6 +16,7 @@ server on loopback, on both backends.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import inspect
 import re
 import secrets
@@ -39,9 +40,11 @@ from loyalty.client import (
 )
 from loyalty.client import _methods, retries
 from loyalty.client.connection import Rpc
-from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, events_pb2, ledger_pb2, programs_pb2
 
 SERVICES = [ledger_pb2.DESCRIPTOR.services_by_name["Ledger"], programs_pb2.DESCRIPTOR.services_by_name["Programs"]]
+# Every service the SDK's methods are generated for (the Events service's are tested on their own below).
+GENERATED_SERVICES = [*SERVICES, events_pb2.DESCRIPTOR.services_by_name["Events"]]
 ALL_RPCS = {method.name for service in SERVICES for method in service.methods}
 FAST = RetryPolicy(initial_backoff=0.001)
 
@@ -644,7 +647,7 @@ def snake(name: str) -> str:
 
 
 def _rpcs() -> Iterator[tuple[str, object]]:
-    for service in SERVICES:
+    for service in GENERATED_SERVICES:
         for method in service.methods:
             yield f"/{service.full_name}/{method.name}", method
 
@@ -665,14 +668,19 @@ def test_the_generated_methods_follow_the_service_descriptors():
         fields = [field.name for field in method.input_type.fields]
         for client in (LedgerClient, AsyncLedgerClient):
             function = getattr(client, name)
-            assert inspect.iscoroutinefunction(function) == (client is AsyncLedgerClient), name
+            streams = method.server_streaming  # an iterator of the responses, in both clients
+            assert inspect.iscoroutinefunction(function) == (client is AsyncLedgerClient and not streams), name
             parameters = inspect.signature(function).parameters
             assert list(parameters) == ["self", "request", *fields, "timeout"], name
             assert all(parameters[f].kind is inspect.Parameter.KEYWORD_ONLY for f in [*fields, "timeout"]), name
             hints = typing.get_type_hints(function)
-            assert hints["return"] is rpc.response, name
+            if streams:
+                iterator = collections.abc.AsyncIterator if client is AsyncLedgerClient else collections.abc.Iterator
+                assert hints["return"] == iterator[rpc.response], name
+            else:
+                assert hints["return"] is rpc.response, name
             assert hints["request"] == rpc.request | None, name
-            assert (function.__doc__ or "").startswith(f"{path.split('/')[1].split('.')[-1]}.{method.name}: "), name
+            assert (function.__doc__ or "").startswith(f"{path.split('/')[1].split('.')[-1]}.{method.name}"), name
         response_fields = {f.name for f in method.output_type.fields}
         if {"page_token", "page_size"} <= set(fields) and "next_page_token" in response_fields:
             pager = f"iter_{name.removeprefix('list_')}"
@@ -751,3 +759,29 @@ def test_a_client_given_a_dead_server_among_several_calls_the_live_ones(program)
         for number in range(6):
             ledger.enroll_member(member_id=f"m-rr-{number}", timeout=10)
         assert ledger.get_member(member_id="m-rr-5", timeout=10).member.member_id == "m-rr-5"
+
+
+def test_events_through_both_clients(program):
+    """list_events, iter_events and watch_events (an iterator of the stream's messages, sync
+    and asyncio) read what the ledger wrote; an events key reads them."""
+    events_key = program.key(Role.EVENTS)
+    with LedgerClient(program.backend.target, program.admin_key, policy=FAST) as admin:
+        member_id = member()
+        admin.enroll_member(member_id=member_id)
+        admin.adjust_points(member_id=member_id, points=40, reason="goodwill")
+    with LedgerClient(program.backend.target, events_key, policy=FAST) as reader:
+        page = reader.list_events(page_size=1)
+        assert [e.type for e in page.events] == ["member.enrolled"] and page.next_page_token
+        listed = list(reader.iter_events(page_size=1))
+        assert [e.type for e in listed] == ["member.enrolled", "points.adjusted"]
+        stream = reader.watch_events(after_event_id=listed[0].event_id, timeout=10)
+        first = next(iter(stream))
+        assert [e.points_adjusted.points for e in first.events] == [40]
+
+    async def watch() -> list[str]:
+        async with AsyncLedgerClient(program.backend.target, events_key, policy=FAST) as reader:
+            async for message in reader.watch_events(types=["points.adjusted"], timeout=10):
+                return [e.event_id for e in message.events]
+        return []
+
+    assert asyncio.run(watch()) == [listed[1].event_id]

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from loyalty.client.connection import Rpc
 from loyalty.client.requests import build
-from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, events_pb2, ledger_pb2, programs_pb2
 
 R = TypeVar("R", bound=Message)
 M = TypeVar("M", bound=Message)
@@ -28,6 +28,8 @@ def _request(request: M | None, message_class: type[M], **fields: Any) -> M:
     return request
 
 
+LIST_EVENTS: Rpc[events_pb2.ListEventsRequest, events_pb2.ListEventsResponse] = Rpc("/loyalty.v1.Events/ListEvents", events_pb2.ListEventsRequest, events_pb2.ListEventsResponse)
+WATCH_EVENTS: Rpc[events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse] = Rpc("/loyalty.v1.Events/WatchEvents", events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse)
 ENROLL_MEMBER: Rpc[ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse] = Rpc("/loyalty.v1.Ledger/EnrollMember", ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse)
 GET_MEMBER: Rpc[ledger_pb2.GetMemberRequest, ledger_pb2.GetMemberResponse] = Rpc("/loyalty.v1.Ledger/GetMember", ledger_pb2.GetMemberRequest, ledger_pb2.GetMemberResponse)
 EARN: Rpc[ledger_pb2.EarnRequest, ledger_pb2.EarnResponse] = Rpc("/loyalty.v1.Ledger/Earn", ledger_pb2.EarnRequest, ledger_pb2.EarnResponse)
@@ -61,6 +63,57 @@ class LedgerMethods:
 
     def _invoke(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> R:
         raise NotImplementedError
+
+    def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> Iterator[R]:
+        raise NotImplementedError
+
+    def list_events(
+        self,
+        request: events_pb2.ListEventsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> events_pb2.ListEventsResponse:
+        """Events.ListEvents: The program's events after a cursor, oldest first, in pages. A cursor
+        older than the program's event retention is OUT_OF_RANGE / CURSOR_EXPIRED."""
+        return self._invoke(LIST_EVENTS, _request(request, events_pb2.ListEventsRequest, page_size=page_size, page_token=page_token, after_event_id=after_event_id, types=types), timeout)
+
+    def iter_events(
+        self,
+        *,
+        page_size: int | None = None,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[events_pb2.Event]:
+        """Follows Events.ListEvents page after page, yielding each of `events` (one call per page,
+        each with `timeout`)."""
+        request = _request(None, events_pb2.ListEventsRequest, page_size=page_size, after_event_id=after_event_id, types=types)
+        while True:
+            page = self._invoke(LIST_EVENTS, request, timeout)
+            for found in page.events:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def watch_events(
+        self,
+        request: events_pb2.WatchEventsRequest | None = None,
+        *,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[events_pb2.WatchEventsResponse]:
+        """Events.WatchEvents (a stream: iterate over its messages; no retries, resume from what
+        you got): Sends the program's events after a cursor, then follows new ones as
+        they are committed (within a second). The stream never ends by itself; resume a
+        broken one from the last event_id received. Delivery is at least once: de-
+        duplicate by event_id."""
+        return self._stream(WATCH_EVENTS, _request(request, events_pb2.WatchEventsRequest, after_event_id=after_event_id, types=types), timeout)
 
     def enroll_member(
         self,
@@ -480,6 +533,57 @@ class AsyncLedgerMethods:
 
     async def _invoke(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> R:
         raise NotImplementedError
+
+    def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> AsyncIterator[R]:
+        raise NotImplementedError
+
+    async def list_events(
+        self,
+        request: events_pb2.ListEventsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> events_pb2.ListEventsResponse:
+        """Events.ListEvents: The program's events after a cursor, oldest first, in pages. A cursor
+        older than the program's event retention is OUT_OF_RANGE / CURSOR_EXPIRED."""
+        return await self._invoke(LIST_EVENTS, _request(request, events_pb2.ListEventsRequest, page_size=page_size, page_token=page_token, after_event_id=after_event_id, types=types), timeout)
+
+    async def iter_events(
+        self,
+        *,
+        page_size: int | None = None,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[events_pb2.Event]:
+        """Follows Events.ListEvents page after page, yielding each of `events` (one call per page,
+        each with `timeout`)."""
+        request = _request(None, events_pb2.ListEventsRequest, page_size=page_size, after_event_id=after_event_id, types=types)
+        while True:
+            page = await self._invoke(LIST_EVENTS, request, timeout)
+            for found in page.events:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def watch_events(
+        self,
+        request: events_pb2.WatchEventsRequest | None = None,
+        *,
+        after_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[events_pb2.WatchEventsResponse]:
+        """Events.WatchEvents (a stream: iterate over its messages; no retries, resume from what
+        you got): Sends the program's events after a cursor, then follows new ones as
+        they are committed (within a second). The stream never ends by itself; resume a
+        broken one from the last event_id received. Delivery is at least once: de-
+        duplicate by event_id."""
+        return self._stream(WATCH_EVENTS, _request(request, events_pb2.WatchEventsRequest, after_event_id=after_event_id, types=types), timeout)
 
     async def enroll_member(
         self,

@@ -4,7 +4,7 @@ idempotency keys as LedgerClient; each method is a coroutine."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -78,3 +78,22 @@ class AsyncLedgerClient(AsyncLedgerMethods):
                 if pause is None:
                     raise LedgerApiError.from_rpc_error(error, key) from None
                 await asyncio.sleep(pause)
+
+    def _stream(
+        self, rpc: connection.Rpc[Any, Response], request: Any, timeout: float | None
+    ) -> AsyncIterator[Response]:
+        return self._streamed(rpc, request, timeout)
+
+    async def _streamed(
+        self, rpc: connection.Rpc[Any, Response], request: Any, timeout: float | None
+    ) -> AsyncIterator[Response]:
+        call = self._channel.unary_stream(
+            rpc.path,
+            request_serializer=rpc.request.SerializeToString,
+            response_deserializer=rpc.response.FromString,
+        )
+        try:
+            async for response in call(request, metadata=self._metadata, timeout=timeout):
+                yield response
+        except grpc.aio.AioRpcError as error:
+            raise LedgerApiError.from_rpc_error(error) from None

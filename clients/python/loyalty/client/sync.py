@@ -4,7 +4,7 @@ _methods.py from the proto files), with retries under one idempotency key."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -90,3 +90,15 @@ class LedgerClient(LedgerMethods):
                 if pause is None:
                     raise LedgerApiError.from_rpc_error(error, key) from None
                 time.sleep(pause)
+
+    def _stream(self, rpc: connection.Rpc[Any, Response], request: Any, timeout: float | None) -> Iterator[Response]:
+        call = self._channel.unary_stream(
+            rpc.path,
+            request_serializer=rpc.request.SerializeToString,
+            response_deserializer=rpc.response.FromString,
+        )
+        try:
+            for response in call(request, metadata=self._metadata, timeout=timeout):
+                yield response
+        except grpc.RpcError as error:
+            raise LedgerApiError.from_rpc_error(error) from None

@@ -124,6 +124,8 @@ class _ApiKeyRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApiKeyRole
     """Marketing: the Programs service, and reads of members, statements and referrals."""
     API_KEY_ROLE_ADMIN: _ApiKeyRole.ValueType  # 5
     """Everything in its program."""
+    API_KEY_ROLE_EVENTS: _ApiKeyRole.ValueType  # 6
+    """Reads the program's events (the Events service), nothing else."""
 
 class ApiKeyRole(_ApiKeyRole, metaclass=_ApiKeyRoleEnumTypeWrapper):
     """The role of an API key: what the key may call (docs/api.md, "Roles")."""
@@ -142,6 +144,8 @@ API_KEY_ROLE_MARKETING: ApiKeyRole.ValueType  # 4
 """Marketing: the Programs service, and reads of members, statements and referrals."""
 API_KEY_ROLE_ADMIN: ApiKeyRole.ValueType  # 5
 """Everything in its program."""
+API_KEY_ROLE_EVENTS: ApiKeyRole.ValueType  # 6
+"""Reads the program's events (the Events service), nothing else."""
 Global___ApiKeyRole: _TypeAlias = ApiKeyRole  # noqa: Y015
 
 class _TierBasis:
