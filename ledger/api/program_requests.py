@@ -88,6 +88,10 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             )
         elif path == "max_backdate_days":
             changes["max_backdate_days"] = _days(fields, "program.max_backdate_days", p.max_backdate_days, 0, 3650)
+        elif path == "event_retention_days":
+            changes["event_retention_days"] = _days(
+                fields, "program.event_retention_days", p.event_retention_days, 1, 3650
+            )
         elif path == "pending_days":
             changes["pending_days"] = _days(fields, "program.pending_days", p.pending_days, 0, 365)
         elif path == "expiry_mode":

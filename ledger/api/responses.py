@@ -114,6 +114,7 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         negative_balance_policy=enums.number(enums.NEGATIVE_POLICIES, rules.negative_balance_policy),
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
+        event_retention_days=rules.event_retention_days,
         create_time=timestamp(settings.created_at),
         update_time=timestamp(settings.updated_at),
         min_order_amount=rules.min_order_amount,

@@ -104,6 +104,8 @@ class ProgramRules:
     negative_balance_policy: NegativeBalancePolicy = NegativeBalancePolicy.ALLOW
     hold_ttl_seconds: int = 900
     max_backdate_days: int = 90
+    # Events older than this are pruned; a cursor older than that is OUT_OF_RANGE (DESIGN.md section 10).
+    event_retention_days: int = 30
     min_order_amount: int = 0
     channel_rates: tuple[tuple[Channel, EarnRate], ...] = field(default=())
     rate_rules: tuple[RateRule, ...] = field(default=())
@@ -187,6 +189,7 @@ def rules_to_json(rules: ProgramRules) -> dict:
         "negative_balance_policy": rules.negative_balance_policy.value,
         "hold_ttl_seconds": rules.hold_ttl_seconds,
         "max_backdate_days": rules.max_backdate_days,
+        "event_retention_days": rules.event_retention_days,
         **rules.earning_json(),
     }
 
@@ -204,6 +207,7 @@ def rules_from_json(data: dict) -> ProgramRules:
         negative_balance_policy=NegativeBalancePolicy(data["negative_balance_policy"]),
         hold_ttl_seconds=data["hold_ttl_seconds"],
         max_backdate_days=data["max_backdate_days"],
+        event_retention_days=data.get("event_retention_days", 30),  # versions before 0012 have none
         **earning_fields(data),
     )
 

@@ -35,6 +35,7 @@ def _rules(row) -> ProgramRules:
         negative_balance_policy=NegativeBalancePolicy(row.negative_balance_policy),
         hold_ttl_seconds=row.hold_ttl_seconds,
         max_backdate_days=row.max_backdate_days,
+        event_retention_days=row.event_retention_days,
         **earning_fields(json.loads(row.earning_settings or "{}")),
     )
 
@@ -52,6 +53,7 @@ def _columns(rules: ProgramRules) -> dict:
         negative_balance_policy=rules.negative_balance_policy.value,
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
+        event_retention_days=rules.event_retention_days,
         earning_settings=json.dumps(rules.earning_json(), separators=(",", ":")),
     )
 

@@ -326,3 +326,32 @@ def test_a_cursor_older_than_the_retention_is_out_of_range(program, api):
     # the last pruned event is still a good cursor: nothing after it was lost
     assert list_all(api, after_event_id=old[1].event_id) == kept
     assert datetime.now(timezone.utc) - old[0].create_time.ToDatetime(tzinfo=timezone.utc) > timedelta(days=39)
+
+
+def test_the_retention_is_a_program_setting(program, api):
+    from google.protobuf import field_mask_pb2
+
+    from loyalty.v1 import programs_pb2
+
+    def update(days: int):
+        return api.programs.UpdateProgram(
+            programs_pb2.UpdateProgramRequest(
+                program=programs_pb2.Program(event_retention_days=days),
+                update_mask=field_mask_pb2.FieldMask(paths=["event_retention_days"]),
+            ),
+            metadata=api.metadata,
+        ).program
+
+    assert api.programs.GetProgram(programs_pb2.GetProgramRequest(), metadata=api.metadata).program.event_retention_days == 30
+    for bad in (0, 3651):
+        with expect_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "program.event_retention_days"):
+            update(bad)
+    member_id = f"m-{key()}"
+    with server_clock_moved(-timedelta(days=10)):
+        enroll(api, member_id)
+    adjust(api, member_id, 3)
+    run_due_work(program.backend.db)
+    assert len(list_all(api)) == 2  # 10 days old: kept under 30 days
+    assert update(7).event_retention_days == 7
+    run_due_work(program.backend.db)
+    assert [e.type for e in list_all(api)] == ["points.adjusted"]

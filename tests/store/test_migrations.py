@@ -13,7 +13,10 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
 - 0010 writes one random page-token secret (32 bytes), a different one per database, which
   every engine on that database reads alike; its downgrade removes it;
 - each lookup has one index to enter by its leading column (0011), and on PostgreSQL 0011
-  finishes what an interrupted run left and waits its turn for a primary key's lock.
+  finishes what an interrupted run left and waits its turn for a primary key's lock;
+- 0012 (the events outbox) leaves the history before it without events (verify asks for
+  none), gives what is written after it its events, refuses UPDATE of an event and DELETE of
+  one within its program's retention, and its downgrade removes it.
 """
 
 from __future__ import annotations

@@ -399,6 +399,7 @@ class Program(_message.Message):
     TIER_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
     TIER_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     REFERRAL_FIELD_NUMBER: _builtins.int
+    EVENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
     """Output only: the program's id ("prg_...")."""
     name: _builtins.str
@@ -431,6 +432,10 @@ class Program(_message.Message):
     """How long a reached tier is held before it is re-evaluated (default 365)."""
     tier_grace_days: _builtins.int
     """Extra days after the tier period before a downgrade applies."""
+    event_retention_days: _builtins.int
+    """Days events are kept (1 to 3650, default 30): older ones are pruned, and ListEvents or
+    WatchEvents after one is OUT_OF_RANGE / CURSOR_EXPIRED.
+    """
     @_builtins.property
     def earn_rate(self) -> Global___EarnRate:
         """The base earn rate (default 1 point per 100 minor units)."""
@@ -484,10 +489,11 @@ class Program(_message.Message):
         tier_period_days: _builtins.int = ...,
         tier_grace_days: _builtins.int = ...,
         referral: Global___ReferralRules | None = ...,
+        event_retention_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "referral", b"referral", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
