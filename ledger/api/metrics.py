@@ -45,6 +45,7 @@ DUE_WORK_LEADER = Gauge(
     "loyalty_due_work_leader", "1 while this process leads the due work (lapsing, expiry, tier reviews), else 0"
 )
 UNARY = "unary"
+SERVER_STREAM = "server_stream"
 
 
 class _CallMetrics:
@@ -53,7 +54,7 @@ class _CallMetrics:
 
     def __init__(self, rpc: str) -> None:
         service, _, method = rpc.partition(".")
-        self._labels = (UNARY, f"loyalty.v1.{service}", method)
+        self._labels = (SERVER_STREAM if rpc in _streams else UNARY, f"loyalty.v1.{service}", method)
         self.started = STARTED.labels(*self._labels)
         self.seconds = HANDLING_SECONDS.labels(*self._labels)
         self._handled: dict[str, object] = {}
@@ -66,6 +67,13 @@ class _CallMetrics:
 
 
 _by_rpc: dict[str, _CallMetrics] = {}
+_streams: set[str] = set()
+
+
+def server_streaming(rpc: str) -> None:
+    """rpc ("Service.Method") streams its answer: its metrics carry grpc_type server_stream."""
+    _streams.add(rpc)
+    _by_rpc.pop(rpc, None)
 
 
 def _call_metrics(rpc: str) -> _CallMetrics:

@@ -52,6 +52,7 @@ def generic_handler(
     for method in descriptor.methods:
         rpc = f"{descriptor.name}.{method.name}"
         if method.server_streaming:
+            metrics.server_streaming(rpc)
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                 _serve_stream(rpc, _opening(servicer, method.name), guard, admission, request_timeout),
                 request_deserializer=tolerant(message_factory.GetMessageClass(method.input_type).FromString),

@@ -355,3 +355,40 @@ def test_the_retention_is_a_program_setting(program, api):
     assert update(7).event_retention_days == 7
     run_due_work(program.backend.db)
     assert [e.type for e in list_all(api)] == ["points.adjusted"]
+
+
+def test_a_stream_is_rate_limited_logged_and_measured_like_a_call(program, caplog):
+    """The call guard takes the key's rate limit for a stream as for a unary call, and the
+    stream is logged and counted once, when it ends (grpc_type server_stream)."""
+    import logging
+
+    from ledger.api import metrics
+    from ledger.api import server as grpc_server
+    from ledger.api.rate_limits import RateLimiter
+    from tests.conftest import Api
+
+    running = grpc_server.start(program.backend.db, "127.0.0.1:0", max_workers=4, limiter=RateLimiter(0.01, 1))
+    reader = Api(f"127.0.0.1:{running.port}", program.key(Role.EVENTS))
+    labels = ("server_stream", "loyalty.v1.Events", "WatchEvents")
+    cancelled_before = metrics.HANDLED.labels(*labels, "CANCELLED")._value.get()
+    try:
+        with caplog.at_level(logging.INFO, logger="ledger.calls"):
+            stream = reader.events.WatchEvents(events_pb2.WatchEventsRequest(), metadata=reader.metadata, timeout=10)
+            admin = program.api()
+            enroll(admin, f"m-{key()}")
+            admin.close()
+            assert [e.type for e in next(stream).events] == ["member.enrolled"]
+            with expect_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"):
+                list(reader.events.WatchEvents(events_pb2.WatchEventsRequest(), metadata=reader.metadata, timeout=10))
+            stream.cancel()
+            ends = time.monotonic() + 5
+            while metrics.HANDLED.labels(*labels, "CANCELLED")._value.get() == cancelled_before:
+                assert time.monotonic() < ends, "the cancelled stream was not counted"
+                time.sleep(0.05)
+        logged = [(r.rpc, r.code, r.program) for r in caplog.records if getattr(r, "rpc", "") == "Events.WatchEvents"]
+        assert ("Events.WatchEvents", "RESOURCE_EXHAUSTED", program.program_id) in logged
+        assert ("Events.WatchEvents", "CANCELLED", program.program_id) in logged
+        assert len(logged) == 2  # one line per call, none for its polls
+    finally:
+        reader.close()
+        running.stop(1)
