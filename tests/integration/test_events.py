@@ -392,3 +392,53 @@ def test_a_stream_is_rate_limited_logged_and_measured_like_a_call(program, caplo
     finally:
         reader.close()
         running.stop(1)
+
+
+def test_the_ledgers_own_changes_have_their_events_too(program, api):
+    """Tier changes, referral rewards and their reversal, and expiry: each transaction the
+    ledger writes by itself has its event, of its type, with its payload."""
+    from tests.integration import test_earning_engine_tiers as tiers
+    from tests.integration import test_referrals as referrals
+    from tests.integration.test_lifecycle_expiry import DAY, ROLLING, earn_at, update_program, whole_seconds_ago
+
+    tiers.set_tiers(api, tiers.LADDER)
+    referrals.configure(api, pending_days=14)
+    alice, code = referrals.referrer(api)
+    bob = referrals.referee(api, code)
+    order_id, _, earned = referrals.order(api, bob, 20_000)  # Silver at 10,000: a tier change too
+    refunded = referrals.refund(api, bob, order_id, 20_000).transaction
+    update_program(api, expiry_mode=ROLLING, expiry_days=30)
+    carol = f"m-{key()}"
+    enroll(api, carol)
+    earn_at(api, carol, 70, whole_seconds_ago(31 * DAY))
+    run_due_work(program.backend.db)
+
+    events = list_all(api)
+    by_type: dict[str, list] = {}
+    for event in events:
+        by_type.setdefault(event.type, []).append(event)
+    [rewarded] = by_type["referral.rewarded"]
+    assert rewarded.member_id == bob
+    assert (rewarded.referral_rewarded.referrer_member_id, rewarded.referral_rewarded.referrer_points,
+            rewarded.referral_rewarded.referee_points) == (alice, referrals.REFERRER_POINTS, referrals.REFEREE_POINTS)
+    [taken_back] = by_type["referral.reversed"]
+    assert taken_back.referral_reversed.reverses_transaction_id == rewarded.transaction_id
+    assert (taken_back.referral_reversed.referrer_points, taken_back.referral_reversed.referee_points) == (
+        -referrals.REFERRER_POINTS,
+        -referrals.REFEREE_POINTS,
+    )
+    assert taken_back.referral_reversed.order_id == order_id
+    changes = [(e.member_id, e.tier_changed.from_tier, e.tier_changed.to_tier) for e in by_type["tier.changed"]]
+    assert (bob, "Member", "Silver") in changes or (bob, "", "Silver") in changes, changes
+    [expired] = by_type["points.expired"]
+    assert (expired.member_id, expired.points_expired.points, expired.points_expired.posted_after) == (carol, -70, 0)
+    assert expired.points_expired.kind == common_pb2.TRANSACTION_KIND_EXPIRE
+    refund_event = next(e for e in by_type["points.reversed"] if e.transaction_id == refunded.transaction_id)
+    assert refund_event.points_reversed.kind == common_pb2.TRANSACTION_KIND_REFUND
+    assert earned.transaction.transaction_id in {e.transaction_id for e in by_type["points.earned"]}
+    # every transaction of every member has exactly its event
+    written = set()
+    for member_id in (alice, bob, carol):
+        written |= {t.transaction_id for t in statement(api, member_id)}
+    with_transaction = [e.transaction_id for e in events if e.transaction_id]
+    assert sorted(with_transaction) == sorted(written)
