@@ -74,12 +74,14 @@ class RunningServer:
     thread: threading.Thread
     admission: Admission
     store_health: StoreHealth
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list = field(default_factory=list)
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop accepting calls, let in-flight calls finish within the grace period."""
 
         async def stop() -> None:
+            self.stopping.set()  # streams end now (their clients resume elsewhere)
             for task in self._tasks:
                 task.cancel()
             await self.health.enter_graceful_shutdown()
@@ -124,10 +126,11 @@ def start(
         )
         admission = Admission(max_workers, max_workers * WAITING_PER_WORKER)
         guard = CallGuard(db, limiter)
+        stopping = asyncio.Event()
         servicers = (LedgerServicer(db), ProgramsServicer(db), EventsServicer(db))
         for descriptor, servicer in zip(LEDGER_SERVICES, servicers):
             server.add_generic_rpc_handlers(
-                (generic_handler(descriptor, servicer, guard, admission, request_timeout),)
+                (generic_handler(descriptor, servicer, guard, admission, request_timeout, stopping),)
             )
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -148,7 +151,7 @@ def start(
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, store_health.status)
         await server.start()
-        running = RunningServer(server, port, health_servicer, loop, thread, admission, store_health)
+        running = RunningServer(server, port, health_servicer, loop, thread, admission, store_health, stopping)
         running._tasks.append(asyncio.ensure_future(store_health.run()))
         return running
 

@@ -44,17 +44,23 @@ def request_incomplete(seconds: float) -> LedgerError:
 
 
 def generic_handler(
-    descriptor: ServiceDescriptor, servicer, guard: CallGuard, admission: Admission, request_timeout: float
+    descriptor: ServiceDescriptor,
+    servicer,
+    guard: CallGuard,
+    admission: Admission,
+    request_timeout: float,
+    stopping: asyncio.Event | None = None,
 ) -> grpc.GenericRpcHandler:
     """The handlers of every method of one service, each running `servicer`'s method of the
-    same name behind the guard."""
+    same name behind the guard. stopping: set when the server begins to stop; streams then end
+    (UNAVAILABLE / SERVER_STOPPING) instead of holding the shutdown for its whole grace."""
     handlers = {}
     for method in descriptor.methods:
         rpc = f"{descriptor.name}.{method.name}"
         if method.server_streaming:
             metrics.server_streaming(rpc)
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _serve_stream(rpc, _opening(servicer, method.name), guard, admission, request_timeout),
+                _serve_stream(rpc, _opening(servicer, method.name), guard, admission, request_timeout, stopping),
                 request_deserializer=tolerant(message_factory.GetMessageClass(method.input_type).FromString),
                 response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
             )
@@ -140,7 +146,17 @@ def _opening(servicer, name: str):
     return not_yet
 
 
-def _serve_stream(rpc: str, opening, guard: CallGuard, admission: Admission, request_timeout: float):
+def server_stopping() -> LedgerError:
+    return LedgerError(
+        Category.UNAVAILABLE,
+        "SERVER_STOPPING",
+        "the server is stopping: resume the stream (on this or another server) after the last event_id received",
+    )
+
+
+def _serve_stream(
+    rpc: str, opening, guard: CallGuard, admission: Admission, request_timeout: float, stopping: asyncio.Event | None
+):
     """A server-streaming RPC: the request arrives as for a unary call; the guard authenticates,
     authorizes, rate-limits and runs `opening` on a worker, which answers a poller (or a
     status). Then each poll runs on a worker (one short read; a busy server only delays it)
@@ -164,8 +180,11 @@ def _serve_stream(rpc: str, opening, guard: CallGuard, admission: Admission, req
         if isinstance(watch, grpc.Status):
             await context.abort(watch.code, watch.details, watch.trailing_metadata)
         code, reason = "OK", ""
+        stopped = stopping or asyncio.Event()
         try:
             while True:
+                if stopped.is_set():
+                    raise server_stopping()
                 try:
                     reply = await admission.run(watch.poll)
                 except LedgerError as error:
@@ -178,7 +197,10 @@ def _serve_stream(rpc: str, opening, guard: CallGuard, admission: Admission, req
                 if reply is not None:
                     await context.write(reply)
                     continue  # more may be waiting
-                await asyncio.sleep(STREAM_POLL_S)
+                try:  # a pause between polls, cut short when the server begins to stop
+                    await asyncio.wait_for(stopped.wait(), STREAM_POLL_S)
+                except TimeoutError:
+                    pass
         except asyncio.CancelledError:
             code = "CANCELLED"  # the caller left, or the server is stopping
             raise

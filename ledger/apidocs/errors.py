@@ -77,6 +77,8 @@ WHEN = {
     "retries, or its caller went away first; nothing was written: retry with the same key",
     "STORE_UNAVAILABLE": "the database is unreachable, or no connection was free in time: retry with the same key",
     "NOT_YET_AVAILABLE": "an RPC or option of the contract that is not built yet",
+    "SERVER_STOPPING": "WatchEvents: the server is stopping; resume the stream after the last `event_id` "
+    "received (another server, or this one once restarted)",
     "CURSOR_EXPIRED": "ListEvents or WatchEvents after an event older than the program's event retention "
     "(default 30 days): those events were pruned; start again from the oldest kept (empty `after_event_id`)",
     "RATE_LIMITED": "the key is over its rate limit (`--rate-limit`): retry after `retry_after_ms` with the same key",

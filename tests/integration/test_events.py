@@ -442,3 +442,25 @@ def test_the_ledgers_own_changes_have_their_events_too(program, api):
         written |= {t.transaction_id for t in statement(api, member_id)}
     with_transaction = [e.transaction_id for e in events if e.transaction_id]
     assert sorted(with_transaction) == sorted(written)
+
+
+def test_a_stopping_server_ends_its_streams_at_once(program):
+    """A stream never ends by itself: a server that stops ends it (UNAVAILABLE /
+    SERVER_STOPPING, the client resumes after its last event_id) rather than holding the
+    shutdown for its whole grace period."""
+    from ledger.api import server as grpc_server
+    from tests.conftest import Api
+
+    running = grpc_server.start(program.backend.db, "127.0.0.1:0", max_workers=2)
+    reader = Api(f"127.0.0.1:{running.port}", program.key(Role.EVENTS))
+    try:
+        watcher = Watcher(reader)
+        time.sleep(0.5)  # the stream is open and waiting
+        started = time.monotonic()
+        running.stop(10)
+        assert time.monotonic() - started < 5
+        watcher.thread.join(5)
+        assert watcher.error is not None and watcher.error.code() == grpc.StatusCode.UNAVAILABLE
+        assert watcher.error.details().startswith("the server is stopping")
+    finally:
+        reader.close()
