@@ -464,3 +464,35 @@ def test_a_stopping_server_ends_its_streams_at_once(program):
         assert watcher.error.details().startswith("the server is stopping")
     finally:
         reader.close()
+
+
+def test_fuzzed_list_and_watch_requests_never_answer_internal(program, api):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    enroll(api, f"m-{key()}")
+    texts = st.one_of(st.text(max_size=40), st.sampled_from(["", "ev_0000000000000001", "ev_ffffffffffffffff"]))
+    types = st.lists(st.one_of(st.text(max_size=20), st.sampled_from(["points.earned", "member.enrolled"])), max_size=3)
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(after=texts, token=texts, size=st.integers(-(2**31), 2**31 - 1), wanted=types)
+    def fuzz(after, token, size, wanted):
+        for call in (
+            lambda: api.events.ListEvents(
+                events_pb2.ListEventsRequest(after_event_id=after, page_token=token, page_size=size, types=wanted),
+                metadata=api.metadata,
+                timeout=10,
+            ),
+            lambda: next(
+                api.events.WatchEvents(
+                    events_pb2.WatchEventsRequest(after_event_id=after, types=wanted), metadata=api.metadata, timeout=1
+                ),
+                None,
+            ),
+        ):
+            try:
+                call()
+            except grpc.RpcError as error:
+                assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), error.details()
+
+    fuzz()
