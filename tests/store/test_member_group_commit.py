@@ -113,3 +113,29 @@ def test_a_database_failure_makes_every_operation_run_on_its_own(engine):
     assert isinstance(results[2], (LedgerError, exc.IntegrityError))
     if engine.dialect.name == "postgresql":
         assert results[1] != results[3], "after the failed batch each ran in its own transaction"
+
+
+def test_a_refused_operations_events_are_rolled_back_with_it(engine):
+    """Each operation's events (ledger.store.outbox) go with its rows: a refused one's are
+    dropped with its savepoint, its neighbours' are written once, positions without a gap."""
+    from datetime import datetime, timezone
+
+    from ledger.domain import events
+    from ledger.store import migrate, outbox
+
+    migrate.upgrade(engine)
+
+    def with_event(row_id: int, refuse: bool = False):
+        write = _writer(row_id, refuse=refuse)
+
+        def work(conn):
+            outbox.add(conn, MEMBER[0], events.member_enrolled(f"m{row_id}", "CODE", datetime.now(timezone.utc)))
+            return write(conn)
+
+        return work
+
+    results = _line_up(engine, {1: with_event(1), 2: with_event(2, refuse=True), 3: with_event(3)})
+    assert isinstance(results[2], LedgerError)
+    with engine.connect() as conn:
+        written = conn.execute(text("SELECT position, member_id FROM events ORDER BY position")).all()
+    assert [tuple(row) for row in written] in ([(1, "m1"), (2, "m3")], [(1, "m3"), (2, "m1")])
