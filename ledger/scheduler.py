@@ -1,4 +1,4 @@
-"""Runs the due work (lapse holds, review tiers, expire points) on a schedule inside the server.
+"""Runs the due work (lapse holds, review tiers, expire points, prune old events) on a schedule inside the server.
 
 Every server process runs this thread, but only the leader does the work: once per
 interval each asks ledger.store.leadership whether it leads (taking the leadership if
