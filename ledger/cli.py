@@ -270,7 +270,8 @@ def cmd_expire(args) -> int:
     report = run_due_work(db, workers=args.workers)
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
-        f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}"
+        f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}; "
+        f"events pruned: {report.events_pruned}"
     )
     return 0
 
