@@ -4,7 +4,8 @@ Proves, against real subprocesses:
 (a) the embedded default: with no LOYALTY_DATABASE_URL, serve creates ./loyalty.db and a
     `demo` program whose admin key is printed once, works over gRPC, and is not printed
     again on the next start; server.py serves the same way;
-(b) grpc.health.v1 answers SERVING and server reflection lists the loyalty.v1 services;
+(b) grpc.health.v1 answers SERVING and server reflection lists the loyalty.v1 services (Ledger,
+    Programs, Events);
 (c) graceful shutdown: a slow in-flight call (held on a row lock) still completes OK after
     SIGTERM while new connections are refused; under load, no call is cut off mid-flight
     (every call completes OK or is refused without running), exactly the acknowledged
@@ -105,7 +106,7 @@ def running(database_url):
 def test_health_answers_serving_for_the_server_and_each_service(running):
     with grpc.insecure_channel(running.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "loyalty.v1.Ledger", "loyalty.v1.Programs"):
+        for service in ("", "loyalty.v1.Ledger", "loyalty.v1.Programs", "loyalty.v1.Events"):
             answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
 
@@ -114,11 +115,13 @@ def test_reflection_lists_the_loyalty_services(running):
     with grpc.insecure_channel(running.target) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
-        assert {"loyalty.v1.Ledger", "loyalty.v1.Programs", "grpc.health.v1.Health"} <= services
+        assert {"loyalty.v1.Ledger", "loyalty.v1.Programs", "loyalty.v1.Events", "grpc.health.v1.Health"} <= services
         # Enough for grpcurl: the full descriptors resolve, with their methods.
         ledger = database.FindFileContainingSymbol("loyalty.v1.Ledger")
         methods = {m.name for s in ledger.service if s.name == "Ledger" for m in s.method}
         assert {"Earn", "Redeem", "GetMember"} <= methods
+        events = database.FindFileContainingSymbol("loyalty.v1.Events")
+        assert {m.name for s in events.service if s.name == "Events" for m in s.method} == {"ListEvents", "WatchEvents"}
 
 
 # (c) graceful shutdown --------------------------------------------------------------------
