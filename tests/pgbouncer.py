@@ -21,6 +21,7 @@ The configuration is the one the README's "Running in production" gives:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -52,6 +53,16 @@ def ensure_installed() -> tuple[str | None, str]:
         return found, ""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return None, "pgbouncer is not installed (apt-get install pgbouncer, as root)"
+    # The suite runs on two workers (pytest-xdist): one installs, the other waits for it
+    # instead of failing on dpkg's lock.
+    with open(os.path.join(tempfile.gettempdir(), "loyalty-pgbouncer-install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install()
+
+
+def _install() -> tuple[str | None, str]:
+    if binary():
+        return binary(), ""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     outputs = []
     for command in (["apt-get", "install", "-y", "pgbouncer"], ["apt-get", "update"], ["apt-get", "install", "-y", "pgbouncer"]):
