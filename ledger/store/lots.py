@@ -36,37 +36,31 @@ def pending_lot(at):
 # those do not cover the debit. A member with thousands of open lots (a small earn per
 # visit, for years) no longer costs every Redeem thousands of rows.
 FIRST_LOTS = 32
-_AT = bindparam("at", type_=BigInteger)
+# The instant the reads are made at, in stored microseconds: one parameter for every read a
+# member's operation prefetches (here and BALANCE_FACTS below).
+_at: BindParameter[int] = bindparam("at", type_=BigInteger)
+
+_all_open_lots = select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
+    lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0
+)
+_lot = _all_open_lots.where(lots.c.lot_id == bindparam("lot_id"))
 
 
 def _in_consumption_order(lot_id_in_byte_order):
-    return select(lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id).where(
-        lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0
-    ).order_by(
-        past_expiry(_AT),
-        lots.c.available_at > _AT,
+    return _all_open_lots.order_by(
+        past_expiry(_at),
+        lots.c.available_at > _at,
         lots.c.expires_at.is_(None),
         lots.c.expires_at,
         lots.c.available_at,
         lot_id_in_byte_order,
-    )
+    ).limit(FIRST_LOTS)
 
 
 _first_open_lots = {
-    "postgresql": _in_consumption_order(lots.c.lot_id.collate("C")).limit(FIRST_LOTS),
-    "sqlite": _in_consumption_order(lots.c.lot_id).limit(FIRST_LOTS),  # SQLite compares text by its bytes
+    "postgresql": _in_consumption_order(lots.c.lot_id.collate("C")),
+    "sqlite": _in_consumption_order(lots.c.lot_id),  # SQLite compares text by its bytes
 }
-_all_open_lots = select(
-    lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
-).where(lots.c.program_id == bindparam("program_id"), lots.c.member_id == bindparam("member_id"), lots.c.remaining > 0)
-_lot = select(
-    lots.c.lot_id, lots.c.remaining, lots.c.available_at, lots.c.expires_at, lots.c.order_id
-).where(
-    lots.c.program_id == bindparam("program_id"),
-    lots.c.member_id == bindparam("member_id"),
-    lots.c.lot_id == bindparam("lot_id"),
-    lots.c.remaining > 0,
-)
 OPEN_LOTS = prefetch.Read("open_lots", _first_open_lots["postgresql"], ("program_id", "member_id", "at"), many=True)
 
 
@@ -128,7 +122,6 @@ def consumptions_of(
 
 # Read by every earn, spend and balance query: built once, so SQLAlchemy finds them
 # compiled without rebuilding them.
-_at: BindParameter[int] = bindparam("at")  # microseconds since the epoch
 _member = (lots.c.program_id == bindparam("program_id")) & (lots.c.member_id == bindparam("member_id"))
 # One pass over the member's open lots (the primary key's prefix) sums all three.
 _lot_sums = (
