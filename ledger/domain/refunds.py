@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.domain import errors
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import PointsSource
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,8 @@ def decide_refund_by_source(
 class OrderRefundFacts:
     """What a refund of an order decides on, read under the member's lock."""
 
-    order_id: str
     earned_points: int
-    # The earn's breakdown lines: (source is BASE, campaign_id or "", points).
-    earned_lines: tuple[tuple[bool, str, int], ...]
+    earned_lines: tuple[BreakdownLine, ...]  # the earn's breakdown
     order_amount: int
     qualifying_spend: int
     refunded_amount_before: int
@@ -101,10 +101,15 @@ class OrderRefund:
     # Per campaign: the awarded points given back to its counters (only what was actually clawed back).
     campaign_returns: dict[str, int]
 
-    def description(self, amount: int, order_amount: int, earned: int) -> tuple[str, ...]:
-        lines = [f"clawback of {amount}/{order_amount} refunded of {earned} earned"]
+    def breakdown(self, amount: int, order_amount: int, earned: int) -> tuple[BreakdownLine, ...]:
+        """The REFUND transaction's breakdown: the clawback, and what was written off (0 points)."""
+        lines = [
+            BreakdownLine(
+                PointsSource.LEDGER_OPERATION, -self.clawback, f"clawback of {amount}/{order_amount} refunded of {earned} earned"
+            )
+        ]
         if self.written_off:
-            lines.append(f"{self.written_off} points written off: already spent")
+            lines.append(BreakdownLine(PointsSource.LEDGER_OPERATION, 0, f"{self.written_off} points written off: already spent"))
         return tuple(lines)
 
 
@@ -115,7 +120,7 @@ def decide_order_refund(facts: OrderRefundFacts, amount: int) -> OrderRefund:
     posted balance covers, the rest written off. A campaign gets back its share of what was
     actually clawed back, never of what was written off."""
     source = decide_refund_by_source(
-        [points for _, _, points in facts.earned_lines],
+        [line.points for line in facts.earned_lines],
         facts.qualifying_spend,
         facts.order_amount,
         facts.refunded_amount_before,
@@ -127,14 +132,14 @@ def decide_order_refund(facts: OrderRefundFacts, amount: int) -> OrderRefund:
     if facts.forbid_negative_balance:
         clawback, written_off = split_write_off(clawback, max(facts.member_posted, 0))
     base_clawback = sum(
-        points for (is_base, _, _), points in zip(facts.earned_lines, source.per_line) if is_base
+        points for line, points in zip(facts.earned_lines, source.per_line) if line.source is PointsSource.BASE
     )
     total = source.clawback
     returns: dict[str, int] = {}
-    for (_, campaign_id, _), points in zip(facts.earned_lines, source.per_line):
-        if not campaign_id or points <= 0:
+    for line, points in zip(facts.earned_lines, source.per_line):
+        if line.source is not PointsSource.CAMPAIGN or points <= 0:
             continue
         share = points * clawback // total if total else 0
         if share > 0:
-            returns[campaign_id] = returns.get(campaign_id, 0) + share
+            returns[line.campaign_id] = returns.get(line.campaign_id, 0) + share
     return OrderRefund(clawback, written_off, source.refunded_total_after, source.spend_clawback, base_clawback, returns)

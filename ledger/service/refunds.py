@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials, errors
-from ledger.domain.earning import BreakdownLine
-from ledger.domain.kinds import Channel, PointsSource, TransactionKind
+from ledger.domain.kinds import Channel, TransactionKind
 from ledger.domain.program import NegativeBalancePolicy
 from ledger.domain.records import (
     MemberState,
@@ -64,12 +63,8 @@ def _load(conn: Transaction, program_id: str, command: RefundCommand, member: Me
         conn, program_id, command.member_id, earn.transaction_id, command.order_id
     )
     facts = OrderRefundFacts(
-        order_id=command.order_id,
         earned_points=earn.points,
-        earned_lines=tuple(
-            (line.source is PointsSource.BASE, line.campaign_id if line.source is PointsSource.CAMPAIGN else "", line.points)
-            for line in earn.breakdown
-        ),
+        earned_lines=earn.breakdown,
         order_amount=earn.order_amount,
         qualifying_spend=qualifying.spend if qualifying else 0,
         refunded_amount_before=transactions.refunded_amount(conn, program_id, command.order_id),
@@ -89,14 +84,12 @@ def _write(
     order's tier qualification and campaign awards, and a referral reward it reverses."""
     program_id = caller.program_id
     now = clock.now()
-    descriptions = refund.description(command.amount, earn.order_amount, earn.points)
     tx = NewTransaction(
         transaction_id=credentials.new_id("tx"),
         member_id=command.member_id,
         kind=TransactionKind.REFUND,
         points=-refund.clawback,
-        breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -refund.clawback, descriptions[0]),)
-        + tuple(BreakdownLine(PointsSource.LEDGER_OPERATION, 0, text) for text in descriptions[1:]),
+        breakdown=refund.breakdown(command.amount, earn.order_amount, earn.points),
         channel=earn.channel if earn.channel else Channel.OTHER,
         idempotency_key=mutation.idempotency_key,
         api_key_id=caller.key_id,

@@ -12,6 +12,8 @@ from __future__ import annotations
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from ledger.domain.earning import BreakdownLine
+from ledger.domain.kinds import PointsSource
 from ledger.domain.refunds import OrderRefundFacts, decide_order_refund, kept_points
 
 
@@ -20,8 +22,10 @@ def refunds(draw):
     order_amount = draw(st.integers(min_value=1, max_value=10**6))
     base = draw(st.integers(min_value=0, max_value=10**4))
     campaigns = draw(st.lists(st.integers(min_value=0, max_value=10**4), max_size=3))
-    lines = ((True, "", base),) + tuple((False, f"cmp-{i}", points) for i, points in enumerate(campaigns))
-    earned = sum(points for _, _, points in lines)
+    lines = (BreakdownLine(PointsSource.BASE, base),) + tuple(
+        BreakdownLine(PointsSource.CAMPAIGN, points, campaign_id=f"cmp-{i}") for i, points in enumerate(campaigns)
+    )
+    earned = sum(line.points for line in lines)
     refunded_before = draw(st.integers(min_value=0, max_value=order_amount))
     amount = draw(st.integers(min_value=1, max_value=order_amount))
     assume(refunded_before + amount <= order_amount)
@@ -29,7 +33,6 @@ def refunds(draw):
     refunded_points = earned - kept_before
     expired = draw(st.integers(min_value=0, max_value=kept_before))
     facts = OrderRefundFacts(
-        order_id="o-1",
         earned_points=earned,
         earned_lines=lines,
         order_amount=order_amount,
@@ -63,7 +66,7 @@ def test_campaigns_get_back_at_most_what_was_clawed_back(case):
     refund = decide_order_refund(facts, amount)
     assert all(points > 0 for points in refund.campaign_returns.values())
     assert sum(refund.campaign_returns.values()) <= refund.clawback
-    earned_by = {campaign_id: points for is_base, campaign_id, points in facts.earned_lines if campaign_id}
+    earned_by = {line.campaign_id: line.points for line in facts.earned_lines if line.source is PointsSource.CAMPAIGN}
     assert all(refund.campaign_returns[c] <= earned_by[c] for c in refund.campaign_returns)
 
 
@@ -75,16 +78,17 @@ def test_qualification_comes_back_in_proportion_to_the_amount(case):
     kept_spend_before = kept_points(facts.qualifying_spend, facts.order_amount, facts.refunded_amount_before)
     kept_spend_after = kept_points(facts.qualifying_spend, facts.order_amount, refund.refunded_total_after)
     assert refund.spend_clawback == kept_spend_before - kept_spend_after
-    base = facts.earned_lines[0][2]
+    base = facts.earned_lines[0].points
     assert 0 <= refund.base_clawback <= base
 
 
 def test_an_example_with_a_campaign_and_a_written_off_share():
-    facts = OrderRefundFacts("o-1", 200, ((True, "", 100), (False, "cmp-a", 100)), 10_000, 10_000, 0, 0, 0, 50, True)
+    lines = (BreakdownLine(PointsSource.BASE, 100), BreakdownLine(PointsSource.CAMPAIGN, 100, campaign_id="cmp-a"))
+    facts = OrderRefundFacts(200, lines, 10_000, 10_000, 0, 0, 0, 50, True)
     refund = decide_order_refund(facts, 10_000)
     assert (refund.clawback, refund.written_off) == (50, 150)
     assert refund.campaign_returns == {"cmp-a": 25}  # half of what was actually clawed back
-    assert refund.description(10_000, 10_000, 200) == (
-        "clawback of 10000/10000 refunded of 200 earned",
-        "150 points written off: already spent",
+    assert refund.breakdown(10_000, 10_000, 200) == (
+        BreakdownLine(PointsSource.LEDGER_OPERATION, -50, "clawback of 10000/10000 refunded of 200 earned"),
+        BreakdownLine(PointsSource.LEDGER_OPERATION, 0, "150 points written off: already spent"),
     )
