@@ -106,7 +106,7 @@ def facts_for_order(conn: Transaction, caller: Caller, member: MemberState, rule
 
 
 def write_decision(
-    conn: Transaction, caller: Caller, rules: ProgramRules, facts: ReferralFacts, decision: RewardDecision,
+    conn: Transaction, caller: Caller, rules: ProgramRules, referral: ReferralFacts, decision: RewardDecision,
     order_id: str, occurred_at: datetime, key: str,
 ) -> bool:
     """Writes what the order decided of the referral (domain: decide_reward): the decision, and
@@ -114,7 +114,6 @@ def write_decision(
     (the member's balance changed again)."""
     if not decision.qualifies:
         return False
-    referral = facts
     now = clock.now()
     if not decision.rewarded or not (rules.referral.referrer_points or rules.referral.referee_points):
         store.decide(conn, caller.program_id, referral.referee_id, now, decision.decision, order_id)

@@ -15,7 +15,7 @@ from ledger.store.database import Database, Transaction
 from ledger.domain import credentials
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
-from ledger.domain.program import ProgramRules, TierBasis
+from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState, NewTransaction, Posting
 from ledger.domain.tiers import (
     QualifyingTotals,
@@ -92,8 +92,8 @@ def list_tiers(db: Database, caller: Caller) -> list[TierDefinition]:
 def qualifying_value(
     conn: Transaction, program_id: str, member_id: str, rules: ProgramRules, tier: TierDefinition | None, at: datetime
 ) -> int:
-    spend, points = tier_store.qualifying_totals(conn, program_id, member_id, window_start(rules, tier, at), at)
-    return spend if rules.tier_basis is TierBasis.QUALIFYING_SPEND else points
+    totals = tier_store.qualifying_totals(conn, program_id, member_id, window_start(rules, tier, at), at)
+    return QualifyingTotals(*totals).value(rules)
 
 
 def current_tier(conn: Transaction, program_id: str, member_id: str, definitions: list[TierDefinition]) -> TierState | None:
@@ -123,9 +123,9 @@ def qualifying_windows(
     }
 
 
-def _record_change(
-    conn: Transaction, caller_key_id: str, program_id: str, member: MemberState, old: str, new: TierState, at: datetime, why: str
-) -> None:
+def write_change(conn: Transaction, caller_key_id: str, program_id: str, member: MemberState, change: TierChange, at: datetime) -> None:
+    """Writes a tier change, reached at `at`: its TIER_CHANGE transaction and the member's new tier."""
+    old, new, why = change.old, change.new, change.why
     now = clock.now()
     transaction_id = credentials.new_id("tx")
     tx = NewTransaction(
@@ -147,11 +147,6 @@ def _record_change(
     ledger_writes.append(conn, program_id, tx)
     idempotency.claim_many(conn, [(program_id, tx.idempotency_key, "TierChange", transaction_id, {"tier": new.name})], now)
     tier_store.save_state(conn, program_id, member.member_id, new)
-
-
-def write_change(conn: Transaction, caller_key_id: str, program_id: str, member: MemberState, change: TierChange, at: datetime) -> None:
-    """Writes a tier change: its TIER_CHANGE transaction and the member's new tier."""
-    _record_change(conn, caller_key_id, program_id, member, change.old, change.new, at, change.why)
 
 
 def upgrade_after_order(
@@ -217,9 +212,9 @@ def review_due_tiers(db: Database, now: datetime | None = None, batch: int = 500
                 if new.name == state.name:
                     tier_store.save_state(conn, program_id, member_id, new)
                     return 0
-                _record_change(
-                    conn, "system:tiers", program_id, member, state.name, new, now,
-                    f"end of tier period: qualifying value {value}",
+                write_change(
+                    conn, "system:tiers", program_id, member,
+                    TierChange(state.name, new, f"end of tier period: qualifying value {value}"), now,
                 )
                 return 1
 
