@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from ledger.domain.lots import Consumption, Lot, plan_consumption
 from ledger.store.instants import from_micros
+from ledger.store import lots
 from ledger.store.lots import FIRST_LOTS
-from ledger.store.tables import lot_consumptions, lots, transactions
+from ledger.store.tables import lot_consumptions, transactions
 from loyalty.v1 import ledger_pb2
 from tests.grpc_helpers import key
 from tests.integration.test_lifecycle_expiry import ROLLING, earn_at, new_member, update_program, whole_seconds_ago
@@ -23,13 +24,7 @@ from tests.integration.test_lifecycle_expiry import ROLLING, earn_at, new_member
 
 def _open_lots(program, member_id: str) -> list[Lot]:
     with program.backend.db.engine.connect() as conn:
-        rows = conn.execute(
-            select(lots).where(lots.c.program_id == program.program_id, lots.c.member_id == member_id, lots.c.remaining > 0)
-        ).all()
-    return [
-        Lot(r.lot_id, r.remaining, from_micros(r.available_at), from_micros(r.expires_at) if r.expires_at else None, r.order_id or "")
-        for r in rows
-    ]
+        return lots.open_lots(conn, program.program_id, member_id)
 
 
 def _consumed(program, member_id: str, transaction_id: str) -> tuple[set[Consumption], object]:
