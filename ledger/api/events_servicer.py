@@ -33,6 +33,7 @@ _PAYLOAD_FIELDS = {
     "tier.changed": "tier_changed",
     "referral.rewarded": "referral_rewarded",
     "referral.reversed": "referral_reversed",
+    "transfer.completed": "transfer_completed",
 }
 
 
@@ -52,6 +53,16 @@ def event_message(event: Event) -> events_pb2.Event:
     elif event.type == "tier.changed":
         message.tier_changed.CopyFrom(
             events_pb2.TierChanged(from_tier=payload["from_tier"], to_tier=payload["to_tier"], reason=payload["reason"])
+        )
+    elif event.type == "transfer.completed":
+        message.transfer_completed.CopyFrom(
+            events_pb2.TransferCompleted(
+                to_member_id=payload["to_member_id"],
+                points=payload["points"],
+                from_posted_after=payload["from_posted_after"],
+                to_posted_after=payload["to_posted_after"],
+                reason=payload["reason"],
+            )
         )
     elif event.type.startswith("referral."):
         points = payload["points"]

@@ -21,6 +21,7 @@ from ledger.service import (
     refunds,
     statement,
     support,
+    transfers,
 )
 
 if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
@@ -119,6 +120,17 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         result = support.reverse_transaction(self._db, current_caller(), mutation, transaction_id, reason)
         return ledger_pb2.ReverseTransactionResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
+        )
+
+    def TransferPoints(self, request, context):
+        command, key = requests.transfer(request)
+        mutation = requests.mutation("TransferPoints", request, key)
+        result = transfers.transfer_points(self._db, current_caller(), mutation, command)
+        return ledger_pb2.TransferPointsResponse(
+            transaction=responses.transaction(result.sent.transaction),
+            balance=responses.balance(result.sent.balance),
+            to_transaction=responses.transaction(result.received.transaction),
+            to_balance=responses.balance(result.received.balance),
         )
 
     def ListReferrals(self, request, context):

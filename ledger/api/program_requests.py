@@ -20,7 +20,7 @@ from ledger.domain.limits import (
     MAX_POINTS_PER_REQUEST,
 )
 from ledger.domain.kinds import Role
-from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule
+from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule, TransferRules
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.service.idempotent import Mutation
@@ -159,6 +159,13 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             changes["referral"] = ReferralRules(
                 r.referrer_points, r.referee_points, r.min_order_amount, r.max_rewarded_per_referrer, cap_days,
                 r.attribution_window_days, r.counts_toward_tiers,
+            )
+        elif path == "transfer_rules":
+            t = p.transfer_rules
+            fields.amount("program.transfer_rules.max_points_per_transfer", t.max_points_per_transfer, allow_zero=True)
+            fields.amount("program.transfer_rules.max_points_per_month", t.max_points_per_month, allow_zero=True)
+            changes["transfer"] = TransferRules(
+                not t.disabled, t.max_points_per_transfer, t.max_points_per_month, t.pos_allowed
             )
         else:
             fields.bad("update_mask", f"{path[:64]!r} is not a field of Program that can be changed")

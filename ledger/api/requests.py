@@ -25,6 +25,7 @@ from ledger.service.idempotent import Mutation
 from ledger.service.redemption import RedeemCommand
 from ledger.service.refunds import RefundCommand
 from ledger.service.statement import StatementQuery
+from ledger.service.transfers import TransferCommand
 
 
 def mutation(method: str, request: Message, key: str) -> Mutation:
@@ -116,6 +117,17 @@ def adjust(request: ledger_pb2.AdjustPointsRequest) -> tuple[str, str, int, str]
     reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH, required=True)
     fields.done()
     return member, key, points, reason
+
+
+def transfer(request: ledger_pb2.TransferPointsRequest) -> tuple[TransferCommand, str]:
+    fields = Fields()
+    sender = fields.identifier("from_member_id", request.from_member_id)
+    receiver = fields.identifier("to_member_id", request.to_member_id)
+    points = fields.positive_points("points", request.points)
+    key = fields.identifier("idempotency_key", request.idempotency_key)
+    reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
+    fields.done()
+    return TransferCommand(sender, receiver, points, reason), key
 
 
 def reverse(request: ledger_pb2.ReverseTransactionRequest) -> tuple[str, str, str]:

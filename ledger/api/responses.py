@@ -145,6 +145,12 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         tier_period_days=rules.tier_period_days,
         tier_grace_days=rules.tier_grace_days,
         referral=programs_pb2.ReferralRules(**vars(rules.referral)),
+        transfer_rules=programs_pb2.TransferRules(
+            disabled=not rules.transfer.enabled,
+            max_points_per_transfer=rules.transfer.max_points_per_transfer,
+            max_points_per_month=rules.transfer.max_points_per_month,
+            pos_allowed=rules.transfer.pos_allowed,
+        ),
     )
 
 

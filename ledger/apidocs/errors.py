@@ -58,7 +58,8 @@ WHEN = {
     "NEGATIVE_BALANCE_FORBIDDEN": "an adjustment or clawback would push `posted` below zero under "
     "`NEGATIVE_BALANCE_POLICY_FORBID`",
     "BALANCE_OUT_OF_RANGE": "the balance would leave the ledger's integer range",
-    "TRANSACTION_NOT_REVERSIBLE": "ReverseTransaction of a reversal or a tier change (adjust instead)",
+    "TRANSACTION_NOT_REVERSIBLE": "ReverseTransaction of a reversal or a tier change (adjust instead), or of a "
+    "transfer (transfer back instead)",
     "TRANSACTION_ALREADY_REVERSED": "ReverseTransaction of a transaction already reversed",
     "EARN_PARTLY_REFUNDED": "ReverseTransaction of an earn whose order was partly refunded (refund the rest, or "
     "reverse its refunds first)",
@@ -68,6 +69,12 @@ WHEN = {
     "SELF_REFERRAL": "EnrollMember with the member's own referral code",
     "ALREADY_REFERRED": "EnrollMember with a code of another referrer than the one the member already has",
     "REFERRAL_AFTER_FIRST_ORDER": "EnrollMember with a referral code for a member who already has orders",
+    "SAME_MEMBER": "TransferPoints from a member to itself",
+    "TRANSFERS_DISABLED": "TransferPoints in a program whose `transfer_rules.disabled` is set",
+    "TRANSFER_LIMIT_EXCEEDED": "TransferPoints beyond the program's `transfer_rules`: points per transfer, or points "
+    "sent or received by one member this calendar month (metadata `limit`, `max_points`, `used`)",
+    "TRANSFER_ROLE_NOT_ALLOWED": "TransferPoints with a pos key in a program whose `transfer_rules.pos_allowed` is "
+    "not set",
     "ACTIVITY_LIMIT_REACHED": "RecordActivity beyond the rule's `max_per_period` for this member",
     "IDEMPOTENCY_KEY_REUSED": "an `idempotency_key` (or `request_id`) already used in the program for a different "
     "request, of this RPC or another",

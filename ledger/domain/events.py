@@ -28,6 +28,7 @@ POINTS_EXPIRED = "points.expired"
 TIER_CHANGED = "tier.changed"
 REFERRAL_REWARDED = "referral.rewarded"
 REFERRAL_REVERSED = "referral.reversed"
+TRANSFER_COMPLETED = "transfer.completed"
 
 # The types today's ledger writes, in the order docs list them.
 TYPES = (
@@ -40,6 +41,7 @@ TYPES = (
     TIER_CHANGED,
     REFERRAL_REWARDED,
     REFERRAL_REVERSED,
+    TRANSFER_COMPLETED,
 )
 
 # A refund claws back points an order earned: to a consumer that is earned points taken back,
@@ -55,6 +57,7 @@ _BY_KIND = {
     TransactionKind.EXPIRE: POINTS_EXPIRED,
     TransactionKind.TIER_CHANGE: TIER_CHANGED,
     TransactionKind.REFERRAL_REWARD: REFERRAL_REWARDED,
+    TransactionKind.TRANSFER: TRANSFER_COMPLETED,
 }
 
 DEFAULT_RETENTION_DAYS = 30
@@ -119,6 +122,18 @@ def for_transaction(tx: NewTransaction, balances_after: dict[str, int]) -> NewEv
                 "order_id": tx.order_id,
                 "reason": tx.reason,
                 "reverses_transaction_id": tx.reverses_transaction_id,
+            }
+        )
+    elif kind == TRANSFER_COMPLETED:
+        # The event's member is the sender (the transaction's member); the receiver is named here.
+        receiver = next((p.member_id for p in tx.postings if p.member_id != tx.member_id), "")
+        payload = json.dumps(
+            {
+                "to_member_id": receiver,
+                "points": -tx.points,
+                "from_posted_after": balances_after.get(tx.member_id, 0),
+                "to_posted_after": balances_after.get(receiver, 0),
+                "reason": tx.reason,
             }
         )
     else:

@@ -16,6 +16,8 @@ class TransactionKind(str, enum.Enum):
     REVERSAL = "REVERSAL"
     ACTIVITY = "ACTIVITY"
     TIER_CHANGE = "TIER_CHANGE"
+    # Points moved from one member to another (TransferPoints): one transaction, two entries.
+    TRANSFER = "TRANSFER"
 
 
 class Channel(str, enum.Enum):
@@ -34,6 +36,8 @@ class PointsSource(str, enum.Enum):
     ACTIVITY = "ACTIVITY"
     REFERRAL = "REFERRAL"
     LEDGER_OPERATION = "LEDGER_OPERATION"
+    # Points sent or received by a transfer between members.
+    TRANSFER = "TRANSFER"
 
 
 class Role(str, enum.Enum):

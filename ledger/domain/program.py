@@ -92,6 +92,17 @@ def check_activity_role(activity_type: str, role: Role, *rules: ActivityRule | N
 
 
 @dataclass(frozen=True)
+class TransferRules:
+    """Point transfers between members (ledger.domain.transfers). 0 means no limit.
+    pos_allowed: POS keys may transfer too (support and admin keys always may)."""
+
+    enabled: bool = True
+    max_points_per_transfer: int = 0
+    max_points_per_month: int = 0
+    pos_allowed: bool = False
+
+
+@dataclass(frozen=True)
 class ProgramRules:
     program_id: str
     name: str
@@ -115,6 +126,7 @@ class ProgramRules:
     tier_period_days: int = 365
     tier_grace_days: int = 0
     referral: ReferralRules = ReferralRules()
+    transfer: TransferRules = TransferRules()
 
     def rate_for_channel(self, channel: Channel) -> EarnRate:
         for rule_channel, rate in self.channel_rates:
@@ -145,6 +157,7 @@ class ProgramRules:
             "tier_period_days": self.tier_period_days,
             "tier_grace_days": self.tier_grace_days,
             "referral": vars(self.referral),
+            "transfer": vars(self.transfer),
         }
 
 
@@ -172,6 +185,8 @@ def earning_fields(data: dict) -> dict:
         "tier_period_days": data.get("tier_period_days", 365),
         "tier_grace_days": data.get("tier_grace_days", 0),
         "referral": ReferralRules(**data.get("referral", {})),
+        # Settings written before transfers existed have none: the defaults.
+        "transfer": TransferRules(**data.get("transfer", {})),
     }
 
 

@@ -109,6 +109,8 @@ class NewLot:
     available_at: datetime
     expires_at: datetime | None
     order_id: str = ""
+    # "" names the lot after its transaction; a transfer credits several lots (ledger.domain.transfers).
+    lot_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class Posting:
     consumed: tuple[Consumption, ...] = ()
     restored: tuple[Consumption, ...] = ()
     new_lot: NewLot | None = None
+    # Further lots of a credit, each with its own lot_id (a transfer's, which keep their expiry dates).
+    more_lots: tuple[NewLot, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ _POS = frozenset(
         "Ledger/RecordActivity",
         "Ledger/ListTransactions",
         "Ledger/ListReferrals",
+        # Only when the program's transfer rules let pos keys transfer (ledger.domain.transfers).
+        "Ledger/TransferPoints",
     }
 )
 _STOREFRONT = frozenset(

@@ -8,7 +8,8 @@ from ledger.domain.kinds import TransactionKind
 from ledger.domain.limits import MAX_ABS_BALANCE
 from ledger.domain.program import NegativeBalancePolicy
 
-NOT_REVERSIBLE = frozenset({TransactionKind.REVERSAL, TransactionKind.TIER_CHANGE})
+# A transfer is undone by a transfer back (its receiver may have spent the points meanwhile).
+NOT_REVERSIBLE = frozenset({TransactionKind.REVERSAL, TransactionKind.TIER_CHANGE, TransactionKind.TRANSFER})
 
 
 def check_redeemable(balance: Balance, points: int) -> None:

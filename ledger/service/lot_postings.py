@@ -8,6 +8,7 @@ from ledger.store.database import Transaction
 
 from ledger.domain.lots import new_lot_points, plan_consumption, restore_plan
 from ledger.domain.records import NewLot, Posting
+from ledger.domain.transfers import received_lots
 from ledger.store import lots
 
 
@@ -55,3 +56,29 @@ def give_back(
     restored, rest = restore_plan(consumed, new_lot_points(points, posted_before))
     new_lot = NewLot(rest, now, expires_at) if rest > 0 else None
     return Posting(member_id, points, restored=restored, new_lot=new_lot)
+
+
+def transfer(
+    conn: Transaction,
+    program_id: str,
+    from_member_id: str,
+    to_member_id: str,
+    points: int,
+    receiver_posted: int,
+    transaction_id: str,
+    now: datetime,
+) -> tuple[Posting, Posting]:
+    """A transfer's two postings: the sender's debit (its lots soonest-expiry first, as any
+    spend) and the receiver's credit, one lot per lot consumed with that lot's expiry date."""
+    first, complete = lots.first_open_lots(conn, program_id, from_member_id, now)
+    candidates = first
+    plan = plan_consumption(first, points, now)
+    if not complete and sum(c.points for c in plan) < points:
+        candidates = lots.open_lots(conn, program_id, from_member_id)
+        plan = plan_consumption(candidates, points, now)
+    by_id = {lot.lot_id: lot for lot in candidates}
+    new_lots = received_lots(plan, by_id, receiver_posted, transaction_id, now)
+    return (
+        Posting(from_member_id, -points, consumed=plan),
+        Posting(to_member_id, points, more_lots=new_lots),
+    )

@@ -197,22 +197,25 @@ def _apply_lots(conn: Connection, program_id: str, tx: NewTransaction, posting: 
                 for lot_id, points in moves
             ],
         )
-    lot = posting.new_lot
-    if lot is not None and lot.points > 0:
+    new = [lot for lot in (posting.new_lot, *posting.more_lots) if lot is not None and lot.points > 0]
+    if new:
         write_behind.execute(
             conn,
             _insert_lot,
-            dict(
-                program_id=program_id,
-                member_id=posting.member_id,
-                lot_id=tx.transaction_id,
-                points=lot.points,
-                remaining=lot.points,
-                available_at=to_micros(lot.available_at),
-                expires_at=to_micros(lot.expires_at) if lot.expires_at else None,
-                order_id=lot.order_id or None,
-                created_at=now,
-            ),
+            [
+                dict(
+                    program_id=program_id,
+                    member_id=posting.member_id,
+                    lot_id=lot.lot_id or tx.transaction_id,
+                    points=lot.points,
+                    remaining=lot.points,
+                    available_at=to_micros(lot.available_at),
+                    expires_at=to_micros(lot.expires_at) if lot.expires_at else None,
+                    order_id=lot.order_id or None,
+                    created_at=now,
+                )
+                for lot in new
+            ],
         )
 
 

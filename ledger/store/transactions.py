@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, literal_column, select
@@ -23,12 +24,19 @@ _STATEMENT_COLUMNS = (
 
 
 def _view(row) -> TransactionView:
+    breakdown = tuple(breakdown_from_json(line) for line in json.loads(row.breakdown))
+    if row.kind == TransactionKind.TRANSFER.value and row.entry_points > 0:
+        # The receiver's side of a transfer (recorded as the sender's): its lines, received.
+        breakdown = tuple(
+            replace(line, points=-line.points, description=f"transfer from {row.member_id}")
+            for line in breakdown
+        )
     return TransactionView(
         transaction_id=row.transaction_id,
         member_id=row.entry_member_id,
         kind=TransactionKind(row.kind),
         points=row.entry_points,
-        breakdown=tuple(breakdown_from_json(line) for line in json.loads(row.breakdown)),
+        breakdown=breakdown,
         channel=Channel(row.channel),
         store_id=row.store_id,
         order_id=row.order_id or "",

@@ -116,9 +116,12 @@ CHECKS: dict[str, str] = {
         GROUP BY l.program_id, l.member_id, l.lot_id, l.points, l.remaining
         HAVING l.remaining <> l.points - COALESCE(SUM(c.points), 0) OR l.remaining < 0 OR l.remaining > l.points
     """,
+    # A lot is named after the transaction that credited it; a transfer's lots carry a fixed-width
+    # suffix ("/000001", ledger.domain.transfers.received_lot_id) after the transfer's id.
     "every lot was credited by a recorded transaction": """
         SELECT l.program_id, l.member_id, l.lot_id FROM lots l
-        LEFT JOIN transactions t ON t.program_id = l.program_id AND t.transaction_id = l.lot_id
+        LEFT JOIN transactions t ON t.program_id = l.program_id AND t.transaction_id =
+             CASE WHEN l.lot_id LIKE '%/______' THEN SUBSTR(l.lot_id, 1, LENGTH(l.lot_id) - 7) ELSE l.lot_id END
         WHERE t.transaction_id IS NULL
     """,
     "cached held points equal the open holds": """

@@ -459,6 +459,9 @@ def valid_request(world: World, method):
         ),
         "ListTransactions": lambda: ledger_pb2.ListTransactionsRequest(member_id="m-1", page_token=world.token),
         "ListReferrals": lambda: ledger_pb2.ListReferralsRequest(member_id="m-1"),
+        "TransferPoints": lambda: ledger_pb2.TransferPointsRequest(
+            from_member_id="m-1", to_member_id="m-2", points=1, idempotency_key=key(), reason="family pooling"
+        ),
         "UpdateProgram": lambda: programs_pb2.UpdateProgramRequest(
             program=programs_pb2.Program(
                 name=f"renamed-{secrets.token_hex(4)}", currency="USD",

@@ -320,6 +320,9 @@ async def every_rpc(ledger, network: Network) -> None:
     assert len({t.transaction_id for t in statement}) == len(statement) >= 7
     earns = await ledger.list_transactions(member_id=shopper, kinds=["EARN"], start_create_time=now - timedelta(minutes=5))
     assert [t.transaction_id for t in earns.transactions] == [tx.transaction_id]
+    moved = await ledger.transfer_points(from_member_id=shopper, to_member_id=referrer, points=3, reason="family")
+    assert (moved.transaction.points, moved.to_transaction.points) == (-3, 3)
+    assert moved.balance.posted == reversal.balance.posted - 3
 
     referrals = await ledger.list_referrals(member_id=referrer)
     assert [r.referee_member_id for r in referrals.referrals] == [shopper]
@@ -336,7 +339,7 @@ async def every_rpc(ledger, network: Network) -> None:
 def test_every_rpc_of_both_services(program, flavour):
     """With the answers of a capture and a refund lost once on the way back: each retry
     replays the first result (the balances above are those of one capture, one refund)."""
-    assert len(ALL_RPCS) == 26
+    assert len(ALL_RPCS) == 27
     network = Network({"CaptureRedemption", "RefundOrder"}, failures=1, before_server=False)
     runner(program, flavour, network)(every_rpc)
     for method in ("CaptureRedemption", "RefundOrder"):

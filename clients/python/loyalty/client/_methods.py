@@ -44,6 +44,7 @@ ADJUST_POINTS: Rpc[ledger_pb2.AdjustPointsRequest, ledger_pb2.AdjustPointsRespon
 REVERSE_TRANSACTION: Rpc[ledger_pb2.ReverseTransactionRequest, ledger_pb2.ReverseTransactionResponse] = Rpc("/loyalty.v1.Ledger/ReverseTransaction", ledger_pb2.ReverseTransactionRequest, ledger_pb2.ReverseTransactionResponse)
 LIST_TRANSACTIONS: Rpc[ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse] = Rpc("/loyalty.v1.Ledger/ListTransactions", ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse)
 LIST_REFERRALS: Rpc[ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse] = Rpc("/loyalty.v1.Ledger/ListReferrals", ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse)
+TRANSFER_POINTS: Rpc[ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse] = Rpc("/loyalty.v1.Ledger/TransferPoints", ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse)
 GET_PROGRAM: Rpc[programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse] = Rpc("/loyalty.v1.Programs/GetProgram", programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse)
 UPDATE_PROGRAM: Rpc[programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse] = Rpc("/loyalty.v1.Programs/UpdateProgram", programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse)
 SET_TIERS: Rpc[programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse] = Rpc("/loyalty.v1.Programs/SetTiers", programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse)
@@ -360,6 +361,27 @@ class LedgerMethods:
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
+
+    def transfer_points(
+        self,
+        request: ledger_pb2.TransferPointsRequest | None = None,
+        *,
+        from_member_id: str | None = None,
+        to_member_id: str | None = None,
+        points: int | None = None,
+        idempotency_key: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.TransferPointsResponse:
+        """Ledger.TransferPoints: Moves available points from one member to another in one
+        transaction that both statements show (TRANSACTION_KIND_TRANSFER); the received
+        points keep their expiry dates. Pending, held and expired points are not
+        transferable. Support and admin keys; pos keys when the program's transfer_rules
+        allow. FAILED_PRECONDITION / SAME_MEMBER, INSUFFICIENT_POINTS,
+        TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+        TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED /
+        TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
+        return self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
 
     def get_program(
         self,
@@ -830,6 +852,27 @@ class AsyncLedgerMethods:
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
+
+    async def transfer_points(
+        self,
+        request: ledger_pb2.TransferPointsRequest | None = None,
+        *,
+        from_member_id: str | None = None,
+        to_member_id: str | None = None,
+        points: int | None = None,
+        idempotency_key: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.TransferPointsResponse:
+        """Ledger.TransferPoints: Moves available points from one member to another in one
+        transaction that both statements show (TRANSACTION_KIND_TRANSFER); the received
+        points keep their expiry dates. Pending, held and expired points are not
+        transferable. Support and admin keys; pos keys when the program's transfer_rules
+        allow. FAILED_PRECONDITION / SAME_MEMBER, INSUFFICIENT_POINTS,
+        TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+        TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED /
+        TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
+        return await self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
 
     async def get_program(
         self,

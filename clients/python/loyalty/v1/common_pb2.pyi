@@ -100,6 +100,10 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     """Points earned by an activity rule (RecordActivity)."""
     TRANSACTION_KIND_TIER_CHANGE: _TransactionKind.ValueType  # 10
     """A tier upgrade or downgrade; moves no points."""
+    TRANSACTION_KIND_TRANSFER: _TransactionKind.ValueType  # 11
+    """Points moved between two members (TransferPoints): negative on the sender's statement,
+    positive on the receiver's; one transaction, both statements.
+    """
 
 class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrapper):
     """What a transaction did."""
@@ -130,6 +134,10 @@ TRANSACTION_KIND_ACTIVITY: TransactionKind.ValueType  # 9
 """Points earned by an activity rule (RecordActivity)."""
 TRANSACTION_KIND_TIER_CHANGE: TransactionKind.ValueType  # 10
 """A tier upgrade or downgrade; moves no points."""
+TRANSACTION_KIND_TRANSFER: TransactionKind.ValueType  # 11
+"""Points moved between two members (TransferPoints): negative on the sender's statement,
+positive on the receiver's; one transaction, both statements.
+"""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
 
 class _PointsSource:
@@ -152,6 +160,8 @@ class _PointsSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PointsSo
     """A referral reward."""
     POINTS_SOURCE_LEDGER_OPERATION: _PointsSource.ValueType  # 6
     """A support adjustment, redemption, refund, expiry or reversal."""
+    POINTS_SOURCE_TRANSFER: _PointsSource.ValueType  # 7
+    """Points sent to or received from another member (TransferPoints)."""
 
 class PointsSource(_PointsSource, metaclass=_PointsSourceEnumTypeWrapper):
     """Why a transaction has the points it has: one line of its breakdown."""
@@ -170,6 +180,8 @@ POINTS_SOURCE_REFERRAL: PointsSource.ValueType  # 5
 """A referral reward."""
 POINTS_SOURCE_LEDGER_OPERATION: PointsSource.ValueType  # 6
 """A support adjustment, redemption, refund, expiry or reversal."""
+POINTS_SOURCE_TRANSFER: PointsSource.ValueType  # 7
+"""Points sent to or received from another member (TransferPoints)."""
 Global___PointsSource: _TypeAlias = PointsSource  # noqa: Y015
 
 @_typing.final

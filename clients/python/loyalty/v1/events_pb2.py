@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from loyalty.v1 import common_pb2 as loyalty_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/events.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loyalty/v1/common.proto\"\xa8\x05\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x35\n\x0fmember_enrolled\x18\n \x01(\x0b\x32\x1a.loyalty.v1.MemberEnrolledH\x00\x12\x33\n\rpoints_earned\x18\x0b \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_redeemed\x18\x0c \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_adjusted\x18\r \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_reversed\x18\x0e \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x34\n\x0epoints_expired\x18\x0f \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12/\n\x0ctier_changed\x18\x10 \x01(\x0b\x32\x17.loyalty.v1.TierChangedH\x00\x12\x37\n\x11referral_rewarded\x18\x11 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x37\n\x11referral_reversed\x18\x12 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x42\t\n\x07payload\"\'\n\x0eMemberEnrolled\x12\x15\n\rreferral_code\x18\x01 \x01(\t\"\xf3\x01\n\x0ePointsMovement\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x14\n\x0cposted_after\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12$\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x08 \x01(\t\x12\x15\n\ractivity_type\x18\t \x01(\t\"A\n\x0bTierChanged\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa0\x01\n\x0eReferralPoints\x12\x1a\n\x12referrer_member_id\x18\x01 \x01(\t\x12\x17\n\x0freferrer_points\x18\x02 \x01(\x03\x12\x16\n\x0ereferee_points\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"a\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\"P\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"8\n\x13WatchEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event2\xa7\x01\n\x06\x45vents\x12K\n\nListEvents\x12\x1d.loyalty.v1.ListEventsRequest\x1a\x1e.loyalty.v1.ListEventsResponse\x12P\n\x0bWatchEvents\x12\x1e.loyalty.v1.WatchEventsRequest\x1a\x1f.loyalty.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/events.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loyalty/v1/common.proto\"\xe5\x05\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x35\n\x0fmember_enrolled\x18\n \x01(\x0b\x32\x1a.loyalty.v1.MemberEnrolledH\x00\x12\x33\n\rpoints_earned\x18\x0b \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_redeemed\x18\x0c \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_adjusted\x18\r \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_reversed\x18\x0e \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x34\n\x0epoints_expired\x18\x0f \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12/\n\x0ctier_changed\x18\x10 \x01(\x0b\x32\x17.loyalty.v1.TierChangedH\x00\x12\x37\n\x11referral_rewarded\x18\x11 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x37\n\x11referral_reversed\x18\x12 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12;\n\x12transfer_completed\x18\x19 \x01(\x0b\x32\x1d.loyalty.v1.TransferCompletedH\x00\x42\t\n\x07payload\"}\n\x11TransferCompleted\x12\x14\n\x0cto_member_id\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x19\n\x11\x66rom_posted_after\x18\x03 \x01(\x03\x12\x17\n\x0fto_posted_after\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\'\n\x0eMemberEnrolled\x12\x15\n\rreferral_code\x18\x01 \x01(\t\"\xf3\x01\n\x0ePointsMovement\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x14\n\x0cposted_after\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12$\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x08 \x01(\t\x12\x15\n\ractivity_type\x18\t \x01(\t\"A\n\x0bTierChanged\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa0\x01\n\x0eReferralPoints\x12\x1a\n\x12referrer_member_id\x18\x01 \x01(\t\x12\x17\n\x0freferrer_points\x18\x02 \x01(\x03\x12\x16\n\x0ereferee_points\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"a\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\"P\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"8\n\x13WatchEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event2\xa7\x01\n\x06\x45vents\x12K\n\nListEvents\x12\x1d.loyalty.v1.ListEventsRequest\x1a\x1e.loyalty.v1.ListEventsResponse\x12P\n\x0bWatchEvents\x12\x1e.loyalty.v1.WatchEventsRequest\x1a\x1f.loyalty.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loyalty.v1.events_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT']._serialized_start=98
-  _globals['_EVENT']._serialized_end=778
-  _globals['_MEMBERENROLLED']._serialized_start=780
-  _globals['_MEMBERENROLLED']._serialized_end=819
-  _globals['_POINTSMOVEMENT']._serialized_start=822
-  _globals['_POINTSMOVEMENT']._serialized_end=1065
-  _globals['_TIERCHANGED']._serialized_start=1067
-  _globals['_TIERCHANGED']._serialized_end=1132
-  _globals['_REFERRALPOINTS']._serialized_start=1135
-  _globals['_REFERRALPOINTS']._serialized_end=1295
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1297
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1394
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1396
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1476
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1478
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1537
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1539
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1595
-  _globals['_EVENTS']._serialized_start=1598
-  _globals['_EVENTS']._serialized_end=1765
+  _globals['_EVENT']._serialized_end=839
+  _globals['_TRANSFERCOMPLETED']._serialized_start=841
+  _globals['_TRANSFERCOMPLETED']._serialized_end=966
+  _globals['_MEMBERENROLLED']._serialized_start=968
+  _globals['_MEMBERENROLLED']._serialized_end=1007
+  _globals['_POINTSMOVEMENT']._serialized_start=1010
+  _globals['_POINTSMOVEMENT']._serialized_end=1253
+  _globals['_TIERCHANGED']._serialized_start=1255
+  _globals['_TIERCHANGED']._serialized_end=1320
+  _globals['_REFERRALPOINTS']._serialized_start=1323
+  _globals['_REFERRALPOINTS']._serialized_end=1483
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1485
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1582
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1584
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1664
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1666
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1725
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1727
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1783
+  _globals['_EVENTS']._serialized_start=1786
+  _globals['_EVENTS']._serialized_end=1953
 # @@protoc_insertion_point(module_scope)

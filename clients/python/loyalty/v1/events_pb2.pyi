@@ -43,6 +43,7 @@ class Event(_message.Message):
     TIER_CHANGED_FIELD_NUMBER: _builtins.int
     REFERRAL_REWARDED_FIELD_NUMBER: _builtins.int
     REFERRAL_REVERSED_FIELD_NUMBER: _builtins.int
+    TRANSFER_COMPLETED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Opaque; orders the program's events (a later event has a greater id, compared as
     bytes) and is the de-duplication key.
@@ -50,7 +51,7 @@ class Event(_message.Message):
     type: _builtins.str
     """The type, as in webhooks: `member.enrolled`, `points.earned`, `points.redeemed`,
     `points.adjusted`, `points.reversed`, `points.expired`, `tier.changed`,
-    `referral.rewarded`, `referral.reversed`.
+    `referral.rewarded`, `referral.reversed`, `transfer.completed`.
     """
     member_id: _builtins.str
     """The member the change is about."""
@@ -102,6 +103,10 @@ class Event(_message.Message):
     def referral_reversed(self) -> Global___ReferralPoints:
         """referral.reversed: the referral reward taken back."""
 
+    @_builtins.property
+    def transfer_completed(self) -> Global___TransferCompleted:
+        """transfer.completed: points moved from the event's member to another member."""
+
     def __init__(
         self,
         *,
@@ -120,16 +125,55 @@ class Event(_message.Message):
         tier_changed: Global___TierChanged | None = ...,
         referral_rewarded: Global___ReferralPoints | None = ...,
         referral_reversed: Global___ReferralPoints | None = ...,
+        transfer_completed: Global___TransferCompleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed", "transfer_completed", b"transfer_completed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed", "transaction_id", b"transaction_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "transfer_completed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class TransferCompleted(_message.Message):
+    """Points moved between two members by TransferPoints (the event's member_id is the sender)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    FROM_POSTED_AFTER_FIELD_NUMBER: _builtins.int
+    TO_POSTED_AFTER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    to_member_id: _builtins.str
+    """The member who received the points."""
+    points: _builtins.int
+    """Points moved, positive."""
+    from_posted_after: _builtins.int
+    """The sender's posted balance after the transfer."""
+    to_posted_after: _builtins.int
+    """The receiver's posted balance after the transfer."""
+    reason: _builtins.str
+    """Why, in words, as sent."""
+    def __init__(
+        self,
+        *,
+        to_member_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        from_posted_after: _builtins.int = ...,
+        to_posted_after: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_posted_after", b"from_posted_after", "points", b"points", "reason", b"reason", "to_member_id", b"to_member_id", "to_posted_after", b"to_posted_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferCompleted: _TypeAlias = TransferCompleted  # noqa: Y015
 
 @_typing.final
 class MemberEnrolled(_message.Message):

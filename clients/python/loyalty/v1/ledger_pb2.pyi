@@ -1304,3 +1304,85 @@ class ListReferralsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReferralsResponse: _TypeAlias = ListReferralsResponse  # noqa: Y015
+
+@_typing.final
+class TransferPointsRequest(_message.Message):
+    """Points to move from one member to another."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    TO_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    from_member_id: _builtins.str
+    """Required: the member who gives the points."""
+    to_member_id: _builtins.str
+    """Required: the member who receives them (another member of the program)."""
+    points: _builtins.int
+    """Points to move, positive and at most the sender's available points."""
+    idempotency_key: _builtins.str
+    """Required: unique per program; a retry with the same key and request returns the
+    original answer, a refusal included.
+    """
+    reason: _builtins.str
+    """Optional, one line: why (e.g. "family pooling")."""
+    def __init__(
+        self,
+        *,
+        from_member_id: _builtins.str = ...,
+        to_member_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_member_id", b"from_member_id", "idempotency_key", b"idempotency_key", "points", b"points", "reason", b"reason", "to_member_id", b"to_member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferPointsRequest: _TypeAlias = TransferPointsRequest  # noqa: Y015
+
+@_typing.final
+class TransferPointsResponse(_message.Message):
+    """The transfer, as each member's statement shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    TO_TRANSACTION_FIELD_NUMBER: _builtins.int
+    TO_BALANCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transaction(self) -> _common_pb2.Transaction:
+        """The TRANSFER transaction on the sender's statement (negative points)."""
+
+    @_builtins.property
+    def balance(self) -> _common_pb2.Balance:
+        """The sender's balance after it."""
+
+    @_builtins.property
+    def to_transaction(self) -> _common_pb2.Transaction:
+        """The same transaction on the receiver's statement (positive points)."""
+
+    @_builtins.property
+    def to_balance(self) -> _common_pb2.Balance:
+        """The receiver's balance after it."""
+
+    def __init__(
+        self,
+        *,
+        transaction: _common_pb2.Transaction | None = ...,
+        balance: _common_pb2.Balance | None = ...,
+        to_transaction: _common_pb2.Transaction | None = ...,
+        to_balance: _common_pb2.Balance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "to_balance", b"to_balance", "to_transaction", b"to_transaction", "transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "to_balance", b"to_balance", "to_transaction", b"to_transaction", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferPointsResponse: _TypeAlias = TransferPointsResponse  # noqa: Y015

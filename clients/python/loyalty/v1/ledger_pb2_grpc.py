@@ -107,6 +107,11 @@ class LedgerStub:
                 request_serializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.FromString,
                 _registered_method=True)
+        self.TransferPoints = channel.unary_unary(
+                '/loyalty.v1.Ledger/TransferPoints',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -229,6 +234,19 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferPoints(self, request, context):
+        """Moves available points from one member to another in one transaction that both
+        statements show (TRANSACTION_KIND_TRANSFER); the received points keep their expiry dates.
+        Pending, held and expired points are not transferable. Support and admin keys; pos keys
+        when the program's transfer_rules allow. FAILED_PRECONDITION / SAME_MEMBER,
+        INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+        TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
+        NOT_FOUND / MEMBER_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +319,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.ListReferrals,
                     request_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.SerializeToString,
+            ),
+            'TransferPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferPoints,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -684,6 +707,33 @@ class Ledger:
             '/loyalty.v1.Ledger/ListReferrals',
             loyalty_dot_v1_dot_ledger__pb2.ListReferralsRequest.SerializeToString,
             loyalty_dot_v1_dot_ledger__pb2.ListReferralsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/TransferPoints',
+            loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -93,6 +93,15 @@ class LedgerStub:
     """A member's statement, newest first, paginated, filtered by kind and recording time."""
     ListReferrals: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListReferralsRequest, _ledger_pb2.ListReferralsResponse]
     """The members a referrer referred, with each referral's state and points."""
+    TransferPoints: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.TransferPointsRequest, _ledger_pb2.TransferPointsResponse]
+    """Moves available points from one member to another in one transaction that both
+    statements show (TRANSACTION_KIND_TRANSFER); the received points keep their expiry dates.
+    Pending, held and expired points are not transferable. Support and admin keys; pos keys
+    when the program's transfer_rules allow. FAILED_PRECONDITION / SAME_MEMBER,
+    INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+    TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
+    NOT_FOUND / MEMBER_NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class LedgerAsyncStub(LedgerStub):
@@ -157,6 +166,15 @@ class LedgerAsyncStub(LedgerStub):
     """A member's statement, newest first, paginated, filtered by kind and recording time."""
     ListReferrals: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListReferralsRequest, _ledger_pb2.ListReferralsResponse]  # type: ignore[assignment]
     """The members a referrer referred, with each referral's state and points."""
+    TransferPoints: _aio.UnaryUnaryMultiCallable[_ledger_pb2.TransferPointsRequest, _ledger_pb2.TransferPointsResponse]  # type: ignore[assignment]
+    """Moves available points from one member to another in one transaction that both
+    statements show (TRANSACTION_KIND_TRANSFER); the received points keep their expiry dates.
+    Pending, held and expired points are not transferable. Support and admin keys; pos keys
+    when the program's transfer_rules allow. FAILED_PRECONDITION / SAME_MEMBER,
+    INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+    TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
+    NOT_FOUND / MEMBER_NOT_FOUND.
+    """
 
 class LedgerServicer(metaclass=_abc_1.ABCMeta):
     """Members and their points. Every mutating call carries an idempotency_key
@@ -302,5 +320,20 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListReferralsResponse, _abc.Awaitable[_ledger_pb2.ListReferralsResponse]]:
         """The members a referrer referred, with each referral's state and points."""
+
+    @_abc_1.abstractmethod
+    def TransferPoints(
+        self,
+        request: _ledger_pb2.TransferPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.TransferPointsResponse, _abc.Awaitable[_ledger_pb2.TransferPointsResponse]]:
+        """Moves available points from one member to another in one transaction that both
+        statements show (TRANSACTION_KIND_TRANSFER); the received points keep their expiry dates.
+        Pending, held and expired points are not transferable. Support and admin keys; pos keys
+        when the program's transfer_rules allow. FAILED_PRECONDITION / SAME_MEMBER,
+        INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
+        TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
+        NOT_FOUND / MEMBER_NOT_FOUND.
+        """
 
 def add_LedgerServicer_to_server(servicer: LedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

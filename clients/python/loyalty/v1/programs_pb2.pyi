@@ -400,6 +400,7 @@ class Program(_message.Message):
     TIER_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     REFERRAL_FIELD_NUMBER: _builtins.int
     EVENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    TRANSFER_RULES_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
     """Output only: the program's id ("prg_...")."""
     name: _builtins.str
@@ -464,6 +465,10 @@ class Program(_message.Message):
     def referral(self) -> Global___ReferralRules:
         """How referrals are rewarded."""
 
+    @_builtins.property
+    def transfer_rules(self) -> Global___TransferRules:
+        """Point transfers between members (TransferPoints)."""
+
     def __init__(
         self,
         *,
@@ -490,14 +495,51 @@ class Program(_message.Message):
         tier_grace_days: _builtins.int = ...,
         referral: Global___ReferralRules | None = ...,
         event_retention_days: _builtins.int = ...,
+        transfer_rules: Global___TransferRules | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "referral", b"referral", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Program: _TypeAlias = Program  # noqa: Y015
+
+@_typing.final
+class TransferRules(_message.Message):
+    """Whether and how much members may transfer points to each other (TransferPoints)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISABLED_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_PER_TRANSFER_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_PER_MONTH_FIELD_NUMBER: _builtins.int
+    POS_ALLOWED_FIELD_NUMBER: _builtins.int
+    disabled: _builtins.bool
+    """Transfers are refused (FAILED_PRECONDITION / TRANSFERS_DISABLED) when set."""
+    max_points_per_transfer: _builtins.int
+    """At most this many points per transfer; 0 = no limit."""
+    max_points_per_month: _builtins.int
+    """At most this many points sent, and this many received, by one member per calendar
+    month (UTC); 0 = no limit.
+    """
+    pos_allowed: _builtins.bool
+    """POS keys may transfer too (support and admin keys always may)."""
+    def __init__(
+        self,
+        *,
+        disabled: _builtins.bool = ...,
+        max_points_per_transfer: _builtins.int = ...,
+        max_points_per_month: _builtins.int = ...,
+        pos_allowed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disabled", b"disabled", "max_points_per_month", b"max_points_per_month", "max_points_per_transfer", b"max_points_per_transfer", "pos_allowed", b"pos_allowed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferRules: _TypeAlias = TransferRules  # noqa: Y015
 
 @_typing.final
 class ReferralRules(_message.Message):
