@@ -284,6 +284,13 @@ def cmd_verify(args) -> int:
     return 0 if report.clean else 1
 
 
+def cmd_web(args) -> int:
+    """The marketing console and storefront page (clients/web), next to a running ledger."""
+    from clients.web.serve import main as web_main
+
+    return web_main(args.web_args)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="loyalty-ledger",
@@ -322,6 +329,13 @@ def parser() -> argparse.ArgumentParser:
     )
     expire.set_defaults(run=cmd_expire)
     sub.add_parser("verify", help="check every balance and invariant against the ledger").set_defaults(run=cmd_verify)
+    web = sub.add_parser(
+        "web",
+        help="serve the marketing console and the storefront page (`loyalty-ledger web --help`)",
+        add_help=False,
+    )
+    web.add_argument("web_args", nargs=argparse.REMAINDER)
+    web.set_defaults(run=cmd_web)
     return root
 
 
@@ -332,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.configure()
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["web"]:  # its own flags, --help included, are the web application's
+        return cmd_web(argparse.Namespace(web_args=given[1:]))
     args = parser().parse_args(argv)
     try:
         if args.command == "serve":
