@@ -103,6 +103,27 @@ class TransferRules:
 
 
 @dataclass(frozen=True)
+class MomentSettings:
+    """Each post-purchase moment's N in days (ledger.domain.moments); 0 turns it off."""
+
+    points_expiring_days: int = 30
+    tier_downgrade_warning_days: int = 14
+    review_request_days: int = 10
+    lapsed_days: int = 180
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> MomentSettings:
+        return cls(**data) if data else cls()
+
+    @property
+    def any_on(self) -> bool:
+        return any(vars(self).values())
+
+
+@dataclass(frozen=True)
 class ProgramRules:
     program_id: str
     name: str
@@ -127,6 +148,7 @@ class ProgramRules:
     tier_grace_days: int = 0
     referral: ReferralRules = ReferralRules()
     transfer: TransferRules = TransferRules()
+    moments: MomentSettings = MomentSettings()
 
     def rate_for_channel(self, channel: Channel) -> EarnRate:
         for rule_channel, rate in self.channel_rates:
@@ -158,6 +180,7 @@ class ProgramRules:
             "tier_grace_days": self.tier_grace_days,
             "referral": vars(self.referral),
             "transfer": vars(self.transfer),
+            "moments": self.moments.to_json(),
         }
 
 
@@ -187,6 +210,8 @@ def earning_fields(data: dict) -> dict:
         "referral": ReferralRules(**data.get("referral", {})),
         # Settings written before transfers existed have none: the defaults.
         "transfer": TransferRules(**data.get("transfer", {})),
+        # Settings written before the moments existed have none: the defaults.
+        "moments": MomentSettings.from_json(data.get("moments")),
     }
 
 
