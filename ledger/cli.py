@@ -142,6 +142,7 @@ def _serve_one(args, *, share_port: bool) -> int:
         on_leadership=on_leadership,
         on_report=lambda report: metrics.observe_expired(report.points_expired_by_program),
         leader=leader,
+        moments_interval=args.moments_interval,
     )
     scheduler.start()
     log.info(
@@ -271,7 +272,8 @@ def cmd_expire(args) -> int:
     print(
         f"holds lapsed: {report.holds_lapsed}; members with expired points: {report.members_expired}; "
         f"points expired: {report.points_expired}; tiers changed at period end: {report.tiers_changed}; "
-        f"events pruned: {report.events_pruned}"
+        f"events pruned: {report.events_pruned}; moments told: "
+        + (", ".join(f"{kind} {n}" for kind, n in sorted(report.moments_told.items())) or "none")
     )
     return 0
 

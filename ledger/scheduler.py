@@ -1,16 +1,19 @@
-"""Runs the due work (lapse holds, review tiers, expire points, prune old events) on a schedule inside the server.
+"""Runs the due work (lapse holds, review tiers, expire points, prune old events, tell the
+post-purchase moments) on a schedule inside the server.
 
 Every server process runs this thread, but only the leader does the work: once per
 interval each asks ledger.store.leadership whether it leads (taking the leadership if
 nobody holds it), so the work runs in one place at a time across all processes and
 machines sharing the database, and moves to another process within one interval when
-the leader dies.
+the leader dies. The post-purchase moments are counted in days, so they run at a slower pace
+of their own (moments_interval): their scan reads every member's lots.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 
@@ -31,15 +34,20 @@ class DueWorkScheduler:
         on_leadership: Callable[[bool], None] | None = None,
         on_report: Callable[[DueWorkReport], None] | None = None,
         leader: leadership.Leadership | None = None,
+        moments_interval: float = 3600.0,
     ) -> None:
         """on_leadership: called with True or False when this process starts or stops leading.
         on_report: called with the report of each run of the due work (the metrics count it).
-        leader: the leadership to use (default: the one of db's database)."""
+        leader: the leadership to use (default: the one of db's database).
+        moments_interval: seconds between two runs that tell the post-purchase moments (the
+        first run that leads tells them; 0: every run)."""
         self._db = db
         self._interval = interval_seconds
         self._leader = leader
         self._on_leadership = on_leadership
         self._on_report = on_report
+        self._moments_interval = moments_interval
+        self._moments_at: float | None = None  # monotonic time of the last run that told them
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="due-work", daemon=True)
 
@@ -69,17 +77,21 @@ class DueWorkScheduler:
             log.exception("due work scheduler failed; will retry")
 
     def _run(self) -> None:
+        started = time.monotonic()
+        moments = self._moments_at is None or started - self._moments_at >= self._moments_interval
         try:
-            report = run_due_work(self._db)
+            report = run_due_work(self._db, moments=moments)
         except LedgerError as error:
             log.warning("due work failed; will retry", extra={"reason": error.reason, "error": error.message})
             return
         except Exception:
             log.exception("due work crashed; will retry")
             return
+        if moments:
+            self._moments_at = started
         if self._on_report is not None:
             self._on_report(report)
-        if report.holds_lapsed or report.points_expired or report.tiers_changed:
+        if report.holds_lapsed or report.points_expired or report.tiers_changed or report.moments_told:
             log.info(
                 "due work",
                 extra={
@@ -87,5 +99,6 @@ class DueWorkScheduler:
                     "members_expired": report.members_expired,
                     "points_expired": report.points_expired,
                     "tiers_changed": report.tiers_changed,
+                    "moments_told": report.moments_told,
                 },
             )

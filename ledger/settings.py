@@ -193,6 +193,16 @@ SERVE = (
         "SECONDS",
     ),
     Setting(
+        "moments_interval",
+        "--moments-interval",
+        "LOYALTY_MOMENTS_INTERVAL",
+        3600.0,
+        _number(float, 0),
+        "seconds between runs of the due work that tell the post-purchase moments (points expiring, "
+        "tier warnings, review requests, lapses; 0: every run; default 3600)",
+        "SECONDS",
+    ),
+    Setting(
         "tls_cert",
         "--tls-cert",
         "LOYALTY_TLS_CERT",

@@ -9,12 +9,14 @@ thread.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ledger.api import enums, responses
 from ledger.api.call_guard import current_caller
 from ledger.domain.events import Event
 from ledger.domain.kinds import Channel, TransactionKind
+from ledger.domain.program import TierBasis
 from ledger.service import events as event_service
 from ledger.service.caller import Caller
 from loyalty.v1 import events_pb2, events_pb2_grpc
@@ -34,6 +36,10 @@ _PAYLOAD_FIELDS = {
     "referral.rewarded": "referral_rewarded",
     "referral.reversed": "referral_reversed",
     "transfer.completed": "transfer_completed",
+    "points.expiring": "points_expiring",
+    "tier.downgrade_warning": "tier_downgrade_warning",
+    "review.requested": "review_requested",
+    "member.lapsed": "member_lapsed",
 }
 
 
@@ -64,6 +70,48 @@ def event_message(event: Event) -> events_pb2.Event:
                 reason=payload["reason"],
             )
         )
+    elif event.type == "points.expiring":
+        message.points_expiring.CopyFrom(
+            events_pb2.PointsExpiring(
+                points=payload["points"],
+                expire_time=responses.timestamp(_instant(payload["expire_time"])),
+                expire_date=payload["expire_date"],
+                days_left=payload["days_left"],
+            )
+        )
+    elif event.type == "tier.downgrade_warning":
+        message.tier_downgrade_warning.CopyFrom(
+            events_pb2.TierDowngradeWarning(
+                tier=payload["tier"],
+                review_time=responses.timestamp(_instant(payload["review_time"])),
+                would_move_to=payload["would_move_to"],
+                basis=enums.number(enums.TIER_BASES, TierBasis(payload["basis"])),
+                qualifying_value=payload["qualifying_value"],
+                threshold=payload["threshold"],
+                needed=payload["needed"],
+            )
+        )
+    elif event.type == "review.requested":
+        message.review_requested.CopyFrom(
+            events_pb2.ReviewRequested(
+                order_id=payload["order_id"],
+                transaction_id=payload["transaction_id"],
+                order_time=responses.timestamp(_instant(payload["order_time"])),
+                order_amount=payload["order_amount"],
+                refunded_amount=payload["refunded_amount"],
+                currency=payload["currency"],
+                channel=enums.number(enums.CHANNELS, Channel(payload["channel"])),
+                store_id=payload["store_id"],
+            )
+        )
+    elif event.type == "member.lapsed":
+        message.member_lapsed.CopyFrom(
+            events_pb2.MemberLapsed(
+                last_order_id=payload["last_order_id"],
+                last_order_time=responses.timestamp(_instant(payload["last_order_time"])),
+                days_without_order=payload["days_without_order"],
+            )
+        )
     elif event.type.startswith("referral."):
         points = payload["points"]
         referrer = next((m for m in points if m != event.member_id), "")
@@ -92,6 +140,10 @@ def event_message(event: Event) -> events_pb2.Event:
             )
         )
     return message
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class Watch:

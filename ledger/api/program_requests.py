@@ -20,7 +20,8 @@ from ledger.domain.limits import (
     MAX_POINTS_PER_REQUEST,
 )
 from ledger.domain.kinds import Role
-from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, RateRule, TransferRules
+from ledger.domain.moments import MAX_DAYS as MAX_MOMENT_DAYS
+from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, MomentSettings, RateRule, TransferRules
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.service.idempotent import Mutation
@@ -28,6 +29,7 @@ from loyalty.v1 import programs_pb2
 from ledger.domain.rewards import RewardRecord
 
 MAX_RULES = 200
+_MOMENT_FIELDS = tuple(vars(MomentSettings()))
 
 
 def _rate(fields: Fields, path: str, rate: programs_pb2.EarnRate) -> EarnRate:
@@ -167,6 +169,14 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             changes["transfer"] = TransferRules(
                 not t.disabled, t.max_points_per_transfer, t.max_points_per_month, t.pos_allowed
             )
+        elif path == "moments":
+            changes["moments"] = MomentSettings(
+                **{name: _days(fields, f"program.moments.{name}", getattr(p.moments, name), 0, MAX_MOMENT_DAYS)
+                   for name in _MOMENT_FIELDS}
+            )
+        elif path.startswith("moments.") and path.split(".", 1)[1] in _MOMENT_FIELDS:
+            name = path.split(".", 1)[1]
+            changes[path] = _days(fields, f"program.{path}", getattr(p.moments, name), 0, MAX_MOMENT_DAYS)
         else:
             fields.bad("update_mask", f"{path[:64]!r} is not a field of Program that can be changed")
     fields.no_control_characters(request)

@@ -151,6 +151,7 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
             max_points_per_month=rules.transfer.max_points_per_month,
             pos_allowed=rules.transfer.pos_allowed,
         ),
+        moments=programs_pb2.PostPurchaseMoments(**rules.moments.to_json()),
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ledger.domain.kinds import PointsSource, TransactionKind
+from ledger.domain.moments import MEMBER_LAPSED, POINTS_EXPIRING, REVIEW_REQUESTED, TIER_DOWNGRADE_WARNING
 from ledger.domain.records import NewTransaction
 
 MEMBER_ENROLLED = "member.enrolled"
@@ -30,6 +31,9 @@ REFERRAL_REWARDED = "referral.rewarded"
 REFERRAL_REVERSED = "referral.reversed"
 TRANSFER_COMPLETED = "transfer.completed"
 
+# The post-purchase moments: told by the due work because time passed (ledger.domain.moments).
+MOMENTS = (POINTS_EXPIRING, TIER_DOWNGRADE_WARNING, REVIEW_REQUESTED, MEMBER_LAPSED)
+
 # The types today's ledger writes, in the order docs list them.
 TYPES = (
     MEMBER_ENROLLED,
@@ -42,6 +46,7 @@ TYPES = (
     REFERRAL_REWARDED,
     REFERRAL_REVERSED,
     TRANSFER_COMPLETED,
+    *MOMENTS,
 )
 
 # A refund claws back points an order earned: to a consumer that is earned points taken back,

@@ -34,6 +34,7 @@ from ledger.domain.records import MemberState
 from ledger.service import clock, events
 from ledger.store import unit_of_work
 from ledger.service.holds import lapse_due_holds
+from ledger.service.moments import tell_due_moments
 from ledger.service.tiers import review_due_tiers
 from ledger.store import expiry, idempotency, ledger_writes, lots, programs
 from ledger.store.postgres import expiry_writes
@@ -57,6 +58,8 @@ class DueWorkReport:
     tiers_changed: int = 0
     points_expired_by_program: dict[str, int] = field(default_factory=dict)
     events_pruned: int = 0
+    # Post-purchase moments told, by event type (ledger.service.moments).
+    moments_told: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,7 +283,10 @@ def run_due_work(
     *,
     batch_size: int = BATCH,
     workers: int = WORKERS,
+    moments: bool = True,
 ) -> DueWorkReport:
+    """moments: tell the post-purchase moments too (after expiry, so points that just expired
+    are not announced as expiring); the scheduler does that at its own, slower pace."""
     now = now or clock.now()
     lapsed = lapse_due_holds(db, now=now)
     tiers_changed = review_due_tiers(db, now)
@@ -288,6 +294,7 @@ def run_due_work(
     expired = _expire_rolling(sweep)
     expired.add(_expire_inactive(sweep))
     pruned = events.prune(db, now)  # events past their program's retention
+    told = tell_due_moments(db, now).told if moments else {}
     return DueWorkReport(
         lapsed,
         expired.members,
@@ -295,4 +302,5 @@ def run_due_work(
         tiers_changed,
         {p: n for p, n in expired.by_program.items() if n},
         pruned,
+        {kind: n for kind, n in told.items() if n},
     )

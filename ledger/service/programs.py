@@ -89,11 +89,16 @@ def get_program(db: Database, caller: Caller) -> ProgramSettings:
 
 
 def update_program(db: Database, caller: Caller, changes: dict) -> ProgramSettings:
-    """changes maps ProgramRules field names to validated new values."""
+    """changes maps ProgramRules field names to validated new values ("moments.<field>": one
+    field of the post-purchase moments' settings)."""
+    whole = {name: value for name, value in changes.items() if not name.startswith("moments.")}
+    moment_fields = {name.split(".", 1)[1]: value for name, value in changes.items() if name.startswith("moments.")}
 
     def work(conn) -> ProgramSettings:
         current = lookups.program_rules(conn, caller.program_id)
-        updated = replace(current, **changes)
+        updated = replace(current, **whole)
+        if moment_fields:
+            updated = replace(updated, moments=replace(updated.moments, **moment_fields))
         if updated.expiry_mode is not ExpiryMode.NONE and updated.expiry_days <= 0:
             raise errors.invalid_field("program.expiry_days", "must be positive when points expire")
         if updated.name != current.name:

@@ -145,6 +145,14 @@ transactions = Table(
         postgresql_where=text("kind = 'REVERSAL'"),
         sqlite_where=text("kind = 'REVERSAL'"),
     ),
+    # A program's orders by the time they were placed (review requests, lapses: ledger.domain.moments).
+    Index(
+        "ix_transactions_earns_by_time",
+        "occurred_at",
+        "program_id",
+        postgresql_where=text("kind = 'EARN'"),
+        sqlite_where=text("kind = 'EARN'"),
+    ),
     # A transaction is reversed at most once.
     Index(
         "uq_transactions_reverses",
@@ -406,4 +414,17 @@ event_heads = Table(
     Column("program_id", String(64), primary_key=True),
     Column("last_position", BigInteger, nullable=False),
     Column("events_since", BigInteger, nullable=False),
+)
+
+# One row per post-purchase moment told (ledger.domain.moments), written with its event: the
+# key is what makes a moment told once, whichever process runs the due work and how often.
+moment_keys = Table(
+    "moment_keys",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("moment_key", String(256), primary_key=True),
+    # When the moment was due; keys long past it are forgotten (no scan looks that far back).
+    Column("due_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_moment_keys_due", "due_at"),
 )

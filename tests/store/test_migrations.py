@@ -320,7 +320,18 @@ def test_a_migration_waits_for_the_migration_lock_of_another_process():
                 [str(CLI), "migrate"], env=environment(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
             try:
-                time.sleep(2)
+                # Until the migrating session asks for the lock (a loaded machine can take
+                # seconds to start the command), then a moment longer.
+                ends = time.monotonic() + 60
+                with holder.cursor() as cur:
+                    while time.monotonic() < ends and waiting.poll() is None:
+                        cur.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'loyalty-ledger migrations%%'"
+                        )
+                        if cur.fetchone()[0]:
+                            break
+                        time.sleep(0.1)
+                time.sleep(0.5)
                 assert waiting.poll() is None, waiting.communicate()
                 with holder.cursor() as cur:
                     cur.execute("SELECT to_regclass('alembic_version') IS NULL")

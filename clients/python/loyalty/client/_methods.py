@@ -28,6 +28,18 @@ def _request(request: M | None, message_class: type[M], **fields: Any) -> M:
     return request
 
 
+GET_PROGRAM: Rpc[programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse] = Rpc("/loyalty.v1.Programs/GetProgram", programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse)
+UPDATE_PROGRAM: Rpc[programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse] = Rpc("/loyalty.v1.Programs/UpdateProgram", programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse)
+SET_TIERS: Rpc[programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse] = Rpc("/loyalty.v1.Programs/SetTiers", programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse)
+LIST_TIERS: Rpc[programs_pb2.ListTiersRequest, programs_pb2.ListTiersResponse] = Rpc("/loyalty.v1.Programs/ListTiers", programs_pb2.ListTiersRequest, programs_pb2.ListTiersResponse)
+CREATE_CAMPAIGN: Rpc[programs_pb2.CreateCampaignRequest, programs_pb2.CreateCampaignResponse] = Rpc("/loyalty.v1.Programs/CreateCampaign", programs_pb2.CreateCampaignRequest, programs_pb2.CreateCampaignResponse)
+UPDATE_CAMPAIGN: Rpc[programs_pb2.UpdateCampaignRequest, programs_pb2.UpdateCampaignResponse] = Rpc("/loyalty.v1.Programs/UpdateCampaign", programs_pb2.UpdateCampaignRequest, programs_pb2.UpdateCampaignResponse)
+GET_CAMPAIGN: Rpc[programs_pb2.GetCampaignRequest, programs_pb2.GetCampaignResponse] = Rpc("/loyalty.v1.Programs/GetCampaign", programs_pb2.GetCampaignRequest, programs_pb2.GetCampaignResponse)
+LIST_CAMPAIGNS: Rpc[programs_pb2.ListCampaignsRequest, programs_pb2.ListCampaignsResponse] = Rpc("/loyalty.v1.Programs/ListCampaigns", programs_pb2.ListCampaignsRequest, programs_pb2.ListCampaignsResponse)
+PAUSE_CAMPAIGN: Rpc[programs_pb2.PauseCampaignRequest, programs_pb2.PauseCampaignResponse] = Rpc("/loyalty.v1.Programs/PauseCampaign", programs_pb2.PauseCampaignRequest, programs_pb2.PauseCampaignResponse)
+CREATE_REWARD: Rpc[programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse] = Rpc("/loyalty.v1.Programs/CreateReward", programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse)
+LIST_REWARDS: Rpc[programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse] = Rpc("/loyalty.v1.Programs/ListRewards", programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse)
+GET_REFERRAL_REPORT: Rpc[programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse] = Rpc("/loyalty.v1.Programs/GetReferralReport", programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse)
 LIST_EVENTS: Rpc[events_pb2.ListEventsRequest, events_pb2.ListEventsResponse] = Rpc("/loyalty.v1.Events/ListEvents", events_pb2.ListEventsRequest, events_pb2.ListEventsResponse)
 WATCH_EVENTS: Rpc[events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse] = Rpc("/loyalty.v1.Events/WatchEvents", events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse)
 ENROLL_MEMBER: Rpc[ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse] = Rpc("/loyalty.v1.Ledger/EnrollMember", ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse)
@@ -45,18 +57,6 @@ REVERSE_TRANSACTION: Rpc[ledger_pb2.ReverseTransactionRequest, ledger_pb2.Revers
 LIST_TRANSACTIONS: Rpc[ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse] = Rpc("/loyalty.v1.Ledger/ListTransactions", ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse)
 LIST_REFERRALS: Rpc[ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse] = Rpc("/loyalty.v1.Ledger/ListReferrals", ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse)
 TRANSFER_POINTS: Rpc[ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse] = Rpc("/loyalty.v1.Ledger/TransferPoints", ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse)
-GET_PROGRAM: Rpc[programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse] = Rpc("/loyalty.v1.Programs/GetProgram", programs_pb2.GetProgramRequest, programs_pb2.GetProgramResponse)
-UPDATE_PROGRAM: Rpc[programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse] = Rpc("/loyalty.v1.Programs/UpdateProgram", programs_pb2.UpdateProgramRequest, programs_pb2.UpdateProgramResponse)
-SET_TIERS: Rpc[programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse] = Rpc("/loyalty.v1.Programs/SetTiers", programs_pb2.SetTiersRequest, programs_pb2.SetTiersResponse)
-LIST_TIERS: Rpc[programs_pb2.ListTiersRequest, programs_pb2.ListTiersResponse] = Rpc("/loyalty.v1.Programs/ListTiers", programs_pb2.ListTiersRequest, programs_pb2.ListTiersResponse)
-CREATE_CAMPAIGN: Rpc[programs_pb2.CreateCampaignRequest, programs_pb2.CreateCampaignResponse] = Rpc("/loyalty.v1.Programs/CreateCampaign", programs_pb2.CreateCampaignRequest, programs_pb2.CreateCampaignResponse)
-UPDATE_CAMPAIGN: Rpc[programs_pb2.UpdateCampaignRequest, programs_pb2.UpdateCampaignResponse] = Rpc("/loyalty.v1.Programs/UpdateCampaign", programs_pb2.UpdateCampaignRequest, programs_pb2.UpdateCampaignResponse)
-GET_CAMPAIGN: Rpc[programs_pb2.GetCampaignRequest, programs_pb2.GetCampaignResponse] = Rpc("/loyalty.v1.Programs/GetCampaign", programs_pb2.GetCampaignRequest, programs_pb2.GetCampaignResponse)
-LIST_CAMPAIGNS: Rpc[programs_pb2.ListCampaignsRequest, programs_pb2.ListCampaignsResponse] = Rpc("/loyalty.v1.Programs/ListCampaigns", programs_pb2.ListCampaignsRequest, programs_pb2.ListCampaignsResponse)
-PAUSE_CAMPAIGN: Rpc[programs_pb2.PauseCampaignRequest, programs_pb2.PauseCampaignResponse] = Rpc("/loyalty.v1.Programs/PauseCampaign", programs_pb2.PauseCampaignRequest, programs_pb2.PauseCampaignResponse)
-CREATE_REWARD: Rpc[programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse] = Rpc("/loyalty.v1.Programs/CreateReward", programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse)
-LIST_REWARDS: Rpc[programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse] = Rpc("/loyalty.v1.Programs/ListRewards", programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse)
-GET_REFERRAL_REPORT: Rpc[programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse] = Rpc("/loyalty.v1.Programs/GetReferralReport", programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse)
 
 
 class LedgerMethods:
@@ -67,6 +67,172 @@ class LedgerMethods:
 
     def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> Iterator[R]:
         raise NotImplementedError
+
+    def get_program(
+        self,
+        request: programs_pb2.GetProgramRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetProgramResponse:
+        """Programs.GetProgram: The caller's program settings."""
+        return self._invoke(GET_PROGRAM, _request(request, programs_pb2.GetProgramRequest, ), timeout)
+
+    def update_program(
+        self,
+        request: programs_pb2.UpdateProgramRequest | None = None,
+        *,
+        program: programs_pb2.Program | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateProgramResponse:
+        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
+        apply to orders whose occur_time is at or after the change."""
+        return self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
+
+    def set_tiers(
+        self,
+        request: programs_pb2.SetTiersRequest | None = None,
+        *,
+        tiers: Sequence[programs_pb2.Tier] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.SetTiersResponse:
+        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
+        its period ends."""
+        return self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
+
+    def list_tiers(
+        self,
+        request: programs_pb2.ListTiersRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListTiersResponse:
+        """Programs.ListTiers: The ordered tier list."""
+        return self._invoke(LIST_TIERS, _request(request, programs_pb2.ListTiersRequest, ), timeout)
+
+    def create_campaign(
+        self,
+        request: programs_pb2.CreateCampaignRequest | None = None,
+        *,
+        campaign: programs_pb2.Campaign | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateCampaignResponse:
+        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
+        never award anything is INVALID_ARGUMENT."""
+        return self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
+
+    def update_campaign(
+        self,
+        request: programs_pb2.UpdateCampaignRequest | None = None,
+        *,
+        campaign: programs_pb2.Campaign | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateCampaignResponse:
+        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
+        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
+        return self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
+
+    def get_campaign(
+        self,
+        request: programs_pb2.GetCampaignRequest | None = None,
+        *,
+        campaign_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetCampaignResponse:
+        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND)."""
+        return self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
+
+    def list_campaigns(
+        self,
+        request: programs_pb2.ListCampaignsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        state: programs_pb2.Campaign.State.ValueType | str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListCampaignsResponse:
+        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
+        return self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
+
+    def iter_campaigns(
+        self,
+        *,
+        page_size: int | None = None,
+        state: programs_pb2.Campaign.State.ValueType | str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[programs_pb2.Campaign]:
+        """Follows Programs.ListCampaigns page after page, yielding each of `campaigns` (one call
+        per page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListCampaignsRequest, page_size=page_size, state=state)
+        while True:
+            page = self._invoke(LIST_CAMPAIGNS, request, timeout)
+            for found in page.campaigns:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def pause_campaign(
+        self,
+        request: programs_pb2.PauseCampaignRequest | None = None,
+        *,
+        campaign_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.PauseCampaignResponse:
+        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
+        return self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
+
+    def create_reward(
+        self,
+        request: programs_pb2.CreateRewardRequest | None = None,
+        *,
+        reward: programs_pb2.Reward | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateRewardResponse:
+        """Programs.CreateReward: Adds a reward to the catalog."""
+        return self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
+
+    def list_rewards(
+        self,
+        request: programs_pb2.ListRewardsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListRewardsResponse:
+        """Programs.ListRewards: The reward catalog, in id order, paginated."""
+        return self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
+
+    def iter_rewards(
+        self,
+        *,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[programs_pb2.Reward]:
+        """Follows Programs.ListRewards page after page, yielding each of `rewards` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListRewardsRequest, page_size=page_size)
+        while True:
+            page = self._invoke(LIST_REWARDS, request, timeout)
+            for found in page.rewards:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def get_referral_report(
+        self,
+        request: programs_pb2.GetReferralReportRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetReferralReportResponse:
+        """Programs.GetReferralReport: Program-wide referral figures."""
+        return self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)
 
     def list_events(
         self,
@@ -383,172 +549,6 @@ class LedgerMethods:
         TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
         return self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
 
-    def get_program(
-        self,
-        request: programs_pb2.GetProgramRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetProgramResponse:
-        """Programs.GetProgram: The caller's program settings."""
-        return self._invoke(GET_PROGRAM, _request(request, programs_pb2.GetProgramRequest, ), timeout)
-
-    def update_program(
-        self,
-        request: programs_pb2.UpdateProgramRequest | None = None,
-        *,
-        program: programs_pb2.Program | None = None,
-        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.UpdateProgramResponse:
-        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
-        apply to orders whose occur_time is at or after the change."""
-        return self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
-
-    def set_tiers(
-        self,
-        request: programs_pb2.SetTiersRequest | None = None,
-        *,
-        tiers: Sequence[programs_pb2.Tier] | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.SetTiersResponse:
-        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
-        its period ends."""
-        return self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
-
-    def list_tiers(
-        self,
-        request: programs_pb2.ListTiersRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListTiersResponse:
-        """Programs.ListTiers: The ordered tier list."""
-        return self._invoke(LIST_TIERS, _request(request, programs_pb2.ListTiersRequest, ), timeout)
-
-    def create_campaign(
-        self,
-        request: programs_pb2.CreateCampaignRequest | None = None,
-        *,
-        campaign: programs_pb2.Campaign | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.CreateCampaignResponse:
-        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
-        never award anything is INVALID_ARGUMENT."""
-        return self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
-
-    def update_campaign(
-        self,
-        request: programs_pb2.UpdateCampaignRequest | None = None,
-        *,
-        campaign: programs_pb2.Campaign | None = None,
-        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.UpdateCampaignResponse:
-        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
-        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
-        return self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
-
-    def get_campaign(
-        self,
-        request: programs_pb2.GetCampaignRequest | None = None,
-        *,
-        campaign_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetCampaignResponse:
-        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
-        CAMPAIGN_NOT_FOUND)."""
-        return self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
-
-    def list_campaigns(
-        self,
-        request: programs_pb2.ListCampaignsRequest | None = None,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        state: programs_pb2.Campaign.State.ValueType | str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListCampaignsResponse:
-        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
-        return self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
-
-    def iter_campaigns(
-        self,
-        *,
-        page_size: int | None = None,
-        state: programs_pb2.Campaign.State.ValueType | str | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[programs_pb2.Campaign]:
-        """Follows Programs.ListCampaigns page after page, yielding each of `campaigns` (one call
-        per page, each with `timeout`)."""
-        request = _request(None, programs_pb2.ListCampaignsRequest, page_size=page_size, state=state)
-        while True:
-            page = self._invoke(LIST_CAMPAIGNS, request, timeout)
-            for found in page.campaigns:
-                yield found
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-
-    def pause_campaign(
-        self,
-        request: programs_pb2.PauseCampaignRequest | None = None,
-        *,
-        campaign_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.PauseCampaignResponse:
-        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
-        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
-        return self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
-
-    def create_reward(
-        self,
-        request: programs_pb2.CreateRewardRequest | None = None,
-        *,
-        reward: programs_pb2.Reward | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.CreateRewardResponse:
-        """Programs.CreateReward: Adds a reward to the catalog."""
-        return self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
-
-    def list_rewards(
-        self,
-        request: programs_pb2.ListRewardsRequest | None = None,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListRewardsResponse:
-        """Programs.ListRewards: The reward catalog, in id order, paginated."""
-        return self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
-
-    def iter_rewards(
-        self,
-        *,
-        page_size: int | None = None,
-        timeout: float | None = None,
-    ) -> Iterator[programs_pb2.Reward]:
-        """Follows Programs.ListRewards page after page, yielding each of `rewards` (one call per
-        page, each with `timeout`)."""
-        request = _request(None, programs_pb2.ListRewardsRequest, page_size=page_size)
-        while True:
-            page = self._invoke(LIST_REWARDS, request, timeout)
-            for found in page.rewards:
-                yield found
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-
-    def get_referral_report(
-        self,
-        request: programs_pb2.GetReferralReportRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetReferralReportResponse:
-        """Programs.GetReferralReport: Program-wide referral figures."""
-        return self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)
-
 
 class AsyncLedgerMethods:
     """Every RPC as a coroutine method; AsyncLedgerClient sends them."""
@@ -558,6 +558,172 @@ class AsyncLedgerMethods:
 
     def _stream(self, rpc: Rpc[Any, R], request: Any, timeout: float | None) -> AsyncIterator[R]:
         raise NotImplementedError
+
+    async def get_program(
+        self,
+        request: programs_pb2.GetProgramRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetProgramResponse:
+        """Programs.GetProgram: The caller's program settings."""
+        return await self._invoke(GET_PROGRAM, _request(request, programs_pb2.GetProgramRequest, ), timeout)
+
+    async def update_program(
+        self,
+        request: programs_pb2.UpdateProgramRequest | None = None,
+        *,
+        program: programs_pb2.Program | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateProgramResponse:
+        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
+        apply to orders whose occur_time is at or after the change."""
+        return await self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
+
+    async def set_tiers(
+        self,
+        request: programs_pb2.SetTiersRequest | None = None,
+        *,
+        tiers: Sequence[programs_pb2.Tier] | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.SetTiersResponse:
+        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
+        its period ends."""
+        return await self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
+
+    async def list_tiers(
+        self,
+        request: programs_pb2.ListTiersRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListTiersResponse:
+        """Programs.ListTiers: The ordered tier list."""
+        return await self._invoke(LIST_TIERS, _request(request, programs_pb2.ListTiersRequest, ), timeout)
+
+    async def create_campaign(
+        self,
+        request: programs_pb2.CreateCampaignRequest | None = None,
+        *,
+        campaign: programs_pb2.Campaign | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateCampaignResponse:
+        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
+        never award anything is INVALID_ARGUMENT."""
+        return await self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
+
+    async def update_campaign(
+        self,
+        request: programs_pb2.UpdateCampaignRequest | None = None,
+        *,
+        campaign: programs_pb2.Campaign | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateCampaignResponse:
+        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
+        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
+        return await self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
+
+    async def get_campaign(
+        self,
+        request: programs_pb2.GetCampaignRequest | None = None,
+        *,
+        campaign_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetCampaignResponse:
+        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND)."""
+        return await self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
+
+    async def list_campaigns(
+        self,
+        request: programs_pb2.ListCampaignsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        state: programs_pb2.Campaign.State.ValueType | str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListCampaignsResponse:
+        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
+        return await self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
+
+    async def iter_campaigns(
+        self,
+        *,
+        page_size: int | None = None,
+        state: programs_pb2.Campaign.State.ValueType | str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[programs_pb2.Campaign]:
+        """Follows Programs.ListCampaigns page after page, yielding each of `campaigns` (one call
+        per page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListCampaignsRequest, page_size=page_size, state=state)
+        while True:
+            page = await self._invoke(LIST_CAMPAIGNS, request, timeout)
+            for found in page.campaigns:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def pause_campaign(
+        self,
+        request: programs_pb2.PauseCampaignRequest | None = None,
+        *,
+        campaign_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.PauseCampaignResponse:
+        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
+        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
+        return await self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
+
+    async def create_reward(
+        self,
+        request: programs_pb2.CreateRewardRequest | None = None,
+        *,
+        reward: programs_pb2.Reward | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateRewardResponse:
+        """Programs.CreateReward: Adds a reward to the catalog."""
+        return await self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
+
+    async def list_rewards(
+        self,
+        request: programs_pb2.ListRewardsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListRewardsResponse:
+        """Programs.ListRewards: The reward catalog, in id order, paginated."""
+        return await self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
+
+    async def iter_rewards(
+        self,
+        *,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[programs_pb2.Reward]:
+        """Follows Programs.ListRewards page after page, yielding each of `rewards` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListRewardsRequest, page_size=page_size)
+        while True:
+            page = await self._invoke(LIST_REWARDS, request, timeout)
+            for found in page.rewards:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def get_referral_report(
+        self,
+        request: programs_pb2.GetReferralReportRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetReferralReportResponse:
+        """Programs.GetReferralReport: Program-wide referral figures."""
+        return await self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)
 
     async def list_events(
         self,
@@ -873,169 +1039,3 @@ class AsyncLedgerMethods:
         TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED /
         TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
         return await self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
-
-    async def get_program(
-        self,
-        request: programs_pb2.GetProgramRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetProgramResponse:
-        """Programs.GetProgram: The caller's program settings."""
-        return await self._invoke(GET_PROGRAM, _request(request, programs_pb2.GetProgramRequest, ), timeout)
-
-    async def update_program(
-        self,
-        request: programs_pb2.UpdateProgramRequest | None = None,
-        *,
-        program: programs_pb2.Program | None = None,
-        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.UpdateProgramResponse:
-        """Programs.UpdateProgram: Changes program settings named by update_mask; earning rules
-        apply to orders whose occur_time is at or after the change."""
-        return await self._invoke(UPDATE_PROGRAM, _request(request, programs_pb2.UpdateProgramRequest, program=program, update_mask=update_mask), timeout)
-
-    async def set_tiers(
-        self,
-        request: programs_pb2.SetTiersRequest | None = None,
-        *,
-        tiers: Sequence[programs_pb2.Tier] | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.SetTiersResponse:
-        """Programs.SetTiers: Replaces the ordered tier list. Members keep the tier they hold until
-        its period ends."""
-        return await self._invoke(SET_TIERS, _request(request, programs_pb2.SetTiersRequest, tiers=tiers, request_id=request_id), timeout)
-
-    async def list_tiers(
-        self,
-        request: programs_pb2.ListTiersRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListTiersResponse:
-        """Programs.ListTiers: The ordered tier list."""
-        return await self._invoke(LIST_TIERS, _request(request, programs_pb2.ListTiersRequest, ), timeout)
-
-    async def create_campaign(
-        self,
-        request: programs_pb2.CreateCampaignRequest | None = None,
-        *,
-        campaign: programs_pb2.Campaign | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.CreateCampaignResponse:
-        """Programs.CreateCampaign: Creates a campaign (active at once); a campaign that could
-        never award anything is INVALID_ARGUMENT."""
-        return await self._invoke(CREATE_CAMPAIGN, _request(request, programs_pb2.CreateCampaignRequest, campaign=campaign, request_id=request_id), timeout)
-
-    async def update_campaign(
-        self,
-        request: programs_pb2.UpdateCampaignRequest | None = None,
-        *,
-        campaign: programs_pb2.Campaign | None = None,
-        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.UpdateCampaignResponse:
-        """Programs.UpdateCampaign: Changes a campaign; written transactions keep what they earned
-        (NOT_FOUND / CAMPAIGN_NOT_FOUND)."""
-        return await self._invoke(UPDATE_CAMPAIGN, _request(request, programs_pb2.UpdateCampaignRequest, campaign=campaign, update_mask=update_mask), timeout)
-
-    async def get_campaign(
-        self,
-        request: programs_pb2.GetCampaignRequest | None = None,
-        *,
-        campaign_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetCampaignResponse:
-        """Programs.GetCampaign: A campaign with points awarded and budget left (NOT_FOUND /
-        CAMPAIGN_NOT_FOUND)."""
-        return await self._invoke(GET_CAMPAIGN, _request(request, programs_pb2.GetCampaignRequest, campaign_id=campaign_id), timeout)
-
-    async def list_campaigns(
-        self,
-        request: programs_pb2.ListCampaignsRequest | None = None,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        state: programs_pb2.Campaign.State.ValueType | str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListCampaignsResponse:
-        """Programs.ListCampaigns: The program's campaigns, in id order, paginated."""
-        return await self._invoke(LIST_CAMPAIGNS, _request(request, programs_pb2.ListCampaignsRequest, page_size=page_size, page_token=page_token, state=state), timeout)
-
-    async def iter_campaigns(
-        self,
-        *,
-        page_size: int | None = None,
-        state: programs_pb2.Campaign.State.ValueType | str | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[programs_pb2.Campaign]:
-        """Follows Programs.ListCampaigns page after page, yielding each of `campaigns` (one call
-        per page, each with `timeout`)."""
-        request = _request(None, programs_pb2.ListCampaignsRequest, page_size=page_size, state=state)
-        while True:
-            page = await self._invoke(LIST_CAMPAIGNS, request, timeout)
-            for found in page.campaigns:
-                yield found
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-
-    async def pause_campaign(
-        self,
-        request: programs_pb2.PauseCampaignRequest | None = None,
-        *,
-        campaign_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.PauseCampaignResponse:
-        """Programs.PauseCampaign: Stops a campaign from awarding points (NOT_FOUND /
-        CAMPAIGN_NOT_FOUND); UpdateCampaign with state STATE_ACTIVE resumes it."""
-        return await self._invoke(PAUSE_CAMPAIGN, _request(request, programs_pb2.PauseCampaignRequest, campaign_id=campaign_id), timeout)
-
-    async def create_reward(
-        self,
-        request: programs_pb2.CreateRewardRequest | None = None,
-        *,
-        reward: programs_pb2.Reward | None = None,
-        request_id: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.CreateRewardResponse:
-        """Programs.CreateReward: Adds a reward to the catalog."""
-        return await self._invoke(CREATE_REWARD, _request(request, programs_pb2.CreateRewardRequest, reward=reward, request_id=request_id), timeout)
-
-    async def list_rewards(
-        self,
-        request: programs_pb2.ListRewardsRequest | None = None,
-        *,
-        page_size: int | None = None,
-        page_token: str | None = None,
-        timeout: float | None = None,
-    ) -> programs_pb2.ListRewardsResponse:
-        """Programs.ListRewards: The reward catalog, in id order, paginated."""
-        return await self._invoke(LIST_REWARDS, _request(request, programs_pb2.ListRewardsRequest, page_size=page_size, page_token=page_token), timeout)
-
-    async def iter_rewards(
-        self,
-        *,
-        page_size: int | None = None,
-        timeout: float | None = None,
-    ) -> AsyncIterator[programs_pb2.Reward]:
-        """Follows Programs.ListRewards page after page, yielding each of `rewards` (one call per
-        page, each with `timeout`)."""
-        request = _request(None, programs_pb2.ListRewardsRequest, page_size=page_size)
-        while True:
-            page = await self._invoke(LIST_REWARDS, request, timeout)
-            for found in page.rewards:
-                yield found
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
-
-    async def get_referral_report(
-        self,
-        request: programs_pb2.GetReferralReportRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> programs_pb2.GetReferralReportResponse:
-        """Programs.GetReferralReport: Program-wide referral figures."""
-        return await self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)

@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from loyalty.v1 import common_pb2 as _common_pb2
+from loyalty.v1 import programs_pb2 as _programs_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -43,6 +44,10 @@ class Event(_message.Message):
     TIER_CHANGED_FIELD_NUMBER: _builtins.int
     REFERRAL_REWARDED_FIELD_NUMBER: _builtins.int
     REFERRAL_REVERSED_FIELD_NUMBER: _builtins.int
+    POINTS_EXPIRING_FIELD_NUMBER: _builtins.int
+    TIER_DOWNGRADE_WARNING_FIELD_NUMBER: _builtins.int
+    REVIEW_REQUESTED_FIELD_NUMBER: _builtins.int
+    MEMBER_LAPSED_FIELD_NUMBER: _builtins.int
     TRANSFER_COMPLETED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Opaque; orders the program's events (a later event has a greater id, compared as
@@ -51,12 +56,14 @@ class Event(_message.Message):
     type: _builtins.str
     """The type, as in webhooks: `member.enrolled`, `points.earned`, `points.redeemed`,
     `points.adjusted`, `points.reversed`, `points.expired`, `tier.changed`,
-    `referral.rewarded`, `referral.reversed`, `transfer.completed`.
+    `referral.rewarded`, `referral.reversed`, `transfer.completed`; and the post-purchase
+    moments the due work tells once each: `points.expiring`, `tier.downgrade_warning`,
+    `review.requested`, `member.lapsed`.
     """
     member_id: _builtins.str
     """The member the change is about."""
     transaction_id: _builtins.str
-    """The ledger transaction of the change; empty for member.enrolled."""
+    """The ledger transaction of the change; empty for member.enrolled and the moments."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the change happened in the world (an order's occur_time, say)."""
@@ -104,6 +111,24 @@ class Event(_message.Message):
         """referral.reversed: the referral reward taken back."""
 
     @_builtins.property
+    def points_expiring(self) -> Global___PointsExpiring:
+        """points.expiring: some of the member's points expire within the program's
+        `moments.points_expiring_days`.
+        """
+
+    @_builtins.property
+    def tier_downgrade_warning(self) -> Global___TierDowngradeWarning:
+        """tier.downgrade_warning: the member's tier review is near and would move them down."""
+
+    @_builtins.property
+    def review_requested(self) -> Global___ReviewRequested:
+        """review.requested: an order placed `moments.review_request_days` ago."""
+
+    @_builtins.property
+    def member_lapsed(self) -> Global___MemberLapsed:
+        """member.lapsed: no order for `moments.lapsed_days`."""
+
+    @_builtins.property
     def transfer_completed(self) -> Global___TransferCompleted:
         """transfer.completed: points moved from the event's member to another member."""
 
@@ -125,13 +150,17 @@ class Event(_message.Message):
         tier_changed: Global___TierChanged | None = ...,
         referral_rewarded: Global___ReferralPoints | None = ...,
         referral_reversed: Global___ReferralPoints | None = ...,
+        points_expiring: Global___PointsExpiring | None = ...,
+        tier_downgrade_warning: Global___TierDowngradeWarning | None = ...,
+        review_requested: Global___ReviewRequested | None = ...,
+        member_lapsed: Global___MemberLapsed | None = ...,
         transfer_completed: Global___TransferCompleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed", "transfer_completed", b"transfer_completed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transfer_completed", b"transfer_completed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "tier_changed", b"tier_changed", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "transfer_completed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "points_expiring", "tier_downgrade_warning", "review_requested", "member_lapsed", "transfer_completed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -322,6 +351,176 @@ class ReferralPoints(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReferralPoints: _TypeAlias = ReferralPoints  # noqa: Y015
+
+@_typing.final
+class PointsExpiring(_message.Message):
+    """Some of a member's points expire on one day (UTC)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_DATE_FIELD_NUMBER: _builtins.int
+    DAYS_LEFT_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    """Points that expire that day, as they stand when the event is told."""
+    expire_date: _builtins.str
+    """The day, `YYYY-MM-DD` (UTC)."""
+    days_left: _builtins.int
+    """Whole days from the day the event was told to expire_date."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the first of them expire."""
+
+    def __init__(
+        self,
+        *,
+        points: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_date: _builtins.str = ...,
+        days_left: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_left", b"days_left", "expire_date", b"expire_date", "expire_time", b"expire_time", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsExpiring: _TypeAlias = PointsExpiring  # noqa: Y015
+
+@_typing.final
+class TierDowngradeWarning(_message.Message):
+    """A tier review is near and, on what the member has done so far, would move them down."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    WOULD_MOVE_TO_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    QUALIFYING_VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    NEEDED_FIELD_NUMBER: _builtins.int
+    tier: _builtins.str
+    """The tier the member holds."""
+    would_move_to: _builtins.str
+    """The tier the review would give; empty for none."""
+    basis: _programs_pb2.TierBasis.ValueType
+    """What counts toward tiers: the unit of the three figures below."""
+    qualifying_value: _builtins.int
+    """The member's qualifying value over the tier's window as it will stand at the review."""
+    threshold: _builtins.int
+    """The tier's threshold."""
+    needed: _builtins.int
+    """What is still needed before the review to keep the tier (threshold - qualifying_value)."""
+    @_builtins.property
+    def review_time(self) -> _timestamp_pb2.Timestamp:
+        """When the review happens (the tier's period end plus the program's grace days)."""
+
+    def __init__(
+        self,
+        *,
+        tier: _builtins.str = ...,
+        review_time: _timestamp_pb2.Timestamp | None = ...,
+        would_move_to: _builtins.str = ...,
+        basis: _programs_pb2.TierBasis.ValueType = ...,
+        qualifying_value: _builtins.int = ...,
+        threshold: _builtins.int = ...,
+        needed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review_time", b"review_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "needed", b"needed", "qualifying_value", b"qualifying_value", "review_time", b"review_time", "threshold", b"threshold", "tier", b"tier", "would_move_to", b"would_move_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierDowngradeWarning: _TypeAlias = TierDowngradeWarning  # noqa: Y015
+
+@_typing.final
+class ReviewRequested(_message.Message):
+    """An order placed some days ago: a good time to ask for a review."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    ORDER_TIME_FIELD_NUMBER: _builtins.int
+    ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """The order."""
+    transaction_id: _builtins.str
+    """Its EARN transaction."""
+    order_amount: _builtins.int
+    """Its amount in minor units of currency."""
+    refunded_amount: _builtins.int
+    """How much of it was refunded so far (less than order_amount: a fully refunded order gets
+    no review request).
+    """
+    currency: _builtins.str
+    """ISO 4217."""
+    channel: _common_pb2.Channel.ValueType
+    """Where it was placed."""
+    store_id: _builtins.str
+    """The store, terminal or marketplace, when given."""
+    @_builtins.property
+    def order_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was placed."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        transaction_id: _builtins.str = ...,
+        order_time: _timestamp_pb2.Timestamp | None = ...,
+        order_amount: _builtins.int = ...,
+        refunded_amount: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        channel: _common_pb2.Channel.ValueType = ...,
+        store_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_time", b"order_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "currency", b"currency", "order_amount", b"order_amount", "order_id", b"order_id", "order_time", b"order_time", "refunded_amount", b"refunded_amount", "store_id", b"store_id", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewRequested: _TypeAlias = ReviewRequested  # noqa: Y015
+
+@_typing.final
+class MemberLapsed(_message.Message):
+    """A member placed no order for the program's `moments.lapsed_days`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_ORDER_ID_FIELD_NUMBER: _builtins.int
+    LAST_ORDER_TIME_FIELD_NUMBER: _builtins.int
+    DAYS_WITHOUT_ORDER_FIELD_NUMBER: _builtins.int
+    last_order_id: _builtins.str
+    """Their last order."""
+    days_without_order: _builtins.int
+    """Whole days since then, when the event was told."""
+    @_builtins.property
+    def last_order_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was placed."""
+
+    def __init__(
+        self,
+        *,
+        last_order_id: _builtins.str = ...,
+        last_order_time: _timestamp_pb2.Timestamp | None = ...,
+        days_without_order: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_order_time", b"last_order_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_without_order", b"days_without_order", "last_order_id", b"last_order_id", "last_order_time", b"last_order_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberLapsed: _TypeAlias = MemberLapsed  # noqa: Y015
 
 @_typing.final
 class ListEventsRequest(_message.Message):

@@ -400,6 +400,7 @@ class Program(_message.Message):
     TIER_GRACE_DAYS_FIELD_NUMBER: _builtins.int
     REFERRAL_FIELD_NUMBER: _builtins.int
     EVENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    MOMENTS_FIELD_NUMBER: _builtins.int
     TRANSFER_RULES_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
     """Output only: the program's id ("prg_...")."""
@@ -466,6 +467,12 @@ class Program(_message.Message):
         """How referrals are rewarded."""
 
     @_builtins.property
+    def moments(self) -> Global___PostPurchaseMoments:
+        """When the post-purchase moments are told (events of their own, told once each by the due
+        work). Update the whole message (`moments`) or one of its fields (`moments.lapsed_days`).
+        """
+
+    @_builtins.property
     def transfer_rules(self) -> Global___TransferRules:
         """Point transfers between members (TransferPoints)."""
 
@@ -495,11 +502,12 @@ class Program(_message.Message):
         tier_grace_days: _builtins.int = ...,
         referral: Global___ReferralRules | None = ...,
         event_retention_days: _builtins.int = ...,
+        moments: Global___PostPurchaseMoments | None = ...,
         transfer_rules: Global___TransferRules | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "moments", b"moments", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -540,6 +548,48 @@ class TransferRules(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransferRules: _TypeAlias = TransferRules  # noqa: Y015
+
+@_typing.final
+class PostPurchaseMoments(_message.Message):
+    """Each post-purchase moment's N in days, 0 to 3650; 0 turns the moment off. A program that
+    never set them has the defaults given here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_EXPIRING_DAYS_FIELD_NUMBER: _builtins.int
+    TIER_DOWNGRADE_WARNING_DAYS_FIELD_NUMBER: _builtins.int
+    REVIEW_REQUEST_DAYS_FIELD_NUMBER: _builtins.int
+    LAPSED_DAYS_FIELD_NUMBER: _builtins.int
+    points_expiring_days: _builtins.int
+    """`points.expiring`: this many days before some of a member's points expire (default 30);
+    one event per member and expiry date.
+    """
+    tier_downgrade_warning_days: _builtins.int
+    """`tier.downgrade_warning`: this many days before a tier review that would move the member
+    down on what they have done so far (default 14), with what is still needed to keep it.
+    """
+    review_request_days: _builtins.int
+    """`review.requested`: this many days after an order (default 10), once per order, not for
+    an order fully refunded or reversed by then.
+    """
+    lapsed_days: _builtins.int
+    """`member.lapsed`: this many days after a member's last order with none since (default 180)."""
+    def __init__(
+        self,
+        *,
+        points_expiring_days: _builtins.int = ...,
+        tier_downgrade_warning_days: _builtins.int = ...,
+        review_request_days: _builtins.int = ...,
+        lapsed_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lapsed_days", b"lapsed_days", "points_expiring_days", b"points_expiring_days", "review_request_days", b"review_request_days", "tier_downgrade_warning_days", b"tier_downgrade_warning_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostPurchaseMoments: _TypeAlias = PostPurchaseMoments  # noqa: Y015
 
 @_typing.final
 class ReferralRules(_message.Message):

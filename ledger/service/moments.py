@@ -1,0 +1,180 @@
+"""Use case: tell the post-purchase moments that are due (part of the due work, run by its leader).
+
+For each program with a moment turned on, page through its candidates (members and their
+lots, orders placed N days ago, members whose last order was N days ago, tiers under review
+within N days); per page, one unit of work loads the facts, asks ledger.domain.moments which
+moments are due, claims their keys and writes an event for each key it claimed, through the
+outbox, in the same transaction. So a moment is told exactly once, however often the due work
+runs and whichever process leads it, and a crash between pages loses nothing: the next run
+finds the keys of what was told and tells the rest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ledger.domain import moments as rules_of
+from ledger.domain.events import NewEvent
+from ledger.domain.moments import Moment
+from ledger.domain.program import ExpiryMode, ProgramRules
+from ledger.service import clock
+from ledger.service.tiers import qualifying_windows
+from ledger.store import moments as moment_store
+from ledger.store import outbox, programs, unit_of_work
+from ledger.store import tiers as tier_store
+from ledger.store.database import Database, Transaction
+
+PAGE = 5_000
+TIER_PAGE = 200  # each member's qualifying windows are read one by one
+# Keys are kept this long after their moment was due: no scan looks back further (the
+# catch-up horizon is 7 days), even after a program shortens an N.
+KEY_MEMORY = timedelta(days=60)
+FORGET_BATCH = 10_000
+
+
+@dataclass
+class MomentsReport:
+    told: Counter = field(default_factory=Counter)  # type -> moments told
+    forgotten: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.told.values())
+
+
+def tell_due_moments(db: Database, now: datetime | None = None, *, page: int = PAGE) -> MomentsReport:
+    now = now or clock.now()
+    report = MomentsReport()
+    for rules, _created in unit_of_work.run(db, programs.list_all, read_only=True):
+        settings = rules.moments
+        if settings.points_expiring_days:
+            report.told[rules_of.POINTS_EXPIRING] += _points_expiring(db, rules, now, page)
+        if settings.tier_downgrade_warning_days:
+            report.told[rules_of.TIER_DOWNGRADE_WARNING] += _tier_warnings(db, rules, now)
+        if settings.review_request_days:
+            report.told[rules_of.REVIEW_REQUESTED] += _review_requests(db, rules, now, page)
+        if settings.lapsed_days:
+            report.told[rules_of.MEMBER_LAPSED] += _lapses(db, rules, now, page)
+    while True:
+        gone = unit_of_work.run(db, lambda conn: moment_store.forget_before(conn, now - KEY_MEMORY, FORGET_BATCH))
+        report.forgotten += gone
+        if gone < FORGET_BATCH:
+            return report
+
+
+def _tell(conn: Transaction, program_id: str, due: list[Moment], now: datetime) -> int:
+    """Claims the due moments' keys and writes an event for each one claimed."""
+    told = moment_store.claim(conn, program_id, due, now)
+    for moment in told:
+        outbox.add(conn, program_id, NewEvent(moment.type, moment.member_id, "", moment.occurred_at, now, moment.payload))
+    return len(told)
+
+
+def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
+    settings = rules.moments
+    window = rules_of.expiring_window(settings, now)
+    if window is None or rules.expiry_mode is ExpiryMode.NONE or rules.expiry_days <= 0:
+        return 0
+    start, end = window
+    lifetime = timedelta(days=rules.expiry_days)
+    told, after = 0, None
+    while True:
+
+        def work(conn: Transaction, after: str | None = after) -> tuple[int, str | None]:
+            ids = moment_store.member_page(conn, rules.program_id, after, page)
+            if not ids:
+                return 0, None
+            due: list[Moment] = []
+            if rules.expiry_mode is ExpiryMode.INACTIVITY:
+                # All of a member's points go when they have been inactive for expiry_days.
+                inactive = moment_store.inactive_points(conn, rules.program_id, ids[0], ids[-1], start - lifetime, end - lifetime)
+                for member_id, (active_at, points) in sorted(inactive.items()):
+                    due += rules_of.points_expiring(member_id, [(active_at + lifetime, points)], now, settings)
+            else:
+                expiring = moment_store.lots_expiring(conn, rules.program_id, ids[0], ids[-1], start, end)
+                for member_id, member_lots in sorted(expiring.items()):
+                    due += rules_of.points_expiring(member_id, member_lots, now, settings)
+            return _tell(conn, rules.program_id, due, now), ids[-1] if len(ids) == page else None
+
+        count, after = unit_of_work.run(db, work)
+        told += count
+        if after is None:
+            return told
+
+
+def _review_requests(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
+    window = rules_of.review_window(rules.moments, now)
+    if window is None:
+        return 0
+    told, cursor = 0, moment_store.START
+    while True:
+
+        def work(conn: Transaction, cursor: moment_store.OrderCursor = cursor) -> tuple[int, moment_store.OrderCursor, bool]:
+            orders, moved = moment_store.orders_placed(conn, rules.program_id, window[0], window[1], cursor, page)
+            due = [m for m in (rules_of.review_request(o, now, rules.moments) for o in orders) if m is not None]
+            return _tell(conn, rules.program_id, due, now), moved, len(orders) == page
+
+        count, cursor, more = unit_of_work.run(db, work)
+        told += count
+        if not more:
+            return told
+
+
+def _lapses(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
+    window = rules_of.lapse_window(rules.moments, now)
+    if window is None:
+        return 0
+    told, cursor = 0, moment_store.START
+    while True:
+
+        def work(conn: Transaction, cursor: moment_store.OrderCursor = cursor) -> tuple[int, moment_store.OrderCursor, bool]:
+            orders, moved = moment_store.orders_placed(
+                conn, rules.program_id, window[0], window[1], cursor, page, latest_of_member=True
+            )
+            due = [
+                m
+                for m in (rules_of.lapse(o.member_id, o.order_id, o.occurred_at, now, rules.moments) for o in orders)
+                if m is not None
+            ]
+            return _tell(conn, rules.program_id, due, now), moved, len(orders) == page
+
+        count, cursor, more = unit_of_work.run(db, work)
+        told += count
+        if not more:
+            return told
+
+
+def _tier_warnings(db: Database, rules: ProgramRules, now: datetime) -> int:
+    window = rules_of.warning_window(rules.moments, now)
+    if window is None:
+        return 0
+    grace = timedelta(days=rules.tier_grace_days)
+    # The review happens at held_until + grace (ledger.domain.tiers.period_end_review).
+    start, end = window[0] - grace, window[1] - grace
+    told, cursor = 0, None
+    while True:
+
+        def work(conn: Transaction, cursor: tuple[datetime, str] | None = cursor) -> tuple[int, tuple[datetime, str] | None]:
+            under_review = moment_store.tiers_under_review(conn, rules.program_id, start, end, cursor, TIER_PAGE)
+            if not under_review:
+                return 0, None
+            definitions = tier_store.definitions(conn, rules.program_id)
+            due: list[Moment] = []
+            for member_id, tier_name, held_until in under_review:
+                review_at = held_until + grace
+                windows = qualifying_windows(conn, rules.program_id, member_id, rules, definitions, (review_at,))
+                moment = rules_of.downgrade_warning(
+                    member_id, tier_name, review_at, definitions, rules, windows[review_at], now, rules.moments
+                )
+                if moment is not None:
+                    due.append(moment)
+            member_id, _, held_until = under_review[-1]
+            more = len(under_review) == TIER_PAGE
+            return _tell(conn, rules.program_id, due, now), ((held_until, member_id) if more else None)
+
+        count, cursor = unit_of_work.run(db, work)
+        told += count
+        if cursor is None:
+            return told
