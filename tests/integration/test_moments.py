@@ -98,8 +98,9 @@ def test_points_expiring_reminds_once_per_member_and_day_with_the_points_left(pr
     update_program(api, expiry_mode=ROLLING, expiry_days=40)
     set_moments(api, ["moments"], points_expiring_days=30)  # the others off: this test's events only
     member_id = new_member(api)
-    earn_at(api, member_id, 300, whole_seconds_ago(20 * DAY))  # expires in 20 days
-    earn_at(api, member_id, 50, whole_seconds_ago(20 * DAY) + timedelta(minutes=1))  # the same day
+    placed = whole_seconds_ago(20 * DAY).replace(hour=12, minute=0, second=0)  # mid-day: +1 minute is the same day
+    earn_at(api, member_id, 300, placed)  # expires in 20 days
+    earn_at(api, member_id, 50, placed + timedelta(minutes=1))  # the same day
     earn_at(api, member_id, 70, whole_seconds_ago(5 * DAY))  # expires in 35 days: not yet
     redeem(api, member_id, 100)  # takes the soonest-expiring first
     other = new_member(api)
@@ -111,7 +112,7 @@ def test_points_expiring_reminds_once_per_member_and_day_with_the_points_left(pr
     mine = [e for e in events if e.member_id == member_id]
     assert len(mine) == 1
     expiring = mine[0].points_expiring
-    first = whole_seconds_ago(20 * DAY) + 40 * DAY
+    first = placed + 40 * DAY
     assert expiring.points == 250
     assert expiring.expire_time.ToDatetime(tzinfo=timezone.utc) == first
     assert expiring.expire_date == first.date().isoformat()
