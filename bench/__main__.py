@@ -2,6 +2,7 @@
 
   python -m bench seed --members 100000 --entries 1 --out bench/out/setup.json
   python -m bench seed --members 1000000 --due-lots   # then: time loyalty-ledger expire
+  python -m bench seed --members 1000000 --expiring-lots 10 && python -m bench moments   (see bench/moments.py)
   python -m bench seed --members 100000 --no-analyze   # statistics that know none of it
   python -m bench run --setup bench/out/setup.json --scenario earn --concurrency 64 --duration 20
   python -m bench run --setup ... --scenario all --report bench/out/report.md
@@ -19,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import anatomy, report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
+from bench import anatomy, moments, report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -28,7 +29,10 @@ def cmd_seed(args) -> int:
     if not url:
         print("set LOYALTY_DATABASE_URL to the server's PostgreSQL database", file=sys.stderr)
         return 2
-    setup = seed.seed(url, args.members, args.entries, args.name, due_lots=args.due_lots, analyze=not args.no_analyze)
+    setup = seed.seed(
+        url, args.members, args.entries, args.name, due_lots=args.due_lots, analyze=not args.no_analyze,
+        expiring_in_days=args.expiring_lots,
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     seed.write(args.out, setup)
     print(json.dumps({k: v for k, v in setup.items() if k != "key"}))
@@ -68,6 +72,12 @@ def main() -> int:
         help="every member's lot is already past its expiry date (for timing `loyalty-ledger expire`)",
     )
     s.add_argument(
+        "--expiring-lots",
+        type=int,
+        metavar="DAYS",
+        help="every member's lot expires DAYS days from now: a points.expiring moment each (`bench moments`)",
+    )
+    s.add_argument(
         "--no-analyze",
         action="store_true",
         help="leave the seeded tables unanalysed, with autovacuum off for them: the planner's statistics "
@@ -97,6 +107,7 @@ def main() -> int:
     )
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)
+    moments.add_parser(sub)
     scale.add_parser(sub)
     server_models.add_parser(sub)
     serial.add_parser(sub)

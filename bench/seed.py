@@ -3,7 +3,9 @@ with K ledger entries each (a consistent ledger that `loyalty-ledger verify` acc
 chain included), a hot member with a large balance and a running unbudgeted campaign.
 
 With due_lots, each member's lot expired a day ago, so `loyalty-ledger expire` has one
-due lot per member to expire: the expiry benchmark.
+due lot per member to expire: the expiry benchmark. With expiring_in_days, each member's lot
+expires that many days after seeding, so the due work has a points.expiring moment to tell
+for every member: the moments benchmark (`python -m bench moments`).
 
 With analyze=False (`--no-analyze`) the seeded tables are left as a server with autovacuum
 off leaves them: autovacuum is turned off for them and they are not analysed, so the
@@ -41,7 +43,13 @@ SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entr
 
 
 def seed(
-    url: str, members: int, entries_per_member: int, name: str, due_lots: bool = False, analyze: bool = True
+    url: str,
+    members: int,
+    entries_per_member: int,
+    name: str,
+    due_lots: bool = False,
+    analyze: bool = True,
+    expiring_in_days: int | None = None,
 ) -> dict:
     engine = create_engine_for(url, pool_size=2)
     if engine.dialect.name != "postgresql":
@@ -55,7 +63,13 @@ def seed(
         "k": entries_per_member,
         "pts": POINTS_PER_ENTRY,
         "now": now,
-        "expires": now - DUE_LOT_AGE_MICROS if due_lots else None,
+        "expires": (
+            now - DUE_LOT_AGE_MICROS
+            if due_lots
+            else now + expiring_in_days * 86_400_000_000
+            if expiring_in_days is not None
+            else None
+        ),
     }
     # The rows in the bulk form of the ledger's one writer (column lists from tables.py).
     members_of_g = "generate_series(0, :n - 1) g"
@@ -178,6 +192,7 @@ def seed(
         "hot_member": "m0",
         "entries": members * entries_per_member,
         "due_lots": members if due_lots else 0,
+        "expiring_lots": members if expiring_in_days is not None else 0,
     }
 
 

@@ -53,6 +53,19 @@ def _utc_day(at: datetime) -> date:
     return at.astimezone(timezone.utc).date()
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_day(at: datetime) -> int:
+    """Whole UTC days since 1970-01-01: an expiry day's number in its moment's key (the store
+    can compute it from a stored instant with integer arithmetic, to skip lots already told)."""
+    return (at - EPOCH) // DAY
+
+
+def expiring_key(member_id: str, day_number: int) -> str:
+    return f"{POINTS_EXPIRING}/{member_id}/{day_number}"
+
+
 def _iso(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -88,7 +101,7 @@ def points_expiring(member_id: str, lots: list[tuple[datetime, int]], now: datet
         Moment(
             POINTS_EXPIRING,
             member_id,
-            f"{POINTS_EXPIRING}/{member_id}/{day.isoformat()}",
+            expiring_key(member_id, epoch_day(first)),
             first,
             json.dumps(
                 {

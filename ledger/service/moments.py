@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ledger.domain import moments as rules_of
-from ledger.domain.events import NewEvent
 from ledger.domain.moments import Moment
 from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.service import clock
 from ledger.service.tiers import qualifying_windows
 from ledger.store import moments as moment_store
-from ledger.store import outbox, programs, unit_of_work
+from ledger.store import programs, unit_of_work
 from ledger.store import tiers as tier_store
 from ledger.store.database import Database, Transaction
 
@@ -66,18 +65,33 @@ def tell_due_moments(db: Database, now: datetime | None = None, *, page: int = P
 
 def _tell(conn: Transaction, program_id: str, due: list[Moment], now: datetime) -> int:
     """Claims the due moments' keys and writes an event for each one claimed."""
-    told = moment_store.claim(conn, program_id, due, now)
-    for moment in told:
-        outbox.add(conn, program_id, NewEvent(moment.type, moment.member_id, "", moment.occurred_at, now, moment.payload))
-    return len(told)
+    return moment_store.tell(conn, program_id, due, now)
 
 
 def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
     settings = rules.moments
     window = rules_of.expiring_window(settings, now)
-    if window is None or rules.expiry_mode is ExpiryMode.NONE or rules.expiry_days <= 0:
+    if window is None:
         return 0
-    start, end = window
+    if rules.expiry_mode is ExpiryMode.INACTIVITY:
+        return _inactivity_expiring(db, rules, now, page) if rules.expiry_days > 0 else 0
+    # Lots expire by their own expires_at whatever the mode is now (lots credited under an
+    # earlier ROLLING setting too): read the lots expiring in the window, one member group at
+    # a time, and tell each group's moments in a transaction of its own.
+    told = 0
+    with unit_of_work.snapshot(db) as reading:
+        for batch in moment_store.lots_expiring_by_member(reading, rules.program_id, window[0], window[1], page):
+            due = [m for member_id, lots in batch.items() for m in rules_of.points_expiring(member_id, lots, now, settings)]
+            told += unit_of_work.run(db, lambda conn, due=due: _tell(conn, rules.program_id, due, now))
+    return told
+
+
+def _inactivity_expiring(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
+    """All of a member's points go when they have been inactive for expiry_days: the day they
+    would go is last activity + expiry_days."""
+    settings = rules.moments
+    window = rules_of.expiring_window(settings, now)
+    assert window is not None
     lifetime = timedelta(days=rules.expiry_days)
     told, after = 0, None
     while True:
@@ -86,16 +100,14 @@ def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int
             ids = moment_store.member_page(conn, rules.program_id, after, page)
             if not ids:
                 return 0, None
-            due: list[Moment] = []
-            if rules.expiry_mode is ExpiryMode.INACTIVITY:
-                # All of a member's points go when they have been inactive for expiry_days.
-                inactive = moment_store.inactive_points(conn, rules.program_id, ids[0], ids[-1], start - lifetime, end - lifetime)
-                for member_id, (active_at, points) in sorted(inactive.items()):
-                    due += rules_of.points_expiring(member_id, [(active_at + lifetime, points)], now, settings)
-            else:
-                expiring = moment_store.lots_expiring(conn, rules.program_id, ids[0], ids[-1], start, end)
-                for member_id, member_lots in sorted(expiring.items()):
-                    due += rules_of.points_expiring(member_id, member_lots, now, settings)
+            inactive = moment_store.inactive_points(
+                conn, rules.program_id, ids[0], ids[-1], window[0] - lifetime, window[1] - lifetime
+            )
+            due = [
+                m
+                for member_id, (active_at, points) in sorted(inactive.items())
+                for m in rules_of.points_expiring(member_id, [(active_at + lifetime, points)], now, settings)
+            ]
             return _tell(conn, rules.program_id, due, now), ids[-1] if len(ids) == page else None
 
         count, after = unit_of_work.run(db, work)

@@ -1,9 +1,9 @@
 """What the post-purchase moments read, page by page, and the keys that make each told once.
 
-The reads find the candidates of one program in pages with a stable order (keyset), each
-through an index: a page of members by primary key and their lots, the orders placed in a
-time range (ix_transactions_earns_by_time), the tiers under review in a time range
-(ix_member_tiers_review). Which candidates are due is ledger.domain.moments' to say.
+The reads find the candidates of one program in pages with a stable order, each through an
+index: the lots expiring in a time range (ix_lots_due, streamed), a page of members by primary
+key and their lots (the INACTIVITY policy), the orders placed in a time range
+(ix_transactions_earns_by_time), the tiers under review in a time range (ix_member_tiers_review). Which candidates are due is ledger.domain.moments' to say.
 
 claim() inserts the keys of moments about to be told and returns those that were not there:
 the caller writes events for those only, in the same transaction, so a key and its event
@@ -14,14 +14,21 @@ lead without knowing yet) wait on each other's uncommitted key and the second in
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Iterator
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, String, cast, delete, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ledger.domain.moments import Moment, OrderFacts
+from ledger.domain.events import NewEvent
+from ledger.domain.moments import POINTS_EXPIRING, Moment, OrderFacts
 from ledger.store.instants import from_micros, to_micros
+from ledger.store import outbox
+from ledger.store.postgres import moment_writes, streaming
 from ledger.store.tables import lots, member_tiers, members, moment_keys
+
+STREAM_PAGE = 10_000
+DAY_MICROS = 86_400_000_000
 
 
 def claim(conn: Connection, program_id: str, moments: list[Moment], now: datetime) -> list[Moment]:
@@ -37,6 +44,18 @@ def claim(conn: Connection, program_id: str, moments: list[Moment], now: datetim
     ]
     inserted = {row[0] for row in conn.execute(statement, rows)}
     return [m for m in moments if m.key in inserted]
+
+
+def tell(conn: Connection, program_id: str, moments: list[Moment], now: datetime) -> int:
+    """Claims the moments' keys and writes an event (through the outbox's head) for each key
+    claimed, in this transaction; returns how many were told. PostgreSQL does it in one
+    statement (ledger.store.postgres.moment_writes)."""
+    if conn.dialect.name == "postgresql":
+        return moment_writes.tell(conn, program_id, moments, now)
+    told = claim(conn, program_id, moments, now)
+    for moment in told:
+        outbox.add(conn, program_id, NewEvent(moment.type, moment.member_id, "", moment.occurred_at, now, moment.payload))
+    return len(told)
 
 
 def forget_before(conn: Connection, before: datetime, limit: int) -> int:
@@ -60,25 +79,44 @@ def member_page(conn: Connection, program_id: str, after: str | None, limit: int
     return list(conn.execute(query.order_by(members.c.member_id).limit(limit)).scalars())
 
 
-def lots_expiring(
-    conn: Connection, program_id: str, first: str, last: str, start: datetime, end: datetime
-) -> dict[str, list[tuple[datetime, int]]]:
-    """{member: [(expires_at, points left)]} of lots with points left expiring in (start, end],
-    of the members first..last (a page of member_page)."""
-    rows = conn.execute(
-        select(lots.c.member_id, lots.c.expires_at, lots.c.remaining).where(
+def lots_expiring_by_member(
+    conn: Connection, program_id: str, start: datetime, end: datetime, members_per_batch: int
+) -> Iterator[dict[str, list[tuple[datetime, int]]]]:
+    """{member: [(expires_at, points left)]} of the program's lots with points left expiring in
+    (start, end], `members_per_batch` members at a time, streamed off one read of the lots
+    index (ix_lots_due: only the lots in the window are read). A member's lots are never split
+    between batches. conn should be a read-only snapshot, open while the batches are written on
+    other connections (ledger.store.unit_of_work.snapshot)."""
+    # A lot whose day was told already is not read again (the hourly rescan of a big program
+    # reads only what is new): its key, as ledger.domain.moments.expiring_key makes it, with
+    # the day number in integer arithmetic on the stored microseconds.
+    told_key = literal(POINTS_EXPIRING + "/") + lots.c.member_id + literal("/") + cast(
+        lots.c.expires_at // DAY_MICROS, String
+    )
+    told = select(moment_keys.c.moment_key).where(
+        moment_keys.c.program_id == lots.c.program_id, moment_keys.c.moment_key == told_key
+    )
+    due = (
+        select(lots.c.member_id, lots.c.expires_at, lots.c.remaining)
+        .where(
             lots.c.program_id == program_id,
-            lots.c.member_id >= first,
-            lots.c.member_id <= last,
             lots.c.remaining > 0,
+            lots.c.expires_at.is_not(None),
             lots.c.expires_at > to_micros(start),
             lots.c.expires_at <= to_micros(end),
+            ~told.exists(),
         )
+        .order_by(lots.c.member_id)
     )
-    found: dict[str, list[tuple[datetime, int]]] = {}
-    for member_id, expires_at, remaining in rows:
-        found.setdefault(member_id, []).append((from_micros(expires_at), int(remaining)))
-    return found
+    batch: dict[str, list[tuple[datetime, int]]] = {}
+    for rows in streaming.pages(conn, due, STREAM_PAGE):
+        for member_id, expires_at, remaining in rows:
+            if member_id not in batch and len(batch) >= members_per_batch:
+                yield batch
+                batch = {}
+            batch.setdefault(member_id, []).append((from_micros(expires_at), int(remaining)))
+    if batch:
+        yield batch
 
 
 def inactive_points(

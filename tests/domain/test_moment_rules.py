@@ -53,7 +53,7 @@ def test_lots_expiring_the_same_day_make_one_reminder_with_their_sum():
         ("2026-06-11", 150, 10),
         ("2026-06-13", 7, 12),
     ]
-    assert told[0].key == "points.expiring/m-1/2026-06-11"
+    assert told[0].key == f"points.expiring/m-1/{(datetime(2026, 6, 11, tzinfo=timezone.utc) - moments.EPOCH).days}"
     assert told[0].occurred_at == NOW + 10 * DAY
     assert payload(told[0])["expire_time"] == "2026-06-11T15:30:00Z"
 

@@ -30,6 +30,8 @@ from google.protobuf import field_mask_pb2
 
 from ledger.service import clock
 from ledger.service.moments import tell_due_moments
+from ledger.store import moments as moment_store
+from ledger.store import unit_of_work
 from ledger.store.database import Database
 from ledger.store.engine import create_engine_for
 from loyalty.v1 import events_pb2, ledger_pb2, programs_pb2
@@ -122,6 +124,12 @@ def test_points_expiring_reminds_once_per_member_and_day_with_the_points_left(pr
 
     tell(program)  # again: nothing new
     assert len(moments_of(api, "points.expiring")) == len(events)
+    # and the lots of days told are not even read again (the key, computed in SQL, matches)
+    with unit_of_work.snapshot(program.backend.db) as conn:
+        unread = list(
+            moment_store.lots_expiring_by_member(conn, program.program_id, clock.now(), clock.now() + 30 * DAY, 100)
+        )
+    assert unread == []
     # 6 days on, the 70 points are within 30 days too: a reminder of their own day
     tell(program, clock.now() + 6 * DAY)
     later = [e for e in moments_of(api, "points.expiring") if e.member_id == member_id]
