@@ -6,7 +6,9 @@ machines. On PostgreSQL exactly one session holds the advisory lock, named after
 leading process; on SQLite the lock file names it. Holds that expire are lapsed by the
 leader alone (its "due work" log lines are the only ones), the Prometheus gauge
 loyalty_due_work_leader says 1 there and 0 elsewhere, and after kill -9 of the leader
-another server leads within one interval and lapses the next holds.
+another server leads within one interval and lapses the next holds. The post-purchase
+moments are told once each across a change of leader: what the old leader told, the new
+one finds told and tells only what came after.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ LEADS = "this process now leads the due work"
 class Fleet:
     """Servers on one database, each on its own port with its own metrics port."""
 
-    def __init__(self, url: str, count: int) -> None:
+    def __init__(self, url: str, count: int, *more_args: str) -> None:
         self.url = url
         self.servers: list[ServerProcess] = []
         self.metrics: dict[int, int] = {}
         for _ in range(count):
             metrics_port = free_port()
-            extra = ("--workers", "4", "--due-work-interval", str(INTERVAL_S), "--metrics-port", str(metrics_port))
+            extra = (
+                "--workers", "4", "--due-work-interval", str(INTERVAL_S), "--metrics-port", str(metrics_port), *more_args,
+            )
             server = ServerProcess.serve(url, f"127.0.0.1:{free_port()}", extra=extra)
             self.servers.append(server)
             self.metrics[server.process.pid] = metrics_port
@@ -170,3 +174,78 @@ def _time_until_someone_else_leads(url, backend, lock_path, old_leader) -> float
         interval=0.02,
     )
     return time.monotonic() - started
+
+
+def test_each_moment_is_told_once_across_a_change_of_leader():
+    """Two servers tell the moments at every due-work run (--moments-interval 0). The leader
+    tells the review requests of the first orders; after kill -9 of it, the successor tells
+    those of the orders placed since, and none of the first ones again."""
+    from datetime import datetime, timedelta, timezone
+
+    from google.protobuf import field_mask_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from loyalty.v1 import events_pb2, events_pb2_grpc, programs_pb2, programs_pb2_grpc
+
+    with postgres_database("loyalty_moments_leader") as url:
+        _, key = run_ok(url, "program", "create", "moments")
+        metadata = (("authorization", f"Bearer {key}"),)
+        fleet = Fleet(url, 2, "--moments-interval", "0")
+        placed = Timestamp()
+        placed.FromDatetime(datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=11))
+
+        def place_orders(target: str, tag: str, count: int) -> None:
+            with grpc.insecure_channel(target) as channel:
+                ledger = ledger_pb2_grpc.LedgerStub(channel)
+                for number in range(count):
+                    member = f"m-{tag}-{number % 7}"
+                    ledger.EnrollMember(ledger_pb2.EnrollMemberRequest(member_id=member), metadata=metadata, timeout=10)
+                    order = common_pb2.Order(
+                        order_id=f"o-{tag}-{number}", channel=common_pb2.CHANNEL_POS, amount=1_000, currency="USD",
+                        occur_time=placed,
+                    )
+                    request = ledger_pb2.EarnRequest(member_id=member, idempotency_key=f"e-{tag}-{number}", order=order)
+                    ledger.Earn(request, metadata=metadata, timeout=10)
+
+        def requested(target: str) -> list[str]:
+            with grpc.insecure_channel(target) as channel:
+                found, token = [], ""
+                while True:
+                    page = events_pb2_grpc.EventsStub(channel).ListEvents(
+                        events_pb2.ListEventsRequest(types=["review.requested"], page_size=500, page_token=token),
+                        metadata=metadata,
+                        timeout=10,
+                    )
+                    found += [event.review_requested.order_id for event in page.events]
+                    token = page.next_page_token
+                    if not token:
+                        return found
+
+        try:
+            first = fleet.servers[0].target
+            with grpc.insecure_channel(first) as channel:
+                programs_pb2_grpc.ProgramsStub(channel).UpdateProgram(
+                    programs_pb2.UpdateProgramRequest(
+                        program=programs_pb2.Program(moments=programs_pb2.PostPurchaseMoments(review_request_days=10)),
+                        update_mask=field_mask_pb2.FieldMask(paths=["moments"]),
+                    ),
+                    metadata=metadata,
+                    timeout=10,
+                )
+            leader = wait_until(lambda: who_leads(url, "postgresql", None), 10, "nobody leads")
+            place_orders(first, "before", 60)
+            wait_until(lambda: len(requested(first)) >= 60, 2 * INTERVAL_S + 10, "the leader told no review requests")
+
+            killed = fleet.by_pid(leader)
+            killed.process.kill()
+            killed.process.wait(timeout=10)
+            survivor = next(server for server in fleet.servers if server.process.poll() is None)
+            place_orders(survivor.target, "after", 40)
+            wait_until(lambda: len(requested(survivor.target)) >= 100, 2 * INTERVAL_S + 15, "the successor told none")
+            time.sleep(2 * INTERVAL_S)  # a few more runs of the successor's: nothing told twice
+            told = requested(survivor.target)
+            assert sorted(told) == sorted([f"o-before-{n}" for n in range(60)] + [f"o-after-{n}" for n in range(40)])
+            told_by = {line["pid"] for line in survivor.logged("due work") if line.get("moments_told")}
+            assert survivor.process.pid in told_by
+        finally:
+            fleet.kill_all()
