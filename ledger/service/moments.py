@@ -82,7 +82,11 @@ def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int
     with unit_of_work.snapshot(db) as reading:
         for batch in moment_store.lots_expiring_by_member(reading, rules.program_id, window[0], window[1], page):
             due = [m for member_id, lots in batch.items() for m in rules_of.points_expiring(member_id, lots, now, settings)]
-            told += unit_of_work.run(db, lambda conn, due=due: _tell(conn, rules.program_id, due, now))
+
+            def work(conn: Transaction, due: list[Moment] = due) -> int:
+                return _tell(conn, rules.program_id, due, now)
+
+            told += unit_of_work.run(db, work)
     return told
 
 

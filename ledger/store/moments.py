@@ -110,11 +110,11 @@ def lots_expiring_by_member(
     )
     batch: dict[str, list[tuple[datetime, int]]] = {}
     for rows in streaming.pages(conn, due, STREAM_PAGE):
-        for member_id, expires_at, remaining in rows:
-            if member_id not in batch and len(batch) >= members_per_batch:
+        for row in rows:
+            if row.member_id not in batch and len(batch) >= members_per_batch:
                 yield batch
                 batch = {}
-            batch.setdefault(member_id, []).append((from_micros(expires_at), int(remaining)))
+            batch.setdefault(row.member_id, []).append((from_micros(row.expires_at), int(row.remaining)))
     if batch:
         yield batch
 
