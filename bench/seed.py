@@ -81,6 +81,7 @@ def seed(
             program_id=":p", member_id="'m' || g", referral_code="upper(substr(md5(:p || g), 1, 12))",
             status="'ACTIVE'", enrolled_at=":now", posted=":k * :pts", held="0", last_seq=":k",
             updated_at=":now", last_activity_at=":now", last_entry_hash=f"'{GENESIS}'",
+            closed_at="NULL", erased_at="NULL",
         ),
         insert_from(
             tables.transactions, entries_of_g,

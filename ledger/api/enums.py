@@ -15,6 +15,7 @@ from ledger.domain.program import (
     TierBasis,
     TierWindow,
 )
+from ledger.domain.profiles import ClosePolicy
 from ledger.domain.records import MemberStatus
 from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 
@@ -46,6 +47,7 @@ STACKING_MODES = _by_suffix(programs_pb2.StackingMode, StackingMode, "STACKING_M
 # filters by (SCHEDULED and ENDED too).
 CAMPAIGN_STATES = _by_suffix(programs_pb2.Campaign.State, CampaignState, "STATE_")
 CAMPAIGN_STATUSES = _by_suffix(programs_pb2.Campaign.State, CampaignStatus, "STATE_")
+CLOSE_POLICIES = _by_suffix(programs_pb2.ClosePolicy, ClosePolicy, "CLOSE_POLICY_")
 ROLES = {programs_pb2.ApiKeyRole.Value(f"API_KEY_ROLE_{role.name}"): role for role in Role}
 
 

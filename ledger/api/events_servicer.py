@@ -40,6 +40,7 @@ _PAYLOAD_FIELDS = {
     "tier.downgrade_warning": "tier_downgrade_warning",
     "review.requested": "review_requested",
     "member.lapsed": "member_lapsed",
+    "points.forfeited": "points_forfeited",
 }
 
 

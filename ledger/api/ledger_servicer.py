@@ -13,6 +13,7 @@ from loyalty.v1 import ledger_pb2, ledger_pb2_grpc
 from ledger.service import (
 
     activities,
+    directory,
     earning,
     holds,
     members,
@@ -33,8 +34,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         self._db = db
 
     def EnrollMember(self, request, context):
-        member_id, referral_code = requests.enroll(request)
-        enrollment = members.enroll_member(self._db, current_caller(), member_id, referral_code)
+        member_id, referral_code, profile = requests.enroll(request)
+        enrollment = members.enroll_member(self._db, current_caller(), member_id, referral_code, profile)
         return ledger_pb2.EnrollMemberResponse(
             member=responses.member(enrollment.member), created=enrollment.created
         )
@@ -131,6 +132,33 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
             balance=responses.balance(result.sent.balance),
             to_transaction=responses.transaction(result.received.transaction),
             to_balance=responses.balance(result.received.balance),
+        )
+
+    def UpdateMember(self, request, context):
+        member_id, changes = requests.update_member(request)
+        summary = directory.update_member(self._db, current_caller(), member_id, changes)
+        return ledger_pb2.UpdateMemberResponse(member=responses.member(summary))
+
+    def ListMembers(self, request, context):
+        page = directory.list_members(self._db, current_caller(), requests.list_members(request))
+        return ledger_pb2.ListMembersResponse(
+            members=[responses.member(summary) for summary in page.members], next_page_token=page.next_page_token
+        )
+
+    def CloseMember(self, request, context):
+        member_id, reason = requests.close_member(request)
+        closing = directory.close_member(self._db, current_caller(), member_id, reason)
+        return ledger_pb2.CloseMemberResponse(
+            member=responses.member(closing.member),
+            forfeit_transaction=responses.transaction(closing.forfeit) if closing.forfeit else None,
+        )
+
+    def EraseMember(self, request, context):
+        member_id, reason = requests.close_member(request)
+        closing = directory.erase_member(self._db, current_caller(), member_id, reason)
+        return ledger_pb2.EraseMemberResponse(
+            member=responses.member(closing.member),
+            forfeit_transaction=responses.transaction(closing.forfeit) if closing.forfeit else None,
         )
 
     def ListReferrals(self, request, context):

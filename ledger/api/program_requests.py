@@ -162,6 +162,10 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
                 r.referrer_points, r.referee_points, r.min_order_amount, r.max_rewarded_per_referrer, cap_days,
                 r.attribution_window_days, r.counts_toward_tiers,
             )
+        elif path == "close_policy":
+            changes["close_policy"] = fields.enum(
+                "program.close_policy", p.close_policy, enums.CLOSE_POLICIES, required=True
+            )
         elif path == "transfer_rules":
             t = p.transfer_rules
             fields.amount("program.transfer_rules.max_points_per_transfer", t.max_points_per_transfer, allow_zero=True)

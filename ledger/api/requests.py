@@ -26,6 +26,15 @@ from ledger.service.redemption import RedeemCommand
 from ledger.service.refunds import RefundCommand
 from ledger.service.statement import StatementQuery
 from ledger.service.transfers import TransferCommand
+from ledger.service.directory import MemberQuery
+from ledger.domain.profiles import (
+    PROFILE_FIELDS,
+    Profile,
+    birth_date_problem,
+    email_problem,
+    locale_problem,
+    name_problem,
+)
 
 
 def mutation(method: str, request: Message, key: str) -> Mutation:
@@ -40,12 +49,72 @@ def member_id(request) -> str:
     return value
 
 
-def enroll(request: ledger_pb2.EnrollMemberRequest) -> tuple[str, str]:
+def enroll(request: ledger_pb2.EnrollMemberRequest) -> tuple[str, str, Profile | None]:
     fields = Fields()
     member = fields.identifier("member_id", request.member_id)
     code = fields.identifier("referral_code", request.referral_code, required=False, max_length=32)
+    profile = None
+    if request.HasField("profile"):
+        changes = _profile_fields(fields, request.profile, PROFILE_FIELDS)
+        profile = Profile().changed(changes, clock.now())
     fields.done()
-    return member, code.upper()
+    return member, code.upper(), profile
+
+
+def _profile_fields(fields: Fields, message: ledger_pb2.MemberProfile, paths) -> dict:
+    """Validated profile values of the named fields (ledger.domain.profiles)."""
+    checks = {
+        "email": lambda v: email_problem(v),
+        "name": lambda v: name_problem(v),
+        "birth_date": lambda v: birth_date_problem(v, clock.now().date()),
+        "locale": lambda v: locale_problem(v),
+    }
+    changes: dict = {}
+    for path in paths:
+        if path == "marketing_consent":
+            changes[path] = message.marketing_consent
+            continue
+        value = getattr(message, path)
+        problem = checks[path](value)
+        if problem:
+            fields.bad(f"profile.{path}", problem)
+        changes[path] = value
+    return changes
+
+
+def update_member(request: ledger_pb2.UpdateMemberRequest) -> tuple[str, dict]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    paths = list(dict.fromkeys(request.update_mask.paths))
+    if not paths:
+        fields.bad("update_mask", "name at least one profile field to change")
+    known = [path for path in paths if path in PROFILE_FIELDS]
+    for path in paths:
+        if path not in PROFILE_FIELDS:
+            fields.bad("update_mask", f"{path[:64]!r} is not a profile field ({', '.join(PROFILE_FIELDS)})")
+    changes = _profile_fields(fields, request.profile, known)
+    fields.done()
+    return member, changes
+
+
+def list_members(request: ledger_pb2.ListMembersRequest) -> MemberQuery:
+    fields = Fields()
+    size = fields.page_size(request.page_size)
+    token = fields.page_token(request.page_token)
+    tier = fields.identifier("tier", request.tier, required=False, max_length=64)
+    status = fields.enum("status", request.status, enums.MEMBER_STATUSES, required=False)
+    start = fields.timestamp("start_enroll_time", request.start_enroll_time, request.HasField("start_enroll_time"))
+    end = fields.timestamp("end_enroll_time", request.end_enroll_time, request.HasField("end_enroll_time"))
+    fields.done()
+    return MemberQuery(size, token, tier, status, start, end)
+
+
+def close_member(request: ledger_pb2.CloseMemberRequest | ledger_pb2.EraseMemberRequest) -> tuple[str, str]:
+    fields = Fields()
+    member = fields.identifier("member_id", request.member_id)
+    reason = fields.text("reason", request.reason, max_length=MAX_REASON_LENGTH)
+    fields.done()
+    return member, reason
 
 
 def earn(request: ledger_pb2.EarnRequest | ledger_pb2.QuoteEarnRequest, *, key_required: bool) -> tuple[EarnCommand, str]:

@@ -79,6 +79,18 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
             ledger_pb2.ExpiringPoints(points=points, expire_time=timestamp(at)) for at, points in summary.expiring
         ],
         tier=_member_tier(summary.tier.state) if summary.tier.state else None,
+        profile=ledger_pb2.MemberProfile(
+            email=summary.profile.email,
+            name=summary.profile.name,
+            birth_date=summary.profile.birth_date,
+            locale=summary.profile.locale,
+            marketing_consent=summary.profile.marketing_consent,
+            marketing_consent_time=(
+                timestamp(summary.profile.marketing_consent_at) if summary.profile.marketing_consent_at else None
+            ),
+        ),
+        close_time=timestamp(state.closed_at) if state.closed_at else None,
+        erase_time=timestamp(state.erased_at) if state.erased_at else None,
         tier_progress=(
             ledger_pb2.TierProgress(
                 next_tier_name=summary.tier.progress.next_tier,
@@ -152,6 +164,7 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
             pos_allowed=rules.transfer.pos_allowed,
         ),
         moments=programs_pb2.PostPurchaseMoments(**rules.moments.to_json()),
+        close_policy=enums.number(enums.CLOSE_POLICIES, rules.close_policy),
     )
 
 

@@ -54,7 +54,8 @@ WHEN = {
     "REFUND_EXCEEDS_ORDER": "RefundOrder: the refunds of the order would exceed its amount",
     "ORDER_EARN_REVERSED": "RefundOrder: the order's earn was reversed",
     "ORDER_EARNED_NO_POINTS": "RefundOrder: the order earned no points to claw back",
-    "MEMBER_CLOSED": "the member is closed and may not earn or spend",
+    "MEMBER_CLOSED": "the member is closed and may not earn, spend or transfer",
+    "MEMBER_ERASED": "UpdateMember of a member whose personal data was erased (EraseMember is final)",
     "NEGATIVE_BALANCE_FORBIDDEN": "an adjustment or clawback would push `posted` below zero under "
     "`NEGATIVE_BALANCE_POLICY_FORBID`",
     "BALANCE_OUT_OF_RANGE": "the balance would leave the ledger's integer range",

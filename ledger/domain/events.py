@@ -30,6 +30,7 @@ TIER_CHANGED = "tier.changed"
 REFERRAL_REWARDED = "referral.rewarded"
 REFERRAL_REVERSED = "referral.reversed"
 TRANSFER_COMPLETED = "transfer.completed"
+POINTS_FORFEITED = "points.forfeited"
 
 # The post-purchase moments: told by the due work because time passed (ledger.domain.moments).
 MOMENTS = (POINTS_EXPIRING, TIER_DOWNGRADE_WARNING, REVIEW_REQUESTED, MEMBER_LAPSED)
@@ -47,6 +48,7 @@ TYPES = (
     REFERRAL_REVERSED,
     TRANSFER_COMPLETED,
     *MOMENTS,
+    POINTS_FORFEITED,
 )
 
 # A refund claws back points an order earned: to a consumer that is earned points taken back,
@@ -63,6 +65,7 @@ _BY_KIND = {
     TransactionKind.TIER_CHANGE: TIER_CHANGED,
     TransactionKind.REFERRAL_REWARD: REFERRAL_REWARDED,
     TransactionKind.TRANSFER: TRANSFER_COMPLETED,
+    TransactionKind.FORFEIT: POINTS_FORFEITED,
 }
 
 DEFAULT_RETENTION_DAYS = 30

@@ -18,6 +18,8 @@ class TransactionKind(str, enum.Enum):
     TIER_CHANGE = "TIER_CHANGE"
     # Points moved from one member to another (TransferPoints): one transaction, two entries.
     TRANSFER = "TRANSFER"
+    # A closed member's remaining points written off (CloseMember under ClosePolicy.FORFEIT).
+    FORFEIT = "FORFEIT"
 
 
 class Channel(str, enum.Enum):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from ledger.domain import errors
 from ledger.domain.kinds import Channel, Role
+from ledger.domain.profiles import ClosePolicy
 from ledger.domain.referrals import ReferralRules
 
 
@@ -149,6 +150,8 @@ class ProgramRules:
     referral: ReferralRules = ReferralRules()
     transfer: TransferRules = TransferRules()
     moments: MomentSettings = MomentSettings()
+    # What CloseMember does with the remaining points (ledger.domain.profiles).
+    close_policy: ClosePolicy = ClosePolicy.KEEP
 
     def rate_for_channel(self, channel: Channel) -> EarnRate:
         for rule_channel, rate in self.channel_rates:
@@ -181,6 +184,7 @@ class ProgramRules:
             "referral": vars(self.referral),
             "transfer": vars(self.transfer),
             "moments": self.moments.to_json(),
+            "close_policy": self.close_policy.value,
         }
 
 
@@ -212,6 +216,7 @@ def earning_fields(data: dict) -> dict:
         "transfer": TransferRules(**data.get("transfer", {})),
         # Settings written before the moments existed have none: the defaults.
         "moments": MomentSettings.from_json(data.get("moments")),
+        "close_policy": ClosePolicy(data.get("close_policy", ClosePolicy.KEEP.value)),
     }
 
 

@@ -31,6 +31,9 @@ class MemberState:
     last_seq: int
     # The member's last earn or spend (the epoch before any): the INACTIVITY expiry clock.
     last_activity_at: datetime
+    # When CloseMember closed the member, and when EraseMember erased its profile (None: not yet).
+    closed_at: datetime | None = None
+    erased_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,22 @@ _STOREFRONT = frozenset(
         "Programs/ListRewards",
         "Ledger/RecordActivity",
         "Ledger/ListReferrals",
+        # A shopper keeps their own profile up to date on the web or in the app.
+        "Ledger/UpdateMember",
     }
 )
-_SUPPORT = _POS | {"Ledger/AdjustPoints", "Ledger/ReverseTransaction"}
+_SUPPORT = _POS | {
+    "Ledger/AdjustPoints",
+    "Ledger/ReverseTransaction",
+    "Ledger/UpdateMember",
+    "Ledger/ListMembers",
+    "Ledger/CloseMember",
+    "Ledger/EraseMember",
+}
 # QuoteEarn: marketing previews what an order would earn under a campaign before it starts.
-_MARKETING_LEDGER = frozenset({"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals", "Ledger/QuoteEarn"})
+_MARKETING_LEDGER = frozenset(
+    {"Ledger/GetMember", "Ledger/ListTransactions", "Ledger/ListReferrals", "Ledger/QuoteEarn", "Ledger/ListMembers"}
+)
 
 _EVENTS = frozenset({"Events/ListEvents", "Events/WatchEvents"})
 

@@ -9,6 +9,7 @@ from ledger.store.database import Database
 
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
+from ledger.domain.profiles import Profile
 from ledger.domain.records import MemberState
 from ledger.service import clock, keys, lookups, referrals
 from ledger.store import unit_of_work
@@ -16,6 +17,7 @@ from ledger.service.balances import live
 from ledger.service.caller import Caller
 from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members, programs
+from ledger.store import profiles as profile_store
 from ledger.store import tiers as tier_store
 from ledger.store.instants import to_micros
 
@@ -26,9 +28,12 @@ class Enrollment:
     created: bool
 
 
-def enroll_member(db: Database, caller: Caller, member_id: str, referral_code: str = "") -> Enrollment:
+def enroll_member(
+    db: Database, caller: Caller, member_id: str, referral_code: str = "", profile: Profile | None = None
+) -> Enrollment:
     """Idempotent on member_id. With a referral code, the member is attributed to the code's
-    owner (refused for self-referral, an unknown code, a member with orders, or a second referrer)."""
+    owner (refused for self-referral, an unknown code, a member with orders, or a second referrer).
+    profile: the new member's personal fields (kept only when the member is created now)."""
 
     def work(conn) -> Enrollment:
         lookups.program_rules(conn, caller.program_id)
@@ -39,6 +44,8 @@ def enroll_member(db: Database, caller: Caller, member_id: str, referral_code: s
         else:
             raise errors.conflict_retry("could not draw an unused referral code; retry")
         created = members.insert_if_absent(conn, caller.program_id, member_id, code, clock.now())
+        if created and profile is not None and profile != Profile():
+            profile_store.save(conn, caller.program_id, member_id, profile, clock.now())
         state = lookups.member(conn, caller.program_id, member_id, lock=bool(referral_code))
         if referral_code:
             referrals.attribute(conn, caller.program_id, state, referral_code, clock.now())
@@ -55,6 +62,7 @@ class MemberSummary:
     balance: Balance
     expiring: list[tuple[datetime, int]]
     tier: MemberTierView
+    profile: Profile = Profile()
 
 
 EXPIRING_SOON = timedelta(days=30)
@@ -65,7 +73,8 @@ def summarize(conn, program_id: str, state: MemberState, now: datetime) -> Membe
     expiring = lots.expiring_between(conn, program_id, state.member_id, now, now + EXPIRING_SOON)
     if inactive:  # every point has expired already (Balance.expired), none is still to expire
         expiring = []
-    return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now))
+    profile = profile_store.get(conn, program_id, state.member_id)
+    return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now), profile)
 
 
 # What summarize reads, fetched in one round trip on PostgreSQL (with the key's revocation);
@@ -77,6 +86,7 @@ _SUMMARY_READS = (
     tier_store.DEFINITIONS,
     tier_store.STATE,
     programs.BY_ID,
+    profile_store.BY_MEMBER,
 )
 
 

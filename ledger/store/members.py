@@ -26,6 +26,8 @@ def _state(row) -> MemberState:
         balance=Balance(posted=row.posted, held=row.held),
         last_seq=row.last_seq,
         last_activity_at=from_micros(row.last_activity_at),
+        closed_at=from_micros(row.closed_at) if row.closed_at is not None else None,
+        erased_at=from_micros(row.erased_at) if row.erased_at is not None else None,
     )
 
 

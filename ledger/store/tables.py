@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 
@@ -91,7 +93,27 @@ members = Table(
     Column("last_activity_at", BigInteger, nullable=False, server_default="0"),
     # Projection of the ledger: the hash of the last entry (the chain head; 64 zeros before any entry).
     Column("last_entry_hash", String(64), nullable=False, server_default="0" * 64),
+    # When CloseMember closed the member, and when EraseMember erased its profile (final).
+    Column("closed_at", BigInteger, nullable=True),
+    Column("erased_at", BigInteger, nullable=True),
     Index("uq_members_referral_code", "referral_code", "program_id", unique=True),
+)
+
+# A member's personal fields, apart from the ledger: EraseMember empties them (migration 0014).
+member_profiles = Table(
+    "member_profiles",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("email", String(254), nullable=True),
+    Column("name", String(200), nullable=True),
+    # ISO 8601 calendar date, YYYY-MM-DD.
+    Column("birth_date", String(10), nullable=True),
+    # BCP 47 language tag, e.g. fr-CA.
+    Column("locale", String(35), nullable=True),
+    Column("marketing_consent", Boolean, nullable=False, server_default=false()),
+    Column("marketing_consent_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 transactions = Table(

@@ -459,6 +459,14 @@ def valid_request(world: World, method):
         ),
         "ListTransactions": lambda: ledger_pb2.ListTransactionsRequest(member_id="m-1", page_token=world.token),
         "ListReferrals": lambda: ledger_pb2.ListReferralsRequest(member_id="m-1"),
+        "UpdateMember": lambda: ledger_pb2.UpdateMemberRequest(
+            member_id="m-1",
+            profile=ledger_pb2.MemberProfile(email="a@example.com", name="Ann", birth_date="1990-01-01", locale="en-GB"),
+            update_mask=field_mask_pb2.FieldMask(paths=["email", "name", "birth_date", "locale"]),
+        ),
+        "ListMembers": lambda: ledger_pb2.ListMembersRequest(tier="Gold", page_size=2),
+        "CloseMember": lambda: ledger_pb2.CloseMemberRequest(member_id=f"n-{secrets.token_hex(4)}", reason="closed"),
+        "EraseMember": lambda: ledger_pb2.EraseMemberRequest(member_id=f"n-{secrets.token_hex(4)}", reason="erased"),
         "TransferPoints": lambda: ledger_pb2.TransferPointsRequest(
             from_member_id="m-1", to_member_id="m-2", points=1, idempotency_key=key(), reason="family pooling"
         ),

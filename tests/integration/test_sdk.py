@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import grpc
+from google.protobuf import field_mask_pb2
 import pytest
 
 from clients import pos_example
@@ -323,6 +324,15 @@ async def every_rpc(ledger, network: Network) -> None:
     moved = await ledger.transfer_points(from_member_id=shopper, to_member_id=referrer, points=3, reason="family")
     assert (moved.transaction.points, moved.to_transaction.points) == (-3, 3)
     assert moved.balance.posted == reversal.balance.posted - 3
+    profiled = await ledger.update_member(member_id=referrer, profile=ledger_pb2.MemberProfile(locale="fr-CA"),
+                                          update_mask=field_mask_pb2.FieldMask(paths=["locale"]))
+    assert profiled.member.profile.locale == "fr-CA"
+    listed = await ledger.list_members(page_size=500)
+    assert {shopper, referrer} <= {m.member_id for m in listed.members}
+    leaver = member()
+    await ledger.enroll_member(member_id=leaver)
+    assert (await ledger.close_member(member_id=leaver)).member.status == ledger_pb2.MEMBER_STATUS_CLOSED
+    assert (await ledger.erase_member(member_id=leaver)).member.HasField("erase_time")
 
     referrals = await ledger.list_referrals(member_id=referrer)
     assert [r.referee_member_id for r in referrals.referrals] == [shopper]
@@ -339,7 +349,7 @@ async def every_rpc(ledger, network: Network) -> None:
 def test_every_rpc_of_both_services(program, flavour):
     """With the answers of a capture and a refund lost once on the way back: each retry
     replays the first result (the balances above are those of one capture, one refund)."""
-    assert len(ALL_RPCS) == 27
+    assert len(ALL_RPCS) == 31
     network = Network({"CaptureRedemption", "RefundOrder"}, failures=1, before_server=False)
     runner(program, flavour, network)(every_rpc)
     for method in ("CaptureRedemption", "RefundOrder"):

@@ -16,7 +16,9 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
   finishes what an interrupted run left and waits its turn for a primary key's lock;
 - 0012 (the events outbox) leaves the history before it without events (verify asks for
   none), gives what is written after it its events, refuses UPDATE of an event and DELETE of
-  one within its program's retention, and its downgrade removes it.
+  one within its program's retention, and its downgrade removes it;
+- 0014 (the member directory) brings existing members through active without a profile, and
+  its downgrade removes the profiles table and the close and erase times.
 """
 
 from __future__ import annotations
@@ -524,6 +526,7 @@ def test_0012_starts_events_after_the_existing_history_and_guards_them(empty_eng
     with engine.connect() as conn:
         heads = conn.execute(text("SELECT program_id, last_position, events_since FROM event_heads")).all()
     assert [(p, last) for p, last, _ in heads] == [(created.program_id, 0)] and heads[0][2] > 1
+    migrate.upgrade(engine)  # today's code writes what follows, on today's schema
     members.enroll_member(engine, caller, "new")
     support.adjust_points(engine, caller, Mutation("k-1", "AdjustPoints", "r-1"), "new", 10, "goodwill")
     support.adjust_points(engine, caller, Mutation("k-2", "AdjustPoints", "r-2"), "old", 5, "goodwill")
@@ -560,3 +563,28 @@ def test_0012_starts_events_after_the_existing_history_and_guards_them(empty_eng
     migrate.downgrade(engine, "0011")
     assert {"events", "event_heads"}.isdisjoint(user_tables(engine))
     assert "event_retention_days" not in {c["name"] for c in inspect(engine).get_columns("programs")}
+
+
+# ---------------------------------------------------------------- 0014: the member directory
+
+
+def test_0014_adds_profiles_and_close_times_and_its_downgrade_removes_them(empty_engine):
+    """Members of before 0014 come through active with no profile; downgrade removes the table
+    and the two columns."""
+    from ledger.domain import credentials
+    from ledger.domain.kinds import Role
+    from ledger.service import members, programs
+    from ledger.service.caller import Caller
+
+    engine = empty_engine
+    migrate.upgrade(engine)
+    created = programs.create_program(engine, "before-directory")
+    caller = Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN)
+    members.enroll_member(engine, caller, "old")
+    migrate.downgrade(engine, "0013")
+    assert "member_profiles" not in user_tables(engine)
+    assert {"closed_at", "erased_at"}.isdisjoint(c["name"] for c in inspect(engine).get_columns("members"))
+    migrate.upgrade(engine, "0014")
+    summary = members.get_member(engine, caller, "old")
+    assert summary.state.closed_at is None and summary.state.erased_at is None
+    assert summary.profile.email == "" and not summary.profile.marketing_consent

@@ -57,6 +57,10 @@ REVERSE_TRANSACTION: Rpc[ledger_pb2.ReverseTransactionRequest, ledger_pb2.Revers
 LIST_TRANSACTIONS: Rpc[ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse] = Rpc("/loyalty.v1.Ledger/ListTransactions", ledger_pb2.ListTransactionsRequest, ledger_pb2.ListTransactionsResponse)
 LIST_REFERRALS: Rpc[ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse] = Rpc("/loyalty.v1.Ledger/ListReferrals", ledger_pb2.ListReferralsRequest, ledger_pb2.ListReferralsResponse)
 TRANSFER_POINTS: Rpc[ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse] = Rpc("/loyalty.v1.Ledger/TransferPoints", ledger_pb2.TransferPointsRequest, ledger_pb2.TransferPointsResponse)
+UPDATE_MEMBER: Rpc[ledger_pb2.UpdateMemberRequest, ledger_pb2.UpdateMemberResponse] = Rpc("/loyalty.v1.Ledger/UpdateMember", ledger_pb2.UpdateMemberRequest, ledger_pb2.UpdateMemberResponse)
+LIST_MEMBERS: Rpc[ledger_pb2.ListMembersRequest, ledger_pb2.ListMembersResponse] = Rpc("/loyalty.v1.Ledger/ListMembers", ledger_pb2.ListMembersRequest, ledger_pb2.ListMembersResponse)
+CLOSE_MEMBER: Rpc[ledger_pb2.CloseMemberRequest, ledger_pb2.CloseMemberResponse] = Rpc("/loyalty.v1.Ledger/CloseMember", ledger_pb2.CloseMemberRequest, ledger_pb2.CloseMemberResponse)
+ERASE_MEMBER: Rpc[ledger_pb2.EraseMemberRequest, ledger_pb2.EraseMemberResponse] = Rpc("/loyalty.v1.Ledger/EraseMember", ledger_pb2.EraseMemberRequest, ledger_pb2.EraseMemberResponse)
 
 
 class LedgerMethods:
@@ -288,13 +292,14 @@ class LedgerMethods:
         *,
         member_id: str | None = None,
         referral_code: str | None = None,
+        profile: ledger_pb2.MemberProfile | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EnrollMemberResponse:
         """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id. With a referral_code
         the new member is attributed to the code's owner (NOT_FOUND /
         REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION / SELF_REFERRAL, ALREADY_REFERRED,
         REFERRAL_AFTER_FIRST_ORDER)."""
-        return self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code), timeout)
+        return self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code, profile=profile), timeout)
 
     def get_member(
         self,
@@ -549,6 +554,84 @@ class LedgerMethods:
         TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
         return self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
 
+    def update_member(
+        self,
+        request: ledger_pb2.UpdateMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        profile: ledger_pb2.MemberProfile | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.UpdateMemberResponse:
+        """Ledger.UpdateMember: Changes a member's profile fields named in update_mask (email,
+        name, birth_date, locale, marketing_consent); idempotent by nature.
+        FAILED_PRECONDITION / MEMBER_ERASED."""
+        return self._invoke(UPDATE_MEMBER, _request(request, ledger_pb2.UpdateMemberRequest, member_id=member_id, profile=profile, update_mask=update_mask), timeout)
+
+    def list_members(
+        self,
+        request: ledger_pb2.ListMembersRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        tier: str | None = None,
+        status: ledger_pb2.MemberStatus.ValueType | str | None = None,
+        start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.ListMembersResponse:
+        """Ledger.ListMembers: The program's members in member_id order, in pages, filtered by
+        tier, status and enrolment time."""
+        return self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time), timeout)
+
+    def iter_members(
+        self,
+        *,
+        page_size: int | None = None,
+        tier: str | None = None,
+        status: ledger_pb2.MemberStatus.ValueType | str | None = None,
+        start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ledger_pb2.Member]:
+        """Follows Ledger.ListMembers page after page, yielding each of `members` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time)
+        while True:
+            page = self._invoke(LIST_MEMBERS, request, timeout)
+            for found in page.members:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def close_member(
+        self,
+        request: ledger_pb2.CloseMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.CloseMemberResponse:
+        """Ledger.CloseMember: Closes a member: it may no longer earn or spend (MEMBER_CLOSED);
+        open holds are voided and, under the program's CLOSE_POLICY_FORFEIT, its posted
+        points are written off in a FORFEIT transaction. Closing a closed member answers
+        it as it is."""
+        return self._invoke(CLOSE_MEMBER, _request(request, ledger_pb2.CloseMemberRequest, member_id=member_id, reason=reason), timeout)
+
+    def erase_member(
+        self,
+        request: ledger_pb2.EraseMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.EraseMemberResponse:
+        """Ledger.EraseMember: Erases a member's personal data for good: closes it (as CloseMember)
+        and removes its profile; the pseudonymous member_id and its ledger stay. Final,
+        and logged."""
+        return self._invoke(ERASE_MEMBER, _request(request, ledger_pb2.EraseMemberRequest, member_id=member_id, reason=reason), timeout)
+
 
 class AsyncLedgerMethods:
     """Every RPC as a coroutine method; AsyncLedgerClient sends them."""
@@ -779,13 +862,14 @@ class AsyncLedgerMethods:
         *,
         member_id: str | None = None,
         referral_code: str | None = None,
+        profile: ledger_pb2.MemberProfile | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.EnrollMemberResponse:
         """Ledger.EnrollMember: Enrolls a shopper; idempotent on member_id. With a referral_code
         the new member is attributed to the code's owner (NOT_FOUND /
         REFERRAL_CODE_NOT_FOUND; FAILED_PRECONDITION / SELF_REFERRAL, ALREADY_REFERRED,
         REFERRAL_AFTER_FIRST_ORDER)."""
-        return await self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code), timeout)
+        return await self._invoke(ENROLL_MEMBER, _request(request, ledger_pb2.EnrollMemberRequest, member_id=member_id, referral_code=referral_code, profile=profile), timeout)
 
     async def get_member(
         self,
@@ -1039,3 +1123,81 @@ class AsyncLedgerMethods:
         TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED /
         TRANSFER_ROLE_NOT_ALLOWED; NOT_FOUND / MEMBER_NOT_FOUND."""
         return await self._invoke(TRANSFER_POINTS, _request(request, ledger_pb2.TransferPointsRequest, from_member_id=from_member_id, to_member_id=to_member_id, points=points, idempotency_key=idempotency_key, reason=reason), timeout)
+
+    async def update_member(
+        self,
+        request: ledger_pb2.UpdateMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        profile: ledger_pb2.MemberProfile | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.UpdateMemberResponse:
+        """Ledger.UpdateMember: Changes a member's profile fields named in update_mask (email,
+        name, birth_date, locale, marketing_consent); idempotent by nature.
+        FAILED_PRECONDITION / MEMBER_ERASED."""
+        return await self._invoke(UPDATE_MEMBER, _request(request, ledger_pb2.UpdateMemberRequest, member_id=member_id, profile=profile, update_mask=update_mask), timeout)
+
+    async def list_members(
+        self,
+        request: ledger_pb2.ListMembersRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        tier: str | None = None,
+        status: ledger_pb2.MemberStatus.ValueType | str | None = None,
+        start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.ListMembersResponse:
+        """Ledger.ListMembers: The program's members in member_id order, in pages, filtered by
+        tier, status and enrolment time."""
+        return await self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time), timeout)
+
+    async def iter_members(
+        self,
+        *,
+        page_size: int | None = None,
+        tier: str | None = None,
+        status: ledger_pb2.MemberStatus.ValueType | str | None = None,
+        start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[ledger_pb2.Member]:
+        """Follows Ledger.ListMembers page after page, yielding each of `members` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time)
+        while True:
+            page = await self._invoke(LIST_MEMBERS, request, timeout)
+            for found in page.members:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def close_member(
+        self,
+        request: ledger_pb2.CloseMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.CloseMemberResponse:
+        """Ledger.CloseMember: Closes a member: it may no longer earn or spend (MEMBER_CLOSED);
+        open holds are voided and, under the program's CLOSE_POLICY_FORFEIT, its posted
+        points are written off in a FORFEIT transaction. Closing a closed member answers
+        it as it is."""
+        return await self._invoke(CLOSE_MEMBER, _request(request, ledger_pb2.CloseMemberRequest, member_id=member_id, reason=reason), timeout)
+
+    async def erase_member(
+        self,
+        request: ledger_pb2.EraseMemberRequest | None = None,
+        *,
+        member_id: str | None = None,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ledger_pb2.EraseMemberResponse:
+        """Ledger.EraseMember: Erases a member's personal data for good: closes it (as CloseMember)
+        and removes its profile; the pseudonymous member_id and its ledger stay. Final,
+        and logged."""
+        return await self._invoke(ERASE_MEMBER, _request(request, ledger_pb2.EraseMemberRequest, member_id=member_id, reason=reason), timeout)

@@ -104,6 +104,10 @@ class _TransactionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Trans
     """Points moved between two members (TransferPoints): negative on the sender's statement,
     positive on the receiver's; one transaction, both statements.
     """
+    TRANSACTION_KIND_FORFEIT: _TransactionKind.ValueType  # 12
+    """A closed member's remaining points written off (CloseMember or EraseMember under
+    CLOSE_POLICY_FORFEIT).
+    """
 
 class TransactionKind(_TransactionKind, metaclass=_TransactionKindEnumTypeWrapper):
     """What a transaction did."""
@@ -137,6 +141,10 @@ TRANSACTION_KIND_TIER_CHANGE: TransactionKind.ValueType  # 10
 TRANSACTION_KIND_TRANSFER: TransactionKind.ValueType  # 11
 """Points moved between two members (TransferPoints): negative on the sender's statement,
 positive on the receiver's; one transaction, both statements.
+"""
+TRANSACTION_KIND_FORFEIT: TransactionKind.ValueType  # 12
+"""A closed member's remaining points written off (CloseMember or EraseMember under
+CLOSE_POLICY_FORFEIT).
 """
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
 

@@ -49,6 +49,7 @@ class Event(_message.Message):
     REVIEW_REQUESTED_FIELD_NUMBER: _builtins.int
     MEMBER_LAPSED_FIELD_NUMBER: _builtins.int
     TRANSFER_COMPLETED_FIELD_NUMBER: _builtins.int
+    POINTS_FORFEITED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Opaque; orders the program's events (a later event has a greater id, compared as
     bytes) and is the de-duplication key.
@@ -56,9 +57,9 @@ class Event(_message.Message):
     type: _builtins.str
     """The type, as in webhooks: `member.enrolled`, `points.earned`, `points.redeemed`,
     `points.adjusted`, `points.reversed`, `points.expired`, `tier.changed`,
-    `referral.rewarded`, `referral.reversed`, `transfer.completed`; and the post-purchase
-    moments the due work tells once each: `points.expiring`, `tier.downgrade_warning`,
-    `review.requested`, `member.lapsed`.
+    `referral.rewarded`, `referral.reversed`, `transfer.completed`, `points.forfeited`; and
+    the post-purchase moments the due work tells once each: `points.expiring`,
+    `tier.downgrade_warning`, `review.requested`, `member.lapsed`.
     """
     member_id: _builtins.str
     """The member the change is about."""
@@ -132,6 +133,10 @@ class Event(_message.Message):
     def transfer_completed(self) -> Global___TransferCompleted:
         """transfer.completed: points moved from the event's member to another member."""
 
+    @_builtins.property
+    def points_forfeited(self) -> Global___PointsMovement:
+        """points.forfeited: a closed member's remaining points written off."""
+
     def __init__(
         self,
         *,
@@ -155,12 +160,13 @@ class Event(_message.Message):
         review_requested: Global___ReviewRequested | None = ...,
         member_lapsed: Global___MemberLapsed | None = ...,
         transfer_completed: Global___TransferCompleted | None = ...,
+        points_forfeited: Global___PointsMovement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transfer_completed", b"transfer_completed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transfer_completed", b"transfer_completed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "points_expiring", "tier_downgrade_warning", "review_requested", "member_lapsed", "transfer_completed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "points_expiring", "tier_downgrade_warning", "review_requested", "member_lapsed", "transfer_completed", "points_forfeited"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -7,6 +7,7 @@ support call to enroll members and move their points.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -162,6 +163,9 @@ class Member(_message.Message):
     EXPIRING_POINTS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ENROLL_TIME_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    ERASE_TIME_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     """The caller's own id for the shopper, unique in the program."""
     referral_code: _builtins.str
@@ -188,6 +192,18 @@ class Member(_message.Message):
     def enroll_time(self) -> _timestamp_pb2.Timestamp:
         """When the member was enrolled."""
 
+    @_builtins.property
+    def profile(self) -> Global___MemberProfile:
+        """Personal fields; empty once the member is erased."""
+
+    @_builtins.property
+    def close_time(self) -> _timestamp_pb2.Timestamp:
+        """When the member was closed; absent while active."""
+
+    @_builtins.property
+    def erase_time(self) -> _timestamp_pb2.Timestamp:
+        """When the member's personal data was erased; absent unless erased."""
+
     def __init__(
         self,
         *,
@@ -199,14 +215,61 @@ class Member(_message.Message):
         expiring_points: _abc.Iterable[Global___ExpiringPoints] | None = ...,
         status: Global___MemberStatus.ValueType = ...,
         enroll_time: _timestamp_pb2.Timestamp | None = ...,
+        profile: Global___MemberProfile | None = ...,
+        close_time: _timestamp_pb2.Timestamp | None = ...,
+        erase_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enroll_time", b"enroll_time", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "profile", b"profile", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "enroll_time", b"enroll_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "profile", b"profile", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
+
+@_typing.final
+class MemberProfile(_message.Message):
+    """A member's personal fields (never logged; removed by EraseMember)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    MARKETING_CONSENT_FIELD_NUMBER: _builtins.int
+    MARKETING_CONSENT_TIME_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """An email address, at most 254 characters."""
+    name: _builtins.str
+    """The member's name as they give it, at most 200 characters."""
+    birth_date: _builtins.str
+    """Date of birth as YYYY-MM-DD."""
+    locale: _builtins.str
+    """BCP 47 language tag, e.g. "fr-CA"."""
+    marketing_consent: _builtins.bool
+    """Whether the member agreed to marketing messages."""
+    @_builtins.property
+    def marketing_consent_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when marketing consent was last given or withdrawn."""
+
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        birth_date: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        marketing_consent: _builtins.bool = ...,
+        marketing_consent_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["marketing_consent_time", b"marketing_consent_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "email", b"email", "locale", b"locale", "marketing_consent", b"marketing_consent", "marketing_consent_time", b"marketing_consent_time", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberProfile: _TypeAlias = MemberProfile  # noqa: Y015
 
 @_typing.final
 class Hold(_message.Message):
@@ -304,19 +367,25 @@ class EnrollMemberRequest(_message.Message):
 
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     REFERRAL_CODE_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     """The caller's own id for the shopper, unique in the program."""
     referral_code: _builtins.str
     """Optional referral code of the member who referred this shopper."""
+    @_builtins.property
+    def profile(self) -> Global___MemberProfile:
+        """Optional personal fields, kept when the member is created by this call."""
+
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         referral_code: _builtins.str = ...,
+        profile: Global___MemberProfile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "referral_code", b"referral_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "profile", b"profile", "referral_code", b"referral_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1386,3 +1455,251 @@ class TransferPointsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransferPointsResponse: _TypeAlias = TransferPointsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMemberRequest(_message.Message):
+    """Profile fields to change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """Required: the member."""
+    @_builtins.property
+    def profile(self) -> Global___MemberProfile:
+        """The new values of the fields named in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Required: the profile fields to change (email, name, birth_date, locale,
+        marketing_consent); a named field left empty is cleared.
+        """
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        profile: Global___MemberProfile | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "profile", b"profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemberRequest: _TypeAlias = UpdateMemberRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMemberResponse(_message.Message):
+    """The member after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member:
+        """The member as GetMember shows it."""
+
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemberResponse: _TypeAlias = UpdateMemberResponse  # noqa: Y015
+
+@_typing.final
+class ListMembersRequest(_message.Message):
+    """A page of the member directory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_ENROLL_TIME_FIELD_NUMBER: _builtins.int
+    END_ENROLL_TIME_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    """The previous page's next_page_token, unchanged (opaque, signed): good only for the same
+    program and filters.
+    """
+    tier: _builtins.str
+    """Only members holding this tier (by name)."""
+    status: Global___MemberStatus.ValueType
+    """Only members in this status."""
+    @_builtins.property
+    def start_enroll_time(self) -> _timestamp_pb2.Timestamp:
+        """Only members enrolled at or after this instant."""
+
+    @_builtins.property
+    def end_enroll_time(self) -> _timestamp_pb2.Timestamp:
+        """Only members enrolled before this instant."""
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        status: Global___MemberStatus.ValueType = ...,
+        start_enroll_time: _timestamp_pb2.Timestamp | None = ...,
+        end_enroll_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_enroll_time", b"end_enroll_time", "start_enroll_time", b"start_enroll_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_enroll_time", b"end_enroll_time", "page_size", b"page_size", "page_token", b"page_token", "start_enroll_time", b"start_enroll_time", "status", b"status", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMembersRequest: _TypeAlias = ListMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListMembersResponse(_message.Message):
+    """A page of the member directory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]:
+        """In member_id order."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___Member] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMembersResponse: _TypeAlias = ListMembersResponse  # noqa: Y015
+
+@_typing.final
+class CloseMemberRequest(_message.Message):
+    """A member to close."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """Required: the member."""
+    reason: _builtins.str
+    """Optional, one line: why (the FORFEIT transaction's reason)."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseMemberRequest: _TypeAlias = CloseMemberRequest  # noqa: Y015
+
+@_typing.final
+class CloseMemberResponse(_message.Message):
+    """The closed member."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    FORFEIT_TRANSACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member:
+        """The member, closed."""
+
+    @_builtins.property
+    def forfeit_transaction(self) -> _common_pb2.Transaction:
+        """The FORFEIT transaction, when the program's policy forfeited points by this call."""
+
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+        forfeit_transaction: _common_pb2.Transaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["forfeit_transaction", b"forfeit_transaction", "member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forfeit_transaction", b"forfeit_transaction", "member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseMemberResponse: _TypeAlias = CloseMemberResponse  # noqa: Y015
+
+@_typing.final
+class EraseMemberRequest(_message.Message):
+    """A member to erase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """Required: the member."""
+    reason: _builtins.str
+    """Optional, one line: why (e.g. the erasure request's reference)."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseMemberRequest: _TypeAlias = EraseMemberRequest  # noqa: Y015
+
+@_typing.final
+class EraseMemberResponse(_message.Message):
+    """The erased member."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    FORFEIT_TRANSACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member:
+        """The member, closed and without personal fields."""
+
+    @_builtins.property
+    def forfeit_transaction(self) -> _common_pb2.Transaction:
+        """The FORFEIT transaction, when the program's policy forfeited points by this call."""
+
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+        forfeit_transaction: _common_pb2.Transaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["forfeit_transaction", b"forfeit_transaction", "member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forfeit_transaction", b"forfeit_transaction", "member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseMemberResponse: _TypeAlias = EraseMemberResponse  # noqa: Y015

@@ -112,6 +112,26 @@ class LedgerStub:
                 request_serializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.FromString,
                 _registered_method=True)
+        self.UpdateMember = channel.unary_unary(
+                '/loyalty.v1.Ledger/UpdateMember',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.UpdateMemberRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.UpdateMemberResponse.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/loyalty.v1.Ledger/ListMembers',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.CloseMember = channel.unary_unary(
+                '/loyalty.v1.Ledger/CloseMember',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.CloseMemberRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.CloseMemberResponse.FromString,
+                _registered_method=True)
+        self.EraseMember = channel.unary_unary(
+                '/loyalty.v1.Ledger/EraseMember',
+                request_serializer=loyalty_dot_v1_dot_ledger__pb2.EraseMemberRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_ledger__pb2.EraseMemberResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -247,6 +267,39 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMember(self, request, context):
+        """Changes a member's profile fields named in update_mask (email, name, birth_date, locale,
+        marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """The program's members in member_id order, in pages, filtered by tier, status and
+        enrolment time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseMember(self, request, context):
+        """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
+        and, under the program's CLOSE_POLICY_FORFEIT, its posted points are written off in a
+        FORFEIT transaction. Closing a closed member answers it as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseMember(self, request, context):
+        """Erases a member's personal data for good: closes it (as CloseMember) and removes its
+        profile; the pseudonymous member_id and its ledger stay. Final, and logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +377,26 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.TransferPoints,
                     request_deserializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.SerializeToString,
+            ),
+            'UpdateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMember,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.UpdateMemberRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.UpdateMemberResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.ListMembersRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'CloseMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseMember,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.CloseMemberRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.CloseMemberResponse.SerializeToString,
+            ),
+            'EraseMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseMember,
+                    request_deserializer=loyalty_dot_v1_dot_ledger__pb2.EraseMemberRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_ledger__pb2.EraseMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -734,6 +807,114 @@ class Ledger:
             '/loyalty.v1.Ledger/TransferPoints',
             loyalty_dot_v1_dot_ledger__pb2.TransferPointsRequest.SerializeToString,
             loyalty_dot_v1_dot_ledger__pb2.TransferPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/UpdateMember',
+            loyalty_dot_v1_dot_ledger__pb2.UpdateMemberRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.UpdateMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/ListMembers',
+            loyalty_dot_v1_dot_ledger__pb2.ListMembersRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/CloseMember',
+            loyalty_dot_v1_dot_ledger__pb2.CloseMemberRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.CloseMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Ledger/EraseMember',
+            loyalty_dot_v1_dot_ledger__pb2.EraseMemberRequest.SerializeToString,
+            loyalty_dot_v1_dot_ledger__pb2.EraseMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,23 @@ class LedgerStub:
     TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
     NOT_FOUND / MEMBER_NOT_FOUND.
     """
+    UpdateMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.UpdateMemberRequest, _ledger_pb2.UpdateMemberResponse]
+    """Changes a member's profile fields named in update_mask (email, name, birth_date, locale,
+    marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
+    """
+    ListMembers: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListMembersRequest, _ledger_pb2.ListMembersResponse]
+    """The program's members in member_id order, in pages, filtered by tier, status and
+    enrolment time.
+    """
+    CloseMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CloseMemberRequest, _ledger_pb2.CloseMemberResponse]
+    """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
+    and, under the program's CLOSE_POLICY_FORFEIT, its posted points are written off in a
+    FORFEIT transaction. Closing a closed member answers it as it is.
+    """
+    EraseMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.EraseMemberRequest, _ledger_pb2.EraseMemberResponse]
+    """Erases a member's personal data for good: closes it (as CloseMember) and removes its
+    profile; the pseudonymous member_id and its ledger stay. Final, and logged.
+    """
 
 @_typing.type_check_only
 class LedgerAsyncStub(LedgerStub):
@@ -174,6 +191,23 @@ class LedgerAsyncStub(LedgerStub):
     INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
     TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
     NOT_FOUND / MEMBER_NOT_FOUND.
+    """
+    UpdateMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.UpdateMemberRequest, _ledger_pb2.UpdateMemberResponse]  # type: ignore[assignment]
+    """Changes a member's profile fields named in update_mask (email, name, birth_date, locale,
+    marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
+    """
+    ListMembers: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListMembersRequest, _ledger_pb2.ListMembersResponse]  # type: ignore[assignment]
+    """The program's members in member_id order, in pages, filtered by tier, status and
+    enrolment time.
+    """
+    CloseMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CloseMemberRequest, _ledger_pb2.CloseMemberResponse]  # type: ignore[assignment]
+    """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
+    and, under the program's CLOSE_POLICY_FORFEIT, its posted points are written off in a
+    FORFEIT transaction. Closing a closed member answers it as it is.
+    """
+    EraseMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.EraseMemberRequest, _ledger_pb2.EraseMemberResponse]  # type: ignore[assignment]
+    """Erases a member's personal data for good: closes it (as CloseMember) and removes its
+    profile; the pseudonymous member_id and its ledger stay. Final, and logged.
     """
 
 class LedgerServicer(metaclass=_abc_1.ABCMeta):
@@ -334,6 +368,47 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         INSUFFICIENT_POINTS, TRANSFER_LIMIT_EXCEEDED (per transfer or per calendar month),
         TRANSFERS_DISABLED, MEMBER_CLOSED; PERMISSION_DENIED / TRANSFER_ROLE_NOT_ALLOWED;
         NOT_FOUND / MEMBER_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMember(
+        self,
+        request: _ledger_pb2.UpdateMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.UpdateMemberResponse, _abc.Awaitable[_ledger_pb2.UpdateMemberResponse]]:
+        """Changes a member's profile fields named in update_mask (email, name, birth_date, locale,
+        marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMembers(
+        self,
+        request: _ledger_pb2.ListMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListMembersResponse, _abc.Awaitable[_ledger_pb2.ListMembersResponse]]:
+        """The program's members in member_id order, in pages, filtered by tier, status and
+        enrolment time.
+        """
+
+    @_abc_1.abstractmethod
+    def CloseMember(
+        self,
+        request: _ledger_pb2.CloseMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.CloseMemberResponse, _abc.Awaitable[_ledger_pb2.CloseMemberResponse]]:
+        """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
+        and, under the program's CLOSE_POLICY_FORFEIT, its posted points are written off in a
+        FORFEIT transaction. Closing a closed member answers it as it is.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseMember(
+        self,
+        request: _ledger_pb2.EraseMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.EraseMemberResponse, _abc.Awaitable[_ledger_pb2.EraseMemberResponse]]:
+        """Erases a member's personal data for good: closes it (as CloseMember) and removes its
+        profile; the pseudonymous member_id and its ledger stay. Final, and logged.
         """
 
 def add_LedgerServicer_to_server(servicer: LedgerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -196,6 +196,30 @@ TIER_WINDOW_CALENDAR_YEAR: TierWindow.ValueType  # 2
 """The calendar year (UTC) of the moment of evaluation."""
 Global___TierWindow: _TypeAlias = TierWindow  # noqa: Y015
 
+class _ClosePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClosePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClosePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLOSE_POLICY_UNSPECIFIED: _ClosePolicy.ValueType  # 0
+    """Not given; UpdateProgram refuses it."""
+    CLOSE_POLICY_KEEP: _ClosePolicy.ValueType  # 1
+    """The points stay on the closed account (not spendable while it is closed)."""
+    CLOSE_POLICY_FORFEIT: _ClosePolicy.ValueType  # 2
+    """The posted points are written off in a TRANSACTION_KIND_FORFEIT transaction."""
+
+class ClosePolicy(_ClosePolicy, metaclass=_ClosePolicyEnumTypeWrapper):
+    """What happens to a member's remaining points when the member is closed."""
+
+CLOSE_POLICY_UNSPECIFIED: ClosePolicy.ValueType  # 0
+"""Not given; UpdateProgram refuses it."""
+CLOSE_POLICY_KEEP: ClosePolicy.ValueType  # 1
+"""The points stay on the closed account (not spendable while it is closed)."""
+CLOSE_POLICY_FORFEIT: ClosePolicy.ValueType  # 2
+"""The posted points are written off in a TRANSACTION_KIND_FORFEIT transaction."""
+Global___ClosePolicy: _TypeAlias = ClosePolicy  # noqa: Y015
+
 class _StackingMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -402,6 +426,7 @@ class Program(_message.Message):
     EVENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     MOMENTS_FIELD_NUMBER: _builtins.int
     TRANSFER_RULES_FIELD_NUMBER: _builtins.int
+    CLOSE_POLICY_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
     """Output only: the program's id ("prg_...")."""
     name: _builtins.str
@@ -437,6 +462,10 @@ class Program(_message.Message):
     event_retention_days: _builtins.int
     """Days events are kept (1 to 3650, default 30): older ones are pruned, and ListEvents or
     WatchEvents after one is OUT_OF_RANGE / CURSOR_EXPIRED.
+    """
+    close_policy: Global___ClosePolicy.ValueType
+    """What CloseMember (and EraseMember) does with a member's remaining points (default
+    CLOSE_POLICY_KEEP).
     """
     @_builtins.property
     def earn_rate(self) -> Global___EarnRate:
@@ -504,10 +533,11 @@ class Program(_message.Message):
         event_retention_days: _builtins.int = ...,
         moments: Global___PostPurchaseMoments | None = ...,
         transfer_rules: Global___TransferRules | None = ...,
+        close_policy: Global___ClosePolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "moments", b"moments", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "close_policy", b"close_policy", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
