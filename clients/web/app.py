@@ -801,11 +801,11 @@ class Web:
         self, member: ledger_pb2.Member, tiers: list[programs_pb2.Tier], transactions: list[common_pb2.Transaction]
     ) -> dict[str, Any]:
         zone = self.zone
-        currency = next((t.currency for t in transactions if t.currency), "")
-        basis_spend = bool(currency)  # qualifying spend is what most programs count
+        currency = member.currency or next((t.currency for t in transactions if t.currency), "USD")
+        by_points = member.tier_basis == programs_pb2.TIER_BASIS_QUALIFYING_POINTS
 
         def amount(value: int) -> str:
-            return money.show(value, currency) if basis_spend else f"{value:,} qualifying points"
+            return f"{value:,} qualifying points" if by_points else money.show(value, currency)
 
         tier = None
         if member.HasField("tier"):
@@ -816,8 +816,10 @@ class Web:
                 have = member.tier_progress.qualifying_value if member.HasField("tier_progress") else held.threshold
                 short = max(held.threshold - have, 0)
                 keep = (
-                    f"To keep {member.tier.name} after {until:%d %b %Y}, reach {amount(held.threshold)} "
-                    + (f"in the qualifying period ({amount(short)} to go)." if short else "— you are there already.")
+                    f"To keep {member.tier.name} after {until:%d %b %Y}: {amount(held.threshold)} in the "
+                    f"qualifying period, {amount(short)} to go."
+                    if short
+                    else f"You have done what it takes to keep {member.tier.name} after {until:%d %b %Y}."
                 )
             elif member.HasField("tier"):
                 keep = f"{member.tier.name} is yours to keep."
@@ -868,12 +870,13 @@ class Web:
             "share": self.config.share_url.replace("{code}", code) if code else "",
         }
 
-    def _pending(self, member: ledger_pb2.Member) -> list[tuple[int, str]]:
-        """Pending points per day they become available, when the ledger says (Member.pending_points)."""
-        found = []
-        for item in getattr(member, "pending_points", ()):
-            found.append((int(item.points), f"{_when(item.available_time, self.zone):%d %b %Y}"))
-        return found
+    def _pending(self, member: ledger_pb2.Member) -> list[tuple[str, int]]:
+        """Pending points by the day they become available, soonest first."""
+        by_day: dict[str, int] = {}
+        for item in member.pending_points:
+            day = f"{_when(item.available_time, self.zone):%d %b %Y}"
+            by_day[day] = by_day.get(day, 0) + item.points
+        return list(by_day.items())
 
     # ------------------------------------------------------------------ misc
 

@@ -78,6 +78,13 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
         expiring_points=[
             ledger_pb2.ExpiringPoints(points=points, expire_time=timestamp(at)) for at, points in summary.expiring
         ],
+        pending_points=[
+            ledger_pb2.PendingPoints(points=points, available_time=timestamp(at)) for at, points in summary.pending
+        ],
+        currency=summary.rules.currency if summary.rules else "",
+        tier_basis=(
+            enums.number(enums.TIER_BASES, summary.rules.tier_basis) if summary.rules else programs_pb2.TIER_BASIS_UNSPECIFIED
+        ),
         tier=_member_tier(summary.tier.state) if summary.tier.state else None,
         profile=ledger_pb2.MemberProfile(
             email=summary.profile.email,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ledger.store.database import Database
@@ -10,6 +10,7 @@ from ledger.store.database import Database
 from ledger.domain import credentials, errors
 from ledger.domain.balance import Balance
 from ledger.domain.profiles import Profile
+from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
 from ledger.service import clock, keys, lookups, referrals
 from ledger.store import unit_of_work
@@ -63,6 +64,8 @@ class MemberSummary:
     expiring: list[tuple[datetime, int]]
     tier: MemberTierView
     profile: Profile = Profile()
+    pending: list[tuple[datetime, int]] = field(default_factory=list)
+    rules: ProgramRules | None = None  # its currency and tier basis, for showing tier progress
 
 
 EXPIRING_SOON = timedelta(days=30)
@@ -74,7 +77,10 @@ def summarize(conn, program_id: str, state: MemberState, now: datetime) -> Membe
     if inactive:  # every point has expired already (Balance.expired), none is still to expire
         expiring = []
     profile = profile_store.get(conn, program_id, state.member_id)
-    return MemberSummary(state, balance, expiring, member_tier(conn, program_id, state.member_id, now), profile)
+    pending = [] if inactive else lots.pending_at(conn, program_id, state.member_id, now)
+    rules = lookups.program_rules(conn, program_id)
+    tier = member_tier(conn, program_id, state.member_id, now, rules)
+    return MemberSummary(state, balance, expiring, tier, profile, pending, rules)
 
 
 # What summarize reads, fetched in one round trip on PostgreSQL (with the key's revocation);
@@ -83,6 +89,7 @@ _SUMMARY_READS = (
     members.BY_ID,
     lots.BALANCE_FACTS,
     lots.EXPIRING,
+    lots.PENDING,
     tier_store.DEFINITIONS,
     tier_store.STATE,
     programs.BY_ID,

@@ -171,11 +171,14 @@ def upgrade_after_order(
         write_change(conn, caller.key_id, caller.program_id, member, change, at)
 
 
-def member_tier(conn: Transaction, program_id: str, member_id: str, now: datetime) -> MemberTierView:
+def member_tier(
+    conn: Transaction, program_id: str, member_id: str, now: datetime, rules: ProgramRules | None = None
+) -> MemberTierView:
+    """The member's tier and progress; `rules`, the program's, when the caller read them already."""
     definitions = tier_store.definitions(conn, program_id)
     if not definitions:
         return MemberTierView(None, None)
-    rules = lookups.program_rules(conn, program_id)
+    rules = rules or lookups.program_rules(conn, program_id)
     state = current_tier(conn, program_id, member_id, definitions)
     next_index = rank(definitions, state.name if state else None) + 1
     next_tier = definitions[next_index] if next_index < len(definitions) else None

@@ -168,6 +168,28 @@ _expiring = (
 )
 
 
+_pending = (
+    select(lots.c.available_at, func.sum(lots.c.remaining).label("points"))
+    .where(
+        lots.c.program_id == bindparam("program_id"),
+        lots.c.member_id == bindparam("member_id"),
+        lots.c.remaining > 0,
+        pending_lot(_at),
+    )
+    .group_by(lots.c.available_at)
+    .order_by(lots.c.available_at)
+)
+PENDING = prefetch.Read("pending", _pending, ("program_id", "member_id", "at"), many=True)
+
+
+def pending_at(conn: Connection, program_id: str, member_id: str, at: datetime) -> list[tuple[datetime, int]]:
+    """The points still pending at `at`, per instant they become available, soonest first
+    (their sum is the live balance's pending)."""
+    params = {"program_id": program_id, "member_id": member_id, "at": to_micros(at)}
+    rows = sorted(prefetch.read(conn, PENDING, params), key=lambda row: row.available_at)
+    return [(from_micros(row.available_at), int(row.points)) for row in rows]
+
+
 @dataclass(frozen=True)
 class BalanceFacts:
     """What the live balance is computed from (ledger.domain.expiry.live_balance)."""

@@ -27,6 +27,8 @@ What it proves:
   members with a recent order or redemption keep theirs; before the job runs, the idle
   member's points are `expired` (GetMember, refusals), and an order that brings the member
   back writes the EXPIRE first, so coming back never revives them;
+- GetMember.pending_points lists the pending points by when they become available (summing to
+  balance.pending), with the program's currency and tier basis beside them;
 - GetMember.expiring_points lists the points expiring within 30 days, by date, net of spending;
 - orders older than max_backdate_days are INVALID_ARGUMENT on order.occur_time, and write nothing;
 - the `loyalty-ledger expire` command prints its report, exits 0 and does the same work;
@@ -182,6 +184,25 @@ def test_pending_points_mature_after_the_return_window(program, api):
         redeem(api, both, 1001)
     # the redemption takes matured points only: the pending 500 stay pending
     assert as_tuple(redeem(api, both, 1000).balance) == (500, 500, 0, 0)
+    assert_clean(program)
+
+
+def test_get_member_lists_pending_points_by_when_they_become_available(program, api):
+    update_program(api, pending_days=14)
+    m = new_member(api)
+    earn_at(api, m, 1000, whole_seconds_ago(20 * DAY))  # matured
+    older, newer = whole_seconds_ago(5 * DAY), whole_seconds_ago(2 * DAY)
+    earn_at(api, m, 300, older)
+    earn_at(api, m, 200, newer)
+    earn_at(api, m, 50, newer)  # the same instant: one line
+    shown = member(api, m)
+    assert [(p.points, p.available_time.ToDatetime(tzinfo=timezone.utc)) for p in shown.pending_points] == [
+        (300, older + 14 * DAY),
+        (250, newer + 14 * DAY),
+    ]
+    assert shown.balance.pending == 550
+    assert shown.currency == "USD" and shown.tier_basis == programs_pb2.TIER_BASIS_QUALIFYING_SPEND
+    assert list(member(api, new_member(api)).pending_points) == []
     assert_clean(program)
 
 

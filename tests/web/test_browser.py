@@ -30,7 +30,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from clients.web.sessions import SESSION_SALT
 from loyalty.client import LedgerClient
-from loyalty.v1 import common_pb2
+from loyalty.v1 import common_pb2, programs_pb2
 from tests import browser as chromium
 from tests.cli.processes import CLI, ServerProcess, free_port, wait_until
 from tests.databases import postgres_database, sqlite_database
@@ -143,13 +143,14 @@ def sign_in(driver, base: str, key: str) -> None:
 
 def click_through(driver, element) -> None:
     """Clicks a link or a submit button and waits for the next page to replace this one."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = _by(driver, "html")
+    driver.execute_script("window.__leaving = true;")  # gone with this page's window object
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.__leaving && document.readyState === 'complete'")
+    )
 
 
 def set_value(driver, css: str, value: str) -> None:
@@ -272,12 +273,23 @@ def test_marketing_sets_up_a_weekend_and_the_storefront_shows_it(driver, stack, 
     assert "https://shop.example/join?ref=" in _by(driver, ".referral a.share").get_attribute("href")
     _no_alert(driver)  # the campaign's <script> stayed text
 
-    # Crossing Silver: 50.00 more makes 110.00 of qualifying spend.
+    # Crossing Silver: 50.00 more makes 110.00 of qualifying spend; from now on points stay
+    # pending for 14 days (a return window) and expire after 20.
+    with LedgerClient(stack["target"], stack["keys"]["admin"]) as ledger:
+        ledger.update_program(
+            program=programs_pb2.Program(pending_days=14, expiry_mode=programs_pb2.EXPIRY_MODE_ROLLING, expiry_days=20),
+            update_mask=["pending_days", "expiry_mode", "expiry_days"],
+        )
     earn(stack, "shopper-1", "order-2", 5000)
     driver.get(storefront_url)
     assert _by(driver, ".tier-name").text == "Silver"
     assert "390.00 USD more to reach Gold" in _by(driver, ".needed").text
-    assert "To keep Silver" in _by(driver, ".keep").text or "Silver" in _by(driver, ".keep").text
+    assert "to keep Silver after" in _by(driver, ".keep").text
+    points = [e.text for e in _all(driver, ".points > div")]
+    local = datetime.now(ZoneInfo(ZONE))
+    assert points[0].startswith("120\n") and points[1].startswith("100\n"), points
+    assert f"100 available on {local + timedelta(days=14):%d %b %Y}" in points[1], points
+    assert f"100 on {local + timedelta(days=20):%d %b %Y}" in points[2], points
     assert "New tier: Silver" in page_text(driver)  # the tier change in the activity
     # The phone width keeps everything on screen (no sideways scrolling).
     driver.set_window_size(*PHONE)

@@ -13,6 +13,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from loyalty.v1 import common_pb2 as _common_pb2
+from loyalty.v1 import programs_pb2 as _programs_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -150,6 +151,34 @@ class ExpiringPoints(_message.Message):
 Global___ExpiringPoints: _TypeAlias = ExpiringPoints  # noqa: Y015
 
 @_typing.final
+class PendingPoints(_message.Message):
+    """Pending points that become available at one instant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TIME_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    """Points of the member's lots still inside their return window until available_time."""
+    @_builtins.property
+    def available_time(self) -> _timestamp_pb2.Timestamp:
+        """When they become available (the earning order's time plus the program's pending_days)."""
+
+    def __init__(
+        self,
+        *,
+        points: _builtins.int = ...,
+        available_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingPoints: _TypeAlias = PendingPoints  # noqa: Y015
+
+@_typing.final
 class Member(_message.Message):
     """A shopper in a program."""
 
@@ -166,12 +195,21 @@ class Member(_message.Message):
     PROFILE_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     ERASE_TIME_FIELD_NUMBER: _builtins.int
+    PENDING_POINTS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    TIER_BASIS_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     """The caller's own id for the shopper, unique in the program."""
     referral_code: _builtins.str
     """The member's own code to refer others with (EnrollMember's referral_code)."""
     status: Global___MemberStatus.ValueType
     """Whether the member may earn and spend."""
+    currency: _builtins.str
+    """The program's currency: tier_progress and tier thresholds are in its minor units when
+    tier_basis is TIER_BASIS_QUALIFYING_SPEND.
+    """
+    tier_basis: _programs_pb2.TierBasis.ValueType
+    """What the program counts toward tiers: qualifying spend or qualifying points."""
     @_builtins.property
     def balance(self) -> _common_pb2.Balance:
         """The member's points now."""
@@ -204,6 +242,10 @@ class Member(_message.Message):
     def erase_time(self) -> _timestamp_pb2.Timestamp:
         """When the member's personal data was erased; absent unless erased."""
 
+    @_builtins.property
+    def pending_points(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingPoints]:
+        """The pending points (balance.pending) by when they become available, soonest first."""
+
     def __init__(
         self,
         *,
@@ -218,10 +260,13 @@ class Member(_message.Message):
         profile: Global___MemberProfile | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
         erase_time: _timestamp_pb2.Timestamp | None = ...,
+        pending_points: _abc.Iterable[Global___PendingPoints] | None = ...,
+        currency: _builtins.str = ...,
+        tier_basis: _programs_pb2.TierBasis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "profile", b"profile", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "profile", b"profile", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "currency", b"currency", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "pending_points", b"pending_points", "profile", b"profile", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_basis", b"tier_basis", "tier_progress", b"tier_progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
