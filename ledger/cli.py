@@ -143,6 +143,7 @@ def _serve_one(args, *, share_port: bool) -> int:
         on_report=lambda report: metrics.observe_expired(report.points_expired_by_program),
         leader=leader,
         moments_interval=args.moments_interval,
+        segments_every=args.segments_refresh_interval,
     )
     scheduler.start()
     log.info(
@@ -278,6 +279,43 @@ def cmd_expire(args) -> int:
     return 0
 
 
+def cmd_segments_refresh(args) -> int:
+    from ledger.service import segments
+
+    db = _database()
+    _migrate(db)
+    for report in segments.refresh_all(db):
+        print(
+            f"program {report.program_id}: members {report.members}; entered {report.entered}; "
+            f"exited {report.exited}; {report.seconds:.1f} s"
+        )
+    return 0
+
+
+def cmd_segments_export(args) -> int:
+    """The segment's members as CSV (member_id, entered_at, recency_days, frequency, monetary,
+    r, f, m), in member_id order, page by page: memory stays flat whatever the segment's size."""
+    import csv
+
+    from ledger.service import segments
+
+    db = _database()
+    _migrate(db)
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(segments.EXPORT_COLUMNS)
+        for row in segments.export_rows(db, args.program, args.name):
+            writer.writerow(row)
+    except LedgerError as error:
+        print(f"loyalty-ledger: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
 def cmd_verify(args) -> int:
     from ledger.service.verify import verify
 
@@ -338,6 +376,16 @@ def parser() -> argparse.ArgumentParser:
     )
     web.add_argument("web_args", nargs=argparse.REMAINDER)
     web.set_defaults(run=cmd_web)
+
+    seg = sub.add_parser("segments", help="RFM figures and segments").add_subparsers(dest="action", required=True)
+    seg.add_parser(
+        "refresh", help="recompute every member's RFM figures, the cut points and every segment's members now"
+    ).set_defaults(run=cmd_segments_refresh)
+    export = seg.add_parser("export", help="write a segment's members as CSV (for an email tool)")
+    export.add_argument("name", help="the segment's name or id")
+    export.add_argument("--program", help="the program's id (default: the only program)")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    export.set_defaults(run=cmd_segments_export)
     return root
 
 

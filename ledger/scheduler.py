@@ -1,5 +1,5 @@
 """Runs the due work (lapse holds, review tiers, expire points, prune old events, tell the
-post-purchase moments) on a schedule inside the server.
+post-purchase moments, refresh segments when due) on a schedule inside the server.
 
 Every server process runs this thread, but only the leader does the work: once per
 interval each asks ledger.store.leadership whether it leads (taking the leadership if
@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Callable
 
 
 from ledger.domain.errors import LedgerError
+from ledger.service import segments
 from ledger.service.expiry import DueWorkReport, run_due_work
 from ledger.store import leadership
 from ledger.store.database import Database
@@ -35,12 +37,16 @@ class DueWorkScheduler:
         on_report: Callable[[DueWorkReport], None] | None = None,
         leader: leadership.Leadership | None = None,
         moments_interval: float = 3600.0,
+        segments_every: float = 86400.0,
     ) -> None:
         """on_leadership: called with True or False when this process starts or stops leading.
         on_report: called with the report of each run of the due work (the metrics count it).
         leader: the leadership to use (default: the one of db's database).
         moments_interval: seconds between two runs that tell the post-purchase moments (the
-        first run that leads tells them; 0: every run)."""
+        first run that leads tells them; 0: every run).
+        segments_every: seconds between refreshes of a program's RFM figures, cut points and
+        segment members (0: never); a program never refreshed is due at once."""
+        self._segments_every = segments_every
         self._db = db
         self._interval = interval_seconds
         self._leader = leader
@@ -91,6 +97,8 @@ class DueWorkScheduler:
             self._moments_at = started
         if self._on_report is not None:
             self._on_report(report)
+        if self._segments_every > 0:
+            self._refresh_segments()
         if report.holds_lapsed or report.points_expired or report.tiers_changed or report.moments_told:
             log.info(
                 "due work",
@@ -102,3 +110,16 @@ class DueWorkScheduler:
                     "moments_told": report.moments_told,
                 },
             )
+
+    def _refresh_segments(self) -> None:
+        try:
+            for done in segments.refresh_due(self._db, timedelta(seconds=self._segments_every)):
+                log.info(
+                    "segments refreshed",
+                    extra={"program_id": done.program_id, "members": done.members, "entered": done.entered,
+                           "exited": done.exited, "seconds": round(done.seconds, 3)},
+                )
+        except LedgerError as error:
+            log.warning("segments refresh failed; will retry", extra={"reason": error.reason, "error": error.message})
+        except Exception:
+            log.exception("segments refresh crashed; will retry")

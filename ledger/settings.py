@@ -203,6 +203,16 @@ SERVE = (
         "SECONDS",
     ),
     Setting(
+        "segments_refresh_interval",
+        "--segments-refresh-interval",
+        "LOYALTY_SEGMENTS_REFRESH_INTERVAL",
+        86400.0,
+        _number(float, 0),
+        "seconds between the due-work leader's refreshes of each program's RFM figures, cut points and segment "
+        "members (0 disables; default 86400, daily)",
+        "SECONDS",
+    ),
+    Setting(
         "tls_cert",
         "--tls-cert",
         "LOYALTY_TLS_CERT",

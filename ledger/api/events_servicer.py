@@ -41,6 +41,8 @@ _PAYLOAD_FIELDS = {
     "review.requested": "review_requested",
     "member.lapsed": "member_lapsed",
     "points.forfeited": "points_forfeited",
+    "segment.entered": "segment_entered",
+    "segment.exited": "segment_exited",
 }
 
 
@@ -111,6 +113,12 @@ def event_message(event: Event) -> events_pb2.Event:
                 last_order_id=payload["last_order_id"],
                 last_order_time=responses.timestamp(_instant(payload["last_order_time"])),
                 days_without_order=payload["days_without_order"],
+            )
+        )
+    elif event.type.startswith("segment."):
+        getattr(message, field).CopyFrom(
+            events_pb2.SegmentMembership(
+                segment_id=payload["segment_id"], segment_name=payload["segment_name"], reason=payload["reason"]
             )
         )
     elif event.type.startswith("referral."):

@@ -23,6 +23,7 @@ from ledger.domain.kinds import Role
 from ledger.domain.moments import MAX_DAYS as MAX_MOMENT_DAYS
 from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, MomentSettings, RateRule, TransferRules
 from ledger.domain.referrals import ReferralRules
+from ledger.domain.segments import RANGE_FIELDS, Range, Segment, SegmentConditions
 from ledger.domain.tiers import DEFAULT_QUALIFICATION_DAYS, TierDefinition
 from ledger.service.idempotent import Mutation
 from loyalty.v1 import programs_pb2
@@ -94,6 +95,8 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
             changes["event_retention_days"] = _days(
                 fields, "program.event_retention_days", p.event_retention_days, 1, 3650
             )
+        elif path == "rfm_window_days":
+            changes["rfm_window_days"] = _days(fields, "program.rfm_window_days", p.rfm_window_days, 1, 3650)
         elif path == "pending_days":
             changes["pending_days"] = _days(fields, "program.pending_days", p.pending_days, 0, 365)
         elif path == "expiry_mode":
@@ -230,6 +233,7 @@ def _conditions(fields: Fields, c: programs_pb2.CampaignConditions) -> Condition
         names("campaign.conditions.categories", c.categories),
         c.min_order_amount,
         activity,
+        tuple(dict.fromkeys(names("campaign.conditions.segments", c.segments))),
     )
 
 
@@ -350,3 +354,87 @@ def create_reward(request: programs_pb2.CreateRewardRequest) -> tuple[RewardReco
     fields.done()
     stock = None if message.unlimited_stock else message.stock
     return RewardRecord("", message.name, message.points_price, start, end, stock, 0), _mutation("CreateReward", request, request_id)
+
+
+SEGMENT_PATHS = {"name", "description", "conditions"}
+_MAX_RANGE = 10**15
+
+
+def _segment_conditions(fields: Fields, c: programs_pb2.SegmentConditions) -> SegmentConditions:
+    ranges = {}
+    for name in RANGE_FIELDS:
+        given = getattr(c, name)
+        low = given.min if given.HasField("min") else None
+        high = given.max if given.HasField("max") else None
+        for end in (low, high):
+            if end is not None and abs(end) > _MAX_RANGE:
+                fields.bad(f"segment.conditions.{name}", f"ends must be within +-{_MAX_RANGE}")
+        ranges[name] = Range(low, high)
+    tiers = tuple(
+        fields.identifier(f"segment.conditions.tiers[{i}]", t, max_length=64)
+        for i, t in enumerate(_list(fields, "segment.conditions.tiers", c.tiers))
+    )
+    return SegmentConditions(tiers=tiers, **ranges)
+
+
+def _segment_name(fields: Fields, value: str) -> str:
+    return fields.identifier("segment.name", value, max_length=64)
+
+
+def create_segment(request: programs_pb2.CreateSegmentRequest) -> tuple[Segment, Mutation | None]:
+    fields = Fields()
+    message = request.segment
+    request_id = _request_id(fields, request)
+    segment = Segment(
+        "",
+        _segment_name(fields, message.name),
+        fields.text("segment.description", message.description, max_length=500),
+        _segment_conditions(fields, message.conditions),
+    )
+    fields.no_control_characters(request)
+    fields.done()
+    return segment, _mutation("CreateSegment", request, request_id)
+
+
+def segment_changes(request: programs_pb2.UpdateSegmentRequest) -> tuple[str, dict]:
+    fields = Fields()
+    message = request.segment
+    segment_id = fields.identifier("segment.segment_id", message.segment_id, max_length=64)
+    paths = list(request.update_mask.paths)
+    if not paths:
+        fields.bad("update_mask", "name at least one field to change")
+    changes: dict = {}
+    for path in paths:
+        if path not in SEGMENT_PATHS:
+            fields.bad("update_mask", f"{path[:64]!r} is not a field of Segment that can be changed")
+        elif path == "name":
+            changes["name"] = _segment_name(fields, message.name)
+        elif path == "description":
+            changes["description"] = fields.text("segment.description", message.description, max_length=500)
+        else:
+            changes["conditions"] = _segment_conditions(fields, message.conditions)
+    fields.no_control_characters(request)
+    fields.done()
+    return segment_id, changes
+
+
+def segment_ref(value: str) -> str:
+    fields = Fields()
+    checked = fields.identifier("segment", value, max_length=64)
+    fields.done()
+    return checked
+
+
+def list_segments(request: programs_pb2.ListSegmentsRequest) -> tuple[int, str]:
+    fields = Fields()
+    size, token = fields.page_size(request.page_size), fields.page_token(request.page_token)
+    fields.done()
+    return size, token
+
+
+def list_segment_members(request: programs_pb2.ListSegmentMembersRequest) -> tuple[str, int, str]:
+    fields = Fields()
+    segment = fields.identifier("segment", request.segment, max_length=64)
+    size, token = fields.page_size(request.page_size), fields.page_token(request.page_token)
+    fields.done()
+    return segment, size, token

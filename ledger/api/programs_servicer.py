@@ -1,4 +1,4 @@
-"""loyalty.v1.Programs: thin handlers for program settings, tiers, campaigns and rewards."""
+"""loyalty.v1.Programs: thin handlers for program settings, tiers, campaigns, rewards and segments."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
 from loyalty.v1 import programs_pb2, programs_pb2_grpc
-from ledger.service import campaigns, programs, referrals, rewards, tiers
+from ledger.service import campaigns, programs, referrals, rewards, segments, tiers
 
 if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
     from ledger.store.database import Database
@@ -81,3 +81,30 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
 
     def GetReferralReport(self, request, context):
         return programs_pb2.GetReferralReportResponse(**referrals.report(self._db, current_caller()))
+
+    def CreateSegment(self, request, context):
+        segment, mutation = program_requests.create_segment(request)
+        report = segments.create_segment(self._db, current_caller(), segment, mutation)
+        return programs_pb2.CreateSegmentResponse(segment=responses.segment(report))
+
+    def UpdateSegment(self, request, context):
+        segment_id, changes = program_requests.segment_changes(request)
+        report = segments.update_segment(self._db, current_caller(), segment_id, changes)
+        return programs_pb2.UpdateSegmentResponse(segment=responses.segment(report))
+
+    def GetSegment(self, request, context):
+        report = segments.get_segment(self._db, current_caller(), program_requests.segment_ref(request.segment))
+        return programs_pb2.GetSegmentResponse(segment=responses.segment(report))
+
+    def ListSegments(self, request, context):
+        size, token = program_requests.list_segments(request)
+        page, next_token = segments.list_segments(self._db, current_caller(), token, size)
+        return programs_pb2.ListSegmentsResponse(segments=[responses.segment(r) for r in page], next_page_token=next_token)
+
+    def ListSegmentMembers(self, request, context):
+        segment, size, token = program_requests.list_segment_members(request)
+        page, next_token = segments.list_segment_members(self._db, current_caller(), segment, token, size)
+        return programs_pb2.ListSegmentMembersResponse(
+            members=[programs_pb2.SegmentMember(member_id=m, enter_time=responses.timestamp(at)) for m, at in page],
+            next_page_token=next_token,
+        )

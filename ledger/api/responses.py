@@ -12,10 +12,12 @@ from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
 from ledger.domain.records import TransactionView
 from ledger.domain.referrals import ReferralState
+from ledger.domain.segments import RANGE_FIELDS, RfmView
 from ledger.domain.tiers import TierDefinition, TierState
 from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from ledger.service.campaigns import CampaignReport
 from ledger.service.members import MemberSummary
+from ledger.service.segments import SegmentReport
 from ledger.service.programs import ProgramSettings
 from ledger.service.referrals import ReferralView
 from ledger.domain.rewards import RewardRecord
@@ -107,7 +109,28 @@ def member(summary: MemberSummary) -> ledger_pb2.Member:
             if summary.tier.progress
             else None
         ),
+        rfm=_rfm(summary.rfm) if summary.rfm else None,
+        segments=list(summary.rfm.segments) if summary.rfm else [],
     )
+
+
+def _rfm(view: RfmView) -> ledger_pb2.MemberRfm:
+    figures, scores = view.figures, view.profile.scores
+    message = ledger_pb2.MemberRfm(
+        recency_days=view.profile.recency_days if view.profile.recency_days is not None else -1,
+        frequency=figures.orders,
+        monetary=figures.spend,
+        recency_score=scores.recency,
+        frequency_score=scores.frequency,
+        monetary_score=scores.monetary,
+        window_days=view.window_days,
+    )
+    last = view.last_order_time
+    if last is not None:
+        message.last_order_time.CopyFrom(timestamp(last))
+    if view.cuts.computed_at is not None:
+        message.scores_time.CopyFrom(timestamp(view.cuts.computed_at))
+    return message
 
 
 def _member_tier(state: TierState) -> ledger_pb2.MemberTier:
@@ -134,6 +157,7 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
         event_retention_days=rules.event_retention_days,
+        rfm_window_days=rules.rfm_window_days,
         create_time=timestamp(settings.created_at),
         update_time=timestamp(settings.updated_at),
         min_order_amount=rules.min_order_amount,
@@ -202,6 +226,7 @@ def campaign(report: CampaignReport) -> programs_pb2.Campaign:
             categories=list(c.categories),
             min_order_amount=c.min_order_amount,
             activity_type=c.activity_type,
+            segments=list(c.segments),
         ),
         stacking_mode=enums.number(enums.STACKING_MODES, rule.stacking),
         priority=rule.priority,
@@ -276,4 +301,34 @@ def referral(view: ReferralView) -> ledger_pb2.Referral:
     )
     if r.matures_at:
         message.mature_time.CopyFrom(timestamp(r.matures_at))
+    return message
+
+
+def _int_range(r) -> programs_pb2.IntRange:
+    message = programs_pb2.IntRange()
+    if r.low is not None:
+        message.min = r.low
+    if r.high is not None:
+        message.max = r.high
+    return message
+
+
+def segment(report: SegmentReport) -> programs_pb2.Segment:
+    record = report.record
+    conditions = record.segment.conditions
+    message = programs_pb2.Segment(
+        segment_id=record.segment.segment_id,
+        name=record.segment.name,
+        description=record.segment.description,
+        conditions=programs_pb2.SegmentConditions(
+            tiers=list(conditions.tiers),
+            **{name: _int_range(getattr(conditions, name)) for name in RANGE_FIELDS},
+        ),
+        preset=record.segment.preset,
+        size=report.size,
+        create_time=timestamp(record.created_at),
+        update_time=timestamp(record.updated_at),
+    )
+    if record.computed_at is not None:
+        message.compute_time.CopyFrom(timestamp(record.computed_at))
     return message

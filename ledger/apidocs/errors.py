@@ -44,6 +44,7 @@ WHEN = {
     "TRANSACTION_NOT_FOUND": "ReverseTransaction: no transaction with that id in this program",
     "PROGRAM_NOT_FOUND": "the key's program no longer exists",
     "CAMPAIGN_NOT_FOUND": "no campaign with that `campaign_id` in this program",
+    "SEGMENT_NOT_FOUND": "no segment with that id or name in this program (also a campaign condition naming one)",
     "REWARD_NOT_FOUND": "Redeem: no reward with that `reward_id` in this program",
     "REFERRAL_CODE_NOT_FOUND": "EnrollMember: no member of this program has that referral code",
     "ACTIVITY_RULE_NOT_FOUND": "RecordActivity: the program has no rule for that activity type",
@@ -80,6 +81,9 @@ WHEN = {
     "IDEMPOTENCY_KEY_REUSED": "an `idempotency_key` (or `request_id`) already used in the program for a different "
     "request, of this RPC or another",
     "ORDER_ALREADY_EARNED": "Earn of an order that already earned, even under a new idempotency key",
+    "SEGMENT_NAME_TAKEN": "CreateSegment or UpdateSegment with a name another segment of the program has",
+    "SEGMENT_IS_PRESET": "UpdateSegment renaming a preset segment (its conditions may change)",
+    "TOO_MANY_SEGMENTS": "CreateSegment in a program that has 100 segments already",
     "PROGRAM_NAME_TAKEN": "UpdateProgram (or `loyalty-ledger program create`) with a name another program has",
     "CONFLICT_RETRY": "the call lost a race (deadlock, serialization failure, lock timeout) after the server's own "
     "retries, or its caller went away first; nothing was written: retry with the same key",

@@ -48,6 +48,8 @@ class Conditions:
     categories: tuple[str, ...] = ()
     min_order_amount: int = 0
     activity_type: str = ""
+    # Only members in one of these segments (ids) as the order is processed (ledger.service.segments).
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,17 @@ def describe(campaign: CampaignRule) -> str:
 
 
 def award_all(
-    candidates: list[tuple[CampaignRule, int]], counters: dict[str, CampaignCounters]
+    candidates: list[tuple[CampaignRule, int]],
+    counters: dict[str, CampaignCounters],
+    segments: dict[str, str] | None = None,
 ) -> list[Award]:
+    """segments: campaign id -> the segment through which the member qualified (named in the note)."""
     awards = []
     for campaign, points in select(candidates):
         granted = cap(campaign, points, counters.get(campaign.campaign_id, CampaignCounters()))
         note = describe(campaign)
+        if segments and campaign.campaign_id in segments:
+            note += f" (segment {segments[campaign.campaign_id]})"
         if granted < points:
             note += f" (cut from {points} by cap or budget)"
         if granted > 0:

@@ -129,9 +129,11 @@ def exact_base(order: OrderFacts, rules: ProgramRules, matches=lambda line: True
     return total * _cash_share(order)
 
 
-def _order_matches(campaign: CampaignRule, order: OrderFacts, tier: TierState | None) -> bool:
+def _order_matches(campaign: CampaignRule, order: OrderFacts, tier: TierState | None, segments: frozenset[str]) -> bool:
     c = campaign.conditions
     if c.activity_type:
+        return False
+    if c.segments and segments.isdisjoint(c.segments):
         return False
     if c.channels and order.channel not in c.channels:
         return False
@@ -160,7 +162,9 @@ def decide_earn(
     tier: TierState | None = None,
     campaigns: list[CampaignRule] | tuple = (),
     counters: dict[str, CampaignCounters] | None = None,
+    segments: frozenset[str] = frozenset(),
 ) -> EarnDecision:
+    """segments: the ids of the segments the member is in as the order is processed."""
     if order.currency != rules.currency:
         raise errors.invalid_field(
             "order.currency", f"must be the program currency {rules.currency}, got {order.currency}"
@@ -177,10 +181,14 @@ def decide_earn(
             BreakdownLine(PointsSource.TIER_BONUS, tier_bonus, f"{tier.name} tier: {tier.multiplier_bps / 10000:g}x")
         )
     candidates = []
+    via: dict[str, str] = {}
     if not below_minimum:
         for campaign in campaigns:
-            if not campaign.active_at(order.occurred_at) or not _order_matches(campaign, order, tier):
+            if not campaign.active_at(order.occurred_at) or not _order_matches(campaign, order, tier, segments):
                 continue
+            through = [s for s in campaign.conditions.segments if s in segments]
+            if through:
+                via[campaign.campaign_id] = through[0]
             if campaign.multiplier_bps:
                 if campaign.conditions.skus or campaign.conditions.categories:
                     matching = exact_base(order, rules, lambda line: _line_matches(campaign, line))
@@ -192,7 +200,7 @@ def decide_earn(
                 points = campaign.bonus_points
             if points > 0:
                 candidates.append((campaign, points))
-    awards = campaign_rules.award_all(candidates, counters or {})
+    awards = campaign_rules.award_all(candidates, counters or {}, via)
     lines += [BreakdownLine(PointsSource.CAMPAIGN, a.points, a.description, a.campaign_id) for a in awards]
     total = sum(line.points for line in lines)
     check_earnable(total, "order.amount")

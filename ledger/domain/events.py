@@ -31,6 +31,8 @@ REFERRAL_REWARDED = "referral.rewarded"
 REFERRAL_REVERSED = "referral.reversed"
 TRANSFER_COMPLETED = "transfer.completed"
 POINTS_FORFEITED = "points.forfeited"
+SEGMENT_ENTERED = "segment.entered"
+SEGMENT_EXITED = "segment.exited"
 
 # The post-purchase moments: told by the due work because time passed (ledger.domain.moments).
 MOMENTS = (POINTS_EXPIRING, TIER_DOWNGRADE_WARNING, REVIEW_REQUESTED, MEMBER_LAPSED)
@@ -49,6 +51,8 @@ TYPES = (
     TRANSFER_COMPLETED,
     *MOMENTS,
     POINTS_FORFEITED,
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
 )
 
 # A refund claws back points an order earned: to a consumer that is earned points taken back,
@@ -157,6 +161,17 @@ def for_transaction(tx: NewTransaction, balances_after: dict[str, int]) -> NewEv
             tx.activity_type,
         )
     return NewEvent(kind, tx.member_id, tx.transaction_id, tx.occurred_at, tx.created_at, payload)
+
+
+def segment_payload(segment_id: str, segment_name: str, reason: str) -> str:
+    """The payload of segment.entered / segment.exited; reason: what recomputed the member
+    ("earn", "refund", "enrol" or "refresh"). Its keys are the SQL writer's too."""
+    return json.dumps({"segment_id": segment_id, "segment_name": segment_name, "reason": reason})
+
+
+def segment_moved(entered: bool, member_id: str, segment_id: str, segment_name: str, reason: str, now: datetime) -> NewEvent:
+    kind = SEGMENT_ENTERED if entered else SEGMENT_EXITED
+    return NewEvent(kind, member_id, "", now, now, segment_payload(segment_id, segment_name, reason))
 
 
 def member_enrolled(member_id: str, referral_code: str, now: datetime) -> NewEvent:

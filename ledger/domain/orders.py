@@ -26,6 +26,8 @@ class MemberFacts:
     # order's time, then now), before this order; empty when the program has no tiers.
     windows: dict[datetime, list[QualifyingTotals]]
     referral: ReferralFacts | None
+    # The ids of the segments the member is in as the order is processed (campaign conditions).
+    segments: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def decide_order(
     """The order earns at the member's tier before it; the order that crosses a threshold
     lifts the member from its own time on; a referred member's first qualifying order
     decides the referral."""
-    earn = decide_earn(order, rules, member.tier, campaigns, counters)
+    earn = decide_earn(order, rules, member.tier, campaigns, counters, member.segments)
     tier_change = None
     if tiers:
         counted = with_order(

@@ -139,6 +139,8 @@ class ProgramRules:
     max_backdate_days: int = 90
     # Events older than this are pruned; a cursor older than that is OUT_OF_RANGE (DESIGN.md section 10).
     event_retention_days: int = 30
+    # Recency, frequency and monetary value are measured over this many days (ledger.domain.segments).
+    rfm_window_days: int = 365
     min_order_amount: int = 0
     channel_rates: tuple[tuple[Channel, EarnRate], ...] = field(default=())
     rate_rules: tuple[RateRule, ...] = field(default=())
@@ -235,6 +237,7 @@ def rules_to_json(rules: ProgramRules) -> dict:
         "hold_ttl_seconds": rules.hold_ttl_seconds,
         "max_backdate_days": rules.max_backdate_days,
         "event_retention_days": rules.event_retention_days,
+        "rfm_window_days": rules.rfm_window_days,
         **rules.earning_json(),
     }
 
@@ -253,6 +256,7 @@ def rules_from_json(data: dict) -> ProgramRules:
         hold_ttl_seconds=data["hold_ttl_seconds"],
         max_backdate_days=data["max_backdate_days"],
         event_retention_days=data.get("event_retention_days", 30),  # versions before 0012 have none
+        rfm_window_days=data.get("rfm_window_days", 365),  # versions before 0013 have none
         **earning_fields(data),
     )
 

@@ -15,7 +15,7 @@ from ledger.store.database import Database, Transaction
 from ledger.domain import credentials, errors
 from ledger.domain.campaigns import BASE_BPS, CampaignRule, CampaignState, CampaignStatus
 from ledger.domain.errors import FieldViolation
-from ledger.service import clock, idempotent, lookups, page_tokens
+from ledger.service import clock, idempotent, lookups, page_tokens, segments
 from ledger.store import unit_of_work
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
@@ -76,6 +76,14 @@ def validate(rule: CampaignRule, time_zone: str) -> None:
         raise errors.invalid(problems)
 
 
+def _resolved(conn: Transaction, program_id: str, rule: CampaignRule) -> CampaignRule:
+    """The rule with its segment conditions as segment ids (given by id or name)."""
+    if not rule.conditions.segments:
+        return rule
+    ids = tuple(dict.fromkeys(segments.find(conn, program_id, s).segment.segment_id for s in rule.conditions.segments))
+    return replace(rule, conditions=replace(rule.conditions, segments=ids))
+
+
 def _report(conn: Transaction, program_id: str, record: CampaignRecord) -> CampaignReport:
     awarded, members = store.report(conn, program_id, record.rule.campaign_id)
     return CampaignReport(record, awarded, members)
@@ -97,7 +105,7 @@ def create_campaign(
     validate(rule, time_zone)
 
     def apply(conn: Transaction, _rules: object) -> CampaignReport:
-        store.insert_campaign(conn, caller.program_id, rule, time_zone, clock.now())
+        store.insert_campaign(conn, caller.program_id, _resolved(conn, caller.program_id, rule), time_zone, clock.now())
         return _report(conn, caller.program_id, _existing(conn, caller.program_id, rule.campaign_id))
 
     return idempotent.execute(
@@ -116,7 +124,7 @@ def update_campaign(db: Database, caller: Caller, campaign_id: str, changes: dic
     def work(conn: Transaction) -> CampaignReport:
         current = _existing(conn, caller.program_id, campaign_id, lock=True)
         time_zone = changes.pop("time_zone", current.time_zone)
-        updated = replace(current.rule, **changes)
+        updated = _resolved(conn, caller.program_id, replace(current.rule, **changes))
         validate(updated, time_zone)
         store.save(conn, caller.program_id, updated, time_zone, clock.now())
         return _report(conn, caller.program_id, _existing(conn, caller.program_id, campaign_id))

@@ -5,7 +5,7 @@ their counters (a budgeted campaign's counter locked so concurrent earns cannot 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.store.database import Transaction
@@ -13,6 +13,7 @@ from ledger.store.database import Transaction
 from ledger.domain import errors
 from ledger.domain.campaigns import Award, CampaignCounters, CampaignRule
 from ledger.domain.program import ProgramRules, earning_rules_at
+from ledger.domain.segments import CutPoints, Segment
 from ledger.domain.tiers import TierDefinition, TierState
 from ledger.service import config_cache
 from ledger.service.tiers import current_tier
@@ -28,6 +29,9 @@ class EarnContext:
     tiers: list[TierDefinition]
     # Today's settings (rules holds the earning rules of the event's time).
     current: ProgramRules
+    # The program's segments and RFM cut points (ledger.service.segments).
+    segments: list[Segment] = field(default_factory=list)
+    cuts: CutPoints = CutPoints()
 
 
 def load(
@@ -51,7 +55,7 @@ def load(
     tier = current_tier(conn, program_id, member_id, definitions)
     running = cached.campaigns_at(at)
     counters = campaigns.counters_for(conn, program_id, member_id, running, lock=lock_budgets)
-    return EarnContext(rules, tier, running, counters, definitions, current)
+    return EarnContext(rules, tier, running, counters, definitions, current, cached.segments, cached.cuts)
 
 
 def record_awards(conn: Transaction, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:

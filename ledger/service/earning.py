@@ -38,7 +38,7 @@ from ledger.domain.records import (
 )
 from ledger.domain.spending import check_posting
 from ledger.domain.orders import MemberFacts, OrderOutcome, decide_order
-from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, tiers
+from ledger.service import clock, earn_context, idempotent, lookups, lot_postings, referrals, segments, tiers
 from ledger.store import unit_of_work
 from ledger.service import expiry as expiry_job
 from ledger.service.balances import live_balance
@@ -51,6 +51,9 @@ from ledger.store import lots as lot_store
 from ledger.store import programs as program_store
 from ledger.store import referrals as referral_store
 from ledger.store import tiers as tier_store
+from ledger.store import segments as segment_store
+from ledger.domain.segments import Figures, window_start
+from ledger.store.instants import to_micros
 
 
 _EARN_READS = (
@@ -60,6 +63,8 @@ _EARN_READS = (
     transactions.EARN_OF_ORDER,
     referral_store.OF_REFEREE,
     lot_store.BALANCE_FACTS,
+    segment_store.FIGURES,
+    segment_store.MEMBERSHIP,
 )
 
 
@@ -98,6 +103,8 @@ class _EarnFacts:
     context: EarnContext
     before: Balance  # the member's live balance before the order
     member: MemberFacts
+    figures: Figures  # the member's RFM figures before the order (ledger.service.segments)
+    segments: frozenset[str]  # the segments the member is in as the order is processed
 
 
 def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: MemberState, now: datetime) -> _EarnFacts:
@@ -112,7 +119,9 @@ def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: Membe
             conn, caller.program_id, command.member_id, context.rules, context.tiers, (occurred, max(occurred, now))
         )
     referral = referrals.facts_for_order(conn, caller, member, context.rules)
-    return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral))
+    figures = segment_store.figures(conn, caller.program_id, command.member_id, now)
+    inside = segment_store.membership(conn, caller.program_id, command.member_id)
+    return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral, inside), figures, inside)
 
 
 def _new_transaction(
@@ -216,7 +225,27 @@ def _write(
     rewarded = outcome.referral is not None and referral is not None and referrals.write_decision(
         conn, caller, context.rules, referral, outcome.referral, command.order.order_id, occurred, key
     )
+    _keep_segments(conn, program_id, member, facts, outcome, after.available, now, to_micros(occurred))
     return refreshed(conn, program_id, result) if rewarded else result
+
+
+def _keep_segments(
+    conn: Transaction, program_id: str, member: MemberState, facts: _EarnFacts, outcome: OrderOutcome,
+    available: int, now: datetime, occurred: int,
+) -> None:
+    """The member's RFM figures and segments after the order, in its transaction: the figures
+    read before it (in the Earn's first round trip) plus the order itself."""
+    context = facts.context
+    start = window_start(to_micros(now), context.rules.rfm_window_days)
+    figures = facts.figures.with_order(occurred, outcome.earn.qualifying_spend, start)
+    if outcome.tier_change is not None:
+        tier = outcome.tier_change.new.name
+    else:
+        tier = context.tier.name if context.tier else ""
+    segments.keep_current(
+        conn, program_id, member, figures, now, segments=context.segments, cuts=context.cuts, tier=tier,
+        available=available, reason="earn", before=facts.segments,
+    )
 
 
 def quote_earn(db: Database, caller: Caller, command: EarnCommand) -> TransactionResult:
@@ -232,7 +261,11 @@ def quote_earn(db: Database, caller: Caller, command: EarnCommand) -> Transactio
         else:
             member = MemberState("", "", MemberStatus.ACTIVE, now, Balance(), 0, now)
         context = _context(conn, caller, command, lock=False, preview=True)
-        decision = decide_earn(command.order, context.rules, context.tier, context.campaigns, context.counters)
+        # The member's segments as they stand now (a campaign for a segment applies as Earn would apply it).
+        inside = segment_store.membership(conn, caller.program_id, command.member_id) if command.member_id else frozenset()
+        decision = decide_earn(
+            command.order, context.rules, context.tier, context.campaigns, context.counters, inside
+        )
         before = live_balance(conn, caller.program_id, member, now)
         if _inactive(context.rules, member, now):  # as the earn would write them off
             member = replace(member, balance=member.balance.with_posted(-before.expired))

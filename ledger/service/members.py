@@ -12,7 +12,8 @@ from ledger.domain.balance import Balance
 from ledger.domain.profiles import Profile
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
-from ledger.service import clock, keys, lookups, referrals
+from ledger.domain.segments import RfmView
+from ledger.service import clock, keys, lookups, referrals, segments
 from ledger.store import unit_of_work
 from ledger.service.balances import live
 from ledger.service.caller import Caller
@@ -20,6 +21,7 @@ from ledger.service.tiers import MemberTierView, member_tier
 from ledger.store import lots, members, programs
 from ledger.store import profiles as profile_store
 from ledger.store import tiers as tier_store
+from ledger.store import segments as segment_store
 from ledger.store.instants import to_micros
 
 
@@ -66,6 +68,7 @@ class MemberSummary:
     profile: Profile = Profile()
     pending: list[tuple[datetime, int]] = field(default_factory=list)
     rules: ProgramRules | None = None  # its currency and tier basis, for showing tier progress
+    rfm: RfmView | None = None
 
 
 EXPIRING_SOON = timedelta(days=30)
@@ -80,7 +83,9 @@ def summarize(conn, program_id: str, state: MemberState, now: datetime) -> Membe
     pending = [] if inactive else lots.pending_at(conn, program_id, state.member_id, now)
     rules = lookups.program_rules(conn, program_id)
     tier = member_tier(conn, program_id, state.member_id, now, rules)
-    return MemberSummary(state, balance, expiring, tier, profile, pending, rules)
+    tier_name = tier.state.name if tier.state else ""
+    rfm = segments.view(conn, program_id, state, now, tier=tier_name, available=balance.available)
+    return MemberSummary(state, balance, expiring, tier, profile, pending, rules, rfm)
 
 
 # What summarize reads, fetched in one round trip on PostgreSQL (with the key's revocation);
@@ -94,6 +99,8 @@ _SUMMARY_READS = (
     tier_store.STATE,
     programs.BY_ID,
     profile_store.BY_MEMBER,
+    segment_store.FIGURES,
+    segment_store.MEMBERSHIP,
 )
 
 

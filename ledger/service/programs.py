@@ -13,6 +13,7 @@ from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.domain.referrals import ReferralRules
 from ledger.service import clock, lookups
 from ledger.store import unit_of_work
+from ledger.store import segments as segment_store
 from ledger.service.caller import Caller
 from ledger.store import api_keys, programs
 
@@ -38,6 +39,7 @@ DEMO_REFERRAL = ReferralRules(referrer_points=500, referee_points=250)
 def _insert_with_admin_key(conn, rules: ProgramRules) -> NewProgram:
     now = clock.now()
     programs.insert_program(conn, rules, now)
+    segment_store.insert_presets(conn, rules.program_id, now)  # every program has the preset segments
     key = credentials.issue_key()
     api_keys.insert_key(conn, key.key_id, rules.program_id, Role.ADMIN, key.secret_hash, now)
     return NewProgram(rules.program_id, key.plaintext)

@@ -25,7 +25,7 @@ from ledger.domain.records import (
     TransactionView,
 )
 from ledger.domain.refunds import OrderRefund, OrderRefundFacts, decide_order_refund
-from ledger.service import clock, idempotent, lookups, lot_postings, referrals
+from ledger.service import clock, idempotent, lookups, lot_postings, referrals, segments
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
@@ -121,7 +121,10 @@ def _write(
     reversed_referral = referrals.on_refund(
         conn, caller, command.order_id, earn.order_amount - refund.refunded_total_after, mutation.idempotency_key
     )
-    return refreshed(conn, program_id, result) if reversed_referral else result
+    result = refreshed(conn, program_id, result) if reversed_referral else result
+    # The member's RFM figures, read back from the ledger with this refund, and their segments.
+    segments.after_change(conn, program_id, member, now, available=result.balance.available, reason="refund")
+    return result
 
 
 def refund_order(db: Database, caller: Caller, mutation: Mutation, command: RefundCommand) -> TransactionResult:

@@ -45,6 +45,7 @@ def _conditions_json(c: Conditions) -> str:
             "categories": list(c.categories),
             "min_order_amount": c.min_order_amount,
             "activity_type": c.activity_type,
+            "segments": list(c.segments),
         },
         separators=(",", ":"),
     )
@@ -59,6 +60,7 @@ def _conditions(text: str) -> Conditions:
         tuple(d["categories"]),
         d["min_order_amount"],
         d["activity_type"],
+        tuple(d.get("segments", ())),  # campaigns written before segments have none
     )
 
 

@@ -36,6 +36,7 @@ def _rules(row) -> ProgramRules:
         hold_ttl_seconds=row.hold_ttl_seconds,
         max_backdate_days=row.max_backdate_days,
         event_retention_days=row.event_retention_days,
+        rfm_window_days=row.rfm_window_days,
         **earning_fields(json.loads(row.earning_settings or "{}")),
     )
 
@@ -54,6 +55,7 @@ def _columns(rules: ProgramRules) -> dict:
         hold_ttl_seconds=rules.hold_ttl_seconds,
         max_backdate_days=rules.max_backdate_days,
         event_retention_days=rules.event_retention_days,
+        rfm_window_days=rules.rfm_window_days,
         earning_settings=json.dumps(rules.earning_json(), separators=(",", ":")),
     )
 

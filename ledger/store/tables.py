@@ -62,6 +62,8 @@ programs = Table(
     Column("config_version", BigInteger, nullable=False, server_default="0"),
     # Events older than this many days may be pruned, and a cursor older than that is expired.
     Column("event_retention_days", Integer, nullable=False, server_default="30"),
+    # Recency, frequency and monetary value are measured over this many days (ledger.domain.segments).
+    Column("rfm_window_days", Integer, nullable=False, server_default="365"),
 )
 
 api_keys = Table(
@@ -449,4 +451,61 @@ moment_keys = Table(
     Column("due_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_moment_keys_due", "due_at"),
+)
+
+# Projection of the ledger (ledger.domain.segments): each member's RFM figures as last computed,
+# by the member's own Earn or RefundOrder (in its transaction) or by the segments refresh.
+member_rfm = Table(
+    "member_rfm",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("member_id", String(128), primary_key=True),
+    Column("last_order_at", BigInteger, nullable=True),
+    Column("orders", BigInteger, nullable=False),
+    Column("spend", BigInteger, nullable=False),
+    # The instant the window ended at when these figures were computed.
+    Column("computed_at", BigInteger, nullable=False),
+)
+
+# Per program: the RFM quintile cut points of its last refresh (JSON lists of four integers).
+rfm_cuts = Table(
+    "rfm_cuts",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("computed_at", BigInteger, nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Column("recency", Text, nullable=False),
+    Column("frequency", Text, nullable=False),
+    Column("monetary", Text, nullable=False),
+)
+
+# Settings: named rules over members (presets and marketing's own).
+segments = Table(
+    "segments",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("segment_id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("description", String(500), nullable=False),
+    # JSON of ledger.domain.segments.SegmentConditions.
+    Column("conditions", Text, nullable=False),
+    Column("preset", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # When the refresh last computed every member's membership (NULL: never).
+    Column("computed_at", BigInteger, nullable=True),
+    Index("uq_segments_name", "name", "program_id", unique=True),
+)
+
+# Projection: who is in which segment, since when. Led by the segment (ListSegmentMembers pages
+# by member_id within it); a member's own segments through ix_segment_members_member.
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment_id", String(64), nullable=False),
+    Column("program_id", String(64), nullable=False),
+    Column("member_id", String(128), nullable=False),
+    Column("entered_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("segment_id", "program_id", "member_id"),
+    Index("ix_segment_members_member", "member_id", "program_id"),
 )

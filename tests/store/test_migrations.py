@@ -24,6 +24,7 @@ Proves on PostgreSQL and SQLite, each test on its own empty database, that
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 import threading
 
 import pytest
@@ -584,7 +585,55 @@ def test_0014_adds_profiles_and_close_times_and_its_downgrade_removes_them(empty
     migrate.downgrade(engine, "0013")
     assert "member_profiles" not in user_tables(engine)
     assert {"closed_at", "erased_at"}.isdisjoint(c["name"] for c in inspect(engine).get_columns("members"))
-    migrate.upgrade(engine, "0014")
+    migrate.upgrade(engine)  # and on: today's code reads today's schema
     summary = members.get_member(engine, caller, "old")
     assert summary.state.closed_at is None and summary.state.erased_at is None
     assert summary.profile.email == "" and not summary.profile.marketing_consent
+
+
+# ---------------------------------------------------------------- 0015: segments
+
+
+def test_0015_gives_every_program_the_presets_and_the_refresh_fills_the_rest(empty_engine):
+    """A program of 0014's time gets the five preset segments and an RFM window of 365 days;
+    its members' figures and memberships wait for the first refresh, which the due-work leader
+    runs at once (no cut points yet); downgrade removes it all."""
+    from ledger.domain import credentials
+    from ledger.domain.kinds import Role
+    from ledger.service import earning, members, programs, segments
+    from ledger.service.caller import Caller
+    from ledger.service.earning import EarnCommand
+    from ledger.service.idempotent import Mutation
+    from ledger.domain.earning import OrderFacts
+    from ledger.domain.kinds import Channel
+    from ledger.service import clock
+    from ledger.service.verify import verify
+
+    from ledger.store.database import Database
+
+    engine = empty_engine
+    migrate.upgrade(engine)
+    db = Database(engine)
+    created = programs.create_program(db, "before-segments")
+    caller = Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN)
+    members.enroll_member(db, caller, "old")
+    order = OrderFacts("o-1", 2500, "USD", clock.now())
+    earning.earn(db, caller, Mutation("k-1", "Earn", "r-1"), EarnCommand("old", order, Channel.POS, ""))
+    migrate.downgrade(engine, "0014")
+    assert {"segments", "member_rfm", "segment_members", "rfm_cuts"}.isdisjoint(user_tables(engine))
+    migrate.upgrade(engine, "0015")
+    with engine.connect() as conn:
+        names = conn.execute(text("SELECT name FROM segments ORDER BY name")).scalars().all()
+        window = conn.execute(text("SELECT rfm_window_days FROM programs")).scalar_one()
+        assert conn.execute(text("SELECT COUNT(*) FROM member_rfm")).scalar_one() == 0
+    assert names == ["at_risk", "champions", "lapsed", "loyal", "new"] and window == 365
+    due = segments.refresh_due(db, timedelta(days=1))
+    assert [r.members for r in due] == [1]
+    view = members.get_member(db, caller, "old").rfm
+    assert view is not None and (view.figures.orders, view.figures.spend) == (1, 2500)
+    assert view.profile.scores.frequency == 1  # one member: every cut point is its own value
+    assert segments.refresh_due(db, timedelta(days=1)) == []  # refreshed: not due again today
+    assert verify(db).clean
+    migrate.downgrade(engine, "0014")
+    assert {"segments", "member_rfm", "segment_members", "rfm_cuts"}.isdisjoint(user_tables(engine))
+    assert "rfm_window_days" not in {c["name"] for c in inspect(engine).get_columns("programs")}

@@ -40,6 +40,11 @@ PAUSE_CAMPAIGN: Rpc[programs_pb2.PauseCampaignRequest, programs_pb2.PauseCampaig
 CREATE_REWARD: Rpc[programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse] = Rpc("/loyalty.v1.Programs/CreateReward", programs_pb2.CreateRewardRequest, programs_pb2.CreateRewardResponse)
 LIST_REWARDS: Rpc[programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse] = Rpc("/loyalty.v1.Programs/ListRewards", programs_pb2.ListRewardsRequest, programs_pb2.ListRewardsResponse)
 GET_REFERRAL_REPORT: Rpc[programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse] = Rpc("/loyalty.v1.Programs/GetReferralReport", programs_pb2.GetReferralReportRequest, programs_pb2.GetReferralReportResponse)
+CREATE_SEGMENT: Rpc[programs_pb2.CreateSegmentRequest, programs_pb2.CreateSegmentResponse] = Rpc("/loyalty.v1.Programs/CreateSegment", programs_pb2.CreateSegmentRequest, programs_pb2.CreateSegmentResponse)
+UPDATE_SEGMENT: Rpc[programs_pb2.UpdateSegmentRequest, programs_pb2.UpdateSegmentResponse] = Rpc("/loyalty.v1.Programs/UpdateSegment", programs_pb2.UpdateSegmentRequest, programs_pb2.UpdateSegmentResponse)
+GET_SEGMENT: Rpc[programs_pb2.GetSegmentRequest, programs_pb2.GetSegmentResponse] = Rpc("/loyalty.v1.Programs/GetSegment", programs_pb2.GetSegmentRequest, programs_pb2.GetSegmentResponse)
+LIST_SEGMENTS: Rpc[programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse] = Rpc("/loyalty.v1.Programs/ListSegments", programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse)
+LIST_SEGMENT_MEMBERS: Rpc[programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse] = Rpc("/loyalty.v1.Programs/ListSegmentMembers", programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse)
 LIST_EVENTS: Rpc[events_pb2.ListEventsRequest, events_pb2.ListEventsResponse] = Rpc("/loyalty.v1.Events/ListEvents", events_pb2.ListEventsRequest, events_pb2.ListEventsResponse)
 WATCH_EVENTS: Rpc[events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse] = Rpc("/loyalty.v1.Events/WatchEvents", events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse)
 ENROLL_MEMBER: Rpc[ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse] = Rpc("/loyalty.v1.Ledger/EnrollMember", ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse)
@@ -237,6 +242,100 @@ class LedgerMethods:
     ) -> programs_pb2.GetReferralReportResponse:
         """Programs.GetReferralReport: Program-wide referral figures."""
         return self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)
+
+    def create_segment(
+        self,
+        request: programs_pb2.CreateSegmentRequest | None = None,
+        *,
+        segment: programs_pb2.Segment | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateSegmentResponse:
+        """Programs.CreateSegment: Creates a segment: a named rule over members (recency,
+        frequency, spend, scores, tier, enrolment, points, referrals). Its members are
+        computed by the next refresh."""
+        return self._invoke(CREATE_SEGMENT, _request(request, programs_pb2.CreateSegmentRequest, segment=segment, request_id=request_id), timeout)
+
+    def update_segment(
+        self,
+        request: programs_pb2.UpdateSegmentRequest | None = None,
+        *,
+        segment: programs_pb2.Segment | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateSegmentResponse:
+        """Programs.UpdateSegment: Changes a segment's name (not a preset's), description or
+        conditions."""
+        return self._invoke(UPDATE_SEGMENT, _request(request, programs_pb2.UpdateSegmentRequest, segment=segment, update_mask=update_mask), timeout)
+
+    def get_segment(
+        self,
+        request: programs_pb2.GetSegmentRequest | None = None,
+        *,
+        segment: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetSegmentResponse:
+        """Programs.GetSegment: Reads a segment (by id or name) with its size and when it was
+        computed."""
+        return self._invoke(GET_SEGMENT, _request(request, programs_pb2.GetSegmentRequest, segment=segment), timeout)
+
+    def list_segments(
+        self,
+        request: programs_pb2.ListSegmentsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListSegmentsResponse:
+        """Programs.ListSegments: Lists the program's segments, presets included, in id order."""
+        return self._invoke(LIST_SEGMENTS, _request(request, programs_pb2.ListSegmentsRequest, page_size=page_size, page_token=page_token), timeout)
+
+    def iter_segments(
+        self,
+        *,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[programs_pb2.Segment]:
+        """Follows Programs.ListSegments page after page, yielding each of `segments` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListSegmentsRequest, page_size=page_size)
+        while True:
+            page = self._invoke(LIST_SEGMENTS, request, timeout)
+            for found in page.segments:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def list_segment_members(
+        self,
+        request: programs_pb2.ListSegmentMembersRequest | None = None,
+        *,
+        segment: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListSegmentMembersResponse:
+        """Programs.ListSegmentMembers: Pages through a segment's members in member_id order."""
+        return self._invoke(LIST_SEGMENT_MEMBERS, _request(request, programs_pb2.ListSegmentMembersRequest, segment=segment, page_size=page_size, page_token=page_token), timeout)
+
+    def iter_segment_members(
+        self,
+        *,
+        segment: str | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[programs_pb2.SegmentMember]:
+        """Follows Programs.ListSegmentMembers page after page, yielding each of `members` (one
+        call per page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListSegmentMembersRequest, segment=segment, page_size=page_size)
+        while True:
+            page = self._invoke(LIST_SEGMENT_MEMBERS, request, timeout)
+            for found in page.members:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     def list_events(
         self,
@@ -807,6 +906,100 @@ class AsyncLedgerMethods:
     ) -> programs_pb2.GetReferralReportResponse:
         """Programs.GetReferralReport: Program-wide referral figures."""
         return await self._invoke(GET_REFERRAL_REPORT, _request(request, programs_pb2.GetReferralReportRequest, ), timeout)
+
+    async def create_segment(
+        self,
+        request: programs_pb2.CreateSegmentRequest | None = None,
+        *,
+        segment: programs_pb2.Segment | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.CreateSegmentResponse:
+        """Programs.CreateSegment: Creates a segment: a named rule over members (recency,
+        frequency, spend, scores, tier, enrolment, points, referrals). Its members are
+        computed by the next refresh."""
+        return await self._invoke(CREATE_SEGMENT, _request(request, programs_pb2.CreateSegmentRequest, segment=segment, request_id=request_id), timeout)
+
+    async def update_segment(
+        self,
+        request: programs_pb2.UpdateSegmentRequest | None = None,
+        *,
+        segment: programs_pb2.Segment | None = None,
+        update_mask: Sequence[str] | field_mask_pb2.FieldMask | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.UpdateSegmentResponse:
+        """Programs.UpdateSegment: Changes a segment's name (not a preset's), description or
+        conditions."""
+        return await self._invoke(UPDATE_SEGMENT, _request(request, programs_pb2.UpdateSegmentRequest, segment=segment, update_mask=update_mask), timeout)
+
+    async def get_segment(
+        self,
+        request: programs_pb2.GetSegmentRequest | None = None,
+        *,
+        segment: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetSegmentResponse:
+        """Programs.GetSegment: Reads a segment (by id or name) with its size and when it was
+        computed."""
+        return await self._invoke(GET_SEGMENT, _request(request, programs_pb2.GetSegmentRequest, segment=segment), timeout)
+
+    async def list_segments(
+        self,
+        request: programs_pb2.ListSegmentsRequest | None = None,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListSegmentsResponse:
+        """Programs.ListSegments: Lists the program's segments, presets included, in id order."""
+        return await self._invoke(LIST_SEGMENTS, _request(request, programs_pb2.ListSegmentsRequest, page_size=page_size, page_token=page_token), timeout)
+
+    async def iter_segments(
+        self,
+        *,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[programs_pb2.Segment]:
+        """Follows Programs.ListSegments page after page, yielding each of `segments` (one call per
+        page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListSegmentsRequest, page_size=page_size)
+        while True:
+            page = await self._invoke(LIST_SEGMENTS, request, timeout)
+            for found in page.segments:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def list_segment_members(
+        self,
+        request: programs_pb2.ListSegmentMembersRequest | None = None,
+        *,
+        segment: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.ListSegmentMembersResponse:
+        """Programs.ListSegmentMembers: Pages through a segment's members in member_id order."""
+        return await self._invoke(LIST_SEGMENT_MEMBERS, _request(request, programs_pb2.ListSegmentMembersRequest, segment=segment, page_size=page_size, page_token=page_token), timeout)
+
+    async def iter_segment_members(
+        self,
+        *,
+        segment: str | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[programs_pb2.SegmentMember]:
+        """Follows Programs.ListSegmentMembers page after page, yielding each of `members` (one
+        call per page, each with `timeout`)."""
+        request = _request(None, programs_pb2.ListSegmentMembersRequest, segment=segment, page_size=page_size)
+        while True:
+            page = await self._invoke(LIST_SEGMENT_MEMBERS, request, timeout)
+            for found in page.members:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     async def list_events(
         self,

@@ -27,7 +27,7 @@ from loyalty.v1 import common_pb2 as loyalty_dot_v1_dot_common__pb2
 from loyalty.v1 import programs_pb2 as loyalty_dot_v1_dot_programs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/events.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loyalty/v1/common.proto\x1a\x19loyalty/v1/programs.proto\"\x84\x08\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x35\n\x0fmember_enrolled\x18\n \x01(\x0b\x32\x1a.loyalty.v1.MemberEnrolledH\x00\x12\x33\n\rpoints_earned\x18\x0b \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_redeemed\x18\x0c \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_adjusted\x18\r \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_reversed\x18\x0e \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x34\n\x0epoints_expired\x18\x0f \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12/\n\x0ctier_changed\x18\x10 \x01(\x0b\x32\x17.loyalty.v1.TierChangedH\x00\x12\x37\n\x11referral_rewarded\x18\x11 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x37\n\x11referral_reversed\x18\x12 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x35\n\x0fpoints_expiring\x18\x13 \x01(\x0b\x32\x1a.loyalty.v1.PointsExpiringH\x00\x12\x42\n\x16tier_downgrade_warning\x18\x14 \x01(\x0b\x32 .loyalty.v1.TierDowngradeWarningH\x00\x12\x37\n\x10review_requested\x18\x15 \x01(\x0b\x32\x1b.loyalty.v1.ReviewRequestedH\x00\x12\x31\n\rmember_lapsed\x18\x16 \x01(\x0b\x32\x18.loyalty.v1.MemberLapsedH\x00\x12;\n\x12transfer_completed\x18\x19 \x01(\x0b\x32\x1d.loyalty.v1.TransferCompletedH\x00\x12\x36\n\x10points_forfeited\x18\x1a \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x42\t\n\x07payload\"}\n\x11TransferCompleted\x12\x14\n\x0cto_member_id\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x19\n\x11\x66rom_posted_after\x18\x03 \x01(\x03\x12\x17\n\x0fto_posted_after\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\'\n\x0eMemberEnrolled\x12\x15\n\rreferral_code\x18\x01 \x01(\t\"\xf3\x01\n\x0ePointsMovement\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x14\n\x0cposted_after\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12$\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x08 \x01(\t\x12\x15\n\ractivity_type\x18\t \x01(\t\"A\n\x0bTierChanged\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa0\x01\n\x0eReferralPoints\x12\x1a\n\x12referrer_member_id\x18\x01 \x01(\t\x12\x17\n\x0freferrer_points\x18\x02 \x01(\x03\x12\x16\n\x0ereferee_points\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"y\n\x0ePointsExpiring\x12\x0e\n\x06points\x18\x01 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65xpire_date\x18\x03 \x01(\t\x12\x11\n\tdays_left\x18\x04 \x01(\x05\"\xcf\x01\n\x14TierDowngradeWarning\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12/\n\x0breview_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rwould_move_to\x18\x03 \x01(\t\x12$\n\x05\x62\x61sis\x18\x04 \x01(\x0e\x32\x15.loyalty.v1.TierBasis\x12\x18\n\x10qualifying_value\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x03\x12\x0e\n\x06needed\x18\x07 \x01(\x03\"\xe4\x01\n\x0fReviewRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12.\n\norder_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0corder_amount\x18\x04 \x01(\x03\x12\x17\n\x0frefunded_amount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12$\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x08 \x01(\t\"v\n\x0cMemberLapsed\x12\x15\n\rlast_order_id\x18\x01 \x01(\t\x12\x33\n\x0flast_order_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64\x61ys_without_order\x18\x03 \x01(\x05\"a\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\"P\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"8\n\x13WatchEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event2\xa7\x01\n\x06\x45vents\x12K\n\nListEvents\x12\x1d.loyalty.v1.ListEventsRequest\x1a\x1e.loyalty.v1.ListEventsResponse\x12P\n\x0bWatchEvents\x12\x1e.loyalty.v1.WatchEventsRequest\x1a\x1f.loyalty.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17loyalty/v1/events.proto\x12\nloyalty.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loyalty/v1/common.proto\x1a\x19loyalty/v1/programs.proto\"\xf7\x08\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etransaction_id\x18\x06 \x01(\t\x12\x35\n\x0fmember_enrolled\x18\n \x01(\x0b\x32\x1a.loyalty.v1.MemberEnrolledH\x00\x12\x33\n\rpoints_earned\x18\x0b \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_redeemed\x18\x0c \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_adjusted\x18\r \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x35\n\x0fpoints_reversed\x18\x0e \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12\x34\n\x0epoints_expired\x18\x0f \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x12/\n\x0ctier_changed\x18\x10 \x01(\x0b\x32\x17.loyalty.v1.TierChangedH\x00\x12\x37\n\x11referral_rewarded\x18\x11 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x37\n\x11referral_reversed\x18\x12 \x01(\x0b\x32\x1a.loyalty.v1.ReferralPointsH\x00\x12\x35\n\x0fpoints_expiring\x18\x13 \x01(\x0b\x32\x1a.loyalty.v1.PointsExpiringH\x00\x12\x42\n\x16tier_downgrade_warning\x18\x14 \x01(\x0b\x32 .loyalty.v1.TierDowngradeWarningH\x00\x12\x37\n\x10review_requested\x18\x15 \x01(\x0b\x32\x1b.loyalty.v1.ReviewRequestedH\x00\x12\x31\n\rmember_lapsed\x18\x16 \x01(\x0b\x32\x18.loyalty.v1.MemberLapsedH\x00\x12\x38\n\x0fsegment_entered\x18\x17 \x01(\x0b\x32\x1d.loyalty.v1.SegmentMembershipH\x00\x12\x37\n\x0esegment_exited\x18\x18 \x01(\x0b\x32\x1d.loyalty.v1.SegmentMembershipH\x00\x12;\n\x12transfer_completed\x18\x19 \x01(\x0b\x32\x1d.loyalty.v1.TransferCompletedH\x00\x12\x36\n\x10points_forfeited\x18\x1a \x01(\x0b\x32\x1a.loyalty.v1.PointsMovementH\x00\x42\t\n\x07payload\"}\n\x11TransferCompleted\x12\x14\n\x0cto_member_id\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x19\n\x11\x66rom_posted_after\x18\x03 \x01(\x03\x12\x17\n\x0fto_posted_after\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"M\n\x11SegmentMembership\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x14\n\x0csegment_name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\'\n\x0eMemberEnrolled\x12\x15\n\rreferral_code\x18\x01 \x01(\t\"\xf3\x01\n\x0ePointsMovement\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.loyalty.v1.TransactionKind\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12\x14\n\x0cposted_after\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12$\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x08 \x01(\t\x12\x15\n\ractivity_type\x18\t \x01(\t\"A\n\x0bTierChanged\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa0\x01\n\x0eReferralPoints\x12\x1a\n\x12referrer_member_id\x18\x01 \x01(\t\x12\x17\n\x0freferrer_points\x18\x02 \x01(\x03\x12\x16\n\x0ereferee_points\x18\x03 \x01(\x03\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x1f\n\x17reverses_transaction_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"y\n\x0ePointsExpiring\x12\x0e\n\x06points\x18\x01 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65xpire_date\x18\x03 \x01(\t\x12\x11\n\tdays_left\x18\x04 \x01(\x05\"\xcf\x01\n\x14TierDowngradeWarning\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12/\n\x0breview_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rwould_move_to\x18\x03 \x01(\t\x12$\n\x05\x62\x61sis\x18\x04 \x01(\x0e\x32\x15.loyalty.v1.TierBasis\x12\x18\n\x10qualifying_value\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x03\x12\x0e\n\x06needed\x18\x07 \x01(\x03\"\xe4\x01\n\x0fReviewRequested\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12.\n\norder_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0corder_amount\x18\x04 \x01(\x03\x12\x17\n\x0frefunded_amount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12$\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x13.loyalty.v1.Channel\x12\x10\n\x08store_id\x18\x08 \x01(\t\"v\n\x0cMemberLapsed\x12\x15\n\rlast_order_id\x18\x01 \x01(\t\x12\x33\n\x0flast_order_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64\x61ys_without_order\x18\x03 \x01(\x05\"a\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\x12\r\n\x05types\x18\x04 \x03(\t\"P\n\x12ListEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"8\n\x13WatchEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.loyalty.v1.Event2\xa7\x01\n\x06\x45vents\x12K\n\nListEvents\x12\x1d.loyalty.v1.ListEventsRequest\x1a\x1e.loyalty.v1.ListEventsResponse\x12P\n\x0bWatchEvents\x12\x1e.loyalty.v1.WatchEventsRequest\x1a\x1f.loyalty.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,33 +35,35 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loyalty.v1.events_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT']._serialized_start=125
-  _globals['_EVENT']._serialized_end=1153
-  _globals['_TRANSFERCOMPLETED']._serialized_start=1155
-  _globals['_TRANSFERCOMPLETED']._serialized_end=1280
-  _globals['_MEMBERENROLLED']._serialized_start=1282
-  _globals['_MEMBERENROLLED']._serialized_end=1321
-  _globals['_POINTSMOVEMENT']._serialized_start=1324
-  _globals['_POINTSMOVEMENT']._serialized_end=1567
-  _globals['_TIERCHANGED']._serialized_start=1569
-  _globals['_TIERCHANGED']._serialized_end=1634
-  _globals['_REFERRALPOINTS']._serialized_start=1637
-  _globals['_REFERRALPOINTS']._serialized_end=1797
-  _globals['_POINTSEXPIRING']._serialized_start=1799
-  _globals['_POINTSEXPIRING']._serialized_end=1920
-  _globals['_TIERDOWNGRADEWARNING']._serialized_start=1923
-  _globals['_TIERDOWNGRADEWARNING']._serialized_end=2130
-  _globals['_REVIEWREQUESTED']._serialized_start=2133
-  _globals['_REVIEWREQUESTED']._serialized_end=2361
-  _globals['_MEMBERLAPSED']._serialized_start=2363
-  _globals['_MEMBERLAPSED']._serialized_end=2481
-  _globals['_LISTEVENTSREQUEST']._serialized_start=2483
-  _globals['_LISTEVENTSREQUEST']._serialized_end=2580
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=2582
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2662
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=2664
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2723
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2725
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2781
-  _globals['_EVENTS']._serialized_start=2784
-  _globals['_EVENTS']._serialized_end=2951
+  _globals['_EVENT']._serialized_end=1268
+  _globals['_TRANSFERCOMPLETED']._serialized_start=1270
+  _globals['_TRANSFERCOMPLETED']._serialized_end=1395
+  _globals['_SEGMENTMEMBERSHIP']._serialized_start=1397
+  _globals['_SEGMENTMEMBERSHIP']._serialized_end=1474
+  _globals['_MEMBERENROLLED']._serialized_start=1476
+  _globals['_MEMBERENROLLED']._serialized_end=1515
+  _globals['_POINTSMOVEMENT']._serialized_start=1518
+  _globals['_POINTSMOVEMENT']._serialized_end=1761
+  _globals['_TIERCHANGED']._serialized_start=1763
+  _globals['_TIERCHANGED']._serialized_end=1828
+  _globals['_REFERRALPOINTS']._serialized_start=1831
+  _globals['_REFERRALPOINTS']._serialized_end=1991
+  _globals['_POINTSEXPIRING']._serialized_start=1993
+  _globals['_POINTSEXPIRING']._serialized_end=2114
+  _globals['_TIERDOWNGRADEWARNING']._serialized_start=2117
+  _globals['_TIERDOWNGRADEWARNING']._serialized_end=2324
+  _globals['_REVIEWREQUESTED']._serialized_start=2327
+  _globals['_REVIEWREQUESTED']._serialized_end=2555
+  _globals['_MEMBERLAPSED']._serialized_start=2557
+  _globals['_MEMBERLAPSED']._serialized_end=2675
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2677
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2774
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2776
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2856
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2858
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2917
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2919
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2975
+  _globals['_EVENTS']._serialized_start=2978
+  _globals['_EVENTS']._serialized_end=3145
 # @@protoc_insertion_point(module_scope)

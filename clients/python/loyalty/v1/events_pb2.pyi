@@ -48,6 +48,8 @@ class Event(_message.Message):
     TIER_DOWNGRADE_WARNING_FIELD_NUMBER: _builtins.int
     REVIEW_REQUESTED_FIELD_NUMBER: _builtins.int
     MEMBER_LAPSED_FIELD_NUMBER: _builtins.int
+    SEGMENT_ENTERED_FIELD_NUMBER: _builtins.int
+    SEGMENT_EXITED_FIELD_NUMBER: _builtins.int
     TRANSFER_COMPLETED_FIELD_NUMBER: _builtins.int
     POINTS_FORFEITED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
@@ -57,14 +59,14 @@ class Event(_message.Message):
     type: _builtins.str
     """The type, as in webhooks: `member.enrolled`, `points.earned`, `points.redeemed`,
     `points.adjusted`, `points.reversed`, `points.expired`, `tier.changed`,
-    `referral.rewarded`, `referral.reversed`, `transfer.completed`, `points.forfeited`; and
-    the post-purchase moments the due work tells once each: `points.expiring`,
-    `tier.downgrade_warning`, `review.requested`, `member.lapsed`.
+    `referral.rewarded`, `referral.reversed`, `transfer.completed`, `points.forfeited`,
+    `segment.entered`, `segment.exited`; and the post-purchase moments the due work tells
+    once each: `points.expiring`, `tier.downgrade_warning`, `review.requested`, `member.lapsed`.
     """
     member_id: _builtins.str
     """The member the change is about."""
     transaction_id: _builtins.str
-    """The ledger transaction of the change; empty for member.enrolled and the moments."""
+    """The ledger transaction of the change; empty for member.enrolled, the moments and segment.*."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp:
         """When the change happened in the world (an order's occur_time, say)."""
@@ -130,6 +132,14 @@ class Event(_message.Message):
         """member.lapsed: no order for `moments.lapsed_days`."""
 
     @_builtins.property
+    def segment_entered(self) -> Global___SegmentMembership:
+        """segment.entered: the member now matches the segment's rule."""
+
+    @_builtins.property
+    def segment_exited(self) -> Global___SegmentMembership:
+        """segment.exited: the member no longer matches it."""
+
+    @_builtins.property
     def transfer_completed(self) -> Global___TransferCompleted:
         """transfer.completed: points moved from the event's member to another member."""
 
@@ -159,14 +169,16 @@ class Event(_message.Message):
         tier_downgrade_warning: Global___TierDowngradeWarning | None = ...,
         review_requested: Global___ReviewRequested | None = ...,
         member_lapsed: Global___MemberLapsed | None = ...,
+        segment_entered: Global___SegmentMembership | None = ...,
+        segment_exited: Global___SegmentMembership | None = ...,
         transfer_completed: Global___TransferCompleted | None = ...,
         points_forfeited: Global___PointsMovement | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transfer_completed", b"transfer_completed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "member_enrolled", b"member_enrolled", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "segment_entered", b"segment_entered", "segment_exited", b"segment_exited", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transfer_completed", b"transfer_completed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "event_id", b"event_id", "member_enrolled", b"member_enrolled", "member_id", b"member_id", "member_lapsed", b"member_lapsed", "occur_time", b"occur_time", "payload", b"payload", "points_adjusted", b"points_adjusted", "points_earned", b"points_earned", "points_expired", b"points_expired", "points_expiring", b"points_expiring", "points_forfeited", b"points_forfeited", "points_redeemed", b"points_redeemed", "points_reversed", b"points_reversed", "referral_reversed", b"referral_reversed", "referral_rewarded", b"referral_rewarded", "review_requested", b"review_requested", "segment_entered", b"segment_entered", "segment_exited", b"segment_exited", "tier_changed", b"tier_changed", "tier_downgrade_warning", b"tier_downgrade_warning", "transaction_id", b"transaction_id", "transfer_completed", b"transfer_completed", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "points_expiring", "tier_downgrade_warning", "review_requested", "member_lapsed", "transfer_completed", "points_forfeited"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["member_enrolled", "points_earned", "points_redeemed", "points_adjusted", "points_reversed", "points_expired", "tier_changed", "referral_rewarded", "referral_reversed", "points_expiring", "tier_downgrade_warning", "review_requested", "member_lapsed", "segment_entered", "segment_exited", "transfer_completed", "points_forfeited"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -209,6 +221,36 @@ class TransferCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TransferCompleted: _TypeAlias = TransferCompleted  # noqa: Y015
+
+@_typing.final
+class SegmentMembership(_message.Message):
+    """A member's entry into or exit from a segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    SEGMENT_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    """The segment's id ("seg_...")."""
+    segment_name: _builtins.str
+    """Its name when the event was written."""
+    reason: _builtins.str
+    """What recomputed the member: "earn", "refund" or "refresh" (the daily refresh)."""
+    def __init__(
+        self,
+        *,
+        segment_id: _builtins.str = ...,
+        segment_name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "segment_id", b"segment_id", "segment_name", b"segment_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentMembership: _TypeAlias = SegmentMembership  # noqa: Y015
 
 @_typing.final
 class MemberEnrolled(_message.Message):

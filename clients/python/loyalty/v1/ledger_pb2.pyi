@@ -192,6 +192,8 @@ class Member(_message.Message):
     EXPIRING_POINTS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ENROLL_TIME_FIELD_NUMBER: _builtins.int
+    RFM_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
     ERASE_TIME_FIELD_NUMBER: _builtins.int
@@ -231,6 +233,16 @@ class Member(_message.Message):
         """When the member was enrolled."""
 
     @_builtins.property
+    def rfm(self) -> Global___MemberRfm:
+        """Recency, frequency and monetary value over the program's RFM window, as of now."""
+
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the segments the member is in (as last recomputed: by the member's own last
+        change or by the daily refresh), sorted.
+        """
+
+    @_builtins.property
     def profile(self) -> Global___MemberProfile:
         """Personal fields; empty once the member is erased."""
 
@@ -257,6 +269,8 @@ class Member(_message.Message):
         expiring_points: _abc.Iterable[Global___ExpiringPoints] | None = ...,
         status: Global___MemberStatus.ValueType = ...,
         enroll_time: _timestamp_pb2.Timestamp | None = ...,
+        rfm: Global___MemberRfm | None = ...,
+        segments: _abc.Iterable[_builtins.str] | None = ...,
         profile: Global___MemberProfile | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
         erase_time: _timestamp_pb2.Timestamp | None = ...,
@@ -264,13 +278,73 @@ class Member(_message.Message):
         currency: _builtins.str = ...,
         tier_basis: _programs_pb2.TierBasis.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "profile", b"profile", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "profile", b"profile", "rfm", b"rfm", "tier", b"tier", "tier_progress", b"tier_progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "currency", b"currency", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "pending_points", b"pending_points", "profile", b"profile", "referral_code", b"referral_code", "status", b"status", "tier", b"tier", "tier_basis", b"tier_basis", "tier_progress", b"tier_progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "close_time", b"close_time", "currency", b"currency", "enroll_time", b"enroll_time", "erase_time", b"erase_time", "expiring_points", b"expiring_points", "member_id", b"member_id", "pending_points", b"pending_points", "profile", b"profile", "referral_code", b"referral_code", "rfm", b"rfm", "segments", b"segments", "status", b"status", "tier", b"tier", "tier_basis", b"tier_basis", "tier_progress", b"tier_progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
+
+@_typing.final
+class MemberRfm(_message.Message):
+    """A member's recency, frequency and monetary value (RFM) and their scores."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_ORDER_TIME_FIELD_NUMBER: _builtins.int
+    RECENCY_DAYS_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    MONETARY_FIELD_NUMBER: _builtins.int
+    RECENCY_SCORE_FIELD_NUMBER: _builtins.int
+    FREQUENCY_SCORE_FIELD_NUMBER: _builtins.int
+    MONETARY_SCORE_FIELD_NUMBER: _builtins.int
+    WINDOW_DAYS_FIELD_NUMBER: _builtins.int
+    SCORES_TIME_FIELD_NUMBER: _builtins.int
+    recency_days: _builtins.int
+    """Whole days since the latest order; -1 without an order."""
+    frequency: _builtins.int
+    """Orders with occur_time in the window (refunds do not change the count)."""
+    monetary: _builtins.int
+    """Qualifying spend of those orders, less what refunds took back (minor units)."""
+    recency_score: _builtins.int
+    """1-5 by quintile among the program's members (5: most recent); 0 before the program's
+    first refresh of its cut points.
+    """
+    frequency_score: _builtins.int
+    """1-5 by quintile of frequency (5: most orders); 0 before the first refresh."""
+    monetary_score: _builtins.int
+    """1-5 by quintile of monetary (5: most spend); 0 before the first refresh."""
+    window_days: _builtins.int
+    """The program's RFM window in days (Program.rfm_window_days)."""
+    @_builtins.property
+    def last_order_time(self) -> _timestamp_pb2.Timestamp:
+        """The occur_time of the member's latest order; absent without an order."""
+
+    @_builtins.property
+    def scores_time(self) -> _timestamp_pb2.Timestamp:
+        """When the quintile cut points were computed; absent before the first refresh."""
+
+    def __init__(
+        self,
+        *,
+        last_order_time: _timestamp_pb2.Timestamp | None = ...,
+        recency_days: _builtins.int = ...,
+        frequency: _builtins.int = ...,
+        monetary: _builtins.int = ...,
+        recency_score: _builtins.int = ...,
+        frequency_score: _builtins.int = ...,
+        monetary_score: _builtins.int = ...,
+        window_days: _builtins.int = ...,
+        scores_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_order_time", b"last_order_time", "scores_time", b"scores_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frequency", b"frequency", "frequency_score", b"frequency_score", "last_order_time", b"last_order_time", "monetary", b"monetary", "monetary_score", b"monetary_score", "recency_days", b"recency_days", "recency_score", b"recency_score", "scores_time", b"scores_time", "window_days", b"window_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberRfm: _TypeAlias = MemberRfm  # noqa: Y015
 
 @_typing.final
 class MemberProfile(_message.Message):

@@ -425,6 +425,7 @@ class Program(_message.Message):
     REFERRAL_FIELD_NUMBER: _builtins.int
     EVENT_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
     MOMENTS_FIELD_NUMBER: _builtins.int
+    RFM_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     TRANSFER_RULES_FIELD_NUMBER: _builtins.int
     CLOSE_POLICY_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
@@ -462,6 +463,10 @@ class Program(_message.Message):
     event_retention_days: _builtins.int
     """Days events are kept (1 to 3650, default 30): older ones are pruned, and ListEvents or
     WatchEvents after one is OUT_OF_RANGE / CURSOR_EXPIRED.
+    """
+    rfm_window_days: _builtins.int
+    """Days over which a member's frequency and monetary value are measured (1 to 3650,
+    default 365): orders whose occur_time lies in the last rfm_window_days days.
     """
     close_policy: Global___ClosePolicy.ValueType
     """What CloseMember (and EraseMember) does with a member's remaining points (default
@@ -532,12 +537,13 @@ class Program(_message.Message):
         referral: Global___ReferralRules | None = ...,
         event_retention_days: _builtins.int = ...,
         moments: Global___PostPurchaseMoments | None = ...,
+        rfm_window_days: _builtins.int = ...,
         transfer_rules: Global___TransferRules | None = ...,
         close_policy: Global___ClosePolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "moments", b"moments", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "close_policy", b"close_policy", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "close_policy", b"close_policy", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rfm_window_days", b"rfm_window_days", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -716,6 +722,7 @@ class CampaignConditions(_message.Message):
     CATEGORIES_FIELD_NUMBER: _builtins.int
     MIN_ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
     ACTIVITY_TYPE_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
     min_order_amount: _builtins.int
     """Only orders of at least this amount (minor units)."""
     activity_type: _builtins.str
@@ -738,6 +745,13 @@ class CampaignConditions(_message.Message):
     def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only orders with a line in one of these categories (like skus)."""
 
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only members in one of these segments (ids or names given; ids answered) as the order is
+        processed: membership as it stands then (as the member's last change or the last refresh
+        left it), also for a backdated order. The breakdown names the segment. Not for activities.
+        """
+
     def __init__(
         self,
         *,
@@ -747,10 +761,11 @@ class CampaignConditions(_message.Message):
         categories: _abc.Iterable[_builtins.str] | None = ...,
         min_order_amount: _builtins.int = ...,
         activity_type: _builtins.str = ...,
+        segments: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "categories", b"categories", "channels", b"channels", "min_order_amount", b"min_order_amount", "skus", b"skus", "tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "categories", b"categories", "channels", b"channels", "min_order_amount", b"min_order_amount", "segments", b"segments", "skus", b"skus", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1584,3 +1599,470 @@ class GetReferralReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetReferralReportResponse: _TypeAlias = GetReferralReportResponse  # noqa: Y015
+
+@_typing.final
+class IntRange(_message.Message):
+    """An inclusive range of whole numbers; an unset end is open."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    min: _builtins.int
+    """The least value that matches; unset: no lower bound."""
+    max: _builtins.int
+    """The greatest value that matches; unset: no upper bound."""
+    def __init__(
+        self,
+        *,
+        min: _builtins.int | None = ...,
+        max: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "max", b"max", "min", b"min"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "max", b"max", "min", b"min"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
+    _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
+    _WhichOneofReturnType__min: _TypeAlias = _typing.Literal["min"]  # noqa: Y015
+    _WhichOneofArgType__min: _TypeAlias = _typing.Literal["_min", b"_min"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max) -> _WhichOneofReturnType__max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min) -> _WhichOneofReturnType__min | None: ...
+
+Global___IntRange: _TypeAlias = IntRange  # noqa: Y015
+
+@_typing.final
+class SegmentConditions(_message.Message):
+    """Conditions of a segment: a member is in it when every condition given holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECENCY_DAYS_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    SPEND_FIELD_NUMBER: _builtins.int
+    RECENCY_SCORE_FIELD_NUMBER: _builtins.int
+    FREQUENCY_SCORE_FIELD_NUMBER: _builtins.int
+    MONETARY_SCORE_FIELD_NUMBER: _builtins.int
+    DAYS_SINCE_ENROLMENT_FIELD_NUMBER: _builtins.int
+    AVAILABLE_POINTS_FIELD_NUMBER: _builtins.int
+    REFERRALS_MADE_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recency_days(self) -> Global___IntRange:
+        """Whole days since the member's latest order; never matches a member without an order."""
+
+    @_builtins.property
+    def orders(self) -> Global___IntRange:
+        """Orders in the program's RFM window (Member.rfm.frequency)."""
+
+    @_builtins.property
+    def spend(self) -> Global___IntRange:
+        """Qualifying spend in the window, refunds deducted (Member.rfm.monetary), minor units."""
+
+    @_builtins.property
+    def recency_score(self) -> Global___IntRange:
+        """Recency score, 1-5."""
+
+    @_builtins.property
+    def frequency_score(self) -> Global___IntRange:
+        """Frequency score, 1-5."""
+
+    @_builtins.property
+    def monetary_score(self) -> Global___IntRange:
+        """Monetary score, 1-5."""
+
+    @_builtins.property
+    def days_since_enrolment(self) -> Global___IntRange:
+        """Whole days since enrolment."""
+
+    @_builtins.property
+    def available_points(self) -> Global___IntRange:
+        """Available points (the refresh counts posted - held - pending)."""
+
+    @_builtins.property
+    def referrals_made(self) -> Global___IntRange:
+        """Members this member referred."""
+
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only members holding one of these tiers (by name); empty: any."""
+
+    def __init__(
+        self,
+        *,
+        recency_days: Global___IntRange | None = ...,
+        orders: Global___IntRange | None = ...,
+        spend: Global___IntRange | None = ...,
+        recency_score: Global___IntRange | None = ...,
+        frequency_score: Global___IntRange | None = ...,
+        monetary_score: Global___IntRange | None = ...,
+        days_since_enrolment: Global___IntRange | None = ...,
+        available_points: Global___IntRange | None = ...,
+        referrals_made: Global___IntRange | None = ...,
+        tiers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available_points", b"available_points", "days_since_enrolment", b"days_since_enrolment", "frequency_score", b"frequency_score", "monetary_score", b"monetary_score", "orders", b"orders", "recency_days", b"recency_days", "recency_score", b"recency_score", "referrals_made", b"referrals_made", "spend", b"spend"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_points", b"available_points", "days_since_enrolment", b"days_since_enrolment", "frequency_score", b"frequency_score", "monetary_score", b"monetary_score", "orders", b"orders", "recency_days", b"recency_days", "recency_score", b"recency_score", "referrals_made", b"referrals_made", "spend", b"spend", "tiers", b"tiers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentConditions: _TypeAlias = SegmentConditions  # noqa: Y015
+
+@_typing.final
+class Segment(_message.Message):
+    """A named rule over a program's members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    COMPUTE_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    segment_id: _builtins.str
+    """Output only: the segment's id ("seg_..."; a preset's is "seg_" and its name)."""
+    name: _builtins.str
+    """Required, unique in the program, 1-64 characters (letters, digits, "_", "-", ".")."""
+    description: _builtins.str
+    """At most 500 characters."""
+    preset: _builtins.bool
+    """Output only: one of the presets every program has (champions, loyal, at_risk, lapsed, new)."""
+    size: _builtins.int
+    """Output only: members in it now."""
+    @_builtins.property
+    def conditions(self) -> Global___SegmentConditions:
+        """The rule."""
+
+    @_builtins.property
+    def compute_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when the refresh last computed every member's membership; absent before."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when it was created."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when it last changed."""
+
+    def __init__(
+        self,
+        *,
+        segment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        conditions: Global___SegmentConditions | None = ...,
+        preset: _builtins.bool = ...,
+        size: _builtins.int = ...,
+        compute_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compute_time", b"compute_time", "conditions", b"conditions", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_time", b"compute_time", "conditions", b"conditions", "create_time", b"create_time", "description", b"description", "name", b"name", "preset", b"preset", "segment_id", b"segment_id", "size", b"size", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Segment: _TypeAlias = Segment  # noqa: Y015
+
+@_typing.final
+class CreateSegmentRequest(_message.Message):
+    """Creates a segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional (AIP-155), as in CreateCampaign: a retry with the same request_id and request
+    returns the first response and creates nothing.
+    """
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """The segment; the output-only fields are ignored."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSegmentRequest: _TypeAlias = CreateSegmentRequest  # noqa: Y015
+
+@_typing.final
+class CreateSegmentResponse(_message.Message):
+    """The segment as created."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """Its size is 0 until the next refresh."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSegmentResponse: _TypeAlias = CreateSegmentResponse  # noqa: Y015
+
+@_typing.final
+class UpdateSegmentRequest(_message.Message):
+    """Changes a segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """segment_id names it; the fields in update_mask get the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths of Segment: "name", "description", "conditions"."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSegmentRequest: _TypeAlias = UpdateSegmentRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSegmentResponse(_message.Message):
+    """The segment after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """Members follow the new rule at the next refresh or their next change."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSegmentResponse: _TypeAlias = UpdateSegmentResponse  # noqa: Y015
+
+@_typing.final
+class GetSegmentRequest(_message.Message):
+    """Reads a segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    segment: _builtins.str
+    """Required: the segment's id or name."""
+    def __init__(
+        self,
+        *,
+        segment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSegmentRequest: _TypeAlias = GetSegmentRequest  # noqa: Y015
+
+@_typing.final
+class GetSegmentResponse(_message.Message):
+    """The segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def segment(self) -> Global___Segment:
+        """With its size and compute_time."""
+
+    def __init__(
+        self,
+        *,
+        segment: Global___Segment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSegmentResponse: _TypeAlias = GetSegmentResponse  # noqa: Y015
+
+@_typing.final
+class ListSegmentsRequest(_message.Message):
+    """A page of the program's segments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    """The previous page's next_page_token, unchanged."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentsRequest: _TypeAlias = ListSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListSegmentsResponse(_message.Message):
+    """A page of the program's segments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Segment]:
+        """In segment id order."""
+
+    def __init__(
+        self,
+        *,
+        segments: _abc.Iterable[Global___Segment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "segments", b"segments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentsResponse: _TypeAlias = ListSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class ListSegmentMembersRequest(_message.Message):
+    """A page of a segment's members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    segment: _builtins.str
+    """Required: the segment's id or name."""
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    """The previous page's next_page_token, unchanged."""
+    def __init__(
+        self,
+        *,
+        segment: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "segment", b"segment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentMembersRequest: _TypeAlias = ListSegmentMembersRequest  # noqa: Y015
+
+@_typing.final
+class SegmentMember(_message.Message):
+    """One member of a segment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ENTER_TIME_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    """The member."""
+    @_builtins.property
+    def enter_time(self) -> _timestamp_pb2.Timestamp:
+        """When the member entered the segment."""
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        enter_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enter_time", b"enter_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enter_time", b"enter_time", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentMember: _TypeAlias = SegmentMember  # noqa: Y015
+
+@_typing.final
+class ListSegmentMembersResponse(_message.Message):
+    """A page of a segment's members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentMember]:
+        """In member_id order: stable while members come and go (a token holds the last one served)."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___SegmentMember] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSegmentMembersResponse: _TypeAlias = ListSegmentMembersResponse  # noqa: Y015

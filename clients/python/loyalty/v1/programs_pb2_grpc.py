@@ -95,6 +95,31 @@ class ProgramsStub:
                 request_serializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.FromString,
                 _registered_method=True)
+        self.CreateSegment = channel.unary_unary(
+                '/loyalty.v1.Programs/CreateSegment',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.CreateSegmentRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.CreateSegmentResponse.FromString,
+                _registered_method=True)
+        self.UpdateSegment = channel.unary_unary(
+                '/loyalty.v1.Programs/UpdateSegment',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.UpdateSegmentRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.UpdateSegmentResponse.FromString,
+                _registered_method=True)
+        self.GetSegment = channel.unary_unary(
+                '/loyalty.v1.Programs/GetSegment',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.GetSegmentRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.GetSegmentResponse.FromString,
+                _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/loyalty.v1.Programs/ListSegments',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
+        self.ListSegmentMembers = channel.unary_unary(
+                '/loyalty.v1.Programs/ListSegmentMembers',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.FromString,
+                _registered_method=True)
 
 
 class ProgramsServicer:
@@ -189,6 +214,42 @@ class ProgramsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSegment(self, request, context):
+        """Creates a segment: a named rule over members (recency, frequency, spend, scores, tier,
+        enrolment, points, referrals). Its members are computed by the next refresh.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSegment(self, request, context):
+        """Changes a segment's name (not a preset's), description or conditions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegment(self, request, context):
+        """Reads a segment (by id or name) with its size and when it was computed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegments(self, request, context):
+        """Lists the program's segments, presets included, in id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegmentMembers(self, request, context):
+        """Pages through a segment's members in member_id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProgramsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +312,31 @@ def add_ProgramsServicer_to_server(servicer, server):
                     servicer.GetReferralReport,
                     request_deserializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.SerializeToString,
+            ),
+            'CreateSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSegment,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.CreateSegmentRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.CreateSegmentResponse.SerializeToString,
+            ),
+            'UpdateSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSegment,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.UpdateSegmentRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.UpdateSegmentResponse.SerializeToString,
+            ),
+            'GetSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegment,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.GetSegmentRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.GetSegmentResponse.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentsResponse.SerializeToString,
+            ),
+            'ListSegmentMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentMembers,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -578,6 +664,141 @@ class Programs:
             '/loyalty.v1.Programs/GetReferralReport',
             loyalty_dot_v1_dot_programs__pb2.GetReferralReportRequest.SerializeToString,
             loyalty_dot_v1_dot_programs__pb2.GetReferralReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/CreateSegment',
+            loyalty_dot_v1_dot_programs__pb2.CreateSegmentRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.CreateSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/UpdateSegment',
+            loyalty_dot_v1_dot_programs__pb2.UpdateSegmentRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.UpdateSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/GetSegment',
+            loyalty_dot_v1_dot_programs__pb2.GetSegmentRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.GetSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/ListSegments',
+            loyalty_dot_v1_dot_programs__pb2.ListSegmentsRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.ListSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/ListSegmentMembers',
+            loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,18 @@ class ProgramsStub:
     """The reward catalog, in id order, paginated."""
     GetReferralReport: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetReferralReportRequest, _programs_pb2.GetReferralReportResponse]
     """Program-wide referral figures."""
+    CreateSegment: _grpc.UnaryUnaryMultiCallable[_programs_pb2.CreateSegmentRequest, _programs_pb2.CreateSegmentResponse]
+    """Creates a segment: a named rule over members (recency, frequency, spend, scores, tier,
+    enrolment, points, referrals). Its members are computed by the next refresh.
+    """
+    UpdateSegment: _grpc.UnaryUnaryMultiCallable[_programs_pb2.UpdateSegmentRequest, _programs_pb2.UpdateSegmentResponse]
+    """Changes a segment's name (not a preset's), description or conditions."""
+    GetSegment: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetSegmentRequest, _programs_pb2.GetSegmentResponse]
+    """Reads a segment (by id or name) with its size and when it was computed."""
+    ListSegments: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentsRequest, _programs_pb2.ListSegmentsResponse]
+    """Lists the program's segments, presets included, in id order."""
+    ListSegmentMembers: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentMembersRequest, _programs_pb2.ListSegmentMembersResponse]
+    """Pages through a segment's members in member_id order."""
 
 @_typing.type_check_only
 class ProgramsAsyncStub(ProgramsStub):
@@ -105,6 +117,18 @@ class ProgramsAsyncStub(ProgramsStub):
     """The reward catalog, in id order, paginated."""
     GetReferralReport: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetReferralReportRequest, _programs_pb2.GetReferralReportResponse]  # type: ignore[assignment]
     """Program-wide referral figures."""
+    CreateSegment: _aio.UnaryUnaryMultiCallable[_programs_pb2.CreateSegmentRequest, _programs_pb2.CreateSegmentResponse]  # type: ignore[assignment]
+    """Creates a segment: a named rule over members (recency, frequency, spend, scores, tier,
+    enrolment, points, referrals). Its members are computed by the next refresh.
+    """
+    UpdateSegment: _aio.UnaryUnaryMultiCallable[_programs_pb2.UpdateSegmentRequest, _programs_pb2.UpdateSegmentResponse]  # type: ignore[assignment]
+    """Changes a segment's name (not a preset's), description or conditions."""
+    GetSegment: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetSegmentRequest, _programs_pb2.GetSegmentResponse]  # type: ignore[assignment]
+    """Reads a segment (by id or name) with its size and when it was computed."""
+    ListSegments: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentsRequest, _programs_pb2.ListSegmentsResponse]  # type: ignore[assignment]
+    """Lists the program's segments, presets included, in id order."""
+    ListSegmentMembers: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentMembersRequest, _programs_pb2.ListSegmentMembersResponse]  # type: ignore[assignment]
+    """Pages through a segment's members in member_id order."""
 
 class ProgramsServicer(metaclass=_abc_1.ABCMeta):
     """Program configuration. Every call acts on the program of the caller's key."""
@@ -212,5 +236,47 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.GetReferralReportResponse, _abc.Awaitable[_programs_pb2.GetReferralReportResponse]]:
         """Program-wide referral figures."""
+
+    @_abc_1.abstractmethod
+    def CreateSegment(
+        self,
+        request: _programs_pb2.CreateSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.CreateSegmentResponse, _abc.Awaitable[_programs_pb2.CreateSegmentResponse]]:
+        """Creates a segment: a named rule over members (recency, frequency, spend, scores, tier,
+        enrolment, points, referrals). Its members are computed by the next refresh.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSegment(
+        self,
+        request: _programs_pb2.UpdateSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.UpdateSegmentResponse, _abc.Awaitable[_programs_pb2.UpdateSegmentResponse]]:
+        """Changes a segment's name (not a preset's), description or conditions."""
+
+    @_abc_1.abstractmethod
+    def GetSegment(
+        self,
+        request: _programs_pb2.GetSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.GetSegmentResponse, _abc.Awaitable[_programs_pb2.GetSegmentResponse]]:
+        """Reads a segment (by id or name) with its size and when it was computed."""
+
+    @_abc_1.abstractmethod
+    def ListSegments(
+        self,
+        request: _programs_pb2.ListSegmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.ListSegmentsResponse, _abc.Awaitable[_programs_pb2.ListSegmentsResponse]]:
+        """Lists the program's segments, presets included, in id order."""
+
+    @_abc_1.abstractmethod
+    def ListSegmentMembers(
+        self,
+        request: _programs_pb2.ListSegmentMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.ListSegmentMembersResponse, _abc.Awaitable[_programs_pb2.ListSegmentMembersResponse]]:
+        """Pages through a segment's members in member_id order."""
 
 def add_ProgramsServicer_to_server(servicer: ProgramsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
