@@ -493,6 +493,19 @@ def valid_request(world: World, method):
         ),
         "ListCampaigns": lambda: programs_pb2.ListCampaignsRequest(page_size=1),
         "ListRewards": lambda: programs_pb2.ListRewardsRequest(page_size=1),
+        "CreateSegment": lambda: programs_pb2.CreateSegmentRequest(
+            segment=programs_pb2.Segment(
+                name=f"seg-{secrets.token_hex(4)}", description="big spenders",
+                conditions=programs_pb2.SegmentConditions(tiers=["Gold"], spend=programs_pb2.IntRange(min=1)),
+            )
+        ),
+        "UpdateSegment": lambda: programs_pb2.UpdateSegmentRequest(
+            segment=programs_pb2.Segment(segment_id="seg_lapsed", description="gone quiet"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        ),
+        "GetSegment": lambda: programs_pb2.GetSegmentRequest(segment="lapsed"),
+        "ListSegments": lambda: programs_pb2.ListSegmentsRequest(page_size=1),
+        "ListSegmentMembers": lambda: programs_pb2.ListSegmentMembersRequest(segment="lapsed", page_size=1),
     }
     return built[method.name]() if method.name in built else None
 
