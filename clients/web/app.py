@@ -41,6 +41,7 @@ SESSION_COOKIE = "loyalty_console"
 SIGNIN_COOKIE = "loyalty_signin"
 Campaign = programs_pb2.Campaign
 CHART_DAYS = 14
+MEMBER_PAGES = 4  # the tier mix lists up to 2,000 members; a bigger program's comes from its events
 EVENT_PAGES_PER_VIEW = 40  # 20,000 events read at most per chart view (the rest on the next one)
 CHANNELS = ("POS", "WEB", "MOBILE", "MARKETPLACE", "SUPPORT", "OTHER")
 STATES = {
@@ -99,6 +100,10 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def _members(count: int) -> str:
+    return f"{count:,} member" if count == 1 else f"{count:,} members"
 
 
 def _multiplier(bps: int) -> str:
@@ -267,7 +272,7 @@ class Web:
             else charts.Row(c.name, c.points_awarded, 0, f"{c.points_awarded:,} (no budget)")
             for c in campaigns
         ]
-        daily, mix, events_note = await self._event_charts(session, tiers, problems)
+        daily, mix, events_note, mix_note = await self._event_charts(session, tiers, problems)
         return self.console_page(
             request,
             session,
@@ -278,6 +283,7 @@ class Web:
                 "mix": mix,
                 "burn": charts.horizontal_bars(burn, "Campaign budget burn", charts.ISSUED),
                 "events_note": events_note,
+                "mix_note": mix_note,
                 "campaign_count": len(campaigns),
                 "extras": await self._extras(ledger),
             },
@@ -285,37 +291,61 @@ class Web:
 
     async def _event_charts(
         self, session: Session, tiers: list[programs_pb2.Tier], problems: list[str]
-    ) -> tuple[Any, Any, str]:
+    ) -> tuple[Any, Any, str, str]:
+        """The per-day chart and the tier mix, with a note under each."""
+        entry = next((t.name for t in tiers if t.threshold == 0), "")
+        member_tiers, mix_note = await self._member_tiers(self.ledger(session.api_key), entry)
         key = session.api_key if session.role == "admin" else self.config.events_key
-        if not key:
-            note = (
-                "Points per day and the tier mix are read from the ledger's events: sign in with an admin key, "
+        tally: Tally | None = None
+        daily = None
+        events_note = "Read from the events the ledger keeps (its event retention, 30 days by default)."
+        if key:
+            tally = self.tallies.setdefault(session.program_id, Tally())
+            try:
+                await self._fold_events(self.ledger(key), tally)
+            except LedgerApiError as error:
+                problems.append(sentence(error, "read the program's events for the charts"))
+            today = datetime.now(self.zone).date()
+            days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
+            daily = charts.daily_bars(
+                [d.isoformat() for d in days],
+                [tally.issued.get(d, 0) for d in days],
+                [tally.redeemed.get(d, 0) for d in days],
+                f"Points issued and redeemed per day, last {CHART_DAYS} days ({self.config.time_zone})",
+            )
+        else:
+            events_note = (
+                "Points per day are read from the ledger's events: sign in with an admin key, "
                 "or start the console with an events key (--events-key)."
             )
-            return None, None, note
-        tally = self.tallies.setdefault(session.program_id, Tally())
-        ledger = self.ledger(key)
-        try:
-            await self._fold_events(ledger, tally)
-        except LedgerApiError as error:
-            problems.append(sentence(error, "read the program's events for the charts"))
-        today = datetime.now(self.zone).date()
-        days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
-        daily = charts.daily_bars(
-            [d.isoformat() for d in days],
-            [tally.issued.get(d, 0) for d in days],
-            [tally.redeemed.get(d, 0) for d in days],
-            f"Points issued and redeemed per day, last {CHART_DAYS} days ({self.config.time_zone})",
-        )
-        entry = next((t.name for t in tiers if t.threshold == 0), "")
+        if member_tiers is None and tally is not None:
+            member_tiers = [tier or entry for tier in tally.tiers.values()]
+            mix_note = "Members seen in the events the ledger keeps (too many to list here)."
+        if member_tiers is None:
+            return daily, None, events_note, mix_note
         counts: dict[str, int] = {t.name: 0 for t in tiers}
-        for tier in tally.tiers.values():
-            name = tier or entry or "no tier"
+        for tier in member_tiers:
+            name = tier or "no tier"
             counts[name] = counts.get(name, 0) + 1
         members = sum(counts.values())
-        rows = [charts.Row(name, n, members, f"{n:,} members") for name, n in counts.items()]
-        mix = charts.horizontal_bars(rows, "Tier mix")
-        return daily, mix, "Figures from the events the ledger keeps (its event retention, 30 days by default)."
+        rows = [charts.Row(name, n, members, _members(n)) for name, n in counts.items()]
+        return daily, charts.horizontal_bars(rows, "Tier mix"), events_note, mix_note
+
+    async def _member_tiers(self, ledger: AsyncLedgerClient, entry: str) -> tuple[list[str] | None, str]:
+        """Every member's tier (ListMembers), or None when the program has more members than
+        MEMBER_PAGES pages (the events then tell) or the ledger cannot list them."""
+        found: list[str] = []
+        token = ""
+        for _ in range(MEMBER_PAGES):
+            try:
+                page = await ledger.list_members(page_size=500, page_token=token)
+            except LedgerApiError:
+                return None, "The ledger could not list the members."
+            found.extend(m.tier.name if m.HasField("tier") else entry for m in page.members)
+            token = page.next_page_token
+            if not token:
+                return found, f"Counted over all {_members(len(found))}."
+        return None, f"More than {_members(len(found))}."
 
     async def _fold_events(self, ledger: AsyncLedgerClient, tally: Tally) -> None:
         types = ["points.earned", "points.redeemed", "member.enrolled", "tier.changed"]
@@ -343,20 +373,38 @@ class Web:
                 return
 
     async def _extras(self, ledger: AsyncLedgerClient) -> list[dict[str, Any]]:
-        """Panels for RPCs other work adds to the ledger (liability, segments): shown once the SDK has them."""
+        """Panels for RPCs other work adds to the ledger (segments, liability): shown as soon as
+        the SDK has their methods, a sentence saying so until then."""
         panels: list[dict[str, Any]] = []
-        for title, method in (("Liability", "get_liability_report"), ("Segments", "list_segments")):
-            call: Callable[..., Awaitable[Any]] | None = getattr(ledger, method, None)
-            if call is None:
-                panels.append({"title": title, "text": "This ledger does not offer it yet.", "rows": []})
-                continue
+        list_segments: Callable[..., Awaitable[Any]] | None = getattr(ledger, "list_segments", None)
+        panel: dict[str, Any] = {"title": "Segments", "text": "", "chart": None, "rows": []}
+        if list_segments is None:
+            panel["text"] = "This ledger does not offer segments yet."
+        else:
             try:
-                answer = await call()
+                answer = await list_segments()
+                rows = [
+                    charts.Row(str(s.name), int(s.size), 0, _members(int(s.size))) for s in answer.segments
+                ]
+                panel["chart"] = charts.horizontal_bars(rows, "Members per segment")
             except LedgerApiError as error:
-                panels.append({"title": title, "text": sentence(error, f"read the {title.lower()}"), "rows": []})
-                continue
-            rows = [(f.name, str(v)) for f, v in answer.ListFields() if f.label != f.LABEL_REPEATED]
-            panels.append({"title": title, "text": "", "rows": rows[:12]})
+                panel["text"] = sentence(error, "read the segments")
+        panels.append(panel)
+        report: Callable[..., Awaitable[Any]] | None = getattr(ledger, "get_liability_report", None)
+        panel = {"title": "Liability", "text": "", "chart": None, "rows": []}
+        if report is None:
+            panel["text"] = "This ledger does not report its points liability yet."
+        else:
+            try:
+                answer = await report()
+                panel["rows"] = [
+                    (f.name.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))
+                    for f, v in answer.ListFields()
+                    if f.message_type is None and f.label != f.LABEL_REPEATED
+                ][:12]
+            except LedgerApiError as error:
+                panel["text"] = sentence(error, "read the liability report")
+        panels.append(panel)
         return panels
 
     # ------------------------------------------------------------------ campaigns
@@ -388,7 +436,7 @@ class Web:
             "conditions": "; ".join(conditions) or "every order",
             "stacking": STACKING.get(campaign.stacking_mode, ""),
             "awarded": campaign.points_awarded,
-            "members": campaign.members_awarded,
+            "members": _members(campaign.members_awarded),
             "budget": campaign.budget,
             "used": used,
             "used_percent": min(100, round(100 * used / campaign.budget)) if campaign.budget else 0,

@@ -303,6 +303,7 @@ def test_marketing_sets_up_a_weekend_and_the_storefront_shows_it(driver, stack, 
     charts = _all(driver, "svg.chart")
     assert len(charts) == 3, page_text(driver)
     assert "Silver" in charts[1].get_attribute("innerHTML")
+    assert "Counted over all 1 member." in page_text(driver)  # the mix of every member (ListMembers)
     if backend == "postgresql":
         shoot(driver, "console-overview")
         driver.get(base + "/console/campaigns")
