@@ -81,19 +81,19 @@ class Row:
 
 def horizontal_bars(rows: Sequence[Row], title: str, colour: str = BAR) -> Markup:
     """One bar per row with its label and note: tier mix (members), budget burn (points of budget)."""
-    line, label_w, width = 28, 150, 460
+    line, label_w, width = 26, 120, 380
     height = max(len(rows), 1) * line + 8
     scale = max([r.value for r in rows if not r.total] + [1])
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
-    track = width - label_w - 120
+    track = width - label_w - 96
     for i, row in enumerate(rows):
         y = 4 + i * line
         full = row.total or scale
         share = min(row.value / full, 1.0) if full else 0.0
-        label = row.label if len(row.label) <= 20 else row.label[:19] + "…"
+        label = row.label if len(row.label) <= 16 else row.label[:15] + "…"
         parts.append(f'<text x="0" y="{y + 17}" class="label">{escape(label)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{track}" height="18" rx="3" fill="{TRACK}"/>')
         parts.append(

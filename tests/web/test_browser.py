@@ -298,12 +298,32 @@ def test_marketing_sets_up_a_weekend_and_the_storefront_shows_it(driver, stack, 
     if backend == "postgresql":
         shoot(driver, "storefront")
 
-    # The overview: points per day (from the events key), tier mix and budget burn.
+    # The overview: points per day (from the events key), tier mix and budget burn, over a
+    # few more members' last days (orders backdated, some points spent).
+    now = datetime.now(ZoneInfo(ZONE))
+    with LedgerClient(stack["target"], stack["keys"]["admin"]) as ledger:
+        bonus = programs_pb2.Campaign(
+            name="Store opening bonus", time_zone=ZONE, bonus_points=25, budget=400,
+            conditions=programs_pb2.CampaignConditions(channels=[common_pb2.CHANNEL_POS]),
+        )
+        bonus.start_time.FromDatetime(now - timedelta(days=30))
+        bonus.end_time.FromDatetime(now + timedelta(days=10))
+        ledger.create_campaign(campaign=bonus)
+        for n in range(5):
+            ledger.enroll_member(member_id=f"regular-{n}")
+            for day in range(n, 26, 3):
+                order = common_pb2.Order(
+                    order_id=f"regular-{n}-{day}", channel=common_pb2.CHANNEL_POS, amount=600 + 1500 * n, currency="USD"
+                )
+                order.occur_time.FromDatetime(now - timedelta(days=day, hours=1))
+                ledger.earn(member_id=f"regular-{n}", order=order)
+            if n % 2:
+                ledger.redeem(member_id=f"regular-{n}", points=20)
     driver.get(base + "/console")
     charts = _all(driver, "svg.chart")
     assert len(charts) == 3, page_text(driver)
     assert "Silver" in charts[1].get_attribute("innerHTML")
-    assert "Counted over all 1 member." in page_text(driver)  # the mix of every member (ListMembers)
+    assert "Counted over all 6 members." in page_text(driver)  # the mix of every member (ListMembers)
     if backend == "postgresql":
         shoot(driver, "console-overview")
         driver.get(base + "/console/campaigns")
