@@ -409,7 +409,7 @@ class Web:
 
     # ------------------------------------------------------------------ campaigns
 
-    def campaign_view(self, campaign: Campaign) -> dict[str, Any]:
+    def campaign_view(self, campaign: Campaign, segments: Mapping[str, str] | None = None) -> dict[str, Any]:
         zone = _zone(campaign.time_zone)
         start, end = _when(campaign.start_time, zone), _when(campaign.end_time, zone)
         effect = (
@@ -421,6 +421,7 @@ class Web:
         conditions = [
             *([", ".join(_channel_name(c) for c in cond.channels)] if cond.channels else []),
             *(["tiers " + ", ".join(cond.tiers)] if cond.tiers else []),
+            *(["segments " + ", ".join((segments or {}).get(s, s) for s in cond.segments)] if cond.segments else []),
             *(["SKUs " + ", ".join(cond.skus)] if cond.skus else []),
             *(["categories " + ", ".join(cond.categories)] if cond.categories else []),
             *([f"orders from {cond.min_order_amount:,} (minor units)"] if cond.min_order_amount else []),
@@ -451,7 +452,9 @@ class Web:
         problems: list[str] = []
         rows: list[dict[str, Any]] = []
         try:
-            rows = [self.campaign_view(c) async for c in self.ledger(session.api_key).iter_campaigns(page_size=500)]
+            ledger = self.ledger(session.api_key)
+            names = await self._segments(ledger)
+            rows = [self.campaign_view(c, names) async for c in ledger.iter_campaigns(page_size=500)]
         except LedgerApiError as error:
             problems.append(sentence(error, "list the campaigns"))
         notice = {"created": "The campaign was created.", "saved": "The campaign was saved."}.get(
@@ -473,6 +476,7 @@ class Web:
             "time_zone": self.config.time_zone,
             "channels": [],
             "tiers": [],
+            "segments": [],
             "skus": "",
             "categories": "",
             "min_order": "",
@@ -496,6 +500,7 @@ class Web:
             "time_zone": campaign.time_zone or "UTC",
             "channels": [common_pb2.Channel.Name(c).removeprefix("CHANNEL_") for c in cond.channels],
             "tiers": list(cond.tiers),
+            "segments": list(cond.segments),
             "skus": ", ".join(cond.skus),
             "categories": ", ".join(cond.categories),
             "min_order": money.show(cond.min_order_amount, currency).split(" ")[0] if cond.min_order_amount else "",
@@ -551,6 +556,7 @@ class Web:
         cond = campaign.conditions
         cond.channels.extend(common_pb2.Channel.Value("CHANNEL_" + c) for c in values["channels"] if c in CHANNELS)
         cond.tiers.extend(values["tiers"])
+        cond.segments.extend(values["segments"])
         cond.skus.extend(s.strip() for s in str(values["skus"]).split(",") if s.strip())
         cond.categories.extend(s.strip() for s in str(values["categories"]).split(",") if s.strip())
         try:
@@ -568,7 +574,15 @@ class Web:
             values["stacking"] = "STACK"
         values["channels"] = [str(v) for v in form.getlist("channels")]
         values["tiers"] = [str(v) for v in form.getlist("tiers")]
+        values["segments"] = [str(v) for v in form.getlist("segments")]
         return values
+
+    async def _segments(self, ledger: AsyncLedgerClient) -> dict[str, str]:
+        """The program's segments, id to name (none when the ledger has no segments)."""
+        try:
+            return {s.segment_id: s.name async for s in ledger.iter_segments(page_size=500)}
+        except LedgerApiError:
+            return {}
 
     async def _tier_names(self, ledger: AsyncLedgerClient) -> list[str]:
         try:
@@ -587,9 +601,11 @@ class Web:
         quote: dict[str, Any] | None = None,
     ) -> Response:
         ledger = self.ledger(session.api_key)
+        segments = await self._segments(ledger)
         context = {
             "values": values,
-            "campaign": self.campaign_view(campaign) if campaign else None,
+            "campaign": self.campaign_view(campaign, segments) if campaign else None,
+            "segments": segments,
             "message": message,
             "channels": CHANNELS,
             "tier_names": await self._tier_names(ledger),

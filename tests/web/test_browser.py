@@ -321,7 +321,7 @@ def test_marketing_sets_up_a_weekend_and_the_storefront_shows_it(driver, stack, 
                 ledger.redeem(member_id=f"regular-{n}", points=20)
     driver.get(base + "/console")
     charts = _all(driver, "svg.chart")
-    assert len(charts) == 3, page_text(driver)
+    assert len(charts) == 4, page_text(driver)  # per day, tier mix, budget burn, segments
     assert "Silver" in charts[1].get_attribute("innerHTML")
     assert "Counted over all 6 members." in page_text(driver)  # the mix of every member (ListMembers)
     if backend == "postgresql":
@@ -359,6 +359,17 @@ def test_bad_keys_expired_sessions_forged_forms_and_links_are_refused(driver, st
     error = _by(driver, ".error").text
     assert error.startswith("Could not create the campaign") and "Ends" in error, error
     assert "INVALID_ARGUMENT" not in error
+
+    # A win-back campaign for the lapsed segment, with a bonus.
+    set_value(driver, "form.campaign-form input[name=end]", "2030-02-01T00:00")
+    _by(driver, "input[name=name]").clear()
+    _by(driver, "input[name=name]").send_keys("Win-back")
+    _by(driver, "input[name=effect][value=bonus]").click()
+    _by(driver, "input[name=bonus]").send_keys("300")
+    _by(driver, "input[name=segments][value=seg_lapsed]").click()
+    click_through(driver, _by(driver, "form.campaign-form button[type=submit]"))
+    row = _by(driver, "tr[data-campaign]").text
+    assert "Win-back" in row and "scheduled" in row and "+300 points per order" in row and "segments lapsed" in row, row
 
     # An expired session: the same session id, signed two hours ago.
     cookie = driver.get_cookie("loyalty_console")["value"]
