@@ -320,8 +320,50 @@ def cmd_verify(args) -> int:
     from ledger.service.verify import verify
 
     report = verify(_database())
-    print(json.dumps({"clean": report.clean, "counts": report.counts, "breaches": report.breaches}, indent=2, default=str))
+    print(
+        json.dumps(
+            {"clean": report.clean, "counts": report.counts, "totals": report.totals, "breaches": report.breaches},
+            indent=2,
+            default=str,
+        )
+    )
     return 0 if report.clean else 1
+
+
+def cmd_report_liability(args) -> int:
+    """The liability report of a program at an instant, as JSON or CSV on stdout."""
+    import csv
+    from datetime import datetime, timezone
+
+    from ledger.domain.liability import to_json, to_rows
+    from ledger.service import programs
+    from ledger.service.liability import liability_report
+
+    db = _database()
+    program_id = args.program
+    if not program_id:
+        listed = programs.list_programs(db)
+        if len(listed) != 1:
+            print("error: name the program with --program (`loyalty-ledger program list`)", file=sys.stderr)
+            return 2
+        program_id = listed[0].program_id
+    as_of = None
+    if args.as_of:
+        try:
+            as_of = datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"error: --as-of {args.as_of!r} is not an ISO 8601 instant", file=sys.stderr)
+            return 2
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=timezone.utc)
+    report = liability_report(db, program_id, as_of)
+    if args.format == "json":
+        print(json.dumps(to_json(report), indent=2))
+    else:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("section", "key", "metric", "points", f"value_minor_{report.currency}"))
+        writer.writerows(to_rows(report))
+    return 0
 
 
 def cmd_web(args) -> int:
@@ -369,6 +411,12 @@ def parser() -> argparse.ArgumentParser:
     )
     expire.set_defaults(run=cmd_expire)
     sub.add_parser("verify", help="check every balance and invariant against the ledger").set_defaults(run=cmd_verify)
+    report = sub.add_parser("report", help="reports over the ledger").add_subparsers(dest="report", required=True)
+    liability = report.add_parser("liability", help="the points liability of a program at an instant")
+    liability.add_argument("--program", default="", help="the program's id (optional when there is only one)")
+    liability.add_argument("--as-of", default="", help="ISO 8601 instant (default now), e.g. 2026-11-30T23:59:59Z")
+    liability.add_argument("--format", choices=("json", "csv"), default="json")
+    liability.set_defaults(run=cmd_report_liability)
     web = sub.add_parser(
         "web",
         help="serve the marketing console and the storefront page (`loyalty-ledger web --help`)",

@@ -21,6 +21,7 @@ from ledger.domain.limits import (
 )
 from ledger.domain.kinds import Role
 from ledger.domain.moments import MAX_DAYS as MAX_MOMENT_DAYS
+from ledger.domain.liability import PointValue
 from ledger.domain.program import DEFAULT_ACTIVITY_ROLES, ActivityRule, EarnRate, MomentSettings, RateRule, TransferRules
 from ledger.domain.referrals import ReferralRules
 from ledger.domain.segments import RANGE_FIELDS, Range, Segment, SegmentConditions
@@ -165,6 +166,12 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
                 r.referrer_points, r.referee_points, r.min_order_amount, r.max_rewarded_per_referrer, cap_days,
                 r.attribution_window_days, r.counts_toward_tiers,
             )
+        elif path == "point_value":
+            if not 0 <= p.point_value.minor_units <= 1_000_000_000:
+                fields.bad("program.point_value.minor_units", "must be between 0 and 1000000000")
+            if not 0 <= p.point_value.scale <= 9:
+                fields.bad("program.point_value.scale", "must be between 0 and 9")
+            changes["point_value"] = PointValue(p.point_value.minor_units, p.point_value.scale)
         elif path == "close_policy":
             changes["close_policy"] = fields.enum(
                 "program.close_policy", p.close_policy, enums.CLOSE_POLICIES, required=True
@@ -189,6 +196,13 @@ def program_changes(request: programs_pb2.UpdateProgramRequest) -> dict:
     fields.no_control_characters(request)
     fields.done()
     return changes
+
+
+def liability(request: programs_pb2.GetLiabilityReportRequest) -> datetime | None:
+    fields = Fields()
+    as_of = fields.timestamp("as_of_time", request.as_of_time, request.HasField("as_of_time"))
+    fields.done()
+    return as_of
 
 
 def _request_id(fields: Fields, request) -> str:

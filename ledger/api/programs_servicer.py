@@ -9,7 +9,7 @@ from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
 from loyalty.v1 import programs_pb2, programs_pb2_grpc
-from ledger.service import campaigns, programs, referrals, rewards, segments, tiers
+from ledger.service import campaigns, liability, programs, referrals, rewards, segments, tiers
 
 if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
     from ledger.store.database import Database
@@ -35,6 +35,11 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
         changes = program_requests.program_changes(request)
         settings = programs.update_program(self._db, current_caller(), changes)
         return programs_pb2.UpdateProgramResponse(program=responses.program(settings))
+
+    def GetLiabilityReport(self, request, context):
+        as_of = program_requests.liability(request)
+        report = liability.report_for(self._db, current_caller(), as_of)
+        return programs_pb2.GetLiabilityReportResponse(report=responses.liability(report))
 
     def SetTiers(self, request, context):
         definitions, mutation = program_requests.tiers(request)

@@ -10,6 +10,7 @@ from ledger.api import enums
 from ledger.service import clock
 from ledger.domain.balance import Balance
 from ledger.domain.holds import HoldFacts, HoldState
+from ledger.domain.liability import LiabilityReport
 from ledger.domain.records import TransactionView
 from ledger.domain.referrals import ReferralState
 from ledger.domain.segments import RANGE_FIELDS, RfmView
@@ -196,6 +197,9 @@ def program(settings: ProgramSettings) -> programs_pb2.Program:
         ),
         moments=programs_pb2.PostPurchaseMoments(**rules.moments.to_json()),
         close_policy=enums.number(enums.CLOSE_POLICIES, rules.close_policy),
+        point_value=programs_pb2.PointValue(
+            minor_units=rules.point_value.minor_units, scale=rules.point_value.scale
+        ),
     )
 
 
@@ -332,3 +336,42 @@ def segment(report: SegmentReport) -> programs_pb2.Segment:
     if record.computed_at is not None:
         message.compute_time.CopyFrom(timestamp(record.computed_at))
     return message
+
+def liability(report: LiabilityReport) -> programs_pb2.LiabilityReport:
+    money = report.money
+    return programs_pb2.LiabilityReport(
+        as_of_time=timestamp(report.as_of),
+        currency=report.currency,
+        point_value=programs_pb2.PointValue(minor_units=report.point_value.minor_units, scale=report.point_value.scale),
+        posted_points=report.posted,
+        negative_points=report.negative,
+        outstanding_points=report.outstanding,
+        outstanding_value=money(report.outstanding),
+        available_points=report.available,
+        available_value=money(report.available),
+        pending_points=report.pending,
+        pending_value=money(report.pending),
+        held_points=report.held,
+        held_value=money(report.held),
+        expired_unwritten_points=report.expired_unwritten,
+        expiring=[programs_pb2.ExpiringWithin(days=d, points=p, value=money(p)) for d, p in report.expiring],
+        months=[
+            programs_pb2.LiabilityMonth(
+                month=m.month,
+                issued_base=m.issued["BASE"],
+                issued_tier_bonus=m.issued["TIER_BONUS"],
+                issued_campaign=m.issued["CAMPAIGN"],
+                issued_activity=m.issued["ACTIVITY"],
+                issued_referral=m.issued["REFERRAL"],
+                issued_adjustment=m.issued["ADJUSTMENT"],
+                issued_total=m.issued_total,
+                redeemed=m.redeemed,
+                expired=m.expired,
+                forfeited=m.forfeited,
+                reversed=m.reversed,
+                transferred=m.transferred,
+            )
+            for m in report.months
+        ],
+        cohorts=[programs_pb2.BreakageCohort(**vars(c)) for c in report.cohorts],
+    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from ledger.domain import errors
 from ledger.domain.kinds import Channel, Role
+from ledger.domain.liability import PointValue
 from ledger.domain.profiles import ClosePolicy
 from ledger.domain.referrals import ReferralRules
 
@@ -154,6 +155,8 @@ class ProgramRules:
     moments: MomentSettings = MomentSettings()
     # What CloseMember does with the remaining points (ledger.domain.profiles).
     close_policy: ClosePolicy = ClosePolicy.KEEP
+    # Money per point, for the liability report (ledger.domain.liability).
+    point_value: PointValue = PointValue()
 
     def rate_for_channel(self, channel: Channel) -> EarnRate:
         for rule_channel, rate in self.channel_rates:
@@ -187,6 +190,7 @@ class ProgramRules:
             "transfer": vars(self.transfer),
             "moments": self.moments.to_json(),
             "close_policy": self.close_policy.value,
+            "point_value": [self.point_value.minor_units, self.point_value.scale],
         }
 
 
@@ -219,6 +223,7 @@ def earning_fields(data: dict) -> dict:
         # Settings written before the moments existed have none: the defaults.
         "moments": MomentSettings.from_json(data.get("moments")),
         "close_policy": ClosePolicy(data.get("close_policy", ClosePolicy.KEEP.value)),
+        "point_value": PointValue(*data.get("point_value", (0, 0))),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger.store.database import Database
 
@@ -15,6 +15,8 @@ from ledger.store.engine import without_statement_timeout
 class VerifyReport:
     counts: dict[str, int]
     breaches: dict[str, list[dict]]
+    # Per program: posted and outstanding points (the liability report's totals).
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -25,6 +27,8 @@ def verify(db: Database) -> VerifyReport:
     def work(conn) -> VerifyReport:
         without_statement_timeout(conn)
         results = verification.run_checks(conn)
-        return VerifyReport(verification.counts(conn), {k: v for k, v in results.items() if v})
+        return VerifyReport(
+            verification.counts(conn), {k: v for k, v in results.items() if v}, verification.program_totals(conn)
+        )
 
     return unit_of_work.run(db, work, read_only=True, snapshot=True)

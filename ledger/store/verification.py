@@ -242,7 +242,22 @@ def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
 
 
 def counts(conn: Connection) -> dict[str, int]:
-    return {
+    found = {
         table: conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
         for table in ("programs", "members", "transactions", "entries", "idempotency_records", "lots", "holds", "events")
+    }
+    return found
+
+
+def program_totals(conn: Connection) -> dict[str, dict[str, int]]:
+    """Per program, the points posted (sum of the cached balances) and outstanding (held in
+    lots: the positive balances): the totals the liability report at the same instant shows."""
+    posted = conn.execute(text("SELECT program_id, COALESCE(SUM(posted), 0) FROM members GROUP BY program_id")).all()
+    in_lots: dict[str, int] = {
+        row[0]: int(row[1])
+        for row in conn.execute(text("SELECT program_id, COALESCE(SUM(remaining), 0) FROM lots GROUP BY program_id"))
+    }
+    return {
+        program_id: {"posted_points": int(total), "outstanding_points": int(in_lots.get(program_id, 0))}
+        for program_id, total in posted
     }

@@ -459,6 +459,7 @@ def valid_request(world: World, method):
         ),
         "ListTransactions": lambda: ledger_pb2.ListTransactionsRequest(member_id="m-1", page_token=world.token),
         "ListReferrals": lambda: ledger_pb2.ListReferralsRequest(member_id="m-1"),
+        "GetLiabilityReport": lambda: programs_pb2.GetLiabilityReportRequest(as_of_time=ts(now - timedelta(hours=1))),
         "UpdateMember": lambda: ledger_pb2.UpdateMemberRequest(
             member_id="m-1",
             profile=ledger_pb2.MemberProfile(email="a@example.com", name="Ann", birth_date="1990-01-01", locale="en-GB"),

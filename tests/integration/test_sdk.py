@@ -340,6 +340,8 @@ async def every_rpc(ledger, network: Network) -> None:
     assert [r.referee_member_id for r in walked] == [shopper]
     assert walked[0].qualifying_order_id == sale.order_id
     report = await ledger.get_referral_report()
+    liability = (await ledger.get_liability_report()).report
+    assert liability.posted_points >= 0 and liability.months
     assert report.attributed >= 1 and report.qualified + report.rewarded >= 1
 
     assert set(network.names()) == ALL_RPCS
@@ -349,7 +351,7 @@ async def every_rpc(ledger, network: Network) -> None:
 def test_every_rpc_of_both_services(program, flavour):
     """With the answers of a capture and a refund lost once on the way back: each retry
     replays the first result (the balances above are those of one capture, one refund)."""
-    assert len(ALL_RPCS) == 31
+    assert len(ALL_RPCS) == 32
     network = Network({"CaptureRedemption", "RefundOrder"}, failures=1, before_server=False)
     runner(program, flavour, network)(every_rpc)
     for method in ("CaptureRedemption", "RefundOrder"):

@@ -45,6 +45,7 @@ UPDATE_SEGMENT: Rpc[programs_pb2.UpdateSegmentRequest, programs_pb2.UpdateSegmen
 GET_SEGMENT: Rpc[programs_pb2.GetSegmentRequest, programs_pb2.GetSegmentResponse] = Rpc("/loyalty.v1.Programs/GetSegment", programs_pb2.GetSegmentRequest, programs_pb2.GetSegmentResponse)
 LIST_SEGMENTS: Rpc[programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse] = Rpc("/loyalty.v1.Programs/ListSegments", programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse)
 LIST_SEGMENT_MEMBERS: Rpc[programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse] = Rpc("/loyalty.v1.Programs/ListSegmentMembers", programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse)
+GET_LIABILITY_REPORT: Rpc[programs_pb2.GetLiabilityReportRequest, programs_pb2.GetLiabilityReportResponse] = Rpc("/loyalty.v1.Programs/GetLiabilityReport", programs_pb2.GetLiabilityReportRequest, programs_pb2.GetLiabilityReportResponse)
 LIST_EVENTS: Rpc[events_pb2.ListEventsRequest, events_pb2.ListEventsResponse] = Rpc("/loyalty.v1.Events/ListEvents", events_pb2.ListEventsRequest, events_pb2.ListEventsResponse)
 WATCH_EVENTS: Rpc[events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse] = Rpc("/loyalty.v1.Events/WatchEvents", events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse)
 ENROLL_MEMBER: Rpc[ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse] = Rpc("/loyalty.v1.Ledger/EnrollMember", ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse)
@@ -336,6 +337,21 @@ class LedgerMethods:
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
+
+    def get_liability_report(
+        self,
+        request: programs_pb2.GetLiabilityReportRequest | None = None,
+        *,
+        as_of_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetLiabilityReportResponse:
+        """Programs.GetLiabilityReport: The points liability as the ledger stood at as_of_time
+        (default now): outstanding available, pending and held points and their money
+        value (Program.point_value), points expiring within 30, 60 and 90 days, per
+        month what was issued (by source), redeemed, expired, forfeited and reversed,
+        and breakage per cohort with its projection (method in the README). Marketing
+        and admin keys."""
+        return self._invoke(GET_LIABILITY_REPORT, _request(request, programs_pb2.GetLiabilityReportRequest, as_of_time=as_of_time), timeout)
 
     def list_events(
         self,
@@ -1000,6 +1016,21 @@ class AsyncLedgerMethods:
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
+
+    async def get_liability_report(
+        self,
+        request: programs_pb2.GetLiabilityReportRequest | None = None,
+        *,
+        as_of_time: datetime | timestamp_pb2.Timestamp | None = None,
+        timeout: float | None = None,
+    ) -> programs_pb2.GetLiabilityReportResponse:
+        """Programs.GetLiabilityReport: The points liability as the ledger stood at as_of_time
+        (default now): outstanding available, pending and held points and their money
+        value (Program.point_value), points expiring within 30, 60 and 90 days, per
+        month what was issued (by source), redeemed, expired, forfeited and reversed,
+        and breakage per cohort with its projection (method in the README). Marketing
+        and admin keys."""
+        return await self._invoke(GET_LIABILITY_REPORT, _request(request, programs_pb2.GetLiabilityReportRequest, as_of_time=as_of_time), timeout)
 
     async def list_events(
         self,

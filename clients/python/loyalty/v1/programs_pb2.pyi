@@ -428,6 +428,7 @@ class Program(_message.Message):
     RFM_WINDOW_DAYS_FIELD_NUMBER: _builtins.int
     TRANSFER_RULES_FIELD_NUMBER: _builtins.int
     CLOSE_POLICY_FIELD_NUMBER: _builtins.int
+    POINT_VALUE_FIELD_NUMBER: _builtins.int
     program_id: _builtins.str
     """Output only: the program's id ("prg_...")."""
     name: _builtins.str
@@ -510,6 +511,10 @@ class Program(_message.Message):
     def transfer_rules(self) -> Global___TransferRules:
         """Point transfers between members (TransferPoints)."""
 
+    @_builtins.property
+    def point_value(self) -> Global___PointValue:
+        """What one point is worth, for the liability report (default 0: no money value)."""
+
     def __init__(
         self,
         *,
@@ -540,14 +545,43 @@ class Program(_message.Message):
         rfm_window_days: _builtins.int = ...,
         transfer_rules: Global___TransferRules | None = ...,
         close_policy: Global___ClosePolicy.ValueType = ...,
+        point_value: Global___PointValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "moments", b"moments", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "earn_rate", b"earn_rate", "moments", b"moments", "point_value", b"point_value", "referral", b"referral", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "close_policy", b"close_policy", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "program_id", b"program_id", "referral", b"referral", "rfm_window_days", b"rfm_window_days", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_rules", b"activity_rules", "channel_earn_rates", b"channel_earn_rates", "close_policy", b"close_policy", "create_time", b"create_time", "currency", b"currency", "earn_rate", b"earn_rate", "earn_rate_rules", b"earn_rate_rules", "event_retention_days", b"event_retention_days", "expiry_days", b"expiry_days", "expiry_mode", b"expiry_mode", "hold_ttl_seconds", b"hold_ttl_seconds", "max_backdate_days", b"max_backdate_days", "min_order_amount", b"min_order_amount", "moments", b"moments", "name", b"name", "negative_balance_policy", b"negative_balance_policy", "pending_days", b"pending_days", "point_value", b"point_value", "program_id", b"program_id", "referral", b"referral", "rfm_window_days", b"rfm_window_days", "rounding_mode", b"rounding_mode", "tier_basis", b"tier_basis", "tier_grace_days", b"tier_grace_days", "tier_period_days", b"tier_period_days", "tier_window", b"tier_window", "transfer_rules", b"transfer_rules", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Program: _TypeAlias = Program  # noqa: Y015
+
+@_typing.final
+class PointValue(_message.Message):
+    """Money per point: one point is worth minor_units / 10^scale minor units of the program's
+    currency (1 point = 1 cent: minor_units 1, scale 0; 1 point = 0.5 cent: 5 and 1).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINOR_UNITS_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    minor_units: _builtins.int
+    """0 to 1000000000."""
+    scale: _builtins.int
+    """0 to 9."""
+    def __init__(
+        self,
+        *,
+        minor_units: _builtins.int = ...,
+        scale: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minor_units", b"minor_units", "scale", b"scale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointValue: _TypeAlias = PointValue  # noqa: Y015
 
 @_typing.final
 class TransferRules(_message.Message):
@@ -2066,3 +2100,295 @@ class ListSegmentMembersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSegmentMembersResponse: _TypeAlias = ListSegmentMembersResponse  # noqa: Y015
+
+@_typing.final
+class GetLiabilityReportRequest(_message.Message):
+    """The instant to report at."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional: the ledger as it stood at this instant; now when absent; not in the future."""
+
+    def __init__(
+        self,
+        *,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLiabilityReportRequest: _TypeAlias = GetLiabilityReportRequest  # noqa: Y015
+
+@_typing.final
+class GetLiabilityReportResponse(_message.Message):
+    """The liability report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> Global___LiabilityReport:
+        """The report."""
+
+    def __init__(
+        self,
+        *,
+        report: Global___LiabilityReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLiabilityReportResponse: _TypeAlias = GetLiabilityReportResponse  # noqa: Y015
+
+@_typing.final
+class LiabilityReport(_message.Message):
+    """Points a program owes its members at an instant, and what moved before it. Points are
+    counts; *_value fields are minor units of currency, rounded down.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    POINT_VALUE_FIELD_NUMBER: _builtins.int
+    POSTED_POINTS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_POINTS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_POINTS_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_VALUE_FIELD_NUMBER: _builtins.int
+    AVAILABLE_POINTS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_VALUE_FIELD_NUMBER: _builtins.int
+    PENDING_POINTS_FIELD_NUMBER: _builtins.int
+    PENDING_VALUE_FIELD_NUMBER: _builtins.int
+    HELD_POINTS_FIELD_NUMBER: _builtins.int
+    HELD_VALUE_FIELD_NUMBER: _builtins.int
+    EXPIRED_UNWRITTEN_POINTS_FIELD_NUMBER: _builtins.int
+    EXPIRING_FIELD_NUMBER: _builtins.int
+    MONTHS_FIELD_NUMBER: _builtins.int
+    COHORTS_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """The program's currency."""
+    posted_points: _builtins.int
+    """Sum of every member's posted balance (equals `verify`'s total at the same instant)."""
+    negative_points: _builtins.int
+    """Sum of the negative balances (points members owe back), 0 or less."""
+    outstanding_points: _builtins.int
+    """Points owed: the positive balances (= available + pending + held + expired_unwritten)."""
+    outstanding_value: _builtins.int
+    """Money value of outstanding_points."""
+    available_points: _builtins.int
+    """Spendable points."""
+    available_value: _builtins.int
+    """Money value of available_points."""
+    pending_points: _builtins.int
+    """Points inside their return window."""
+    pending_value: _builtins.int
+    """Money value of pending_points."""
+    held_points: _builtins.int
+    """Points reserved by open holds."""
+    held_value: _builtins.int
+    """Money value of held_points."""
+    expired_unwritten_points: _builtins.int
+    """Points past their expiry date not yet written off by the expiry job."""
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """The instant the ledger is read at."""
+
+    @_builtins.property
+    def point_value(self) -> Global___PointValue:
+        """The point value the money figures use."""
+
+    @_builtins.property
+    def expiring(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpiringWithin]:
+        """Points expiring within 30, 60 and 90 days."""
+
+    @_builtins.property
+    def months(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiabilityMonth]:
+        """Per calendar month (UTC, by recording time), oldest first."""
+
+    @_builtins.property
+    def cohorts(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreakageCohort]:
+        """Breakage per cohort (the month points were credited), oldest first."""
+
+    def __init__(
+        self,
+        *,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        currency: _builtins.str = ...,
+        point_value: Global___PointValue | None = ...,
+        posted_points: _builtins.int = ...,
+        negative_points: _builtins.int = ...,
+        outstanding_points: _builtins.int = ...,
+        outstanding_value: _builtins.int = ...,
+        available_points: _builtins.int = ...,
+        available_value: _builtins.int = ...,
+        pending_points: _builtins.int = ...,
+        pending_value: _builtins.int = ...,
+        held_points: _builtins.int = ...,
+        held_value: _builtins.int = ...,
+        expired_unwritten_points: _builtins.int = ...,
+        expiring: _abc.Iterable[Global___ExpiringWithin] | None = ...,
+        months: _abc.Iterable[Global___LiabilityMonth] | None = ...,
+        cohorts: _abc.Iterable[Global___BreakageCohort] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "point_value", b"point_value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "available_points", b"available_points", "available_value", b"available_value", "cohorts", b"cohorts", "currency", b"currency", "expired_unwritten_points", b"expired_unwritten_points", "expiring", b"expiring", "held_points", b"held_points", "held_value", b"held_value", "months", b"months", "negative_points", b"negative_points", "outstanding_points", b"outstanding_points", "outstanding_value", b"outstanding_value", "pending_points", b"pending_points", "pending_value", b"pending_value", "point_value", b"point_value", "posted_points", b"posted_points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiabilityReport: _TypeAlias = LiabilityReport  # noqa: Y015
+
+@_typing.final
+class ExpiringWithin(_message.Message):
+    """Points expiring within a number of days after as_of_time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    days: _builtins.int
+    """30, 60 or 90."""
+    points: _builtins.int
+    """Points expiring within them."""
+    value: _builtins.int
+    """Their money value."""
+    def __init__(
+        self,
+        *,
+        days: _builtins.int = ...,
+        points: _builtins.int = ...,
+        value: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "points", b"points", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpiringWithin: _TypeAlias = ExpiringWithin  # noqa: Y015
+
+@_typing.final
+class LiabilityMonth(_message.Message):
+    """What moved in one month. issued_total - redeemed - expired - forfeited - reversed is the
+    month's net change of posted points.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    ISSUED_BASE_FIELD_NUMBER: _builtins.int
+    ISSUED_TIER_BONUS_FIELD_NUMBER: _builtins.int
+    ISSUED_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    ISSUED_ACTIVITY_FIELD_NUMBER: _builtins.int
+    ISSUED_REFERRAL_FIELD_NUMBER: _builtins.int
+    ISSUED_ADJUSTMENT_FIELD_NUMBER: _builtins.int
+    ISSUED_TOTAL_FIELD_NUMBER: _builtins.int
+    REDEEMED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    FORFEITED_FIELD_NUMBER: _builtins.int
+    REVERSED_FIELD_NUMBER: _builtins.int
+    TRANSFERRED_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """YYYY-MM."""
+    issued_base: _builtins.int
+    """Points issued by the base earn rate."""
+    issued_tier_bonus: _builtins.int
+    """By tier multipliers."""
+    issued_campaign: _builtins.int
+    """By campaigns."""
+    issued_activity: _builtins.int
+    """By activity rules."""
+    issued_referral: _builtins.int
+    """By referral rewards."""
+    issued_adjustment: _builtins.int
+    """By positive support adjustments."""
+    issued_total: _builtins.int
+    """All the above."""
+    redeemed: _builtins.int
+    """Redeemed and captured."""
+    expired: _builtins.int
+    """Written off at expiry."""
+    forfeited: _builtins.int
+    """Forfeited when members were closed."""
+    reversed: _builtins.int
+    """Refunds, reversals and negative adjustments, net."""
+    transferred: _builtins.int
+    """Moved between members by transfers (issued by no one; net zero)."""
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        issued_base: _builtins.int = ...,
+        issued_tier_bonus: _builtins.int = ...,
+        issued_campaign: _builtins.int = ...,
+        issued_activity: _builtins.int = ...,
+        issued_referral: _builtins.int = ...,
+        issued_adjustment: _builtins.int = ...,
+        issued_total: _builtins.int = ...,
+        redeemed: _builtins.int = ...,
+        expired: _builtins.int = ...,
+        forfeited: _builtins.int = ...,
+        reversed: _builtins.int = ...,
+        transferred: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "forfeited", b"forfeited", "issued_activity", b"issued_activity", "issued_adjustment", b"issued_adjustment", "issued_base", b"issued_base", "issued_campaign", b"issued_campaign", "issued_referral", b"issued_referral", "issued_tier_bonus", b"issued_tier_bonus", "issued_total", b"issued_total", "month", b"month", "redeemed", b"redeemed", "reversed", b"reversed", "transferred", b"transferred"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiabilityMonth: _TypeAlias = LiabilityMonth  # noqa: Y015
+
+@_typing.final
+class BreakageCohort(_message.Message):
+    """Breakage of one cohort: the points credited in one month."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    ISSUED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FIELD_NUMBER: _builtins.int
+    BREAKAGE_BPS_FIELD_NUMBER: _builtins.int
+    PROJECTED_BREAKAGE_BPS_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """YYYY-MM."""
+    issued: _builtins.int
+    """Points credited in the month (transfers left out)."""
+    expired: _builtins.int
+    """Of those, points expired by as_of_time."""
+    outstanding: _builtins.int
+    """Of those, points still outstanding at as_of_time."""
+    breakage_bps: _builtins.int
+    """expired / issued, in basis points."""
+    projected_breakage_bps: _builtins.int
+    """Projected breakage once the outstanding points are resolved, in basis points (method in
+    the README).
+    """
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        issued: _builtins.int = ...,
+        expired: _builtins.int = ...,
+        outstanding: _builtins.int = ...,
+        breakage_bps: _builtins.int = ...,
+        projected_breakage_bps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakage_bps", b"breakage_bps", "expired", b"expired", "issued", b"issued", "month", b"month", "outstanding", b"outstanding", "projected_breakage_bps", b"projected_breakage_bps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreakageCohort: _TypeAlias = BreakageCohort  # noqa: Y015

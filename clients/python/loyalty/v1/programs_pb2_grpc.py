@@ -120,6 +120,11 @@ class ProgramsStub:
                 request_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.FromString,
                 _registered_method=True)
+        self.GetLiabilityReport = channel.unary_unary(
+                '/loyalty.v1.Programs/GetLiabilityReport',
+                request_serializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.FromString,
+                _registered_method=True)
 
 
 class ProgramsServicer:
@@ -250,6 +255,17 @@ class ProgramsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLiabilityReport(self, request, context):
+        """The points liability as the ledger stood at as_of_time (default now): outstanding
+        available, pending and held points and their money value (Program.point_value), points
+        expiring within 30, 60 and 90 days, per month what was issued (by source), redeemed,
+        expired, forfeited and reversed, and breakage per cohort with its projection (method in
+        the README). Marketing and admin keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProgramsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -337,6 +353,11 @@ def add_ProgramsServicer_to_server(servicer, server):
                     servicer.ListSegmentMembers,
                     request_deserializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.SerializeToString,
+            ),
+            'GetLiabilityReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLiabilityReport,
+                    request_deserializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -799,6 +820,33 @@ class Programs:
             '/loyalty.v1.Programs/ListSegmentMembers',
             loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersRequest.SerializeToString,
             loyalty_dot_v1_dot_programs__pb2.ListSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLiabilityReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/GetLiabilityReport',
+            loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.SerializeToString,
+            loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,13 @@ class ProgramsStub:
     """Lists the program's segments, presets included, in id order."""
     ListSegmentMembers: _grpc.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentMembersRequest, _programs_pb2.ListSegmentMembersResponse]
     """Pages through a segment's members in member_id order."""
+    GetLiabilityReport: _grpc.UnaryUnaryMultiCallable[_programs_pb2.GetLiabilityReportRequest, _programs_pb2.GetLiabilityReportResponse]
+    """The points liability as the ledger stood at as_of_time (default now): outstanding
+    available, pending and held points and their money value (Program.point_value), points
+    expiring within 30, 60 and 90 days, per month what was issued (by source), redeemed,
+    expired, forfeited and reversed, and breakage per cohort with its projection (method in
+    the README). Marketing and admin keys.
+    """
 
 @_typing.type_check_only
 class ProgramsAsyncStub(ProgramsStub):
@@ -129,6 +136,13 @@ class ProgramsAsyncStub(ProgramsStub):
     """Lists the program's segments, presets included, in id order."""
     ListSegmentMembers: _aio.UnaryUnaryMultiCallable[_programs_pb2.ListSegmentMembersRequest, _programs_pb2.ListSegmentMembersResponse]  # type: ignore[assignment]
     """Pages through a segment's members in member_id order."""
+    GetLiabilityReport: _aio.UnaryUnaryMultiCallable[_programs_pb2.GetLiabilityReportRequest, _programs_pb2.GetLiabilityReportResponse]  # type: ignore[assignment]
+    """The points liability as the ledger stood at as_of_time (default now): outstanding
+    available, pending and held points and their money value (Program.point_value), points
+    expiring within 30, 60 and 90 days, per month what was issued (by source), redeemed,
+    expired, forfeited and reversed, and breakage per cohort with its projection (method in
+    the README). Marketing and admin keys.
+    """
 
 class ProgramsServicer(metaclass=_abc_1.ABCMeta):
     """Program configuration. Every call acts on the program of the caller's key."""
@@ -278,5 +292,18 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_programs_pb2.ListSegmentMembersResponse, _abc.Awaitable[_programs_pb2.ListSegmentMembersResponse]]:
         """Pages through a segment's members in member_id order."""
+
+    @_abc_1.abstractmethod
+    def GetLiabilityReport(
+        self,
+        request: _programs_pb2.GetLiabilityReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_programs_pb2.GetLiabilityReportResponse, _abc.Awaitable[_programs_pb2.GetLiabilityReportResponse]]:
+        """The points liability as the ledger stood at as_of_time (default now): outstanding
+        available, pending and held points and their money value (Program.point_value), points
+        expiring within 30, 60 and 90 days, per month what was issued (by source), redeemed,
+        expired, forfeited and reversed, and breakage per cohort with its projection (method in
+        the README). Marketing and admin keys.
+        """
 
 def add_ProgramsServicer_to_server(servicer: ProgramsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
