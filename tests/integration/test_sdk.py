@@ -351,7 +351,7 @@ async def every_rpc(ledger, network: Network) -> None:
 def test_every_rpc_of_both_services(program, flavour):
     """With the answers of a capture and a refund lost once on the way back: each retry
     replays the first result (the balances above are those of one capture, one refund)."""
-    assert len(ALL_RPCS) == 32
+    assert len(ALL_RPCS) == 37
     network = Network({"CaptureRedemption", "RefundOrder"}, failures=1, before_server=False)
     runner(program, flavour, network)(every_rpc)
     for method in ("CaptureRedemption", "RefundOrder"):
