@@ -10,6 +10,7 @@
   python -m bench serial --operation earn --calls 3000   (one call's cost without gRPC, see bench/serial.py)
   python -m bench stall --unfinished 200 --connections 20   (Health while calls never send a request, see bench/stall.py)
   python -m bench sqlite-sync --calls 1500 --rounds 3   (SQLite synchronous=FULL against NORMAL, see bench/sqlite_durability.py)
+  python -m bench watch --watchers 64 --rounds 2 --server-pid PID   (WatchEvents followers under the earn load, see bench/watch.py)
 """
 
 from __future__ import annotations
@@ -20,7 +21,20 @@ import os
 import sys
 from pathlib import Path
 
-from bench import anatomy, moments, report, runner, scale, seed, serial, server_models, soak, sqlite_durability, stall
+from bench import (
+    anatomy,
+    moments,
+    report,
+    runner,
+    scale,
+    seed,
+    serial,
+    server_models,
+    soak,
+    sqlite_durability,
+    stall,
+    watch,
+)
 from bench.scenarios import SCENARIOS, Context
 
 
@@ -35,7 +49,7 @@ def cmd_seed(args) -> int:
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     seed.write(args.out, setup)
-    print(json.dumps({k: v for k, v in setup.items() if k != "key"}))
+    print(json.dumps({k: v for k, v in setup.items() if k not in ("key", "events_key")}))
     return 0
 
 
@@ -114,6 +128,7 @@ def main() -> int:
     stall.add_parser(sub)
     anatomy.add_parser(sub)
     sqlite_durability.add_parser(sub)
+    watch.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 

@@ -25,7 +25,7 @@ from ledger.domain.campaigns import CampaignRule
 from ledger.domain.hash_chain import GENESIS
 from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Role
-from ledger.service import campaigns, programs, support
+from ledger.service import campaigns, keys, programs, support
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store import migrate, tables
@@ -184,10 +184,13 @@ def seed(
             conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text("VACUUM (ANALYZE)"))
     bulk.dispose()
+    # The key `bench watch` follows the program's events with (the role a consumer has).
+    events_key = keys.create_key(Database(engine), program_id, Role.EVENTS)
     engine.dispose()
     return {
         "program_id": program_id,
         "key": created.admin_key,
+        "events_key": events_key,
         "members": members,
         "member_prefix": "m",
         "hot_member": "m0",
