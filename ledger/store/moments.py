@@ -24,6 +24,7 @@ from ledger.domain.events import NewEvent
 from ledger.domain.moments import POINTS_EXPIRING, Moment, OrderFacts
 from ledger.store.instants import from_micros, to_micros
 from ledger.store import outbox
+from ledger.store.engine import without_statement_timeout
 from ledger.store.postgres import moment_writes, streaming
 from ledger.store.tables import lots, member_tiers, members, moment_keys
 
@@ -59,7 +60,8 @@ def tell(conn: Connection, program_id: str, moments: list[Moment], now: datetime
 
 
 def forget_before(conn: Connection, before: datetime, limit: int) -> int:
-    """Deletes up to `limit` keys of moments due before `before`; returns how many."""
+    """Deletes up to `limit` keys of moments due before `before`; returns how many. (A scan:
+    it runs once per run of the moments, and an index on due_at would cost every moment told.)"""
     doomed = select(moment_keys.c.program_id, moment_keys.c.moment_key).where(
         moment_keys.c.due_at < to_micros(before)
     ).limit(limit)
@@ -108,6 +110,14 @@ def lots_expiring_by_member(
         )
         .order_by(lots.c.member_id)
     )
+    # The first page waits for the sort of every lot in the window (a million in a big
+    # program's busy month): longer than the statement limit the tills' calls have.
+    without_statement_timeout(conn)
+    if conn.dialect.name == "postgresql":
+        # Each lot is checked against the told keys by the keys' primary key. On statistics
+        # taken while moment_keys was small the planner would rather scan it, once per lot:
+        # quadratic as the run fills it (a million reminders did not finish in 15 minutes).
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
     batch: dict[str, list[tuple[datetime, int]]] = {}
     for rows in streaming.pages(conn, due, STREAM_PAGE):
         for row in rows:

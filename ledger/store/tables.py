@@ -450,7 +450,6 @@ moment_keys = Table(
     # When the moment was due; keys long past it are forgotten (no scan looks that far back).
     Column("due_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Index("ix_moment_keys_due", "due_at"),
 )
 
 # Projection of the ledger (ledger.domain.segments): each member's RFM figures as last computed,

@@ -4,7 +4,8 @@ moment_keys holds one row per moment told (ledger.domain.moments: `points.expiri
 <date>`, `review.requested/<order>`, ...), inserted in the transaction that writes the moment's
 event: a key that is there was told, and a second due-work run, on this process or a new
 leader's, finds it and tells nothing (exactly once). due_at lets the due work forget keys
-long past, when no scan looks that far back any more.
+long past, when no scan looks that far back any more (by a scan, once per run: an index
+on due_at would cost every moment told).
 
 ix_transactions_earns_by_time finds a program's orders placed in a time range (the review
 requests N days after an order, the lapse N days after a member's last one) without reading
@@ -41,7 +42,6 @@ def upgrade() -> None:
         sa.Column("due_at", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_moment_keys_due", "moment_keys", ["due_at"])
     if op.get_bind().dialect.name != "postgresql":
         op.create_index(_INDEX, "transactions", ["occurred_at", "program_id"], sqlite_where=sa.text(_WHERE))
         return
