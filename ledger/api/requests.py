@@ -105,8 +105,9 @@ def list_members(request: ledger_pb2.ListMembersRequest) -> MemberQuery:
     status = fields.enum("status", request.status, enums.MEMBER_STATUSES, required=False)
     start = fields.timestamp("start_enroll_time", request.start_enroll_time, request.HasField("start_enroll_time"))
     end = fields.timestamp("end_enroll_time", request.end_enroll_time, request.HasField("end_enroll_time"))
+    segment = fields.identifier("segment_id", request.segment_id, required=False, max_length=64)
     fields.done()
-    return MemberQuery(size, token, tier, status, start, end)
+    return MemberQuery(size, token, tier, status, start, end, segment)
 
 
 def close_member(request: ledger_pb2.CloseMemberRequest | ledger_pb2.EraseMemberRequest) -> tuple[str, str]:

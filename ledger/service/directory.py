@@ -16,7 +16,7 @@ from datetime import datetime
 
 from ledger.store.database import Database, Transaction
 
-from ledger.domain import credentials
+from ledger.domain import credentials, errors
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.holds import HoldState
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
@@ -28,6 +28,7 @@ from ledger.service.members import MemberSummary, summarize
 from ledger.service.posting import post
 from ledger.store import holds, idempotency, unit_of_work
 from ledger.store import profiles as profile_store
+from ledger.store import segments as segment_store
 
 log = logging.getLogger("ledger.members")
 
@@ -55,9 +56,11 @@ class MemberQuery:
     status: MemberStatus | None
     enrolled_from: datetime | None
     enrolled_before: datetime | None
+    segment_id: str = ""
 
     def filters(self) -> tuple[str, ...]:
         return (
+            self.segment_id,
             self.tier,
             self.status.value if self.status else "",
             self.enrolled_from.isoformat() if self.enrolled_from else "",
@@ -79,6 +82,8 @@ def list_members(db: Database, caller: Caller, query: MemberQuery) -> MemberPage
 
     def work(conn: Transaction) -> MemberPage:
         keys.require_live(conn, caller)
+        if query.segment_id and segment_store.get(conn, caller.program_id, query.segment_id) is None:
+            raise errors.not_found("SEGMENT_NOT_FOUND", f"segment {query.segment_id!r} does not exist in this program")
         found = profile_store.page(
             conn,
             caller.program_id,
@@ -88,6 +93,7 @@ def list_members(db: Database, caller: Caller, query: MemberQuery) -> MemberPage
             status=query.status,
             enrolled_from=query.enrolled_from,
             enrolled_before=query.enrolled_before,
+            segment_id=query.segment_id,
         )
         now = clock.now()
         page = [summarize(conn, caller.program_id, state, now) for state in found[: query.page_size]]

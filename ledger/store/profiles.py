@@ -14,7 +14,7 @@ from ledger.domain.profiles import Profile
 from ledger.domain.records import MemberState, MemberStatus
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.postgres import prefetch
-from ledger.store.tables import holds, member_profiles, member_tiers, members
+from ledger.store.tables import holds, member_profiles, member_tiers, members, segment_members
 
 _by_member = select(member_profiles).where(
     member_profiles.c.program_id == bindparam("program_id"), member_profiles.c.member_id == bindparam("member_id")
@@ -90,6 +90,7 @@ def page(
     status: MemberStatus | None,
     enrolled_from: datetime | None,
     enrolled_before: datetime | None,
+    segment_id: str = "",
 ) -> list[MemberState]:
     """Members in member_id order after `after`, filtered; walks the members' primary key."""
     from ledger.store.members import _state
@@ -102,6 +103,13 @@ def page(
             member_tiers,
             (member_tiers.c.program_id == members.c.program_id) & (member_tiers.c.member_id == members.c.member_id),
         ).where(member_tiers.c.tier_name == tier)
+    if segment_id:
+        query = query.join(
+            segment_members,
+            (segment_members.c.program_id == members.c.program_id)
+            & (segment_members.c.member_id == members.c.member_id)
+            & (segment_members.c.segment_id == segment_id),
+        )
     if status is not None:
         query = query.where(members.c.status == status.value)
     if enrolled_from is not None:

@@ -164,3 +164,18 @@ def test_erase_removes_personal_fields_keeps_the_ledger_and_is_logged(program, a
     for record in caplog.records:
         assert "ann@example.com" not in record.getMessage() and "Ann Example" not in str(record.__dict__)
     assert_verify_clean(program)
+
+
+def test_list_members_of_a_segment(program, api):
+    segment = api.programs.CreateSegment(
+        programs_pb2.CreateSegmentRequest(segment=programs_pb2.Segment(
+            name="buyers", conditions=programs_pb2.SegmentConditions(orders=programs_pb2.IntRange(min=1)))),
+        metadata=api.metadata,
+    ).segment
+    for m in ("s-1", "s-2", "s-3"):
+        enroll(api, m)
+    earn(api, "s-2", 1_000)
+    earn(api, "s-3", 1_000)
+    assert list_members(api, segment_id=segment.segment_id) == ["s-2", "s-3"]
+    with expect_error(grpc.StatusCode.NOT_FOUND, "SEGMENT_NOT_FOUND"):
+        list_members(api, segment_id="seg_nope")

@@ -693,11 +693,12 @@ class LedgerMethods:
         status: ledger_pb2.MemberStatus.ValueType | str | None = None,
         start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
         end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        segment_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListMembersResponse:
         """Ledger.ListMembers: The program's members in member_id order, in pages, filtered by
-        tier, status and enrolment time."""
-        return self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time), timeout)
+        tier, status, segment and enrolment time."""
+        return self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time, segment_id=segment_id), timeout)
 
     def iter_members(
         self,
@@ -707,11 +708,12 @@ class LedgerMethods:
         status: ledger_pb2.MemberStatus.ValueType | str | None = None,
         start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
         end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        segment_id: str | None = None,
         timeout: float | None = None,
     ) -> Iterator[ledger_pb2.Member]:
         """Follows Ledger.ListMembers page after page, yielding each of `members` (one call per
         page, each with `timeout`)."""
-        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time)
+        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time, segment_id=segment_id)
         while True:
             page = self._invoke(LIST_MEMBERS, request, timeout)
             for found in page.members:
@@ -1372,11 +1374,12 @@ class AsyncLedgerMethods:
         status: ledger_pb2.MemberStatus.ValueType | str | None = None,
         start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
         end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        segment_id: str | None = None,
         timeout: float | None = None,
     ) -> ledger_pb2.ListMembersResponse:
         """Ledger.ListMembers: The program's members in member_id order, in pages, filtered by
-        tier, status and enrolment time."""
-        return await self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time), timeout)
+        tier, status, segment and enrolment time."""
+        return await self._invoke(LIST_MEMBERS, _request(request, ledger_pb2.ListMembersRequest, page_size=page_size, page_token=page_token, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time, segment_id=segment_id), timeout)
 
     async def iter_members(
         self,
@@ -1386,11 +1389,12 @@ class AsyncLedgerMethods:
         status: ledger_pb2.MemberStatus.ValueType | str | None = None,
         start_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
         end_enroll_time: datetime | timestamp_pb2.Timestamp | None = None,
+        segment_id: str | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[ledger_pb2.Member]:
         """Follows Ledger.ListMembers page after page, yielding each of `members` (one call per
         page, each with `timeout`)."""
-        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time)
+        request = _request(None, ledger_pb2.ListMembersRequest, page_size=page_size, tier=tier, status=status, start_enroll_time=start_enroll_time, end_enroll_time=end_enroll_time, segment_id=segment_id)
         while True:
             page = await self._invoke(LIST_MEMBERS, request, timeout)
             for found in page.members:

@@ -1647,6 +1647,7 @@ class ListMembersRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     START_ENROLL_TIME_FIELD_NUMBER: _builtins.int
     END_ENROLL_TIME_FIELD_NUMBER: _builtins.int
+    SEGMENT_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 500; 0 means 50."""
     page_token: _builtins.str
@@ -1657,6 +1658,10 @@ class ListMembersRequest(_message.Message):
     """Only members holding this tier (by name)."""
     status: Global___MemberStatus.ValueType
     """Only members in this status."""
+    segment_id: _builtins.str
+    """Only members of this segment (its id), as its last refresh computed them
+    (NOT_FOUND / SEGMENT_NOT_FOUND).
+    """
     @_builtins.property
     def start_enroll_time(self) -> _timestamp_pb2.Timestamp:
         """Only members enrolled at or after this instant."""
@@ -1674,10 +1679,11 @@ class ListMembersRequest(_message.Message):
         status: Global___MemberStatus.ValueType = ...,
         start_enroll_time: _timestamp_pb2.Timestamp | None = ...,
         end_enroll_time: _timestamp_pb2.Timestamp | None = ...,
+        segment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_enroll_time", b"end_enroll_time", "start_enroll_time", b"start_enroll_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_enroll_time", b"end_enroll_time", "page_size", b"page_size", "page_token", b"page_token", "start_enroll_time", b"start_enroll_time", "status", b"status", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_enroll_time", b"end_enroll_time", "page_size", b"page_size", "page_token", b"page_token", "segment_id", b"segment_id", "start_enroll_time", b"start_enroll_time", "status", b"status", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -276,8 +276,8 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMembers(self, request, context):
-        """The program's members in member_id order, in pages, filtered by tier, status and
-        enrolment time.
+        """The program's members in member_id order, in pages, filtered by tier, status, segment
+        and enrolment time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

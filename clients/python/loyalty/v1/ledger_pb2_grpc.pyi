@@ -107,8 +107,8 @@ class LedgerStub:
     marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
     """
     ListMembers: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListMembersRequest, _ledger_pb2.ListMembersResponse]
-    """The program's members in member_id order, in pages, filtered by tier, status and
-    enrolment time.
+    """The program's members in member_id order, in pages, filtered by tier, status, segment
+    and enrolment time.
     """
     CloseMember: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CloseMemberRequest, _ledger_pb2.CloseMemberResponse]
     """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
@@ -197,8 +197,8 @@ class LedgerAsyncStub(LedgerStub):
     marketing_consent); idempotent by nature. FAILED_PRECONDITION / MEMBER_ERASED.
     """
     ListMembers: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListMembersRequest, _ledger_pb2.ListMembersResponse]  # type: ignore[assignment]
-    """The program's members in member_id order, in pages, filtered by tier, status and
-    enrolment time.
+    """The program's members in member_id order, in pages, filtered by tier, status, segment
+    and enrolment time.
     """
     CloseMember: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CloseMemberRequest, _ledger_pb2.CloseMemberResponse]  # type: ignore[assignment]
     """Closes a member: it may no longer earn or spend (MEMBER_CLOSED); open holds are voided
@@ -386,8 +386,8 @@ class LedgerServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListMembersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListMembersResponse, _abc.Awaitable[_ledger_pb2.ListMembersResponse]]:
-        """The program's members in member_id order, in pages, filtered by tier, status and
-        enrolment time.
+        """The program's members in member_id order, in pages, filtered by tier, status, segment
+        and enrolment time.
         """
 
     @_abc_1.abstractmethod
