@@ -11,6 +11,8 @@
   python -m bench stall --unfinished 200 --connections 20   (Health while calls never send a request, see bench/stall.py)
   python -m bench sqlite-sync --calls 1500 --rounds 3   (SQLite synchronous=FULL against NORMAL, see bench/sqlite_durability.py)
   python -m bench watch --watchers 64 --rounds 2 --server-pid PID   (WatchEvents followers under the earn load, see bench/watch.py)
+  python -m bench webhooks flaky --flaky 60 --healed 60   (webhook lag under a flaky receiver, see bench/webhooks.py)
+  python -m bench webhooks till --setup bench/out/setup.json   (earn's ratio with delivery on and off)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench import (
     sqlite_durability,
     stall,
     watch,
+    webhooks,
 )
 from bench.scenarios import SCENARIOS, Context
 
@@ -129,6 +132,7 @@ def main() -> int:
     anatomy.add_parser(sub)
     sqlite_durability.add_parser(sub)
     watch.add_parser(sub)
+    webhooks.add_parser(sub)
     args = parser.parse_args()
     return args.run(args)
 

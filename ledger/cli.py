@@ -146,6 +146,9 @@ def _serve_one(args, *, share_port: bool) -> int:
         segments_every=args.segments_refresh_interval,
     )
     scheduler.start()
+    delivery = _delivery_runner(on_leadership=None) if settings.delivery_settings()["delivery"] else None
+    if delivery is not None:
+        delivery.start()
     log.info(
         "serving",
         extra={
@@ -158,8 +161,62 @@ def _serve_one(args, *, share_port: bool) -> int:
     )
     print(f"loyalty-ledger serving on port {running.port}", flush=True)
     server.serve_until_signal(running, args.grace)
+    if delivery is not None:
+        delivery.stop()
     scheduler.stop()
     db.dispose()
+    return 0
+
+
+def _delivery_runner(on_leadership):
+    """The event delivery (webhooks, the NATS relay) of this process, from the settings; it
+    sends only while this process leads it (ledger.delivery.runner)."""
+    from ledger.delivery import runner
+    from ledger.store import leadership
+
+    values = settings.delivery_settings()
+    db = Database(create_engine_for(database_url(), pool_size=runner.DB_POOL))
+    leader = None
+    if settings.session_database_url() != database_url():
+        leader = leadership.for_delivery(_session_engine(), on_leadership)
+    return runner.DeliveryRunner(
+        db,
+        runner.options_from(values, settings.webhook_allow_private()),
+        nats_url=values["nats_url"],
+        nats_stream=values["nats_stream"],
+        leader=leader,
+        leader_interval=values["delivery_leader_interval"],
+        on_leadership=on_leadership,
+    )
+
+
+def cmd_deliver(args) -> int:
+    """Event delivery alone, for operators who run it apart from the API servers (whose
+    LOYALTY_DELIVERY=off); one sender leads among every process that could send."""
+    import signal
+    import threading
+
+    from ledger.api import metrics
+
+    db = _database()
+    _migrate(db)
+    db.dispose()
+    delivery = _delivery_runner(on_leadership=None)
+    if args.metrics_port:
+        metrics.start_http_server(args.metrics_port, addr=args.metrics_address)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    delivery.start()
+    print("loyalty-ledger delivering events", flush=True)
+    while not stopping.wait(0.25):
+        pass
+    delivery.stop()
     return 0
 
 
@@ -434,12 +491,20 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--program", help="the program's id (default: the only program)")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     export.set_defaults(run=cmd_segments_export)
+    deliver = sub.add_parser(
+        "deliver", help="send webhooks and relay events to NATS (the one sender among all processes), until SIGTERM"
+    )
+    deliver.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on PORT (default off)")
+    deliver.add_argument("--metrics-address", default="127.0.0.1", help="address of the metrics endpoint")
+    deliver.set_defaults(run=cmd_deliver)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         settings.check_environment()
+        settings.delivery_settings()
+        settings.webhook_allow_private()
     except settings.SettingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -251,8 +251,68 @@ SERVE = (
     ),
 )
 
+WEBHOOK_ALLOW_PRIVATE = Setting(
+    "webhook_allow_private",
+    None,
+    "LOYALTY_WEBHOOK_ALLOW_PRIVATE",
+    False,
+    _switch,
+    "on: webhooks may target private and link-local addresses (receivers inside the operator's network); "
+    "default off (server-side request forgery)",
+)
+
+# Event delivery: webhooks and the NATS relay (ledger.delivery), in `serve` and `deliver`.
+DELIVERY = (
+    Setting(
+        "delivery",
+        None,
+        "LOYALTY_DELIVERY",
+        True,
+        _switch,
+        "off: this `serve` sends no webhooks and relays nothing (run `loyalty-ledger deliver` elsewhere); default on",
+    ),
+    Setting(
+        "nats_url",
+        None,
+        "LOYALTY_NATS_URL",
+        None,
+        _optional_path,
+        "nats://host:4222 of a NATS server with JetStream: events are relayed to subjects "
+        "loyalty.<program_id>.<type>; unset: no relay",
+    ),
+    Setting("nats_stream", None, "LOYALTY_NATS_STREAM", "LOYALTY", _text, "the JetStream stream (created if missing)"),
+    Setting(
+        "webhook_timeout", None, "LOYALTY_WEBHOOK_TIMEOUT", 10.0, _number(float, 0.1),
+        "seconds an endpoint has to answer 2xx (default 10)",
+    ),
+    Setting(
+        "webhook_concurrency", None, "LOYALTY_WEBHOOK_CONCURRENCY", 8, _number(int, 1),
+        "requests in flight at once per endpoint (default 8)",
+    ),
+    Setting(
+        "webhook_retry_base", None, "LOYALTY_WEBHOOK_RETRY_BASE", 1.0, _number(float, 0.001),
+        "seconds before the first retry; doubles with each retry, with jitter (default 1)",
+    ),
+    Setting(
+        "webhook_retry_cap", None, "LOYALTY_WEBHOOK_RETRY_CAP", 3600.0, _number(float, 0.001),
+        "longest wait between retries, seconds (default 3600)",
+    ),
+    Setting(
+        "webhook_retry_window", None, "LOYALTY_WEBHOOK_RETRY_WINDOW", 86400.0, _number(float, 0.001),
+        "seconds an event is retried before its delivery fails for good (default 86400: 24 hours)",
+    ),
+    Setting(
+        "delivery_poll", None, "LOYALTY_DELIVERY_POLL", 0.25, _number(float, 0.01),
+        "seconds between looks for new events when there is nothing to send (default 0.25)",
+    ),
+    Setting(
+        "delivery_leader_interval", None, "LOYALTY_DELIVERY_LEADER_INTERVAL", 1.0, _number(float, 0.05),
+        "seconds between checks of the delivery leadership (one sender across processes; default 1)",
+    ),
+)
+
 ENVIRONMENT = (DATABASE_URL, SESSION_DATABASE_URL, READ_REPLICA_URL, LOG_LEVEL, PG_PREPARE)
-EVERY_VARIABLE = tuple(s.env for s in (*ENVIRONMENT, *SERVE) if s.env)
+EVERY_VARIABLE = tuple(s.env for s in (*ENVIRONMENT, *SERVE, WEBHOOK_ALLOW_PRIVATE, *DELIVERY) if s.env)
 
 
 def add_flags(parser: argparse.ArgumentParser, settings: tuple[Setting, ...]) -> None:
@@ -286,6 +346,15 @@ def read_replica_url() -> str | None:
 
 def log_level() -> str:
     return LOG_LEVEL.resolve(None)
+
+
+def webhook_allow_private() -> bool:
+    return WEBHOOK_ALLOW_PRIVATE.resolve(None)
+
+
+def delivery_settings() -> dict[str, Any]:
+    """The delivery settings by name, from their variables (SettingError on a bad one)."""
+    return {s.name: s.resolve(None) for s in DELIVERY}
 
 
 def pg_prepare() -> bool:

@@ -11,7 +11,16 @@ and the ledger's own:
   campaign, activity, referral, adjustment);
 - loyalty_points_expired_total: points expired by the due-work job, by program;
 - loyalty_db_pool_connections_in_use: database connections checked out of the pool;
-- loyalty_due_work_leader: 1 while this process leads the due work (ledger.store.leadership).
+- loyalty_due_work_leader: 1 while this process leads the due work (ledger.store.leadership);
+and event delivery's (ledger.delivery), on the process that sends:
+- loyalty_webhook_lag_seconds: per webhook, the age of the oldest event it has not delivered
+  yet (0 when it is caught up; failed-for-good deliveries do not count);
+- loyalty_webhook_attempts_total / loyalty_webhook_failures_total: HTTP attempts and the
+  failed ones, by webhook and status (the HTTP status, or timeout, error, refused);
+- loyalty_webhook_deliveries_failed_total: deliveries that failed for good, by webhook;
+- loyalty_nats_relay_lag_seconds: the age of the oldest event not yet acknowledged by
+  JetStream (over every program); loyalty_nats_relay_published_total and
+  loyalty_nats_relay_failures_total (by reason).
 """
 
 from __future__ import annotations
@@ -44,6 +53,19 @@ POOL_IN_USE = Gauge("loyalty_db_pool_connections_in_use", "Database connections 
 DUE_WORK_LEADER = Gauge(
     "loyalty_due_work_leader", "1 while this process leads the due work (lapsing, expiry, tier reviews), else 0"
 )
+WEBHOOK_LAG = Gauge(
+    "loyalty_webhook_lag_seconds", "Age of the oldest event the webhook has not delivered yet", ["webhook"]
+)
+WEBHOOK_ATTEMPTS = Counter("loyalty_webhook_attempts_total", "Webhook HTTP attempts, by status", ["webhook", "status"])
+WEBHOOK_FAILURES = Counter(
+    "loyalty_webhook_failures_total", "Webhook HTTP attempts that did not deliver, by status", ["webhook", "status"]
+)
+WEBHOOK_FAILED = Counter(
+    "loyalty_webhook_deliveries_failed_total", "Webhook deliveries that failed for good (retry window over)", ["webhook"]
+)
+RELAY_LAG = Gauge("loyalty_nats_relay_lag_seconds", "Age of the oldest event JetStream has not acknowledged yet")
+RELAY_PUBLISHED = Counter("loyalty_nats_relay_published_total", "Events JetStream acknowledged to the relay")
+RELAY_FAILURES = Counter("loyalty_nats_relay_failures_total", "Relay rounds that failed, by reason", ["reason"])
 UNARY = "unary"
 SERVER_STREAM = "server_stream"
 
@@ -112,6 +134,36 @@ def observe_expired(points_by_program: dict[str, int]) -> None:
 
 def observe_due_work_leader(leading: bool) -> None:
     DUE_WORK_LEADER.set(1 if leading else 0)
+
+
+def observe_webhook_attempt(webhook: str, status: str, delivered: bool) -> None:
+    WEBHOOK_ATTEMPTS.labels(webhook, status).inc()
+    if not delivered:
+        WEBHOOK_FAILURES.labels(webhook, status).inc()
+
+
+def observe_webhook_failed(webhook: str, count: int) -> None:
+    if count:
+        WEBHOOK_FAILED.labels(webhook).inc(count)
+
+
+def observe_webhook_lag(webhook: str, seconds: float | None) -> None:
+    """seconds None: the webhook is gone (its series goes too)."""
+    if seconds is None:
+        try:
+            WEBHOOK_LAG.remove(webhook)
+        except KeyError:
+            pass
+        return
+    WEBHOOK_LAG.labels(webhook).set(seconds)
+
+
+def observe_relay(lag_seconds: float, published: int = 0, failure: str = "") -> None:
+    RELAY_LAG.set(lag_seconds)
+    if published:
+        RELAY_PUBLISHED.inc(published)
+    if failure:
+        RELAY_FAILURES.labels(failure).inc()
 
 
 def serve(address: str, port: int, db: Database) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 
 from ledger.api import program_requests, responses
 from ledger.api.call_guard import current_caller
 from ledger.api.fields import Fields
-from loyalty.v1 import programs_pb2, programs_pb2_grpc
-from ledger.service import campaigns, liability, programs, referrals, rewards, segments, tiers
+from loyalty.v1 import programs_pb2, programs_pb2_grpc, webhooks_pb2
+from ledger.domain import events as event_rules
+from ledger.service import campaigns, liability, programs, referrals, rewards, segments, tiers, webhooks
 
 if TYPE_CHECKING:  # the port's type only: the api layer imports nothing of the store
     from ledger.store.database import Database
@@ -21,6 +23,54 @@ def _id(value: str) -> str:
     checked = fields.identifier("campaign_id", value, max_length=64)
     fields.done()
     return checked
+
+
+_OUTCOMES = {
+    "delivered": webhooks_pb2.DELIVERY_OUTCOME_DELIVERED,
+    "retrying": webhooks_pb2.DELIVERY_OUTCOME_RETRYING,
+    "failed": webhooks_pb2.DELIVERY_OUTCOME_FAILED,
+}
+
+
+def _checked(request):
+    """No control character in any of a webhook request's strings (INVALID_FIELD); the rest
+    is checked by ledger.service.webhooks."""
+    fields = Fields()
+    fields.no_control_characters(request)
+    fields.done()
+    return request
+
+
+def _micros_timestamp(micros: int):
+    return responses.timestamp(datetime.fromtimestamp(micros / 1e6, timezone.utc))
+
+
+def _webhook(view) -> webhooks_pb2.Webhook:
+    row = view.row
+    return webhooks_pb2.Webhook(
+        webhook_id=row.webhook_id,
+        url=row.url,
+        event_types=list(row.event_types),
+        description=row.description,
+        signing_secret=view.secret,
+        create_time=_micros_timestamp(row.created_at),
+        last_event_id=event_rules.event_id(row.cursor) if row.cursor else "",
+        retrying_count=view.retrying,
+        failed_count=view.failed,
+    )
+
+
+def _delivery(attempt) -> webhooks_pb2.WebhookDelivery:
+    return webhooks_pb2.WebhookDelivery(
+        event_id=event_rules.event_id(attempt.position),
+        event_type=attempt.event_type,
+        attempt=attempt.attempt,
+        attempt_time=_micros_timestamp(attempt.attempted_at),
+        http_status=attempt.http_status,
+        latency_ms=attempt.latency_ms,
+        error=attempt.error,
+        outcome=_OUTCOMES[attempt.outcome],
+    )
 
 
 class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
@@ -113,3 +163,39 @@ class ProgramsServicer(programs_pb2_grpc.ProgramsServicer):
             members=[programs_pb2.SegmentMember(member_id=m, enter_time=responses.timestamp(at)) for m, at in page],
             next_page_token=next_token,
         )
+    def CreateWebhook(self, request, context):
+        _checked(request)
+        view = webhooks.create_webhook(
+            self._db,
+            current_caller(),
+            request.url,
+            list(request.event_types),
+            request.description,
+            request.after_event_id,
+        )
+        return webhooks_pb2.CreateWebhookResponse(webhook=_webhook(view))
+
+    def ListWebhooks(self, request, context):
+        _checked(request)
+        return webhooks_pb2.ListWebhooksResponse(
+            webhooks=[_webhook(v) for v in webhooks.list_webhooks(self._db, current_caller())]
+        )
+
+    def DeleteWebhook(self, request, context):
+        _checked(request)
+        webhooks.delete_webhook(self._db, current_caller(), request.webhook_id)
+        return webhooks_pb2.DeleteWebhookResponse()
+
+    def ListWebhookDeliveries(self, request, context):
+        _checked(request)
+        page, token = webhooks.list_deliveries(
+            self._db, current_caller(), request.webhook_id, request.page_token, request.page_size, request.failed_only
+        )
+        return webhooks_pb2.ListWebhookDeliveriesResponse(deliveries=[_delivery(a) for a in page], next_page_token=token)
+
+    def RedeliverEvents(self, request, context):
+        _checked(request)
+        requeued, view = webhooks.redeliver(
+            self._db, current_caller(), request.webhook_id, request.after_event_id, list(request.event_ids)
+        )
+        return webhooks_pb2.RedeliverEventsResponse(requeued=requeued, webhook=_webhook(view))

@@ -91,6 +91,14 @@ WHEN = {
     "NOT_YET_AVAILABLE": "an RPC or option of the contract that is not built yet",
     "SERVER_STOPPING": "WatchEvents: the server is stopping; resume the stream after the last `event_id` "
     "received (another server, or this one once restarted)",
+    "WEBHOOK_URL_REFUSED": "CreateWebhook: the URL is not https:// (http:// only to a loopback address), has no "
+    "host or carries a user name, or its host resolves to a private, link-local or otherwise non-public address "
+    "(allowed only with LOYALTY_WEBHOOK_ALLOW_PRIVATE=on)",
+    "WEBHOOK_NOT_FOUND": "DeleteWebhook, ListWebhookDeliveries or RedeliverEvents: the program has no webhook of "
+    "that id",
+    "TOO_MANY_WEBHOOKS": "CreateWebhook: the program already has 20 webhooks",
+    "DELIVERY_NOT_FAILED": "RedeliverEvents by event_ids: an event whose delivery at this webhook has not failed "
+    "for good (delivered, still retrying, or never sent); redeliver delivered events with after_event_id",
     "CURSOR_EXPIRED": "ListEvents or WatchEvents after an event older than the program's event retention "
     "(default 30 days): those events were pruned; start again from the oldest kept (empty `after_event_id`)",
     "RATE_LIMITED": "the key is over its rate limit (`--rate-limit`): retry after `retry_after_ms` with the same key",

@@ -50,6 +50,11 @@ _MARKETING_LEDGER = frozenset(
 )
 
 _EVENTS = frozenset({"Events/ListEvents", "Events/WatchEvents"})
+# A webhook sends every event, members' ids and all, to a URL of the caller's choice: making
+# one (or redelivering) reads the events by another road, which only `events`-reading roles
+# may; of those, only admin configures the program. Marketing may see the webhooks and how
+# their deliveries go (no secrets, no payloads), to tell whether its email platform is fed.
+ADMIN_ONLY = frozenset({"Programs/CreateWebhook", "Programs/DeleteWebhook", "Programs/RedeliverEvents"})
 
 ALLOWED: dict[Role, frozenset[str]] = {
     Role.POS: _POS,
@@ -64,5 +69,6 @@ def may_call(role: Role, service: str, method: str) -> bool:
     if role is Role.ADMIN:
         return True
     if role is Role.MARKETING:
-        return service == "Programs" or f"{service}/{method}" in _MARKETING_LEDGER
+        name = f"{service}/{method}"
+        return (service == "Programs" and name not in ADMIN_ONLY) or name in _MARKETING_LEDGER
     return f"{service}/{method}" in ALLOWED[role]

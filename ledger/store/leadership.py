@@ -58,6 +58,10 @@ class Leadership:
     """The state machine and its log lines; subclasses say how the lock is kept."""
 
     lock_name = ""
+    # What is led, for the log lines ("the due work"; "event delivery": ledger.delivery).
+    work = "the due work"
+    title = "due-work"
+    application = "loyalty-ledger leader"  # PostgreSQL: the lock session's application_name
 
     def __init__(self, on_change: Callable[[bool], None] | None = None) -> None:
         self._on_change = on_change
@@ -81,20 +85,20 @@ class Leadership:
         self._drop()
         self.is_leader = False
         if was:
-            log.info("this process gave up the due-work leadership", extra=self._fields())
+            log.info(f"this process gave up the {self.title} leadership", extra=self._fields())
             if self._on_change is not None:
                 self._on_change(False)
 
     def _changed(self, leading: bool, reason: str) -> None:
         was, self.is_leader = self.is_leader, leading
         if leading and not was:
-            log.info("this process now leads the due work", extra=self._fields())
+            log.info(f"this process now leads {self.work}", extra=self._fields())
         elif was and not leading:
-            log.warning("this process lost the due-work leadership", extra={**self._fields(), "reason": reason})
+            log.warning(f"this process lost the {self.title} leadership", extra={**self._fields(), "reason": reason})
         elif was is None and not leading:
-            log.info("another process leads the due work; this one stands by", extra=self._fields(self._current()))
+            log.info(f"another process leads {self.work}; this one stands by", extra=self._fields(self._current()))
         elif reason:
-            log.debug("could not ask for the due-work leadership", extra={"reason": reason})
+            log.debug(f"could not ask for the {self.title} leadership", extra={"reason": reason})
         if leading != was and self._on_change is not None:
             self._on_change(leading)
 
@@ -176,7 +180,7 @@ class PostgresLeadership(Leadership):
         cparams = {
             **cparams,
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "application_name": f"loyalty-ledger leader {process_name()}"[:63],
+            "application_name": f"{self.application} {process_name()}"[:63],
             "options": f"{cparams.get('options', '')} {settings}".strip(),
             "keepalives": 1,
             "keepalives_idle": KEEPALIVE["idle"],
@@ -233,3 +237,21 @@ def for_engine(engine: Engine, on_change: Callable[[bool], None] | None = None) 
     if path is None or not locks.file_locks_available():
         return SoleLeadership(on_change)
     return FileLeadership(path, on_change)
+
+
+def for_delivery(engine: Engine, on_change: Callable[[bool], None] | None = None) -> Leadership:
+    """The leadership of event delivery (webhooks, the NATS relay: ledger.delivery): the same
+    machinery as the due work's, with a lock of its own, so one process sends however many
+    servers (and `loyalty-ledger deliver`) share the database, and the due work and the
+    sending may lead from different processes."""
+    found: Leadership
+    if engine.dialect.name == "postgresql":
+        found = PostgresLeadership(engine, on_change, key=locks.EVENT_DELIVERY_LEADER)
+    else:
+        path = locks.lock_file(engine.url, "delivery") if engine.dialect.name == "sqlite" else None
+        if path is None or not locks.file_locks_available():
+            found = SoleLeadership(on_change)
+        else:
+            found = FileLeadership(path, on_change)
+    found.work, found.title, found.application = "event delivery", "event-delivery", "loyalty-ledger delivery"
+    return found

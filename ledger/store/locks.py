@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - not POSIX: one process, nothing to sha
 # Advisory lock keys (one bigint each; the high bits spell "LOYL").
 MIGRATIONS = 0x4C4F_594C_0000_0001
 DUE_WORK_LEADER = 0x4C4F_594C_0000_0002
+# The one process that sends webhooks and relays events to NATS (ledger.delivery).
+EVENT_DELIVERY_LEADER = 0x4C4F_594C_0000_0003
 
 
 def advisory_ids(key: int) -> tuple[int, int]:

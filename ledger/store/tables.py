@@ -508,3 +508,65 @@ segment_members = Table(
     PrimaryKeyConstraint("segment_id", "program_id", "member_id"),
     Index("ix_segment_members_member", "member_id", "program_id"),
 )
+
+# Event delivery (migration 0016). A program's webhook endpoints; cursor: the last event
+# position the sender took in (sent, or queued in webhook_deliveries); version moves when
+# RedeliverEvents rewinds the cursor, so a sender's batch read before it cannot undo it.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(64), primary_key=True),
+    Column("program_id", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    # JSON list of event types; [] for every type.
+    Column("event_types", Text, nullable=False),
+    Column("description", String(256), nullable=False),
+    # The Standard Webhooks signing secret (whsec_...): the sender needs it to sign.
+    Column("secret", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_webhooks_program", "program_id"),
+)
+
+# The events of a webhook that wait for a retry ('pending') or failed for good ('failed');
+# a delivered event leaves no row. A member's pending events go out in position order.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("webhook_id", String(64), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("member_id", String(128), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # When the event entered delivery (its first attempt, or queued behind the member's
+    # earlier event): the retry window counts from here.
+    Column("since", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Index("ix_webhook_deliveries_member", "member_id", "webhook_id", "position"),
+)
+
+# One row per HTTP attempt (ListWebhookDeliveries), pruned after the program's event retention.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("webhook_id", String(64), primary_key=True),
+    Column("attempted_at", BigInteger, primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("event_type", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("latency_ms", BigInteger, nullable=False),
+    Column("error", String(256), nullable=False),
+    Column("outcome", String(16), nullable=False),
+)
+
+# Per program: the last event position JetStream acknowledged to the relay (ledger.relay).
+relay_positions = Table(
+    "relay_positions",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.domain.kinds import Role
-from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2, webhooks_pb2
 from tests.conftest import new_program
 from tests.grpc_helpers import earn, enroll, error_details, expect_error, key
 from tests.integration.ledger_checks import assert_verify_clean, outcome, snapshot
@@ -128,11 +128,15 @@ class World:
         self.referral_code, self.token = m1.referral_code, token
         self.open_hold, self.adjustment = holds[0].hold_id, txs[3].transaction_id
         self.campaign_id, self.reward_id = campaign.campaign_id, reward.reward_id
+        self.webhook_id = api.programs.CreateWebhook(
+            webhooks_pb2.CreateWebhookRequest(url="http://127.0.0.1:9/hooks"), metadata=md
+        ).webhook.webhook_id
         self.ids = sorted({
             "m-1", "m-2", m1.referral_code, program.program_id,
             *(tx.transaction_id for tx in txs), *(tx.idempotency_key for tx in txs),
             *(f"o-{i}" for i in range(3)), *(h.hold_id for h in holds), "h-0", "h-1",
             campaign.campaign_id, reward.reward_id, "Member", "Gold", token, "USD", "review_submitted",
+            self.webhook_id,
         } - {""})
         self.other_key = new_program(program.backend).admin_key
 
@@ -507,6 +511,12 @@ def valid_request(world: World, method):
         "GetSegment": lambda: programs_pb2.GetSegmentRequest(segment="lapsed"),
         "ListSegments": lambda: programs_pb2.ListSegmentsRequest(page_size=1),
         "ListSegmentMembers": lambda: programs_pb2.ListSegmentMembersRequest(segment="lapsed", page_size=1),
+        "CreateWebhook": lambda: webhooks_pb2.CreateWebhookRequest(
+            url="http://127.0.0.1:9/hooks", event_types=["points.earned"], description="crm"
+        ),
+        "DeleteWebhook": lambda: webhooks_pb2.DeleteWebhookRequest(webhook_id=world.webhook_id),
+        "ListWebhookDeliveries": lambda: webhooks_pb2.ListWebhookDeliveriesRequest(webhook_id=world.webhook_id),
+        "RedeliverEvents": lambda: webhooks_pb2.RedeliverEventsRequest(webhook_id=world.webhook_id, after_event_id=""),
     }
     return built[method.name]() if method.name in built else None
 

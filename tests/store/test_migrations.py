@@ -637,3 +637,30 @@ def test_0015_gives_every_program_the_presets_and_the_refresh_fills_the_rest(emp
     migrate.downgrade(engine, "0014")
     assert {"segments", "member_rfm", "segment_members", "rfm_cuts"}.isdisjoint(user_tables(engine))
     assert "rfm_window_days" not in {c["name"] for c in inspect(engine).get_columns("programs")}
+
+
+# ---------------------------------------------------------------- 0016: event delivery
+
+
+def test_0016_adds_the_delivery_tables_and_its_downgrade_removes_them(empty_engine):
+    """Webhooks, their retry queue and attempts, and the relay's positions: created empty
+    on a ledger that has events, and gone again on downgrade (the events stay)."""
+    from ledger.domain import credentials
+    from ledger.domain.kinds import Role
+    from ledger.service import members, programs
+    from ledger.service.caller import Caller
+
+    engine = empty_engine
+    migrate.upgrade(engine, "0015")
+    created = programs.create_program(engine, "before-delivery")
+    members.enroll_member(engine, Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN), "m")
+    delivery = {"webhooks", "webhook_deliveries", "webhook_attempts", "relay_positions"}
+    assert delivery.isdisjoint(user_tables(engine))
+    migrate.upgrade(engine, "0016")
+    assert delivery <= user_tables(engine)
+    with engine.connect() as conn:
+        assert [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in sorted(delivery)] == [0, 0, 0, 0]
+    migrate.downgrade(engine, "0015")
+    assert delivery.isdisjoint(user_tables(engine))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 1

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from loyalty.client.connection import Rpc
 from loyalty.client.requests import build
-from loyalty.v1 import common_pb2, events_pb2, ledger_pb2, programs_pb2
+from loyalty.v1 import common_pb2, events_pb2, ledger_pb2, programs_pb2, webhooks_pb2
 
 R = TypeVar("R", bound=Message)
 M = TypeVar("M", bound=Message)
@@ -46,6 +46,11 @@ GET_SEGMENT: Rpc[programs_pb2.GetSegmentRequest, programs_pb2.GetSegmentResponse
 LIST_SEGMENTS: Rpc[programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse] = Rpc("/loyalty.v1.Programs/ListSegments", programs_pb2.ListSegmentsRequest, programs_pb2.ListSegmentsResponse)
 LIST_SEGMENT_MEMBERS: Rpc[programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse] = Rpc("/loyalty.v1.Programs/ListSegmentMembers", programs_pb2.ListSegmentMembersRequest, programs_pb2.ListSegmentMembersResponse)
 GET_LIABILITY_REPORT: Rpc[programs_pb2.GetLiabilityReportRequest, programs_pb2.GetLiabilityReportResponse] = Rpc("/loyalty.v1.Programs/GetLiabilityReport", programs_pb2.GetLiabilityReportRequest, programs_pb2.GetLiabilityReportResponse)
+CREATE_WEBHOOK: Rpc[webhooks_pb2.CreateWebhookRequest, webhooks_pb2.CreateWebhookResponse] = Rpc("/loyalty.v1.Programs/CreateWebhook", webhooks_pb2.CreateWebhookRequest, webhooks_pb2.CreateWebhookResponse)
+LIST_WEBHOOKS: Rpc[webhooks_pb2.ListWebhooksRequest, webhooks_pb2.ListWebhooksResponse] = Rpc("/loyalty.v1.Programs/ListWebhooks", webhooks_pb2.ListWebhooksRequest, webhooks_pb2.ListWebhooksResponse)
+DELETE_WEBHOOK: Rpc[webhooks_pb2.DeleteWebhookRequest, webhooks_pb2.DeleteWebhookResponse] = Rpc("/loyalty.v1.Programs/DeleteWebhook", webhooks_pb2.DeleteWebhookRequest, webhooks_pb2.DeleteWebhookResponse)
+LIST_WEBHOOK_DELIVERIES: Rpc[webhooks_pb2.ListWebhookDeliveriesRequest, webhooks_pb2.ListWebhookDeliveriesResponse] = Rpc("/loyalty.v1.Programs/ListWebhookDeliveries", webhooks_pb2.ListWebhookDeliveriesRequest, webhooks_pb2.ListWebhookDeliveriesResponse)
+REDELIVER_EVENTS: Rpc[webhooks_pb2.RedeliverEventsRequest, webhooks_pb2.RedeliverEventsResponse] = Rpc("/loyalty.v1.Programs/RedeliverEvents", webhooks_pb2.RedeliverEventsRequest, webhooks_pb2.RedeliverEventsResponse)
 LIST_EVENTS: Rpc[events_pb2.ListEventsRequest, events_pb2.ListEventsResponse] = Rpc("/loyalty.v1.Events/ListEvents", events_pb2.ListEventsRequest, events_pb2.ListEventsResponse)
 WATCH_EVENTS: Rpc[events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse] = Rpc("/loyalty.v1.Events/WatchEvents", events_pb2.WatchEventsRequest, events_pb2.WatchEventsResponse)
 ENROLL_MEMBER: Rpc[ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse] = Rpc("/loyalty.v1.Ledger/EnrollMember", ledger_pb2.EnrollMemberRequest, ledger_pb2.EnrollMemberResponse)
@@ -352,6 +357,88 @@ class LedgerMethods:
         and breakage per cohort with its projection (method in the README). Marketing
         and admin keys."""
         return self._invoke(GET_LIABILITY_REPORT, _request(request, programs_pb2.GetLiabilityReportRequest, as_of_time=as_of_time), timeout)
+
+    def create_webhook(
+        self,
+        request: webhooks_pb2.CreateWebhookRequest | None = None,
+        *,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        description: str | None = None,
+        after_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """Programs.CreateWebhook: Registers an endpoint for the program's events (admin only); the
+        answer carries the signing secret, shown only then. A URL that is not https
+        (http only to loopback), or whose host is a private or link-local address, is
+        INVALID_ARGUMENT / WEBHOOK_URL_REFUSED."""
+        return self._invoke(CREATE_WEBHOOK, _request(request, webhooks_pb2.CreateWebhookRequest, url=url, event_types=event_types, description=description, after_event_id=after_event_id), timeout)
+
+    def list_webhooks(
+        self,
+        request: webhooks_pb2.ListWebhooksRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        """Programs.ListWebhooks: The program's webhooks (admin and marketing), without their
+        secrets."""
+        return self._invoke(LIST_WEBHOOKS, _request(request, webhooks_pb2.ListWebhooksRequest, ), timeout)
+
+    def delete_webhook(
+        self,
+        request: webhooks_pb2.DeleteWebhookRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.DeleteWebhookResponse:
+        """Programs.DeleteWebhook: Stops and removes a webhook (admin only)."""
+        return self._invoke(DELETE_WEBHOOK, _request(request, webhooks_pb2.DeleteWebhookRequest, webhook_id=webhook_id), timeout)
+
+    def list_webhook_deliveries(
+        self,
+        request: webhooks_pb2.ListWebhookDeliveriesRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        failed_only: bool | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """Programs.ListWebhookDeliveries: A webhook's delivery attempts, newest first (admin and
+        marketing)."""
+        return self._invoke(LIST_WEBHOOK_DELIVERIES, _request(request, webhooks_pb2.ListWebhookDeliveriesRequest, webhook_id=webhook_id, page_size=page_size, page_token=page_token, failed_only=failed_only), timeout)
+
+    def iter_webhook_deliveries(
+        self,
+        *,
+        webhook_id: str | None = None,
+        page_size: int | None = None,
+        failed_only: bool | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[webhooks_pb2.WebhookDelivery]:
+        """Follows Programs.ListWebhookDeliveries page after page, yielding each of `deliveries`
+        (one call per page, each with `timeout`)."""
+        request = _request(None, webhooks_pb2.ListWebhookDeliveriesRequest, webhook_id=webhook_id, page_size=page_size, failed_only=failed_only)
+        while True:
+            page = self._invoke(LIST_WEBHOOK_DELIVERIES, request, timeout)
+            for found in page.deliveries:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def redeliver_events(
+        self,
+        request: webhooks_pb2.RedeliverEventsRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        after_event_id: str | None = None,
+        event_ids: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.RedeliverEventsResponse:
+        """Programs.RedeliverEvents: Sends events to a webhook again, from a cursor or for failed
+        deliveries (admin only)."""
+        return self._invoke(REDELIVER_EVENTS, _request(request, webhooks_pb2.RedeliverEventsRequest, webhook_id=webhook_id, after_event_id=after_event_id, event_ids=event_ids), timeout)
 
     def list_events(
         self,
@@ -1033,6 +1120,88 @@ class AsyncLedgerMethods:
         and breakage per cohort with its projection (method in the README). Marketing
         and admin keys."""
         return await self._invoke(GET_LIABILITY_REPORT, _request(request, programs_pb2.GetLiabilityReportRequest, as_of_time=as_of_time), timeout)
+
+    async def create_webhook(
+        self,
+        request: webhooks_pb2.CreateWebhookRequest | None = None,
+        *,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        description: str | None = None,
+        after_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """Programs.CreateWebhook: Registers an endpoint for the program's events (admin only); the
+        answer carries the signing secret, shown only then. A URL that is not https
+        (http only to loopback), or whose host is a private or link-local address, is
+        INVALID_ARGUMENT / WEBHOOK_URL_REFUSED."""
+        return await self._invoke(CREATE_WEBHOOK, _request(request, webhooks_pb2.CreateWebhookRequest, url=url, event_types=event_types, description=description, after_event_id=after_event_id), timeout)
+
+    async def list_webhooks(
+        self,
+        request: webhooks_pb2.ListWebhooksRequest | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        """Programs.ListWebhooks: The program's webhooks (admin and marketing), without their
+        secrets."""
+        return await self._invoke(LIST_WEBHOOKS, _request(request, webhooks_pb2.ListWebhooksRequest, ), timeout)
+
+    async def delete_webhook(
+        self,
+        request: webhooks_pb2.DeleteWebhookRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.DeleteWebhookResponse:
+        """Programs.DeleteWebhook: Stops and removes a webhook (admin only)."""
+        return await self._invoke(DELETE_WEBHOOK, _request(request, webhooks_pb2.DeleteWebhookRequest, webhook_id=webhook_id), timeout)
+
+    async def list_webhook_deliveries(
+        self,
+        request: webhooks_pb2.ListWebhookDeliveriesRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        failed_only: bool | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """Programs.ListWebhookDeliveries: A webhook's delivery attempts, newest first (admin and
+        marketing)."""
+        return await self._invoke(LIST_WEBHOOK_DELIVERIES, _request(request, webhooks_pb2.ListWebhookDeliveriesRequest, webhook_id=webhook_id, page_size=page_size, page_token=page_token, failed_only=failed_only), timeout)
+
+    async def iter_webhook_deliveries(
+        self,
+        *,
+        webhook_id: str | None = None,
+        page_size: int | None = None,
+        failed_only: bool | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[webhooks_pb2.WebhookDelivery]:
+        """Follows Programs.ListWebhookDeliveries page after page, yielding each of `deliveries`
+        (one call per page, each with `timeout`)."""
+        request = _request(None, webhooks_pb2.ListWebhookDeliveriesRequest, webhook_id=webhook_id, page_size=page_size, failed_only=failed_only)
+        while True:
+            page = await self._invoke(LIST_WEBHOOK_DELIVERIES, request, timeout)
+            for found in page.deliveries:
+                yield found
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def redeliver_events(
+        self,
+        request: webhooks_pb2.RedeliverEventsRequest | None = None,
+        *,
+        webhook_id: str | None = None,
+        after_event_id: str | None = None,
+        event_ids: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.RedeliverEventsResponse:
+        """Programs.RedeliverEvents: Sends events to a webhook again, from a cursor or for failed
+        deliveries (admin only)."""
+        return await self._invoke(REDELIVER_EVENTS, _request(request, webhooks_pb2.RedeliverEventsRequest, webhook_id=webhook_id, after_event_id=after_event_id, event_ids=event_ids), timeout)
 
     async def list_events(
         self,

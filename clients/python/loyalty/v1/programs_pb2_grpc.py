@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from loyalty.v1 import programs_pb2 as loyalty_dot_v1_dot_programs__pb2
+from loyalty.v1 import webhooks_pb2 as loyalty_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -124,6 +125,31 @@ class ProgramsStub:
                 '/loyalty.v1.Programs/GetLiabilityReport',
                 request_serializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/loyalty.v1.Programs/CreateWebhook',
+                request_serializer=loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/loyalty.v1.Programs/ListWebhooks',
+                request_serializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/loyalty.v1.Programs/DeleteWebhook',
+                request_serializer=loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/loyalty.v1.Programs/ListWebhookDeliveries',
+                request_serializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverEvents = channel.unary_unary(
+                '/loyalty.v1.Programs/RedeliverEvents',
+                request_serializer=loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsResponse.FromString,
                 _registered_method=True)
 
 
@@ -266,6 +292,44 @@ class ProgramsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhook(self, request, context):
+        """Registers an endpoint for the program's events (admin only); the answer carries the
+        signing secret, shown only then. A URL that is not https (http only to loopback), or
+        whose host is a private or link-local address, is INVALID_ARGUMENT /
+        WEBHOOK_URL_REFUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """The program's webhooks (admin and marketing), without their secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Stops and removes a webhook (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """A webhook's delivery attempts, newest first (admin and marketing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverEvents(self, request, context):
+        """Sends events to a webhook again, from a cursor or for failed deliveries (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProgramsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -358,6 +422,31 @@ def add_ProgramsServicer_to_server(servicer, server):
                     servicer.GetLiabilityReport,
                     request_deserializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverEvents,
+                    request_deserializer=loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -847,6 +936,141 @@ class Programs:
             '/loyalty.v1.Programs/GetLiabilityReport',
             loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportRequest.SerializeToString,
             loyalty_dot_v1_dot_programs__pb2.GetLiabilityReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/CreateWebhook',
+            loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+            loyalty_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/ListWebhooks',
+            loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+            loyalty_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/DeleteWebhook',
+            loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+            loyalty_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/ListWebhookDeliveries',
+            loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            loyalty_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.Programs/RedeliverEvents',
+            loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsRequest.SerializeToString,
+            loyalty_dot_v1_dot_webhooks__pb2.RedeliverEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

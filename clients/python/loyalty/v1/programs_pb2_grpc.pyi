@@ -8,6 +8,7 @@ loyalty program: earning, tiers, campaigns and the reward catalog.
 from collections import abc as _abc
 from grpc import aio as _aio
 from loyalty.v1 import programs_pb2 as _programs_pb2
+from loyalty.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -86,6 +87,20 @@ class ProgramsStub:
     expired, forfeited and reversed, and breakage per cohort with its projection (method in
     the README). Marketing and admin keys.
     """
+    CreateWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]
+    """Registers an endpoint for the program's events (admin only); the answer carries the
+    signing secret, shown only then. A URL that is not https (http only to loopback), or
+    whose host is a private or link-local address, is INVALID_ARGUMENT /
+    WEBHOOK_URL_REFUSED.
+    """
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]
+    """The program's webhooks (admin and marketing), without their secrets."""
+    DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]
+    """Stops and removes a webhook (admin only)."""
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]
+    """A webhook's delivery attempts, newest first (admin and marketing)."""
+    RedeliverEvents: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverEventsRequest, _webhooks_pb2.RedeliverEventsResponse]
+    """Sends events to a webhook again, from a cursor or for failed deliveries (admin only)."""
 
 @_typing.type_check_only
 class ProgramsAsyncStub(ProgramsStub):
@@ -143,6 +158,20 @@ class ProgramsAsyncStub(ProgramsStub):
     expired, forfeited and reversed, and breakage per cohort with its projection (method in
     the README). Marketing and admin keys.
     """
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]  # type: ignore[assignment]
+    """Registers an endpoint for the program's events (admin only); the answer carries the
+    signing secret, shown only then. A URL that is not https (http only to loopback), or
+    whose host is a private or link-local address, is INVALID_ARGUMENT /
+    WEBHOOK_URL_REFUSED.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    """The program's webhooks (admin and marketing), without their secrets."""
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
+    """Stops and removes a webhook (admin only)."""
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """A webhook's delivery attempts, newest first (admin and marketing)."""
+    RedeliverEvents: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverEventsRequest, _webhooks_pb2.RedeliverEventsResponse]  # type: ignore[assignment]
+    """Sends events to a webhook again, from a cursor or for failed deliveries (admin only)."""
 
 class ProgramsServicer(metaclass=_abc_1.ABCMeta):
     """Program configuration. Every call acts on the program of the caller's key."""
@@ -305,5 +334,49 @@ class ProgramsServicer(metaclass=_abc_1.ABCMeta):
         expired, forfeited and reversed, and breakage per cohort with its projection (method in
         the README). Marketing and admin keys.
         """
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _webhooks_pb2.CreateWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.CreateWebhookResponse, _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]]:
+        """Registers an endpoint for the program's events (admin only); the answer carries the
+        signing secret, shown only then. A URL that is not https (http only to loopback), or
+        whose host is a private or link-local address, is INVALID_ARGUMENT /
+        WEBHOOK_URL_REFUSED.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _webhooks_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListWebhooksResponse, _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]]:
+        """The program's webhooks (admin and marketing), without their secrets."""
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _webhooks_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.DeleteWebhookResponse, _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]]:
+        """Stops and removes a webhook (admin only)."""
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _webhooks_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]]:
+        """A webhook's delivery attempts, newest first (admin and marketing)."""
+
+    @_abc_1.abstractmethod
+    def RedeliverEvents(
+        self,
+        request: _webhooks_pb2.RedeliverEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.RedeliverEventsResponse, _abc.Awaitable[_webhooks_pb2.RedeliverEventsResponse]]:
+        """Sends events to a webhook again, from a cursor or for failed deliveries (admin only)."""
 
 def add_ProgramsServicer_to_server(servicer: ProgramsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

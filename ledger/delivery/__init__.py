@@ -1,0 +1,1 @@
+"""Event delivery beyond the stream: signed webhooks and the NATS JetStream relay (README "Webhooks and NATS")."""
