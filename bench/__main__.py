@@ -29,6 +29,7 @@ from bench import (
     report,
     runner,
     scale,
+    segments,
     seed,
     serial,
     server_models,
@@ -48,7 +49,7 @@ def cmd_seed(args) -> int:
         return 2
     setup = seed.seed(
         url, args.members, args.entries, args.name, due_lots=args.due_lots, analyze=not args.no_analyze,
-        expiring_in_days=args.expiring_lots,
+        expiring_in_days=args.expiring_lots, orders=args.orders,
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     seed.write(args.out, setup)
@@ -100,6 +101,12 @@ def main() -> int:
         help="leave the seeded tables unanalysed, with autovacuum off for them: the planner's statistics "
         "know nothing of these rows (see bench/seed.py)",
     )
+    s.add_argument(
+        "--orders",
+        action="store_true",
+        help="each entry is an order (EARN with amount and qualifying spend, dated over the last 500 days): "
+        "the ledger `bench segments` refreshes",
+    )
     s.add_argument("--out", default="bench/out/setup.json")
     s.set_defaults(run=cmd_seed)
     r = sub.add_parser("run", help="run scenarios against a running server")
@@ -125,6 +132,7 @@ def main() -> int:
     r.set_defaults(run=cmd_run)
     soak.add_parser(sub)
     moments.add_parser(sub)
+    segments.add_parser(sub)
     scale.add_parser(sub)
     server_models.add_parser(sub)
     serial.add_parser(sub)

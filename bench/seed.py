@@ -39,7 +39,7 @@ DUE_LOT_AGE_MICROS = 86_400_000_000  # --due-lots: the lots expired a day before
 
 
 # The tables the seed fills (and, with analyze=False, keeps autovacuum off).
-SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries")
+SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries", "qualifying_events")
 
 
 def seed(
@@ -50,7 +50,10 @@ def seed(
     due_lots: bool = False,
     analyze: bool = True,
     expiring_in_days: int | None = None,
+    orders: bool = False,
 ) -> dict:
+    """orders: each seeded transaction is an order (an EARN with its order id, amount and
+    qualifying spend, dated over the last 500 days), for the segments refresh (`bench segments`)."""
     engine = create_engine_for(url, pool_size=2)
     if engine.dialect.name != "postgresql":
         raise SystemExit("bench seed needs PostgreSQL (LOYALTY_DATABASE_URL=postgresql://...)")
@@ -74,6 +77,15 @@ def seed(
     # The rows in the bulk form of the ledger's one writer (column lists from tables.py).
     members_of_g = "generate_series(0, :n - 1) g"
     entries_of_g = "generate_series(0, :n - 1) g, generate_series(1, :k) s"
+    kind = "'EARN'" if orders else "'ADJUST'"
+    # Orders: amounts 1.00-200.99 and dates over the last 500 days, spread so that members
+    # differ (and some tie) in recency, frequency in the 365-day window and spend.
+    amount = "(100 + ((CAST(g AS bigint) * 31 + s * 17) % 20000))" if orders else "0"
+    occurred = (
+        ":now - ((CAST(g AS bigint) * 7919 + s * 104729) % 500) * 86400000000 - s * 1000000"
+        if orders
+        else ":now - (:k - s) * 1000000"
+    )
     statements = [
         # members: balance already includes their seeded entries; the chain head comes last
         insert_from(
@@ -86,10 +98,11 @@ def seed(
         insert_from(
             tables.transactions, entries_of_g,
             program_id=":p", transaction_id="'tx_seed_' || g || '_' || s", member_id="'m' || g",
-            kind="'ADJUST'", points=":pts", breakdown="'[]'", channel="'SUPPORT'", store_id="''",
-            order_id="NULL", order_amount="0", currency="''", reason="'seed'",
+            kind=kind, points=":pts", breakdown="'[]'", channel="'POS'" if orders else "'SUPPORT'", store_id="''",
+            order_id="'o' || g || '_' || s" if orders else "NULL", order_amount=amount,
+            currency="'USD'" if orders else "''", reason="'seed'",
             idempotency_key="'seed-' || g || '-' || s", api_key_id="'seed'", reverses_transaction_id="NULL",
-            occurred_at=":now - (:k - s) * 1000000", created_at=":now - (:k - s) * 1000000",
+            occurred_at=occurred, created_at=":now - (:k - s) * 1000000",
             activity_type="NULL", tier_from="NULL", tier_to="NULL",
         ),
         insert_from(
@@ -103,6 +116,17 @@ def seed(
             program_id=":p", member_id="'m' || g", lot_id="'tx_seed_' || g || '_1'", points=":k * :pts",
             remaining=":k * :pts", available_at="0", expires_at="CAST(:expires AS bigint)", order_id="NULL",
             created_at=":now",
+        ),
+        *(
+            [
+                insert_from(
+                    tables.qualifying_events, entries_of_g,
+                    program_id=":p", member_id="'m' || g", transaction_id="'tx_seed_' || g || '_' || s",
+                    occurred_at=occurred, spend=amount, base_points=":pts",
+                )
+            ]
+            if orders
+            else []
         ),
         # The seeded history predates the program's events (as a ledger migrated to 0012 does):
         # verify asks for no event of it.
@@ -129,7 +153,7 @@ def seed(
             "'m' || g",
             ":s",
             "'tx_seed_' || g || '_' || :s",
-            "'ADJUST'",
+            kind,
             ":pts",
             ":s * :pts",
             ":now - (:k - :s) * 1000000",
@@ -137,7 +161,7 @@ def seed(
         return insert_from(
             tables.entries, members_of_g,
             program_id=":p", member_id="'m' || g", seq=":s", transaction_id="'tx_seed_' || g || '_' || :s",
-            kind="'ADJUST'", points=":pts", balance_after=":s * :pts", created_at=":now - (:k - :s) * 1000000",
+            kind=kind, points=":pts", balance_after=":s * :pts", created_at=":now - (:k - :s) * 1000000",
             entry_hash=entry_hash_sql,
         )
 

@@ -63,9 +63,7 @@ _EARN_READS = (
     transactions.EARN_OF_ORDER,
     referral_store.OF_REFEREE,
     lot_store.BALANCE_FACTS,
-    segment_store.FIGURES,
-    segment_store.MEMBERSHIP,
-)
+) + ((segment_store.FIGURES, segment_store.MEMBERSHIP) if segments.UPKEEP else ())
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,13 @@ def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: Membe
             conn, caller.program_id, command.member_id, context.rules, context.tiers, (occurred, max(occurred, now))
         )
     referral = referrals.facts_for_order(conn, caller, member, context.rules)
-    figures = segment_store.figures(conn, caller.program_id, command.member_id, now)
-    inside = segment_store.membership(conn, caller.program_id, command.member_id)
+    figures = segment_store.figures(conn, caller.program_id, command.member_id, now) if segments.UPKEEP else Figures()
+    by_segment = any(c.conditions.segments for c in context.campaigns)
+    inside = (
+        segment_store.membership(conn, caller.program_id, command.member_id)
+        if segments.UPKEEP or by_segment
+        else frozenset()
+    )
     return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral, inside), figures, inside)
 
 
@@ -235,6 +238,8 @@ def _keep_segments(
 ) -> None:
     """The member's RFM figures and segments after the order, in its transaction: the figures
     read before it (in the Earn's first round trip) plus the order itself."""
+    if not segments.UPKEEP:
+        return
     context = facts.context
     start = window_start(to_micros(now), context.rules.rfm_window_days)
     figures = facts.figures.with_order(occurred, outcome.earn.qualifying_spend, start)

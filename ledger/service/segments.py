@@ -20,6 +20,7 @@ backdated order uses today's membership.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -39,6 +40,11 @@ from ledger.store import segments as store
 from ledger.store import tiers as tier_store
 from ledger.store.instants import to_micros
 from ledger.store.segments import SegmentRecord
+
+# LOYALTY_SEGMENTS_UPKEEP=off: Earn and RefundOrder leave members' figures and segments to the
+# refresh (GetMember still reads figures live): what the upkeep costs an Earn is measured
+# against it (README "Segments"), and a program that wants no per-order work can use it.
+UPKEEP = os.environ.get("LOYALTY_SEGMENTS_UPKEEP", "on").lower() not in ("off", "0", "false", "no")
 
 # A member's row recomputed by their own change this recently is left to that change by the
 # refresh (the change may have committed after the refresh's snapshot; its figures are exact).
@@ -93,6 +99,8 @@ def after_change(
 ) -> None:
     """keep_current for a change whose rows are written already (a refund): the figures are
     read from the ledger now, including them."""
+    if not UPKEEP:
+        return
     config = _config(conn, program_id)
     tier = _tier_name(conn, program_id, member.member_id, config)
     figures = store.figures(conn, program_id, member.member_id, now)
@@ -152,6 +160,7 @@ def refresh_program(db: Database, program_id: str) -> RefreshReport:
         return store.refresh_cuts(conn, program_id, started)
 
     cuts = unit_of_work.run(db, figures)
+    unit_of_work.run(db, store.analyze)
     def definitions(conn: Transaction) -> tuple[list[Segment], str]:
         return store.all_segments(conn, program_id), _entry_tier(conn, program_id)
 
@@ -164,6 +173,8 @@ def refresh_program(db: Database, program_id: str) -> RefreshReport:
 
         moved = unit_of_work.run(db, refresh)
         entered, exited = entered + moved[0], exited + moved[1]
+    if entered + exited:
+        unit_of_work.run(db, store.analyze)
     return RefreshReport(program_id, cuts.members, entered, exited, (clock.now() - started).total_seconds())
 
 

@@ -284,7 +284,8 @@ def refreshed_at(conn: Connection) -> dict[str, int]:
 # ------------------------------------------------------------------ the refresh (set-based)
 
 # Every member's figures from the ledger. A row the member's own change recomputed after
-# `fresh` is kept: it may have committed after this statement's snapshot, and it is exact.
+# `fresh` is kept: it may have committed after this statement's snapshot, and it is exact. A
+# row whose figures did not change is not written (the daily run rewrites only what moved).
 _REFRESH_FIGURES = """
 INSERT INTO member_rfm (program_id, member_id, last_order_at, orders, spend, computed_at)
 SELECT m.program_id, m.member_id, o.last_order_at, COALESCE(o.orders, 0), COALESCE(q.spend, 0), :now
@@ -302,7 +303,10 @@ WHERE m.program_id = :program_id
 ON CONFLICT (program_id, member_id) DO UPDATE SET
     last_order_at = excluded.last_order_at, orders = excluded.orders, spend = excluded.spend,
     computed_at = excluded.computed_at
-WHERE member_rfm.computed_at < :fresh
+WHERE member_rfm.computed_at < :fresh AND (
+    member_rfm.orders <> excluded.orders OR member_rfm.spend <> excluded.spend
+    OR COALESCE(member_rfm.last_order_at, -1) <> COALESCE(excluded.last_order_at, -1)
+)
 """
 
 # The value at positions ceil(k*N/5), k = 1..4, of a measure sorted ascending.
@@ -323,6 +327,14 @@ def refresh_figures(conn: Connection, program_id: str, window_days: int, now: da
         text(_REFRESH_FIGURES),
         {"program_id": program_id, "now": at, "since": at - window_days * DAY_MICROS, "fresh": to_micros(fresh)},
     )
+
+
+def analyze(conn: Connection) -> None:
+    """Fresh planner statistics for the tables the refresh just filled (PostgreSQL): right
+    after a first refresh the planner would still see member_rfm and segment_members as
+    nearly empty and walk one of them once per row of the other."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ANALYZE member_rfm, segment_members"))
 
 
 def refresh_cuts(conn: Connection, program_id: str, now: datetime) -> CutPoints:
@@ -378,14 +390,16 @@ def _range_sql(expression: str, r: Range, name: str, params: dict) -> list[str]:
     return found
 
 
-def matching_sql(conditions: SegmentConditions, cut_points: CutPoints, params: dict, entry_tier: str = "") -> str:
-    """SELECT member_id of the program's members the conditions hold for at :now (the SQL twin
-    of ledger.domain.segments.matches; available points: posted - held - pending lots)."""
-    where = ["r.program_id = :program_id"]
+def matching_sql(conditions: SegmentConditions, cut_points: CutPoints, params: dict, entry_tier: str = "") -> tuple[str, str]:
+    """(FROM clause, predicate) over member_rfm r (and members m when a condition needs it)
+    that holds for the members the conditions hold for at :now: the SQL twin of
+    ledger.domain.segments.matches (available points: posted - held - pending lots). The
+    predicate is never NULL."""
+    where = []
     c = conditions
     if c.uses("recency_days"):
         where.append("r.last_order_at IS NOT NULL")
-        where += _range_sql(f"((:now - r.last_order_at) / {DAY_MICROS})", c.recency_days, "rd", params)
+        where += _range_sql(f"((:now - COALESCE(r.last_order_at, 0)) / {DAY_MICROS})", c.recency_days, "rd", params)
     where += _range_sql("r.orders", c.orders, "ord", params)
     where += _range_sql("r.spend", c.spend, "sp", params)
     if c.uses("recency_score"):
@@ -415,17 +429,11 @@ def matching_sql(conditions: SegmentConditions, cut_points: CutPoints, params: d
             "COALESCE((SELECT t.tier_name FROM member_tiers t WHERE t.program_id = m.program_id"
             f" AND t.member_id = m.member_id), :entry_tier) IN ({', '.join(names)})"
         )
-    return (
-        "SELECT r.member_id FROM member_rfm r JOIN members m"
-        " ON m.program_id = r.program_id AND m.member_id = r.member_id WHERE " + " AND ".join(where)
-    )
-
-
-_CURRENT = "SELECT member_id FROM segment_members WHERE segment_id = :segment_id AND program_id = :program_id"
-# Members whose own change recomputed them after :fresh are left as that change left them.
-_NOT_FRESH = (
-    "member_id IN (SELECT member_id FROM member_rfm WHERE program_id = :program_id AND computed_at <= :fresh)"
-)
+    predicate = " AND ".join(where) if where else "1 = 1"
+    source = "member_rfm r"
+    if "m." in predicate:
+        source += " JOIN members m ON m.program_id = r.program_id AND m.member_id = r.member_id"
+    return source, predicate
 
 
 def refresh_segment(
@@ -437,20 +445,27 @@ def refresh_segment(
     params: dict = {
         "program_id": program_id, "segment_id": segment.segment_id, "now": to_micros(now), "fresh": to_micros(fresh),
     }
-    matching = matching_sql(segment.conditions, cut_points, params, entry_tier)
+    source, predicate = matching_sql(segment.conditions, cut_points, params, entry_tier)
     conn.execute(text("DROP TABLE IF EXISTS segment_delta"))
     conn.execute(text("CREATE TEMPORARY TABLE segment_delta (member_id VARCHAR(128) PRIMARY KEY, entered INTEGER NOT NULL)"))
+    # Members whose own change recomputed them after :fresh are left as that change left them.
+    # Anti- and plain joins against the segment's members (never NOT IN over a subquery, which
+    # PostgreSQL cannot hash beyond work_mem).
     conn.execute(
         text(
-            f"INSERT INTO segment_delta (member_id, entered) SELECT member_id, 1 FROM ({matching}) q"
-            f" WHERE {_NOT_FRESH} AND member_id NOT IN ({_CURRENT})"
+            f"INSERT INTO segment_delta (member_id, entered) SELECT r.member_id, 1 FROM {source}"
+            f" WHERE r.program_id = :program_id AND r.computed_at <= :fresh AND ({predicate})"
+            " AND NOT EXISTS (SELECT 1 FROM segment_members c WHERE c.segment_id = :segment_id"
+            " AND c.program_id = :program_id AND c.member_id = r.member_id)"
         ),
         params,
     )
     conn.execute(
         text(
-            f"INSERT INTO segment_delta (member_id, entered) SELECT member_id, 0 FROM ({_CURRENT}) c"
-            f" WHERE {_NOT_FRESH} AND member_id NOT IN ({matching})"
+            f"INSERT INTO segment_delta (member_id, entered) SELECT r.member_id, 0 FROM {source}"
+            " JOIN segment_members c ON c.segment_id = :segment_id AND c.program_id = r.program_id"
+            " AND c.member_id = r.member_id"
+            f" WHERE r.program_id = :program_id AND r.computed_at <= :fresh AND NOT ({predicate})"
         ),
         params,
     )
