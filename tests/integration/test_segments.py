@@ -185,3 +185,4 @@ def test_win_back_campaign_doubles_points_for_lapsed_members_only(api, program):
             ),
             metadata=api.metadata,
         )
+
