@@ -26,6 +26,7 @@ from pathlib import Path
 from bench import (
     anatomy,
     moments,
+    money,
     report,
     runner,
     scale,
@@ -141,6 +142,7 @@ def main() -> int:
     sqlite_durability.add_parser(sub)
     watch.add_parser(sub)
     webhooks.add_parser(sub)
+    money.add_parsers(sub)
     args = parser.parse_args()
     return args.run(args)
 

@@ -423,6 +423,33 @@ def cmd_report_liability(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """loyalty-ledger import members|orders FILE.csv (ledger.imports)."""
+    from pathlib import Path
+
+    from ledger import imports
+    from ledger.service import programs
+
+    db = _database(pool_size=args.workers + 2)
+    program_id = args.program
+    if not program_id:
+        listed = programs.list_programs(db)
+        if len(listed) != 1:
+            print("error: name the program with --program (`loyalty-ledger program list`)", file=sys.stderr)
+            return 2
+        program_id = listed[0].program_id
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no file {args.file}", file=sys.stderr)
+        return 2
+    tally = imports.run(db, program_id, path, args.kind, workers=args.workers, progress=not args.no_progress)
+    print(
+        f"{args.kind}: {tally.applied} applied, {tally.refused} refused"
+        f" (see {path}.refused.csv), {tally.skipped} done by an earlier run"
+    )
+    return 0
+
+
 def cmd_web(args) -> int:
     """The marketing console and storefront page (clients/web), next to a running ledger."""
     from clients.web.serve import main as web_main
@@ -468,6 +495,13 @@ def parser() -> argparse.ArgumentParser:
     )
     expire.set_defaults(run=cmd_expire)
     sub.add_parser("verify", help="check every balance and invariant against the ledger").set_defaults(run=cmd_verify)
+    importing = sub.add_parser("import", help="bulk import from CSV, resumable, with a progress bar")
+    importing.add_argument("kind", choices=("members", "orders"))
+    importing.add_argument("file", help="the CSV file (header row; columns in the README)")
+    importing.add_argument("--program", default="", help="the program's id (optional when there is only one)")
+    importing.add_argument("--workers", type=int, default=8, help="rows applied at once (default 8)")
+    importing.add_argument("--no-progress", action="store_true", help="no progress bar")
+    importing.set_defaults(run=cmd_import)
     report = sub.add_parser("report", help="reports over the ledger").add_subparsers(dest="report", required=True)
     liability = report.add_parser("liability", help="the points liability of a program at an instant")
     liability.add_argument("--program", default="", help="the program's id (optional when there is only one)")

@@ -32,7 +32,12 @@ class Enrollment:
 
 
 def enroll_member(
-    db: Database, caller: Caller, member_id: str, referral_code: str = "", profile: Profile | None = None
+    db: Database,
+    caller: Caller,
+    member_id: str,
+    referral_code: str = "",
+    profile: Profile | None = None,
+    enrolled_at: datetime | None = None,
 ) -> Enrollment:
     """Idempotent on member_id. With a referral code, the member is attributed to the code's
     owner (refused for self-referral, an unknown code, a member with orders, or a second referrer).
@@ -46,7 +51,7 @@ def enroll_member(
                 break
         else:
             raise errors.conflict_retry("could not draw an unused referral code; retry")
-        created = members.insert_if_absent(conn, caller.program_id, member_id, code, clock.now())
+        created = members.insert_if_absent(conn, caller.program_id, member_id, code, enrolled_at or clock.now())
         if created and profile is not None and profile != Profile():
             profile_store.save(conn, caller.program_id, member_id, profile, clock.now())
         state = lookups.member(conn, caller.program_id, member_id, lock=bool(referral_code))

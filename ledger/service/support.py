@@ -175,3 +175,39 @@ def reverse_transaction(
         return result
 
     return idempotent.execute(db, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json)
+
+
+def opening_balance(
+    db: Database, caller: Caller, mutation: Mutation, member_id: str, points: int, expires_at, reason: str
+) -> TransactionResult:
+    """A balance brought from another loyalty system (`loyalty-ledger import members`): an
+    ADJUST credit whose lot expires when it did there (expires_at; None: never), available now."""
+
+    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
+        rules = lookups.program_rules(conn, caller.program_id)
+        check_posting(member.balance, points, rules.negative_balance_policy)
+        now = clock.now()
+        tx = NewTransaction(
+            transaction_id=credentials.new_id("tx"),
+            member_id=member_id,
+            kind=TransactionKind.ADJUST,
+            points=points,
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, points, "opening balance"),),
+            channel=Channel.OTHER,
+            idempotency_key=mutation.idempotency_key,
+            api_key_id=caller.key_id,
+            occurred_at=now,
+            created_at=now,
+            reason=reason,
+            postings=(lot_postings.credit(member_id, points, member.balance.posted, now, expires_at),),
+        )
+        return post(conn, caller.program_id, member, tx)
+
+    return idempotent.execute(
+        db,
+        caller,
+        mutation,
+        lock=lambda conn: lookups.member(conn, caller.program_id, member_id, lock=True),
+        apply=apply,
+        decode=TransactionResult.from_json,
+    )
