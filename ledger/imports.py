@@ -43,7 +43,7 @@ from ledger.store.database import Database
 from loyalty.v1 import common_pb2, ledger_pb2
 
 IMPORT_KEY_ID = "import:cli"
-CHECKPOINT_EVERY = 500
+CHECKPOINT_EVERY = 100
 
 ORDER_COLUMNS = ("member_id", "order_id", "amount", "currency", "occur_time")
 MEMBER_COLUMNS = ("member_id",)

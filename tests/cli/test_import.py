@@ -42,14 +42,14 @@ def test_orders_import_reports_refusals_and_reruns_change_nothing(program, api, 
     for m in members:
         enroll(api, m)
     source = tmp_path / "orders.csv"
-    write_orders(source, members, 30)
+    write_orders(source, members, 10)
     url, pid = program.backend.url, program.program_id
     lines = run_ok(url, "import", "orders", str(source), "--program", pid, "--no-progress", "--workers", "4")
-    assert "30 applied, 2 refused" in lines[-1]
+    assert "10 applied, 2 refused" in lines[-1]
     with (tmp_path / "orders.csv.refused.csv").open() as report:
         rows = list(csv.DictReader(report))
     assert sorted((r["order_id"], r["reason"]) for r in rows) == [("mp-x", "MEMBER_NOT_FOUND"), ("mp-y", "INVALID_FIELD")]
-    assert sorted(earned(api, members)) == sorted(f"mp-{i}" for i in range(30))
+    assert sorted(earned(api, members)) == sorted(f"mp-{i}" for i in range(10))
     tx = next(t for t in statement(api, "imp-1") if t.order_id == "mp-0")
     assert tx.occur_time.ToDatetime(tzinfo=timezone.utc) < datetime.now(timezone.utc) - timedelta(days=2)
     before = [member(api, m).balance.posted for m in members]
@@ -92,21 +92,21 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         for m in members:
             enroll(api, m)
         source = tmp_path / "orders.csv"
-        write_orders(source, members, 1_500, bad=False)
+        write_orders(source, members, 600, bad=False)
         args = [str(CLI), "import", "orders", str(source), "--program", pg_program.program_id, "--no-progress"]
         running = subprocess.Popen(args, env=environment(pg_program.backend.url), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
         progress = tmp_path / "orders.csv.progress"
         ends = time.monotonic() + 60
-        while time.monotonic() < ends and not (progress.exists() and int(progress.read_text() or 0) >= 500):
+        while time.monotonic() < ends and not (progress.exists() and int(progress.read_text() or 0) >= 100):
             time.sleep(0.05)
         os.kill(running.pid, signal.SIGKILL)
         running.wait(10)
         done_before = int(progress.read_text())
-        assert 500 <= done_before < 1_500, "the import finished before it could be killed"
+        assert 100 <= done_before < 600, "the import finished before it could be killed"
         run_ok(pg_program.backend.url, *args[1:])
         orders = earned(api, members)
-        assert len(orders) == len(set(orders)) == 1_500
+        assert len(orders) == len(set(orders)) == 600
     finally:
         api.close()
     assert_verify_clean(pg_program)
