@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ledger.api import enums, responses
+from ledger.api.event_feed import Feed, Feeds
 from ledger.api.call_guard import current_caller
 from ledger.domain.events import Event
 from ledger.domain.kinds import Channel, TransactionKind
@@ -156,12 +157,18 @@ def _instant(text: str) -> datetime:
 
 
 class Watch:
-    """One WatchEvents stream's cursor; poll() runs on a worker, one at a time."""
+    """One WatchEvents stream's cursor; poll() runs on a worker, one at a time. A stream that
+    has caught up is served from its program's feed (ledger.api.event_feed), read once for
+    all the program's streams; one further behind reads the database itself."""
 
-    def __init__(self, db: Database, caller: Caller, after: int, types: tuple[str, ...]) -> None:
-        self._db, self.caller, self._after, self._types = db, caller, after, types
+    def __init__(self, db: Database, caller: Caller, after: int, types: tuple[str, ...], feed: Feed) -> None:
+        self._db, self.caller, self._after, self._types, self._feed = db, caller, after, types, feed
 
     def poll(self) -> events_pb2.WatchEventsResponse | None:
+        served = self._feed.after(self._after, self._types, event_service.MAX_PAGE)
+        if served is not None:
+            messages, self._after = served
+            return events_pb2.WatchEventsResponse(events=messages) if messages else None
         polled = event_service.poll(self._db, self.caller, self._after, self._types)
         self._after = polled.cursor
         if not polled.events:
@@ -175,6 +182,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._feeds = Feeds(db, event_message)
 
     def ListEvents(self, request, context):
         page = event_service.list_events(
@@ -196,4 +204,4 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
         caller = current_caller()
         types = event_service.check_types(list(request.types))
         after = event_service.start_position(self._db, caller, request.after_event_id)
-        return Watch(self._db, caller, after, types)
+        return Watch(self._db, caller, after, types, self._feeds.of(caller))

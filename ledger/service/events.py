@@ -78,6 +78,11 @@ def start_position(db: Database, caller: Caller, after_event_id: str) -> int:
     return position
 
 
+def head_position(db: Database, caller: Caller) -> int:
+    """The position of the program's last committed event (0: none yet)."""
+    return unit_of_work.run(db, lambda conn: event_store.head(conn, caller.program_id), read_only=True)
+
+
 def poll(db: Database, caller: Caller, after: int, types: tuple[str, ...], limit: int = MAX_PAGE) -> Polled:
     """The committed events after `after` (of `types`, if any), at most `limit`."""
 
