@@ -355,7 +355,10 @@ class Web:
             except LedgerApiError as error:
                 if error.code != grpc.StatusCode.OUT_OF_RANGE:
                     raise
-                tally.after_event_id = ""  # pruned past our cursor: start from the oldest kept
+                # Pruned past our cursor: count again from the oldest event kept.
+                tally.after_event_id = ""
+                tally.issued.clear()
+                tally.redeemed.clear()
                 continue
             for event in page.events:
                 day = _when(event.occur_time, self.zone).date()
