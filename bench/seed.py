@@ -39,7 +39,7 @@ DUE_LOT_AGE_MICROS = 86_400_000_000  # --due-lots: the lots expired a day before
 
 
 # The tables the seed fills (and, with analyze=False, keeps autovacuum off).
-SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries", "qualifying_events")
+SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries")
 
 
 def seed(

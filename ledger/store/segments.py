@@ -30,6 +30,7 @@ from ledger.domain.segments import (
     presets,
 )
 from ledger.store import outbox
+from ledger.store.engine import without_statement_timeout
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.postgres import prefetch, write_behind
 from ledger.store.programs import bump_config_version
@@ -322,6 +323,7 @@ _MEASURES = {"recency": "COALESCE(last_order_at, 0)", "frequency": "orders", "mo
 
 
 def refresh_figures(conn: Connection, program_id: str, window_days: int, now: datetime, fresh: datetime) -> None:
+    without_statement_timeout(conn)  # a pass over the program's whole ledger: as long as it is big
     at = to_micros(now)
     conn.execute(
         text(_REFRESH_FIGURES),
@@ -334,10 +336,12 @@ def analyze(conn: Connection) -> None:
     after a first refresh the planner would still see member_rfm and segment_members as
     nearly empty and walk one of them once per row of the other."""
     if conn.dialect.name == "postgresql":
+        without_statement_timeout(conn)
         conn.execute(text("ANALYZE member_rfm, segment_members"))
 
 
 def refresh_cuts(conn: Connection, program_id: str, now: datetime) -> CutPoints:
+    without_statement_timeout(conn)
     found = {}
     for name, measure in _MEASURES.items():
         values = [int(v) for v in conn.execute(text(_CUTS.format(measure=measure)), {"program_id": program_id}).scalars()]
@@ -442,6 +446,7 @@ def refresh_segment(
 ) -> tuple[int, int]:
     """Brings the segment's members up to date; returns (entered, exited). Their events take
     the program's event head last, just before the commit (ledger.store.outbox)."""
+    without_statement_timeout(conn)
     params: dict = {
         "program_id": program_id, "segment_id": segment.segment_id, "now": to_micros(now), "fresh": to_micros(fresh),
     }
