@@ -329,12 +329,13 @@ def test_a_migration_waits_for_the_migration_lock_of_another_process():
                 with holder.cursor() as cur:
                     while time.monotonic() < ends and waiting.poll() is None:
                         cur.execute(
-                            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'loyalty-ledger migrations%%'"
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND application_name LIKE 'loyalty-ledger migrations%%'"
                         )
                         if cur.fetchone()[0]:
                             break
                         time.sleep(0.1)
-                time.sleep(0.5)
+                time.sleep(2)  # its first try for the lock, refused, and the log line it writes
                 assert waiting.poll() is None, waiting.communicate()
                 with holder.cursor() as cur:
                     cur.execute("SELECT to_regclass('alembic_version') IS NULL")
