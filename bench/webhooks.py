@@ -12,9 +12,11 @@ a tenth of those after holding them 15 s (past the sender's timeout), then heals
 It prints the worst lag while flaky, the lag at healing, how long after healing the lag was
 back under 5 s for good, and whether every event arrived once with a valid signature.
 
-`till`: the earn scenario's ratio to health (bench run's measure) with the delivery on, a
-webhook registered to a receiver that fails 30% of requests and sometimes takes 15 s, and
-every event flowing to it, against LOYALTY_DELIVERY=off; servers alternate, `--rounds` times.
+`till`: the earn scenario's ratio to health (bench run's measure) with the delivery off
+(LOYALTY_DELIVERY=off), on inside the server, and apart (the server off, `loyalty-ledger
+deliver` as a process of its own), a webhook registered to a receiver that fails 30% of
+requests and sometimes takes 15 s and every event flowing to it; servers alternate,
+`--rounds` times.
 """
 
 from __future__ import annotations
@@ -196,14 +198,18 @@ def till(args) -> int:
 
     setup = json.loads(Path(args.setup).read_text())
     ctx = Context.from_setup(setup)
-    ratios: dict[str, list[float]] = {"on": [], "off": []}
+    ratios: dict[str, list[float]] = {"off": [], "on": [], "apart": []}
     chaos = Chaos()
     receiver_port = _free_port()
     secret_holder: list[str] = []
     receiver = None
     for round_ in range(args.rounds):
-        for mode in ("off", "on"):
-            server, target = _start_server({"LOYALTY_DELIVERY": mode})
+        for mode in ("off", "on", "apart"):
+            server, target = _start_server({"LOYALTY_DELIVERY": "on" if mode == "on" else "off"})
+            sender = None
+            if mode == "apart":  # the recommended layout for busy tills: `loyalty-ledger deliver` on its own
+                sender = subprocess.Popen([str(CLI), "deliver"], env={**os.environ, "LOYALTY_LOG_LEVEL": "WARNING"},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             try:
                 if mode == "on" and receiver is None:
                     hook = programs_pb2_grpc.ProgramsStub(grpc.insecure_channel(target)).CreateWebhook(
@@ -233,6 +239,9 @@ def till(args) -> int:
             finally:
                 server.terminate()
                 server.wait(timeout=60)
+                if sender is not None:
+                    sender.terminate()
+                    sender.wait(timeout=60)
     if receiver is not None:
         print(json.dumps({"delivered_at_receiver": len(receiver.seen), "bad_signatures": receiver.rejected}))
         receiver.shutdown()

@@ -8,6 +8,10 @@ leads, and only the leader sends. A leader that dies (even by SIGKILL) releases 
 with its connection or its file, and another process takes over within an interval, from
 the positions stored in the database.
 
+A process with nothing to send (no LOYALTY_NATS_URL, no webhook in the database) holds no
+connection for it: it looks for a first webhook every IDLE_LOOK_S with a connection it
+closes again, and asks for the lock only once there is one.
+
 The sender keeps to itself so the tills never wait for it: a thread of its own with its
 own event loop, its own small connection pool (DB_POOL) and its own worker threads for the
 database; HTTP and NATS I/O is asynchronous on that loop.
@@ -32,6 +36,7 @@ log = logging.getLogger("ledger.delivery")
 
 DB_POOL = 4
 RELOAD_EVERY_S = 1.0  # how soon a new webhook gets its sender
+IDLE_LOOK_S = 2.0  # with nothing to send, how often to look for a first webhook
 
 
 def options_from(values: dict[str, Any], allow_private: bool) -> Options:
@@ -88,11 +93,28 @@ class DeliveryRunner:
         finally:
             loop.close()
 
+    def _wanted(self) -> bool:
+        """Is there anything to send? (A NATS URL, or a webhook.) Without, this process holds
+        no connection for the delivery: no lock session, and the pool emptied after the look."""
+        if self._nats_url:
+            return True
+        try:
+            found = service.any_webhook(self._db)
+        except Exception as error:
+            log.debug("cannot look for webhooks", extra={"error": str(error)[:300]})
+            found = False
+        if not found:
+            self._db.engine.dispose()
+        return found
+
     async def _lead(self) -> None:
         loop = asyncio.get_running_loop()
         sending: asyncio.Task | None = None
         halt = asyncio.Event()
         while not self._stop.is_set():
+            if sending is None and not await loop.run_in_executor(self._executor, self._wanted):
+                await asyncio.sleep(IDLE_LOOK_S)
+                continue
             leading = await loop.run_in_executor(self._executor, self._leader.hold)
             if leading and sending is None:
                 halt = asyncio.Event()

@@ -222,6 +222,10 @@ class Round:
     gone: list[int] = field(default_factory=list)  # queued positions whose event was pruned
 
 
+def any_webhook(db: Database) -> bool:
+    return unit_of_work.run(db, store.any_webhook, read_only=True)
+
+
 def webhook_ids(db: Database) -> list[WebhookRow]:
     return unit_of_work.run(db, store.all_webhooks, read_only=True)
 

@@ -106,6 +106,10 @@ def all_webhooks(conn: Connection) -> list[WebhookRow]:
     return [_webhook(row) for row in conn.execute(select(webhooks).order_by(webhooks.c.webhook_id)).all()]
 
 
+def any_webhook(conn: Connection) -> bool:
+    return conn.execute(select(webhooks.c.webhook_id).limit(1)).first() is not None
+
+
 def reload(conn: Connection, webhook_id: str) -> WebhookRow | None:
     row = conn.execute(select(webhooks).where(webhooks.c.webhook_id == webhook_id)).one_or_none()
     return _webhook(row) if row is not None else None

@@ -72,7 +72,7 @@ def test_kill_9_of_the_sender_and_a_nats_restart_lose_nothing_and_store_each_eve
             receiver = Receiver(("127.0.0.1", port), webhook.signing_secret, on_event, before=slow)
             threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
             make_events(api, members=4, adjustments=56)
-            wait_until(lambda: len(got) >= 10, 20, "the first deliveries")
+            wait_until(lambda: len(got) >= 10, 60, "the first deliveries")
             first.process.kill()  # SIGKILL, mid-flight
             first.wait(10)
             at_kill = len(got)
@@ -89,8 +89,8 @@ def test_kill_9_of_the_sender_and_a_nats_restart_lose_nothing_and_store_each_eve
             assert len(expected) == 60
             time.sleep(0.5)  # the relay finds NATS away and retries
             nats.start()  # the same port and store
-            wait_until(lambda: set(got) == set(expected), 30, "every event at the receiver after the restart")
-            wait_until(lambda: len(nats.stream_messages()) >= len(expected), 30, "every event in the stream")
+            wait_until(lambda: set(got) == set(expected), 60, "every event at the receiver after the restart")
+            wait_until(lambda: len(nats.stream_messages()) >= len(expected), 60, "every event in the stream")
             api.close()
         finally:
             second.terminate()
