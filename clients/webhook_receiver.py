@@ -102,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(413)
             return
         body = self.rfile.read(length)
+        if len(body) < length:  # the sender went away mid-request (it will send the event again)
+            self._answer(400)
+            return
         webhook_id = self.headers.get("webhook-id") or ""
         if self.server.before is not None:
             forced = self.server.before(webhook_id)
