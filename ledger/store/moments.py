@@ -155,7 +155,8 @@ def inactive_points(
     return found
 
 
-# The program's orders placed in a range, after a (occurred_at, transaction_id) cursor, with
+# The program's orders placed in a range, after a (occurred_at, transaction_id) cursor, through
+# ix_transactions_earns_by_time (`occurred_at >= 0` is its predicate: the query must say it), with
 # what has been refunded of each (a reversed refund no longer counts: transactions.refunded_amount)
 # and whether support reversed the earn itself.
 _ORDERS = text(
@@ -169,7 +170,7 @@ SELECT t.member_id, t.order_id, t.transaction_id, t.occurred_at, t.order_amount,
        EXISTS (SELECT 1 FROM transactions v
                WHERE v.reverses_transaction_id = t.transaction_id AND v.program_id = t.program_id) AS reversed
 FROM transactions t
-WHERE t.kind = 'EARN' AND t.program_id = :program_id
+WHERE t.kind = 'EARN' AND t.occurred_at >= 0 AND t.program_id = :program_id
   AND t.occurred_at > :start AND t.occurred_at <= :end
   AND (t.occurred_at > :after_at OR (t.occurred_at = :after_at AND t.transaction_id > :after_id))
   {latest_only}

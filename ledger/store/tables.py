@@ -170,12 +170,15 @@ transactions = Table(
         sqlite_where=text("kind = 'REVERSAL'"),
     ),
     # A program's orders by the time they were placed (review requests, lapses: ledger.domain.moments).
+    # `occurred_at >= 0` is always true of an earn; it is in the predicate so that only a query
+    # that says so too can enter this index: without it, an order's or a member's earn lookup
+    # on statistics that know none of the program's rows walked it by program_id (0011's hazard).
     Index(
         "ix_transactions_earns_by_time",
         "occurred_at",
         "program_id",
-        postgresql_where=text("kind = 'EARN'"),
-        sqlite_where=text("kind = 'EARN'"),
+        postgresql_where=text("kind = 'EARN' AND occurred_at >= 0"),
+        sqlite_where=text("kind = 'EARN' AND occurred_at >= 0"),
     ),
     # A transaction is reversed at most once.
     Index(
