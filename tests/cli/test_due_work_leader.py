@@ -107,6 +107,7 @@ def postgres_lock_holders(url: str) -> list[str]:
             cur.execute(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 " AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
                 (classid, objid),
             )

@@ -215,7 +215,7 @@ def runner(program, flavour: str, network: Network | None = None, key: str | Non
 
 
 async def every_rpc(ledger, network: Network) -> None:
-    """Calls all 26 RPCs of Ledger and Programs once or more, checking each answer."""
+    """Calls all 42 RPCs of Ledger and Programs once or more, checking each answer."""
     now = datetime.now(timezone.utc)
 
     # -- Programs: settings, tiers, a campaign, a reward
@@ -344,6 +344,29 @@ async def every_rpc(ledger, network: Network) -> None:
     assert liability.posted_points >= 0 and liability.months
     assert report.attributed >= 1 and report.qualified + report.rewarded >= 1
 
+    # -- Programs: segments and webhooks
+    big_spenders = programs_pb2.Segment(
+        name=f"sdk-{secrets.token_hex(3)}",
+        conditions=programs_pb2.SegmentConditions(spend=programs_pb2.IntRange(min=5_000)),
+    )
+    segment = (await ledger.create_segment(segment=big_spenders)).segment
+    assert segment.segment_id and not segment.preset
+    described = programs_pb2.Segment(segment_id=segment.segment_id, description="spent 50 or more")
+    assert (await ledger.update_segment(segment=described, update_mask=["description"])).segment.description
+    assert (await ledger.get_segment(segment=segment.segment_id)).segment.name == big_spenders.name
+    names = {s.name for s in (await ledger.list_segments(page_size=100)).segments}
+    assert {big_spenders.name, "lapsed", "champions"} <= names
+    assert (await ledger.list_segment_members(segment=segment.segment_id, page_size=10)).members is not None
+
+    hook = (await ledger.create_webhook(url="http://127.0.0.1:9/hook", event_types=["points.earned"])).webhook
+    assert hook.webhook_id and hook.signing_secret  # shown once, at creation
+    listed_hooks = (await ledger.list_webhooks()).webhooks
+    assert [h.webhook_id for h in listed_hooks] == [hook.webhook_id] and not listed_hooks[0].signing_secret
+    assert (await ledger.list_webhook_deliveries(webhook_id=hook.webhook_id, page_size=10)).deliveries is not None
+    await ledger.redeliver_events(webhook_id=hook.webhook_id, after_event_id="")
+    await ledger.delete_webhook(webhook_id=hook.webhook_id)
+    assert (await ledger.list_webhooks()).webhooks == []
+
     assert set(network.names()) == ALL_RPCS
 
 
@@ -351,7 +374,7 @@ async def every_rpc(ledger, network: Network) -> None:
 def test_every_rpc_of_both_services(program, flavour):
     """With the answers of a capture and a refund lost once on the way back: each retry
     replays the first result (the balances above are those of one capture, one refund)."""
-    assert len(ALL_RPCS) == 37
+    assert len(ALL_RPCS) == 42
     network = Network({"CaptureRedemption", "RefundOrder"}, failures=1, before_server=False)
     runner(program, flavour, network)(every_rpc)
     for method in ("CaptureRedemption", "RefundOrder"):
