@@ -13,48 +13,12 @@ nothing is due any more.
 
 from __future__ import annotations
 
-import json
-import os
-import resource
-import sys
-import time
-
+from bench.job_rounds import run_rounds
 from ledger.service.moments import tell_due_moments
-from ledger.store.database import Database
-from ledger.store.engine import create_engine_for
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(args) -> int:
-    url = os.environ.get("LOYALTY_DATABASE_URL")
-    if not url:
-        print("set LOYALTY_DATABASE_URL to the seeded database", file=sys.stderr)
-        return 2
-    db = Database(create_engine_for(url, pool_size=4))
-    try:
-        for round_ in range(1, args.rounds + 1):
-            before = _peak_rss_mib()
-            started, cpu = time.monotonic(), time.process_time()
-            report = tell_due_moments(db)
-            print(
-                json.dumps(
-                    {
-                        "round": round_,
-                        "seconds": round(time.monotonic() - started, 2),
-                        "cpu_seconds": round(time.process_time() - cpu, 2),
-                        "told": dict(report.told),
-                        "peak_rss_mib_before": round(before, 1),
-                        "peak_rss_mib_after": round(_peak_rss_mib(), 1),
-                    }
-                ),
-                flush=True,
-            )
-    finally:
-        db.dispose()
-    return 0
+    return run_rounds(args.rounds, lambda db: {"told": dict(tell_due_moments(db).told)})
 
 
 def add_parser(sub) -> None:

@@ -18,51 +18,20 @@ only what changed (nothing, right after), which is the daily steady state.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import sys
-import time
 
+from bench.job_rounds import run_rounds
 from ledger.service.segments import refresh_program
-from ledger.store.database import Database
-from ledger.store.engine import create_engine_for
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(args) -> int:
-    url = os.environ.get("LOYALTY_DATABASE_URL")
-    if not url:
-        print("set LOYALTY_DATABASE_URL to the seeded database", file=sys.stderr)
-        return 2
     with open(args.setup) as f:
         program_id = json.load(f)["program_id"]
-    db = Database(create_engine_for(url, pool_size=2))
-    try:
-        for round_ in range(1, args.rounds + 1):
-            before = _peak_rss_mib()
-            started, cpu = time.monotonic(), time.process_time()
-            report = refresh_program(db, program_id)
-            print(
-                json.dumps(
-                    {
-                        "round": round_,
-                        "seconds": round(time.monotonic() - started, 2),
-                        "cpu_seconds": round(time.process_time() - cpu, 2),
-                        "members": report.members,
-                        "entered": report.entered,
-                        "exited": report.exited,
-                        "peak_rss_mib_before": round(before, 1),
-                        "peak_rss_mib_after": round(_peak_rss_mib(), 1),
-                    }
-                ),
-                flush=True,
-            )
-    finally:
-        db.dispose()
-    return 0
+
+    def refresh(db) -> dict:
+        report = refresh_program(db, program_id)
+        return {"members": report.members, "entered": report.entered, "exited": report.exited}
+
+    return run_rounds(args.rounds, refresh, pool_size=2)
 
 
 def add_parser(sub) -> None:

@@ -28,28 +28,39 @@ from ledger.store.instants import from_micros
 def adjust_points(
     db: Database, caller: Caller, mutation: Mutation, member_id: str, points: int, reason: str
 ) -> TransactionResult:
+    def posting(conn: Transaction, member: MemberState, rules, now) -> Posting:
+        if points > 0:
+            available_at, expires_at = lot_dates(now, rules, pending=False)
+            return lot_postings.credit(member_id, points, member.balance.posted, available_at, expires_at)
+        return lot_postings.debit(conn, caller.program_id, member_id, -points, now)
+
+    return _adjustment(db, caller, mutation, member_id, points, reason, "support adjustment", Channel.SUPPORT, posting)
+
+
+def _adjustment(
+    db: Database, caller: Caller, mutation: Mutation, member_id: str, points: int, reason: str, description: str,
+    channel: Channel, posting,
+) -> TransactionResult:
+    """An ADJUST transaction of `points` on the member, exactly once under the mutation's key;
+    posting(conn, member, rules, now) gives its posting (the lots it credits or debits)."""
+
     def apply(conn: Transaction, member: MemberState) -> TransactionResult:
         rules = lookups.program_rules(conn, caller.program_id)
         check_posting(member.balance, points, rules.negative_balance_policy)
         now = clock.now()
-        if points > 0:
-            available_at, expires_at = lot_dates(now, rules, pending=False)
-            posting = lot_postings.credit(member_id, points, member.balance.posted, available_at, expires_at)
-        else:
-            posting = lot_postings.debit(conn, caller.program_id, member_id, -points, now)
         tx = NewTransaction(
             transaction_id=credentials.new_id("tx"),
             member_id=member_id,
             kind=TransactionKind.ADJUST,
             points=points,
-            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, points, "support adjustment"),),
-            channel=Channel.SUPPORT,
+            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, points, description),),
+            channel=channel,
             idempotency_key=mutation.idempotency_key,
             api_key_id=caller.key_id,
             occurred_at=now,
             created_at=now,
             reason=reason,
-            postings=(posting,),
+            postings=(posting(conn, member, rules, now),),
         )
         return post(conn, caller.program_id, member, tx)
 
@@ -183,31 +194,7 @@ def opening_balance(
     """A balance brought from another loyalty system (`loyalty-ledger import members`): an
     ADJUST credit whose lot expires when it did there (expires_at; None: never), available now."""
 
-    def apply(conn: Transaction, member: MemberState) -> TransactionResult:
-        rules = lookups.program_rules(conn, caller.program_id)
-        check_posting(member.balance, points, rules.negative_balance_policy)
-        now = clock.now()
-        tx = NewTransaction(
-            transaction_id=credentials.new_id("tx"),
-            member_id=member_id,
-            kind=TransactionKind.ADJUST,
-            points=points,
-            breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, points, "opening balance"),),
-            channel=Channel.OTHER,
-            idempotency_key=mutation.idempotency_key,
-            api_key_id=caller.key_id,
-            occurred_at=now,
-            created_at=now,
-            reason=reason,
-            postings=(lot_postings.credit(member_id, points, member.balance.posted, now, expires_at),),
-        )
-        return post(conn, caller.program_id, member, tx)
+    def posting(conn: Transaction, member: MemberState, rules, now) -> Posting:
+        return lot_postings.credit(member_id, points, member.balance.posted, now, expires_at)
 
-    return idempotent.execute(
-        db,
-        caller,
-        mutation,
-        lock=lambda conn: lookups.member(conn, caller.program_id, member_id, lock=True),
-        apply=apply,
-        decode=TransactionResult.from_json,
-    )
+    return _adjustment(db, caller, mutation, member_id, points, reason, "opening balance", Channel.OTHER, posting)
