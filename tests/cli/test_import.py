@@ -94,12 +94,16 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         source = tmp_path / "orders.csv"
         write_orders(source, members, 600, bad=False)
         args = [str(CLI), "import", "orders", str(source), "--program", pg_program.program_id, "--no-progress"]
-        running = subprocess.Popen(args, env=environment(pg_program.backend.url), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, start_new_session=True)
+        # One row at a time, so that a quiet machine does not finish all 600 before the kill
+        # (with 8 workers it sometimes did); the rerun takes the default.
+        running = subprocess.Popen(
+            [*args, "--workers", "1"], env=environment(pg_program.backend.url), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
         progress = tmp_path / "orders.csv.progress"
         ends = time.monotonic() + 60
         while time.monotonic() < ends and not (progress.exists() and int(progress.read_text() or 0) >= 100):
-            time.sleep(0.05)
+            time.sleep(0.01)
         os.kill(running.pid, signal.SIGKILL)
         running.wait(10)
         done_before = int(progress.read_text())
