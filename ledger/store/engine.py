@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from ledger import settings
-from ledger.store import driver_errors, locked_heads, outbox
+from ledger.store import driver_errors, locked_heads, outbox, programs
 from ledger.store.postgres import transaction_blocks, prefetch, prepared, write_behind
 
 LOCK_TIMEOUT_MS = 2000
@@ -78,6 +78,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
     transaction_blocks.install(engine)
     locked_heads.install(engine)
     prefetch.install(engine)
+    programs.install(engine)
     return engine
 
 
@@ -105,6 +106,7 @@ def _sqlite_engine(url: str) -> Engine:
 
     outbox.install(engine)
     locked_heads.install(engine)
+    programs.install(engine)
     return engine
 
 

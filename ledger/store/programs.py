@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from ledger.domain.program import (
     EarnRate,
@@ -17,6 +17,7 @@ from ledger.domain.program import (
     rules_from_json,
     rules_to_json,
 )
+from ledger.store import transaction_scoped
 from ledger.store.postgres import prefetch
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.tables import program_settings_history, programs
@@ -88,16 +89,36 @@ _by_id = select(programs).where(programs.c.program_id == bindparam("program_id")
 BY_ID = prefetch.Read("program", _by_id, ("program_id",))
 
 
-def _row(conn: Connection, program_id: str):
-    return prefetch.read(conn, BY_ID, {"program_id": program_id})
+# A use case asks for its program's rules in several places (GetMember: the balance, the
+# tier and the RFM view); the row is read and parsed once per transaction, and forgotten as
+# soon as this transaction writes it.
+_READ_IN_TRANSACTION = "program_rows"
+
+
+def _row_and_rules(conn: Connection, program_id: str) -> tuple[object, ProgramRules] | None:
+    known = conn.info.setdefault(_READ_IN_TRANSACTION, {})
+    if program_id not in known:
+        row = prefetch.read(conn, BY_ID, {"program_id": program_id})
+        known[program_id] = (row, _rules(row)) if row else None
+    return known[program_id]
+
+
+def _forget(conn: Connection) -> None:
+    conn.info.pop(_READ_IN_TRANSACTION, None)
+
+
+def install(engine: Engine) -> None:
+    """Nothing read here outlives its transaction."""
+    transaction_scoped.forget_at_transaction_end(engine, _READ_IN_TRANSACTION)
 
 
 def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, int] | None:
-    row = _row(conn, program_id)
-    return (_rules(row), row.config_version) if row else None
+    found = _row_and_rules(conn, program_id)
+    return (found[1], found[0].config_version) if found else None
 
 
 def bump_config_version(conn: Connection, program_id: str) -> None:
+    _forget(conn)
     conn.execute(
         update(programs)
         .where(programs.c.program_id == program_id)
@@ -106,8 +127,8 @@ def bump_config_version(conn: Connection, program_id: str) -> None:
 
 
 def get(conn: Connection, program_id: str) -> ProgramRules | None:
-    row = _row(conn, program_id)
-    return _rules(row) if row else None
+    found = _row_and_rules(conn, program_id)
+    return found[1] if found else None
 
 
 def get_with_times(conn: Connection, program_id: str) -> tuple[ProgramRules, datetime, datetime] | None:
@@ -133,6 +154,7 @@ def count(conn: Connection) -> int:
 
 
 def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None:
+    _forget(conn)
     conn.execute(
         insert(programs).values(
             program_id=rules.program_id, created_at=to_micros(now), updated_at=to_micros(now), **_columns(rules)
@@ -142,6 +164,7 @@ def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None
 
 
 def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
+    _forget(conn)
     conn.execute(
         update(programs)
         .where(programs.c.program_id == rules.program_id)
