@@ -10,8 +10,10 @@ sent again. Refused rows go to FILE.refused.csv with their status and reason (on
 across reruns).
 
 members: a move from another loyalty system. Each row enrols a member (with its profile and
-enrolment time) and credits its opening balance as an ADJUST whose lot keeps the old
-system's expiry date (key "import:opening:<member_id>").
+enrolment time), credits its opening balance as an ADJUST whose lot keeps the old
+system's expiry date (key "import:opening:<member_id>") and, with a `tier` column, carries the
+member's tier over: held from the import for a full tier period, as a TIER_CHANGE
+(key "import:tier:<member_id>"; never a move down).
 
 Rows are applied by a pool of threads, each with its own database connection, with a
 bounded number in flight (memory stays flat whatever the file's size).
@@ -36,7 +38,7 @@ from ledger.api import requests
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.service import earning, members, support
+from ledger.service import earning, members, support, tiers
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store.database import Database
@@ -140,8 +142,10 @@ def _earn(db: Database, caller: Caller, request: ledger_pb2.EarnRequest) -> None
     earning.earn(db, caller, requests.mutation("Earn", request, key), command)
 
 
-def member_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
-    """One member row: enrolment with profile, then the opening balance with its expiry date."""
+def member_row(db: Database, caller: Caller, row: dict[str, str], known_tiers: frozenset[str] = frozenset()) -> None:
+    """One member row: enrolment with profile, then the opening balance with its expiry date,
+    then the tier carried over. known_tiers: the program's tiers, so that a row naming another
+    is refused before anything of it is written."""
     enrolled = _instant(row.get("enroll_time", ""), "enroll_time")
     consent = (row.get("marketing_consent", "") or "").strip().lower() in ("1", "true", "yes", "y")
     request = ledger_pb2.EnrollMemberRequest(
@@ -153,6 +157,12 @@ def member_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
     )
     points = _int(row.get("opening_balance", ""), "opening_balance")
     expires = _instant(row.get("expire_time", ""), "expire_time")
+    tier = row.get("tier", "")
+    if tier and tier not in known_tiers:
+        raise RowRefused(
+            "INVALID_ARGUMENT", "INVALID_FIELD",
+            f"tier: {tier!r} is not a tier of this program (its tiers: {', '.join(sorted(known_tiers)) or 'none'})",
+        )
     if not 0 <= points <= MAX_POINTS_PER_REQUEST:
         raise RowRefused("INVALID_ARGUMENT", "INVALID_FIELD", f"opening_balance: must be 0 to {MAX_POINTS_PER_REQUEST}")
 
@@ -168,6 +178,9 @@ def member_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
                 db, caller, mutation, member_id, points,
                 expires.ToDatetime(tzinfo=timezone.utc) if expires else None, "opening balance (import)",
             )
+        if tier:
+            digest = hashlib.sha256(f"{member_id}\0{tier}".encode()).hexdigest()
+            tiers.carry_over(db, caller, Mutation(_key("tier", member_id), "ImportTier", digest), member_id, tier)
 
     _run(apply)
 
@@ -247,9 +260,13 @@ def run(
     progress: bool = True,
 ) -> Tally:
     """Imports path (kind "orders" or "members") into the program; resumable (see the module)."""
-    apply_row = order_row if kind == "orders" else member_row
-    id_column = "order_id" if kind == "orders" else "member_id"
     caller = Caller(program_id, IMPORT_KEY_ID, Role.ADMIN)
+    if kind == "orders":
+        apply_row: Callable[[Database, Caller, dict[str, str]], None] = order_row
+    else:
+        known_tiers = frozenset(t.name for t in tiers.list_tiers(db, caller))
+        apply_row = lambda db, caller, row: member_row(db, caller, row, known_tiers)  # noqa: E731
+    id_column = "order_id" if kind == "orders" else "member_id"
     checkpoint = _Checkpoint(Path(f"{path}.progress"))
     refusals = _Refusals(Path(f"{path}.refused.csv"), id_column)
     tally = Tally(skipped=checkpoint.done)

@@ -105,6 +105,22 @@ def upgrade(
     return TierState(target.name, target.multiplier_bps, at, at + timedelta(days=rules.tier_period_days))
 
 
+def carried_over(
+    tiers: list[TierDefinition], rules: ProgramRules, state: TierState | None, name: str, at: datetime
+) -> TierChange | None:
+    """A tier a member brings from another loyalty system: held from `at` for a full tier
+    period, after which the usual period-end review applies. None when the member already
+    holds that tier or a higher one (an import never moves anyone down)."""
+    target = next((t for t in tiers if t.name == name), None)
+    if target is None:
+        known = ", ".join(t.name for t in tiers) or "none"
+        raise errors.invalid_field("tier", f"{name!r} is not a tier of this program (its tiers: {known})")
+    if state is not None and rank(tiers, state.name) >= rank(tiers, name):
+        return None
+    new = TierState(target.name, target.multiplier_bps, at, at + timedelta(days=rules.tier_period_days))
+    return TierChange(state.name if state else "", new, "carried over from the previous loyalty program (import)")
+
+
 def period_end_review(
     state: TierState, tiers: list[TierDefinition], value_at_period_end: int, now: datetime, rules: ProgramRules
 ) -> TierState | None:

@@ -23,6 +23,7 @@ from ledger.domain.tiers import (
     TierDefinition,
     TierProgress,
     TierState,
+    carried_over,
     change_after_order,
     highest_reached,
     period_end_review,
@@ -169,6 +170,44 @@ def upgrade_after_order(
     change = change_after_order(definitions, rules, state, windows, at)
     if change is not None:
         write_change(conn, caller.key_id, caller.program_id, member, change, at)
+
+
+@dataclass(frozen=True)
+class CarriedTier:
+    """What carrying a tier over answers: the tier the member holds afterwards."""
+
+    tier: str
+
+    def to_json(self) -> dict:
+        return {"tier": self.tier}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CarriedTier:
+        return cls(data["tier"])
+
+
+def carry_over(db: Database, caller: Caller, mutation: Mutation, member_id: str, name: str) -> CarriedTier:
+    """A tier brought from another loyalty system (`loyalty-ledger import members`), written as a
+    TIER_CHANGE transaction; exactly once under the mutation's key (a resumed import does not
+    undo an upgrade earned since). Refuses a name that is not one of the program's tiers."""
+
+    def apply(conn: Transaction, member: MemberState) -> CarriedTier:
+        lookups.require_active(member)
+        definitions = tier_store.definitions(conn, caller.program_id)
+        rules = lookups.program_rules(conn, caller.program_id)
+        state = current_tier(conn, caller.program_id, member_id, definitions)
+        now = clock.now()
+        change = carried_over(definitions, rules, state, name, now)
+        if change is None:
+            return CarriedTier(state.name if state else "")
+        write_change(conn, caller.key_id, caller.program_id, member, change, now)
+        return CarriedTier(change.new.name)
+
+    return idempotent.execute(
+        db, caller, mutation,
+        lock=lambda conn: lookups.member(conn, caller.program_id, member_id, lock=True),
+        apply=apply, decode=CarriedTier.from_json, member_id=member_id,
+    )
 
 
 def member_tier(

@@ -12,9 +12,11 @@ import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import pytest
 
 from ledger.domain.kinds import Role
+from loyalty.v1 import common_pb2, programs_pb2
 from tests.cli.processes import CLI, environment, run_ok
 from tests.grpc_helpers import enroll
 from tests.integration.ledger_checks import assert_verify_clean, member, statement
@@ -82,6 +84,45 @@ def test_members_import_with_profiles_and_opening_balances(program, api, tmp_pat
     (source.parent / "members.csv.progress").unlink()
     run_ok(program.backend.url, "import", "members", str(source), "--program", program.program_id, "--no-progress")
     assert member(api, "old-1").balance.posted == 1200
+    assert_verify_clean(program)
+
+
+def test_members_import_carries_tiers_over_once_and_refuses_unknown_ones(program, api, tmp_path):
+    api.programs.SetTiers(programs_pb2.SetTiersRequest(tiers=[
+        programs_pb2.Tier(name="Member", threshold=0),
+        programs_pb2.Tier(name="Gold", threshold=50_000, earn_multiplier_bps=20_000),
+    ]), metadata=api.metadata)
+    source = tmp_path / "members.csv"
+    with source.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(("member_id", "opening_balance", "tier"))
+        writer.writerow(("gold-1", "300", "Gold"))
+        writer.writerow(("plain-1", "0", ""))
+        writer.writerow(("typo-1", "50", "Platinum"))
+    started = datetime.now(timezone.utc)
+    lines = run_ok(program.backend.url, "import", "members", str(source), "--program", program.program_id, "--no-progress")
+    assert "2 applied, 1 refused" in lines[-1]
+    with (tmp_path / "members.csv.refused.csv").open() as report:
+        [refused] = list(csv.DictReader(report))
+    assert (refused["member_id"], refused["reason"]) == ("typo-1", "INVALID_FIELD")
+    assert "Platinum" in refused["message"] and "Gold" in refused["message"]
+    # The refused row wrote nothing: no member, no points.
+    with pytest.raises(grpc.RpcError) as missing:
+        member(api, "typo-1")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    gold = member(api, "gold-1")
+    assert (gold.tier.name, gold.tier.earn_multiplier_bps, gold.balance.available) == ("Gold", 20_000, 300)
+    reached = gold.tier.reach_time.ToDatetime(tzinfo=timezone.utc)
+    assert started - timedelta(seconds=5) <= reached <= datetime.now(timezone.utc)
+    assert gold.tier.period_end_time.ToDatetime(tzinfo=timezone.utc) == reached + timedelta(days=365)
+    assert member(api, "plain-1").tier.name == "Member"
+    changes = [tx for tx in statement(api, "gold-1") if tx.kind == common_pb2.TRANSACTION_KIND_TIER_CHANGE]
+    assert [(c.points, "carried over" in c.reason) for c in changes] == [(0, True)]
+    # A rerun of every row changes nothing: the tier is carried over once.
+    (tmp_path / "members.csv.progress").unlink()
+    run_ok(program.backend.url, "import", "members", str(source), "--program", program.program_id, "--no-progress")
+    assert len([tx for tx in statement(api, "gold-1") if tx.kind == common_pb2.TRANSACTION_KIND_TIER_CHANGE]) == 1
+    assert member(api, "gold-1").tier.reach_time == gold.tier.reach_time
     assert_verify_clean(program)
 
 
