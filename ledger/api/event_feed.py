@@ -48,7 +48,7 @@ class Feed:
     def after(self, cursor: int, types: tuple[str, ...], limit: int) -> tuple[list[events_pb2.Event], int] | None:
         """The kept events after cursor (of types, if any; at most limit) and the cursor after
         them, or None when the feed does not reach back to cursor (read the database)."""
-        self._refresh(cursor)
+        self._refresh()
         with self._kept:
             if self._last < 0 or not self._first - 1 <= cursor <= self._last:
                 return None
@@ -63,7 +63,7 @@ class Feed:
                         break
             return found, moved
 
-    def _refresh(self, cursor: int) -> None:
+    def _refresh(self) -> None:
         """Reads what was committed since the last read, unless that read is fresh or another
         stream is reading now (it will have it for the next poll). A new feed starts at the
         program's head: streams behind it catch up from the database."""

@@ -120,10 +120,6 @@ class MomentSettings:
     def from_json(cls, data: dict | None) -> MomentSettings:
         return cls(**data) if data else cls()
 
-    @property
-    def any_on(self) -> bool:
-        return any(vars(self).values())
-
 
 @dataclass(frozen=True)
 class ProgramRules:

@@ -12,12 +12,13 @@ finds the keys of what was told and tells the rest.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ledger.domain import moments as rules_of
-from ledger.domain.moments import Moment
+from ledger.domain.moments import Moment, OrderFacts
 from ledger.domain.program import ExpiryMode, ProgramRules
 from ledger.service import clock
 from ledger.service.tiers import qualifying_windows
@@ -40,10 +41,6 @@ class MomentsReport:
     told: Counter = field(default_factory=Counter)  # type -> moments told
     forgotten: int = 0
 
-    @property
-    def total(self) -> int:
-        return sum(self.told.values())
-
 
 def tell_due_moments(db: Database, now: datetime | None = None, *, page: int = PAGE) -> MomentsReport:
     now = now or clock.now()
@@ -65,11 +62,6 @@ def tell_due_moments(db: Database, now: datetime | None = None, *, page: int = P
             return report
 
 
-def _tell(conn: Transaction, program_id: str, due: list[Moment], now: datetime) -> int:
-    """Claims the due moments' keys and writes an event for each one claimed."""
-    return moment_store.tell(conn, program_id, due, now)
-
-
 def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
     settings = rules.moments
     window = rules_of.expiring_window(settings, now)
@@ -86,7 +78,7 @@ def _points_expiring(db: Database, rules: ProgramRules, now: datetime, page: int
 
     def tell_group(batch: dict[str, list[tuple[datetime, int]]]) -> int:
         due = [m for member_id, lots in batch.items() for m in rules_of.points_expiring(member_id, lots, now, settings)]
-        return unit_of_work.run(db, lambda conn: _tell(conn, rules.program_id, due, now))
+        return unit_of_work.run(db, lambda conn: moment_store.tell(conn, rules.program_id, due, now))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="moments") as pool:
         running: set[Future[int]] = set()
@@ -122,7 +114,7 @@ def _inactivity_expiring(db: Database, rules: ProgramRules, now: datetime, page:
                 for member_id, (active_at, points) in sorted(inactive.items())
                 for m in rules_of.points_expiring(member_id, [(active_at + lifetime, points)], now, settings)
             ]
-            return _tell(conn, rules.program_id, due, now), ids[-1] if len(ids) == page else None
+            return moment_store.tell(conn, rules.program_id, due, now), ids[-1] if len(ids) == page else None
 
         count, after = unit_of_work.run(db, work)
         told += count
@@ -134,37 +126,36 @@ def _review_requests(db: Database, rules: ProgramRules, now: datetime, page: int
     window = rules_of.review_window(rules.moments, now)
     if window is None:
         return 0
-    told, cursor = 0, moment_store.START
-    while True:
-
-        def work(conn: Transaction, cursor: moment_store.OrderCursor = cursor) -> tuple[int, moment_store.OrderCursor, bool]:
-            orders, moved = moment_store.orders_placed(conn, rules.program_id, window[0], window[1], cursor, page)
-            due = [m for m in (rules_of.review_request(o, now, rules.moments) for o in orders) if m is not None]
-            return _tell(conn, rules.program_id, due, now), moved, len(orders) == page
-
-        count, cursor, more = unit_of_work.run(db, work)
-        told += count
-        if not more:
-            return told
+    return _order_moments(
+        db, rules, now, page, window, lambda o: rules_of.review_request(o, now, rules.moments), latest_of_member=False
+    )
 
 
 def _lapses(db: Database, rules: ProgramRules, now: datetime, page: int) -> int:
     window = rules_of.lapse_window(rules.moments, now)
     if window is None:
         return 0
+    return _order_moments(
+        db, rules, now, page, window,
+        lambda o: rules_of.lapse(o.member_id, o.order_id, o.occurred_at, now, rules.moments), latest_of_member=True,
+    )
+
+
+def _order_moments(
+    db: Database, rules: ProgramRules, now: datetime, page: int, window: tuple[datetime, datetime],
+    moment_of: Callable[[OrderFacts], Moment | None], *, latest_of_member: bool,
+) -> int:
+    """Pages through the orders placed in the window (each member's latest only, when asked)
+    and tells each page's due moments in a transaction of its own."""
     told, cursor = 0, moment_store.START
     while True:
 
         def work(conn: Transaction, cursor: moment_store.OrderCursor = cursor) -> tuple[int, moment_store.OrderCursor, bool]:
             orders, moved = moment_store.orders_placed(
-                conn, rules.program_id, window[0], window[1], cursor, page, latest_of_member=True
+                conn, rules.program_id, window[0], window[1], cursor, page, latest_of_member=latest_of_member
             )
-            due = [
-                m
-                for m in (rules_of.lapse(o.member_id, o.order_id, o.occurred_at, now, rules.moments) for o in orders)
-                if m is not None
-            ]
-            return _tell(conn, rules.program_id, due, now), moved, len(orders) == page
+            due = [m for m in map(moment_of, orders) if m is not None]
+            return moment_store.tell(conn, rules.program_id, due, now), moved, len(orders) == page
 
         count, cursor, more = unit_of_work.run(db, work)
         told += count
@@ -198,7 +189,7 @@ def _tier_warnings(db: Database, rules: ProgramRules, now: datetime) -> int:
                     due.append(moment)
             member_id, _, held_until = under_review[-1]
             more = len(under_review) == TIER_PAGE
-            return _tell(conn, rules.program_id, due, now), ((held_until, member_id) if more else None)
+            return moment_store.tell(conn, rules.program_id, due, now), ((held_until, member_id) if more else None)
 
         count, cursor = unit_of_work.run(db, work)
         told += count

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, Table, exc, func, insert, select
 
 from ledger.store import unit_of_work
 from ledger.store.database import Database
@@ -62,5 +62,5 @@ def test_a_failing_read_fails_the_whole(db):
     def broken(conn):
         conn.exec_driver_sql("SELECT no_such_column FROM side_by_side_rows")
 
-    with pytest.raises(Exception):
+    with pytest.raises(exc.DBAPIError):
         unit_of_work.run_side_by_side(db, [_count, broken])
