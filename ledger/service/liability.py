@@ -23,48 +23,41 @@ def liability_report(db: Database, program_id: str, as_of: datetime | None = Non
     if at_instant > now:
         raise errors.invalid_field("as_of_time", "must not be in the future")
 
-    at = to_micros(at_instant)
+    def work(conn) -> LiabilityReport:
+        without_statement_timeout(conn)  # a report over a big ledger runs longer than a till's call
+        rules = lookups.program_rules(conn, program_id)
+        at = to_micros(at_instant)
+        kinds = liability.by_kind(conn, program_id, at)
+        sources = liability.by_source(conn, program_id, at)
+        lot_rows = liability.lot_days(conn, program_id, at)
+        held = liability.held(conn, program_id, at)
+        posted = sum(credits + debits for _, _, credits, debits in kinds)
+        outstanding = sum(int(r.outstanding) for r in lot_rows)
+        pending = sum(int(r.pending) for r in lot_rows)
+        past = sum(int(r.past_expiry) for r in lot_rows)
+        expiring = tuple(
+            (days, sum(int(getattr(r, f"within_{days}")) for r in lot_rows)) for days in EXPIRING_WINDOWS_DAYS
+        )
+        cohort_rows = [
+            (int(r.day), int(r.issued), int(r.expired), int(r.outstanding)) for r in lot_rows if not int(r.moved)
+        ]
+        return LiabilityReport(
+            as_of=at_instant,
+            currency=rules.currency,
+            point_value=rules.point_value,
+            posted=posted,
+            negative=posted - outstanding,
+            outstanding=outstanding,
+            pending=pending,
+            held=held,
+            expired_unwritten=past,
+            available=outstanding - pending - held - past,
+            expiring=expiring,
+            months=months(kinds, sources),
+            cohorts=cohorts(cohort_rows),
+        )
 
-    def scan(read):
-        def work(conn):
-            without_statement_timeout(conn)  # a report over a big ledger runs longer than a till's call
-            return read(conn, program_id, at)
-
-        return work
-
-    def settings(conn, program_id: str, at: int):
-        return lookups.program_rules(conn, program_id), liability.held(conn, program_id, at)
-
-    # Four reads of one snapshot, side by side: the report takes its longest scan's time.
-    kinds, sources, lot_rows, (rules, held) = unit_of_work.run_side_by_side(
-        db, [scan(liability.by_kind), scan(liability.by_source), scan(liability.lot_days), scan(settings)]
-    )
-
-    posted = sum(credits + debits for _, _, credits, debits in kinds)
-    outstanding = sum(int(r.outstanding) for r in lot_rows)
-    pending = sum(int(r.pending) for r in lot_rows)
-    past = sum(int(r.past_expiry) for r in lot_rows)
-    expiring = tuple(
-        (days, sum(int(getattr(r, f"within_{days}")) for r in lot_rows)) for days in EXPIRING_WINDOWS_DAYS
-    )
-    cohort_rows = [
-        (int(r.day), int(r.issued), int(r.expired), int(r.outstanding)) for r in lot_rows if not int(r.moved)
-    ]
-    return LiabilityReport(
-        as_of=at_instant,
-        currency=rules.currency,
-        point_value=rules.point_value,
-        posted=posted,
-        negative=posted - outstanding,
-        outstanding=outstanding,
-        pending=pending,
-        held=held,
-        expired_unwritten=past,
-        available=outstanding - pending - held - past,
-        expiring=expiring,
-        months=months(kinds, sources),
-        cohorts=cohorts(cohort_rows),
-    )
+    return unit_of_work.run(db, work, read_only=True, snapshot=True)
 
 
 def report_for(db: Database, caller: Caller, as_of: datetime | None) -> LiabilityReport:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
@@ -154,27 +153,3 @@ def snapshot(db: Database) -> Iterator[Connection]:
         conn = conn.execution_options(**{transaction_blocks.READ_ONLY: True, transaction_blocks.SNAPSHOT: True})
         with conn.begin():
             yield conn
-
-
-def run_side_by_side(db: Database, works: Sequence[Callable[[Connection], T]]) -> list[T]:
-    """Read-only works that must see one snapshot, run at once, each on a connection of its
-    own: on PostgreSQL the first exports its snapshot and the others import it, so a report's
-    independent scans take the longest one's time instead of their sum. One after another in
-    one transaction on SQLite. Retried and classified as run() does, all together."""
-    if db.engine.dialect.name != "postgresql" or len(works) < 2:
-        return run(db, lambda conn: [work(conn) for work in works], read_only=True, snapshot=True)
-
-    def together(first: Connection) -> list[T]:
-        exported = first.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-
-        def beside(work: Callable[[Connection], T]) -> T:
-            with snapshot(db) as conn:
-                conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{exported}'")
-                return work(conn)
-
-        with ThreadPoolExecutor(len(works) - 1, thread_name_prefix="snapshot-scan") as pool:
-            others = [pool.submit(beside, work) for work in works[1:]]
-            results = [works[0](first)]
-            return results + [other.result() for other in others]
-
-    return run(db, together, read_only=True, snapshot=True)
