@@ -63,7 +63,7 @@ _EARN_READS = (
     transactions.EARN_OF_ORDER,
     referral_store.OF_REFEREE,
     lot_store.BALANCE_FACTS,
-) + ((segment_store.FIGURES, segment_store.MEMBERSHIP) if segments.UPKEEP else ())
+) + ((segment_store.STORED_FIGURES, segment_store.MEMBERSHIP) if segments.UPKEEP else ())
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class _EarnFacts:
     context: EarnContext
     before: Balance  # the member's live balance before the order
     member: MemberFacts
-    figures: Figures  # the member's RFM figures before the order (ledger.service.segments)
+    figures: Figures  # the member's RFM figures before the order, as stored (ledger.service.segments)
     segments: frozenset[str]  # the segments the member is in as the order is processed
 
 
@@ -117,7 +117,7 @@ def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: Membe
             conn, caller.program_id, command.member_id, context.rules, context.tiers, (occurred, max(occurred, now))
         )
     referral = referrals.facts_for_order(conn, caller, member, context.rules)
-    figures = segment_store.figures(conn, caller.program_id, command.member_id, now) if segments.UPKEEP else Figures()
+    figures = _figures_before(conn, caller.program_id, command.member_id, now) if segments.UPKEEP else Figures()
     by_segment = any(c.conditions.segments for c in context.campaigns)
     inside = (
         segment_store.membership(conn, caller.program_id, command.member_id)
@@ -125,6 +125,15 @@ def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: Membe
         else frozenset()
     )
     return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral, inside), figures, inside)
+
+
+def _figures_before(conn: Transaction, program_id: str, member_id: str, now: datetime) -> Figures:
+    """The member's figures as stored by the refresh or their own last change, to which the
+    order is added: one row whatever the member's history. Orders that have left the RFM
+    window since then still count until the next refresh (daily) takes them out. A member with
+    nothing stored yet (no refresh since they enrolled) has them summed from the ledger."""
+    stored = segment_store.stored_figures(conn, program_id, member_id)
+    return stored if stored is not None else segment_store.figures(conn, program_id, member_id, now)
 
 
 def _new_transaction(

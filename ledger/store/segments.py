@@ -92,6 +92,20 @@ _membership = select(segment_members.c.segment_id).where(
 MEMBERSHIP = prefetch.Read("segment_membership", _membership, ("program_id", "member_id"), many=True)
 
 
+_stored = select(member_rfm.c.last_order_at, member_rfm.c.orders, member_rfm.c.spend).where(
+    member_rfm.c.program_id == bindparam("program_id"), member_rfm.c.member_id == bindparam("member_id")
+)
+
+# The member's figures as last stored (by the refresh or the member's own last change):
+# one primary-key read, prefetched by Earn, whatever the member's history.
+STORED_FIGURES = prefetch.Read("rfm_stored", _stored, ("program_id", "member_id"))
+
+
+def stored_figures(conn: Connection, program_id: str, member_id: str) -> Figures | None:
+    row = prefetch.read(conn, STORED_FIGURES, {"program_id": program_id, "member_id": member_id})
+    return Figures(row.last_order_at, int(row.orders), int(row.spend)) if row else None
+
+
 def figures(conn: Connection, program_id: str, member_id: str, at: datetime) -> Figures:
     row = prefetch.read(conn, FIGURES, {"program_id": program_id, "member_id": member_id, "at": to_micros(at)})
     return Figures(row.last_order_at, int(row.orders), int(row.spend))

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import grpc
+from sqlalchemy import select, update
 from google.protobuf import field_mask_pb2
 
 from ledger.domain.kinds import Role
 from ledger.service import segments
+from ledger.store.tables import member_rfm
 from loyalty.v1 import common_pb2, events_pb2, ledger_pb2, programs_pb2
 from tests.grpc_helpers import earn, enroll, expect_error, key
 
@@ -46,6 +48,42 @@ def test_get_member_shows_rfm_kept_current_by_earn_and_refund(api, program):
     refund(api, "r-1", "r-1-a", 2000)
     shown = member(api, "r-1").rfm
     assert (shown.recency_days, shown.frequency, shown.monetary) == (2, 2, 6000)  # a refund counts against spend
+
+
+def _stored(program, member_id: str) -> tuple:
+    with program.backend.db.engine.connect() as conn:
+        row = conn.execute(
+            select(member_rfm.c.orders, member_rfm.c.spend).where(
+                member_rfm.c.program_id == program.program_id, member_rfm.c.member_id == member_id
+            )
+        ).one()
+    return int(row.orders), int(row.spend)
+
+
+def test_earn_adds_its_order_to_the_stored_figures_and_the_refresh_makes_them_exact(api, program):
+    enroll(api, "inc-1")
+    earn(api, "inc-1", 5000, order_id="inc-a", **at(10))
+    assert _stored(program, "inc-1") == (1, 5000)  # nothing stored before: summed from the ledger
+    segments.refresh_program(program.backend.db, program.program_id)
+    earn(api, "inc-1", 3000, order_id="inc-b", **at(1))
+    shown = member(api, "inc-1").rfm
+    assert _stored(program, "inc-1") == (shown.frequency, shown.monetary) == (2, 8000)
+    # An Earn reads one stored row, not the member's history: what is stored (here made stale,
+    # as an order that has left the window since the last refresh leaves it) is what it adds to...
+    with program.backend.db.engine.begin() as conn:
+        conn.execute(
+            update(member_rfm)
+            .where(member_rfm.c.program_id == program.program_id, member_rfm.c.member_id == "inc-1")
+            .values(orders=7)
+        )
+    earn(api, "inc-1", 1000, order_id="inc-c")
+    assert _stored(program, "inc-1") == (8, 9000)
+    # ...until the refresh recomputes it from the ledger; GetMember always shows the ledger's.
+    assert (member(api, "inc-1").rfm.frequency, member(api, "inc-1").rfm.monetary) == (3, 9000)
+    with program.backend.db.engine.begin() as conn:  # the refresh leaves rows its members just wrote
+        conn.execute(update(member_rfm).where(member_rfm.c.member_id == "inc-1").values(computed_at=0))
+    segments.refresh_program(program.backend.db, program.program_id)
+    assert _stored(program, "inc-1") == (3, 9000)
 
 
 def test_refresh_scores_members_by_quintile_and_fills_presets(api, program):
