@@ -42,6 +42,14 @@ DUE_LOT_AGE_MICROS = 86_400_000_000  # --due-lots: the lots expired a day before
 SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entries")
 
 
+# An order's breakdown as Earn writes it (one base line), so that reads parsing breakdowns (the
+# liability report's points by source) meet real ones.
+_ORDER_BREAKDOWN = (
+    "'[{\"source\": \"BASE\", \"points\": ' || :pts || ', \"description\": "
+    "\"1 point(s) per 100 minor units of USD, rounded down\", \"campaign_id\": \"\"}]'"
+)
+
+
 def seed(
     url: str,
     members: int,
@@ -98,7 +106,7 @@ def seed(
         insert_from(
             tables.transactions, entries_of_g,
             program_id=":p", transaction_id="'tx_seed_' || g || '_' || s", member_id="'m' || g",
-            kind=kind, points=":pts", breakdown="'[]'", channel="'POS'" if orders else "'SUPPORT'", store_id="''",
+            kind=kind, points=":pts", breakdown=_ORDER_BREAKDOWN if orders else "'[]'", channel="'POS'" if orders else "'SUPPORT'", store_id="''",
             order_id="'o' || g || '_' || s" if orders else "NULL", order_amount=amount,
             currency="'USD'" if orders else "''", reason="'seed'",
             idempotency_key="'seed-' || g || '-' || s", api_key_id="'seed'", reverses_transaction_id="NULL",

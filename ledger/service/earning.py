@@ -102,6 +102,7 @@ class _EarnFacts:
     before: Balance  # the member's live balance before the order
     member: MemberFacts
     figures: Figures  # the member's RFM figures before the order, as stored (ledger.service.segments)
+    figures_stored: bool  # whether the member has a stored row of figures
     segments: frozenset[str]  # the segments the member is in as the order is processed
 
 
@@ -117,23 +118,25 @@ def _load(conn: Transaction, caller: Caller, command: EarnCommand, member: Membe
             conn, caller.program_id, command.member_id, context.rules, context.tiers, (occurred, max(occurred, now))
         )
     referral = referrals.facts_for_order(conn, caller, member, context.rules)
-    figures = _figures_before(conn, caller.program_id, command.member_id, now) if segments.UPKEEP else Figures()
+    figures, stored = _figures_before(conn, caller.program_id, command.member_id, now) if segments.UPKEEP else (Figures(), False)
     by_segment = any(c.conditions.segments for c in context.campaigns)
     inside = (
         segment_store.membership(conn, caller.program_id, command.member_id)
         if segments.UPKEEP or by_segment
         else frozenset()
     )
-    return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral, inside), figures, inside)
+    return _EarnFacts(context, before, MemberFacts(context.tier, windows, referral, inside), figures, stored, inside)
 
 
-def _figures_before(conn: Transaction, program_id: str, member_id: str, now: datetime) -> Figures:
+def _figures_before(conn: Transaction, program_id: str, member_id: str, now: datetime) -> tuple[Figures, bool]:
     """The member's figures as stored by the refresh or their own last change, to which the
     order is added: one row whatever the member's history. Orders that have left the RFM
     window since then still count until the next refresh (daily) takes them out. A member with
     nothing stored yet (no refresh since they enrolled) has them summed from the ledger."""
     stored = segment_store.stored_figures(conn, program_id, member_id)
-    return stored if stored is not None else segment_store.figures(conn, program_id, member_id, now)
+    if stored is not None:
+        return stored, True
+    return segment_store.figures(conn, program_id, member_id, now), False
 
 
 def _new_transaction(
@@ -258,7 +261,7 @@ def _keep_segments(
         tier = context.tier.name if context.tier else ""
     segments.keep_current(
         conn, program_id, member, figures, now, segments=context.segments, cuts=context.cuts, tier=tier,
-        available=available, reason="earn", before=facts.segments,
+        available=available, reason="earn", before=facts.segments, stored=facts.figures_stored,
     )
 
 

@@ -71,13 +71,14 @@ def keep_current(
     available: int,
     reason: str,
     before: frozenset[str] | None = None,
+    stored: bool = False,
 ) -> None:
     """Stores the member's figures and moves them in or out of segments (with their events),
     in the caller's transaction. figures: the member's figures after the change; before: the
     segments the member was in (read now when not given)."""
     if before is None:
         before = store.membership(conn, program_id, member.member_id)
-    store.save_figures(conn, program_id, member.member_id, figures, now)
+    store.save_figures(conn, program_id, member.member_id, figures, now, stored=stored)
     if not segments and not before:
         return
     made = store.referrals_made(conn, program_id, member.member_id) if rules.needs_referrals(segments) else 0

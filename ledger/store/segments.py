@@ -148,7 +148,30 @@ _exit = delete(segment_members).where(
 )
 
 
-def save_figures(conn: Connection, program_id: str, member_id: str, found: Figures, at: datetime) -> None:
+_update_figures = (
+    update(member_rfm)
+    .where(member_rfm.c.program_id == bindparam("p_program"), member_rfm.c.member_id == bindparam("p_member"))
+    .values(
+        last_order_at=bindparam("p_last"), orders=bindparam("p_orders"), spend=bindparam("p_spend"),
+        computed_at=bindparam("p_at"),
+    )
+)
+
+
+def save_figures(
+    conn: Connection, program_id: str, member_id: str, found: Figures, at: datetime, *, stored: bool = False
+) -> None:
+    """stored: the member's row is known to exist (read under the member's lock; rows are never
+    deleted), so a plain UPDATE does instead of an upsert's insert attempt."""
+    if stored:
+        write_behind.execute(
+            conn, _update_figures,
+            dict(
+                p_program=program_id, p_member=member_id, p_last=found.last_order_at, p_orders=found.orders,
+                p_spend=found.spend, p_at=to_micros(at),
+            ),
+        )
+        return
     write_behind.execute(
         conn,
         _upsert_figures[conn.dialect.name],
