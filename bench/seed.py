@@ -43,10 +43,11 @@ SEEDED_TABLES = ("members", "transactions", "idempotency_records", "lots", "entr
 
 
 # An order's breakdown as Earn writes it (one base line), so that reads parsing breakdowns (the
-# liability report's points by source) meet real ones.
+# liability report's points by source) meet real ones: one text per order (it names the
+# order's amount), as a real ledger's differ, so no scan can reuse one parse for many rows.
 _ORDER_BREAKDOWN = (
     "'[{\"source\": \"BASE\", \"points\": ' || :pts || ', \"description\": "
-    "\"1 point(s) per 100 minor units of USD, rounded down\", \"campaign_id\": \"\"}]'"
+    "\"base points for ' || {amount} || ' minor units of USD\", \"campaign_id\": \"\"}]'"
 )
 
 
@@ -106,7 +107,7 @@ def seed(
         insert_from(
             tables.transactions, entries_of_g,
             program_id=":p", transaction_id="'tx_seed_' || g || '_' || s", member_id="'m' || g",
-            kind=kind, points=":pts", breakdown=_ORDER_BREAKDOWN if orders else "'[]'", channel="'POS'" if orders else "'SUPPORT'", store_id="''",
+            kind=kind, points=":pts", breakdown=_ORDER_BREAKDOWN.replace("{amount}", amount) if orders else "'[]'", channel="'POS'" if orders else "'SUPPORT'", store_id="''",
             order_id="'o' || g || '_' || s" if orders else "NULL", order_amount=amount,
             currency="'USD'" if orders else "''", reason="'seed'",
             idempotency_key="'seed-' || g || '-' || s", api_key_id="'seed'", reverses_transaction_id="NULL",

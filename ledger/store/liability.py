@@ -25,9 +25,8 @@ _BY_KIND = f"""
 
 _BY_SOURCE = {
     "postgresql": f"""
-        SELECT t.created_at / {DAY_MICROS} AS day, line ->> 'source' AS source,
-               SUM((line ->> 'points')::bigint) AS points
-        FROM transactions t CROSS JOIN LATERAL json_array_elements(t.breakdown::json) line
+        SELECT t.created_at / {DAY_MICROS} AS day, line.source, SUM(line.points) AS points
+        FROM transactions t CROSS JOIN LATERAL json_to_recordset(t.breakdown::json) AS line(source text, points bigint)
         WHERE t.program_id = :p AND t.kind IN ('EARN', 'ACTIVITY') AND t.created_at <= :t
         GROUP BY 1, 2
     """,
