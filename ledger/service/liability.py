@@ -23,6 +23,9 @@ def liability_report(db: Database, program_id: str, as_of: datetime | None = Non
     if at_instant > now:
         raise errors.invalid_field("as_of_time", "must not be in the future")
 
+    unit_of_work.run(db, lambda conn: _start_rollup(conn, program_id))
+    unit_of_work.run(db, lambda conn: _roll_up(conn, program_id, to_micros(now)))
+
     def work(conn) -> LiabilityReport:
         without_statement_timeout(conn)  # a report over a big ledger runs longer than a till's call
         rules = lookups.program_rules(conn, program_id)
@@ -58,6 +61,18 @@ def liability_report(db: Database, program_id: str, as_of: datetime | None = Non
         )
 
     return unit_of_work.run(db, work, read_only=True, snapshot=True)
+
+
+def _start_rollup(conn, program_id: str) -> None:
+    lookups.program_rules(conn, program_id)  # PROGRAM_NOT_FOUND before anything is written
+    liability.start_rollup(conn, program_id)
+
+
+def _roll_up(conn, program_id: str, now: int) -> int:
+    """Settled days' points by source, summed once for every later report (the first report
+    of a program sums its whole history here)."""
+    without_statement_timeout(conn)
+    return liability.roll_up_sources(conn, program_id, now)
 
 
 def report_for(db: Database, caller: Caller, as_of: datetime | None) -> LiabilityReport:

@@ -1,7 +1,8 @@
 """The liability report's reads: the ledger as it stood at an instant, summed in the database.
 
 Three scans, each returning a few rows per day (ledger.domain.liability folds them):
-entries by day and kind; the breakdown lines of earns and activities by day and source;
+entries by day and kind; the breakdown lines of earns and activities by day and source (for
+settled days from their rollup, see roll_up_sources, and scanned only after them);
 lots as they stood then (a lot's remaining points at `as_of` are today's plus what was
 consumed after `as_of`) with their pending, expired and expiring parts and each lot's
 expired points, by the day the lot was credited. Holds open at `as_of` come from holds'
@@ -10,9 +11,11 @@ own create and close times.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.liability import DAY_MICROS
+from ledger.store.tables import liability_day_sources, liability_rollups
 
 _BY_KIND = f"""
     SELECT created_at / {DAY_MICROS} AS day, kind,
@@ -27,14 +30,14 @@ _BY_SOURCE = {
     "postgresql": f"""
         SELECT t.created_at / {DAY_MICROS} AS day, line.source, SUM(line.points) AS points
         FROM transactions t CROSS JOIN LATERAL json_to_recordset(t.breakdown::json) AS line(source text, points bigint)
-        WHERE t.program_id = :p AND t.kind IN ('EARN', 'ACTIVITY') AND t.created_at <= :t
+        WHERE t.program_id = :p AND t.kind IN ('EARN', 'ACTIVITY') AND t.created_at >= :since AND t.created_at <= :t
         GROUP BY 1, 2
     """,
     "sqlite": f"""
         SELECT t.created_at / {DAY_MICROS} AS day, json_extract(line.value, '$.source') AS source,
                SUM(json_extract(line.value, '$.points')) AS points
         FROM transactions t, json_each(t.breakdown) line
-        WHERE t.program_id = :p AND t.kind IN ('EARN', 'ACTIVITY') AND t.created_at <= :t
+        WHERE t.program_id = :p AND t.kind IN ('EARN', 'ACTIVITY') AND t.created_at >= :since AND t.created_at <= :t
         GROUP BY 1, 2
     """,
 }
@@ -91,8 +94,72 @@ def by_kind(conn: Connection, program_id: str, at: int) -> list[tuple[int, str, 
 
 
 def by_source(conn: Connection, program_id: str, at: int) -> list[tuple[int, str, int]]:
-    rows = conn.execute(text(_BY_SOURCE[conn.dialect.name]), {"p": program_id, "t": at}).all()
+    """Points issued by day and source up to `at`: the rolled-up days before at's day, and a
+    scan of what was recorded since."""
+    rolled = _rolled_until(conn, program_id, lock=False) or 0
+    boundary = min(rolled, at // DAY_MICROS)
+    kept = conn.execute(
+        select(liability_day_sources.c.day, liability_day_sources.c.source, liability_day_sources.c.points).where(
+            liability_day_sources.c.program_id == program_id, liability_day_sources.c.day < boundary
+        )
+    ).all()
+    return [(int(r.day), str(r.source), int(r.points)) for r in kept] + _scan_sources(
+        conn, program_id, boundary * DAY_MICROS, at
+    )
+
+
+def _scan_sources(conn: Connection, program_id: str, since: int, at: int) -> list[tuple[int, str, int]]:
+    rows = conn.execute(text(_BY_SOURCE[conn.dialect.name]), {"p": program_id, "since": since, "t": at}).all()
     return [(int(r.day), str(r.source), int(r.points)) for r in rows]
+
+
+# A day's transactions are all recorded once it has been over this long: each is stamped with
+# the time its unit of work started, which commits within its statement and lock timeouts (the
+# longest, an expiry batch, within minutes), never hours later.
+SETTLED_AFTER_MICROS = 6 * 3600 * 1_000_000
+
+
+def roll_up_sources(conn: Connection, program_id: str, now: int) -> int:
+    """Sums the points issued by source for every settled day not rolled up yet, in conn's
+    transaction; returns how many days it covered. Another transaction rolling up the same
+    program at once is left to it (PostgreSQL: the row lock is skipped, nothing waits).
+    start_rollup must have committed first."""
+    settled = (now - SETTLED_AFTER_MICROS) // DAY_MICROS  # days before this one are complete
+    rolled = _rolled_until(conn, program_id, lock=True)
+    if rolled is None or rolled >= settled:
+        return 0
+    sums = _scan_sources(conn, program_id, rolled * DAY_MICROS, settled * DAY_MICROS - 1)
+    if sums:
+        conn.execute(
+            insert(liability_day_sources),
+            [{"program_id": program_id, "day": day, "source": source, "points": points} for day, source, points in sums],
+        )
+    conn.execute(
+        update(liability_rollups).where(liability_rollups.c.program_id == program_id).values(sources_until_day=settled)
+    )
+    return settled - rolled
+
+
+def start_rollup(conn: Connection, program_id: str) -> None:
+    """The program's rollup row, nothing rolled up yet, unless it has one: in a short
+    transaction of its own, so that two first reports at once never wait on each other's
+    uncommitted row while one of them sums the whole history."""
+    conn.execute(_start_rollup[conn.dialect.name], {"program_id": program_id, "sources_until_day": 0})
+
+
+_start_rollup = {
+    "postgresql": postgresql.insert(liability_rollups).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(liability_rollups).on_conflict_do_nothing(),
+}
+
+
+def _rolled_until(conn: Connection, program_id: str, *, lock: bool) -> int | None:
+    """The first day not rolled up (None: locked by another transaction rolling up)."""
+    query = select(liability_rollups.c.sources_until_day).where(liability_rollups.c.program_id == program_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
 
 
 def lot_days(conn: Connection, program_id: str, at: int) -> list:

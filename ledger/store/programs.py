@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
@@ -95,7 +96,7 @@ BY_ID = prefetch.Read("program", _by_id, ("program_id",))
 _READ_IN_TRANSACTION = "program_rows"
 
 
-def _row_and_rules(conn: Connection, program_id: str) -> tuple[object, ProgramRules] | None:
+def _row_and_rules(conn: Connection, program_id: str) -> tuple[Any, ProgramRules] | None:
     known = conn.info.setdefault(_READ_IN_TRANSACTION, {})
     if program_id not in known:
         row = prefetch.read(conn, BY_ID, {"program_id": program_id})

@@ -481,6 +481,24 @@ rfm_cuts = Table(
     Column("monetary", Text, nullable=False),
 )
 
+# The liability report's points issued by source, summed per settled UTC day (days before
+# liability_rollups.sources_until_day; migration 0017 says why).
+liability_day_sources = Table(
+    "liability_day_sources",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("day", BigInteger, primary_key=True),
+    Column("source", String(32), primary_key=True),
+    Column("points", BigInteger, nullable=False),
+)
+
+liability_rollups = Table(
+    "liability_rollups",
+    metadata,
+    Column("program_id", String(64), primary_key=True),
+    Column("sources_until_day", BigInteger, nullable=False),
+)
+
 # Settings: named rules over members (presets and marketing's own).
 segments = Table(
     "segments",

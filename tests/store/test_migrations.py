@@ -665,3 +665,23 @@ def test_0016_adds_the_delivery_tables_and_its_downgrade_removes_them(empty_engi
     assert delivery.isdisjoint(user_tables(engine))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 1
+
+
+def test_0017_adds_the_liability_rollups_empty_and_its_downgrade_removes_them(empty_engine):
+    """The rollup tables start empty on a ledger that has history (the first report rolls
+    it up) and are gone again on downgrade, the ledger untouched."""
+    from ledger.service import programs
+
+    engine = empty_engine
+    migrate.upgrade(engine, "0016")
+    programs.create_program(engine, "before-rollups")
+    rollups = {"liability_day_sources", "liability_rollups"}
+    assert rollups.isdisjoint(user_tables(engine))
+    migrate.upgrade(engine, "0017")
+    assert rollups <= user_tables(engine)
+    with engine.connect() as conn:
+        assert [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in sorted(rollups)] == [0, 0]
+    migrate.downgrade(engine, "0016")
+    assert rollups.isdisjoint(user_tables(engine))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM programs")).scalar_one() == 1
