@@ -87,6 +87,10 @@ def seed(
     members_of_g = "generate_series(0, :n - 1) g"
     entries_of_g = "generate_series(0, :n - 1) g, generate_series(1, :k) s"
     kind = "'EARN'" if orders else "'ADJUST'"
+    # When each seeded entry was recorded: orders a month apart (the last one now), as a
+    # ledger with a history has them (the liability report rolls up settled days); other
+    # entries a second apart.
+    step = "2592000000000" if orders else "1000000"
     # Orders: amounts 1.00-200.99 and dates over the last 500 days, spread so that members
     # differ (and some tie) in recency, frequency in the 365-day window and spend.
     amount = "(100 + ((CAST(g AS bigint) * 31 + s * 17) % 20000))" if orders else "0"
@@ -111,7 +115,7 @@ def seed(
             order_id="'o' || g || '_' || s" if orders else "NULL", order_amount=amount,
             currency="'USD'" if orders else "''", reason="'seed'",
             idempotency_key="'seed-' || g || '-' || s", api_key_id="'seed'", reverses_transaction_id="NULL",
-            occurred_at=occurred, created_at=":now - (:k - s) * 1000000",
+            occurred_at=occurred, created_at=f":now - (:k - s) * {step}",
             activity_type="NULL", tier_from="NULL", tier_to="NULL",
         ),
         insert_from(
@@ -165,12 +169,12 @@ def seed(
             kind,
             ":pts",
             ":s * :pts",
-            ":now - (:k - :s) * 1000000",
+            f":now - (:k - :s) * {step}",
         )
         return insert_from(
             tables.entries, members_of_g,
             program_id=":p", member_id="'m' || g", seq=":s", transaction_id="'tx_seed_' || g || '_' || :s",
-            kind=kind, points=":pts", balance_after=":s * :pts", created_at=":now - (:k - :s) * 1000000",
+            kind=kind, points=":pts", balance_after=":s * :pts", created_at=f":now - (:k - :s) * {step}",
             entry_hash=entry_hash_sql,
         )
 
