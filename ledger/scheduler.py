@@ -1,12 +1,14 @@
 """Runs the due work (lapse holds, review tiers, expire points, prune old events, tell the
-post-purchase moments, refresh segments when due) on a schedule inside the server.
+post-purchase moments, refresh segments when due, roll up the liability report's settled days)
+on a schedule inside the server.
 
 Every server process runs this thread, but only the leader does the work: once per
 interval each asks ledger.store.leadership whether it leads (taking the leadership if
 nobody holds it), so the work runs in one place at a time across all processes and
 machines sharing the database, and moves to another process within one interval when
 the leader dies. The post-purchase moments are counted in days, so they run at a slower pace
-of their own (moments_interval): their scan reads every member's lots.
+of their own (moments_interval): their scan reads every member's lots. The liability rollup
+goes at that pace too (a day settles once a day).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Callable
 
 
 from ledger.domain.errors import LedgerError
-from ledger.service import segments
+from ledger.service import liability, segments
 from ledger.service.expiry import DueWorkReport, run_due_work
 from ledger.store import leadership
 from ledger.store.database import Database
@@ -99,6 +101,8 @@ class DueWorkScheduler:
             self._on_report(report)
         if self._segments_every > 0:
             self._refresh_segments()
+        if moments:
+            self._roll_up_liability()
         if report.holds_lapsed or report.points_expired or report.tiers_changed or report.moments_told:
             log.info(
                 "due work",
@@ -110,6 +114,18 @@ class DueWorkScheduler:
                     "moments_told": report.moments_told,
                 },
             )
+
+    def _roll_up_liability(self) -> None:
+        try:
+            covered = liability.roll_up_all(self._db)
+        except LedgerError as error:
+            log.warning("liability rollup failed; will retry", extra={"reason": error.reason, "error": error.message})
+            return
+        except Exception:
+            log.exception("liability rollup crashed; will retry")
+            return
+        if covered:
+            log.info("liability rollup", extra={"program_days": covered})
 
     def _refresh_segments(self) -> None:
         try:

@@ -75,5 +75,15 @@ def _roll_up(conn, program_id: str, now: int) -> int:
     return liability.roll_up_sources(conn, program_id, now)
 
 
+def roll_up_all(db: Database) -> int:
+    """Rolls up every program's newly settled days (the due-work leader, hourly), so that no
+    report pays for it; returns how many program-days it covered."""
+    covered = 0
+    for program_id in unit_of_work.run(db, liability.program_ids, read_only=True):
+        unit_of_work.run(db, lambda conn: liability.start_rollup(conn, program_id))
+        covered += unit_of_work.run(db, lambda conn: _roll_up(conn, program_id, to_micros(clock.now())))
+    return covered
+
+
 def report_for(db: Database, caller: Caller, as_of: datetime | None) -> LiabilityReport:
     return liability_report(db, caller.program_id, as_of)

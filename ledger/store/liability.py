@@ -15,7 +15,7 @@ from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.liability import DAY_MICROS
-from ledger.store.tables import liability_day_sources, liability_rollups
+from ledger.store.tables import liability_day_sources, liability_rollups, programs
 
 _BY_KIND = f"""
     SELECT created_at / {DAY_MICROS} AS day, kind,
@@ -138,6 +138,10 @@ def roll_up_sources(conn: Connection, program_id: str, now: int) -> int:
         update(liability_rollups).where(liability_rollups.c.program_id == program_id).values(sources_until_day=settled)
     )
     return settled - rolled
+
+
+def program_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(programs.c.program_id).order_by(programs.c.program_id)).scalars())
 
 
 def start_rollup(conn: Connection, program_id: str) -> None:

@@ -176,3 +176,26 @@ def test_the_command_line_prints_json_and_csv(program, api):
                                                         "--format", "csv")))))
     assert rows[0][:4] == ["section", "key", "metric", "points"]
     assert ["liability", "", "outstanding", "100", "0"] in rows
+
+
+def test_the_due_work_rolls_settled_days_up_so_that_no_report_pays_for_it(program, api):
+    from sqlalchemy import select
+
+    from ledger.domain.liability import DAY_MICROS
+    from ledger.scheduler import DueWorkScheduler
+    from ledger.store.liability import SETTLED_AFTER_MICROS
+    from ledger.store.tables import liability_rollups
+
+    enroll(api, "a")
+    earn(api, "a", 10_000)
+    before = report(api)
+    db = program.backend.db
+    DueWorkScheduler(db, 60)._run()  # what the leader runs every interval (the rollup hourly)
+    now = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+    with db.engine.connect() as conn:
+        rolled = conn.execute(
+            select(liability_rollups.c.sources_until_day).where(liability_rollups.c.program_id == program.program_id)
+        ).scalar_one()
+    assert rolled == (now - SETTLED_AFTER_MICROS) // DAY_MICROS  # every settled day; today is not
+    after = report(api)
+    assert (after.months, after.cohorts, after.posted_points) == (before.months, before.cohorts, before.posted_points)
