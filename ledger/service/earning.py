@@ -255,13 +255,19 @@ def _keep_segments(
     context = facts.context
     start = window_start(to_micros(now), context.rules.rfm_window_days)
     figures = facts.figures.with_order(occurred, outcome.earn.qualifying_spend, start)
+    # What the order adds, for a stored row (added to it as it stands when written).
+    added = (
+        Figures(occurred, figures.orders - facts.figures.orders, figures.spend - facts.figures.spend)
+        if facts.figures_stored
+        else None
+    )
     if outcome.tier_change is not None:
         tier = outcome.tier_change.new.name
     else:
         tier = context.tier.name if context.tier else ""
     segments.keep_current(
         conn, program_id, member, figures, now, segments=context.segments, cuts=context.cuts, tier=tier,
-        available=available, reason="earn", before=facts.segments, stored=facts.figures_stored,
+        available=available, reason="earn", before=facts.segments, added=added,
     )
 
 

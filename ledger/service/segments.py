@@ -1,10 +1,11 @@
 """Use cases for RFM and segments: keep a member current after their own change, refresh
 every member, and marketing's segment rules (create, change, read, list, list members).
 
-How the window slides. A member's figures are never incremented blindly: each Earn and
-RefundOrder reads them from the ledger's rows over the window ending now (a few index
-entries of that member, read in the Earn's first round trip) and stores them with their
-segments, in the same database transaction as the change. Between changes the window keeps
+How the window slides. An Earn reads the member's stored figures (one row, in its first round
+trip), adds its order, and adds the same to the stored row (relative to the row as it is when
+written); a member with no stored row has them summed from the ledger's rows over the window
+ending now, and so does every RefundOrder and reversal of an earn. All in the same database
+transaction as the change, with the member's segments. Between refreshes the window keeps
 moving while the stored figures stand still: an order that falls out of the window, or a
 member who crosses 180 days without an order, is caught by the refresh (the due-work leader,
 daily by default, and `loyalty-ledger segments refresh`), which recomputes every member's
@@ -71,14 +72,14 @@ def keep_current(
     available: int,
     reason: str,
     before: frozenset[str] | None = None,
-    stored: bool = False,
+    added: Figures | None = None,
 ) -> None:
     """Stores the member's figures and moves them in or out of segments (with their events),
     in the caller's transaction. figures: the member's figures after the change; before: the
     segments the member was in (read now when not given)."""
     if before is None:
         before = store.membership(conn, program_id, member.member_id)
-    store.save_figures(conn, program_id, member.member_id, figures, now, stored=stored)
+    store.save_figures(conn, program_id, member.member_id, figures, now, added=added)
     if not segments and not before:
         return
     made = store.referrals_made(conn, program_id, member.member_id) if rules.needs_referrals(segments) else 0
@@ -149,18 +150,24 @@ class RefreshReport:
 def refresh_program(db: Database, program_id: str) -> RefreshReport:
     """Every member's figures, the cut points, then each segment's members: one database
     transaction per step, so the program's event head is held only while a segment's events
-    are written. A member whose own change (an Earn, a refund) committed during the refresh
-    keeps what that change computed: figures recomputed by a change in the last FRESH are
-    exact already, and memberships recomputed after the refresh began are newer than its view."""
+    are written. A member whose own change (an Earn, a refund) wrote their figures during the
+    refresh, or in the FRESH before it, is left alone by the pass over everyone (its snapshot
+    may predate that change) and recomputed right after it under the member's lock; memberships
+    recomputed after the refresh began are newer than its view."""
     started = clock.now()
     fresh = started - FRESH
 
-    def figures(conn: Transaction) -> CutPoints:
+    def figures(conn: Transaction) -> int:
         settings = lookups.program_rules(conn, program_id)
         store.refresh_figures(conn, program_id, settings.rfm_window_days, started, fresh)
+        return settings.rfm_window_days
+
+    def settle_and_cut(conn: Transaction, window_days: int) -> CutPoints:
+        store.settle_recent(conn, program_id, window_days, started, fresh)
         return store.refresh_cuts(conn, program_id, started)
 
-    cuts = unit_of_work.run(db, figures)
+    window_days = unit_of_work.run(db, figures)
+    cuts = unit_of_work.run(db, lambda conn: settle_and_cut(conn, window_days))
     unit_of_work.run(db, store.analyze)
     def definitions(conn: Transaction) -> tuple[list[Segment], str]:
         return store.all_segments(conn, program_id), _entry_tier(conn, program_id)

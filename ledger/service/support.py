@@ -16,7 +16,7 @@ from ledger.domain.records import (
     TransactionView,
 )
 from ledger.domain.spending import check_posting, check_reversible
-from ledger.service import clock, idempotent, lookups, lot_postings, referrals
+from ledger.service import clock, idempotent, lookups, lot_postings, referrals, segments
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.service.posting import post, refreshed
@@ -179,6 +179,10 @@ def reverse_transaction(
             referrals.on_reward_reversed(conn, caller.program_id, transaction_id, tx.transaction_id)
         elif first.kind is TransactionKind.EARN:
             _undo_earn_effects(conn, caller.program_id, first, tx.transaction_id)
+            # The order's spend is gone from the ledger: the member's figures are summed again.
+            segments.after_change(
+                conn, caller.program_id, primary, now, available=result.balance.available, reason="reversal"
+            )
         if first.kind is TransactionKind.EARN and first.order_id:
             # The order is gone as if fully returned: a referral reward it earned inside its window goes too.
             if referrals.on_refund(conn, caller, first.order_id, 0, mutation.idempotency_key):

@@ -39,7 +39,7 @@ from ledger.domain.errors import LedgerError
 from ledger.store.database import Database
 from ledger import call_context
 from ledger.store import unit_of_work
-from ledger.store import locked_heads, outbox
+from ledger.store import locked_heads, outbox, programs
 from ledger.store.postgres import prefetch, write_behind
 
 T = TypeVar("T")
@@ -185,6 +185,7 @@ def _in_savepoint(conn: Connection, operation: _Operation) -> tuple[object, Base
             conn.exec_driver_sql(_ROLLBACK_TO)
         locked_heads.restore(conn, heads)
         outbox.restore(conn, events)  # a refused operation's events go with its rows
+        programs.forget(conn)  # what it read of its program may have been rolled back with it
         return None, refusal
     finally:
         # What one operation fetched ahead and did not use was read before its writes: the

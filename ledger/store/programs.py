@@ -104,7 +104,8 @@ def _row_and_rules(conn: Connection, program_id: str) -> tuple[Any, ProgramRules
     return known[program_id]
 
 
-def _forget(conn: Connection) -> None:
+def forget(conn: Connection) -> None:
+    """Drops the program rows read in this transaction (it wrote one, or rolled back to a savepoint)."""
     conn.info.pop(_READ_IN_TRANSACTION, None)
 
 
@@ -119,7 +120,7 @@ def get_with_version(conn: Connection, program_id: str) -> tuple[ProgramRules, i
 
 
 def bump_config_version(conn: Connection, program_id: str) -> None:
-    _forget(conn)
+    forget(conn)
     conn.execute(
         update(programs)
         .where(programs.c.program_id == program_id)
@@ -155,7 +156,7 @@ def count(conn: Connection) -> int:
 
 
 def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None:
-    _forget(conn)
+    forget(conn)
     conn.execute(
         insert(programs).values(
             program_id=rules.program_id, created_at=to_micros(now), updated_at=to_micros(now), **_columns(rules)
@@ -165,7 +166,7 @@ def insert_program(conn: Connection, rules: ProgramRules, now: datetime) -> None
 
 
 def save(conn: Connection, rules: ProgramRules, now: datetime) -> None:
-    _forget(conn)
+    forget(conn)
     conn.execute(
         update(programs)
         .where(programs.c.program_id == rules.program_id)

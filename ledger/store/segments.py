@@ -1,9 +1,9 @@
 """RFM figures, cut points, segments and their members: rows and the set-based refresh.
 
-A member's figures are read from the ledger's own rows (transactions of kind EARN for the
+A member's figures are summed from the ledger's own rows (transactions of kind EARN for the
 last order and the order count, qualifying_events for the spend, refunds and reversals
-included), through the member-leading indexes, so one member's read stays a few index
-entries however large the program. The refresh does the same for every member of a program
+included), through the member-leading indexes; an Earn reads the stored row instead and adds
+its order to it. The refresh sums them for every member of a program
 in single INSERT ... SELECT statements (no row goes through Python: memory stays flat), then
 the quintile cut points with ROW_NUMBER() and each segment's entries and exits as set
 differences, written with their events (segment.entered / segment.exited) in SQL.
@@ -148,27 +148,38 @@ _exit = delete(segment_members).where(
 )
 
 
-_update_figures = (
-    update(member_rfm)
-    .where(member_rfm.c.program_id == bindparam("p_program"), member_rfm.c.member_id == bindparam("p_member"))
-    .values(
-        last_order_at=bindparam("p_last"), orders=bindparam("p_orders"), spend=bindparam("p_spend"),
-        computed_at=bindparam("p_at"),
+def _update_figures(dialect: str):
+    # Relative: what an Earn adds lands on the row as it is when the UPDATE runs (a refresh that
+    # committed meanwhile included), not on the copy the Earn read before.
+    greatest = func.greatest if dialect == "postgresql" else func.max  # SQLite's two-argument max
+    occurred = bindparam("p_last", type_=BigInteger)
+    return (
+        update(member_rfm)
+        .where(member_rfm.c.program_id == bindparam("p_program"), member_rfm.c.member_id == bindparam("p_member"))
+        .values(
+            last_order_at=greatest(func.coalesce(member_rfm.c.last_order_at, occurred), occurred),
+            orders=member_rfm.c.orders + bindparam("p_orders"),
+            spend=member_rfm.c.spend + bindparam("p_spend"),
+            computed_at=bindparam("p_at"),
+        )
     )
-)
+
+
+_add_to_figures = {dialect: _update_figures(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 def save_figures(
-    conn: Connection, program_id: str, member_id: str, found: Figures, at: datetime, *, stored: bool = False
+    conn: Connection, program_id: str, member_id: str, found: Figures, at: datetime, *, added: Figures | None = None
 ) -> None:
-    """stored: the member's row is known to exist (read under the member's lock; rows are never
-    deleted), so a plain UPDATE does instead of an upsert's insert attempt."""
-    if stored:
+    """Stores the member's figures: `found` in full, or with `added` (one order: its time, and
+    the order and spend it adds, 0 when it lies outside the window) onto the member's row, which
+    exists (read under the member's lock; rows are never deleted)."""
+    if added is not None:
         write_behind.execute(
-            conn, _update_figures,
+            conn, _add_to_figures[conn.dialect.name],
             dict(
-                p_program=program_id, p_member=member_id, p_last=found.last_order_at, p_orders=found.orders,
-                p_spend=found.spend, p_at=to_micros(at),
+                p_program=program_id, p_member=member_id, p_last=added.last_order_at, p_orders=added.orders,
+                p_spend=added.spend, p_at=to_micros(at),
             ),
         )
         return
@@ -370,6 +381,56 @@ def refresh_figures(conn: Connection, program_id: str, window_days: int, now: da
         text(_REFRESH_FIGURES),
         {"program_id": program_id, "now": at, "since": at - window_days * DAY_MICROS, "fresh": to_micros(fresh)},
     )
+
+
+# Members whose own change (an Earn, a refund) wrote their figures while the pass above ran,
+# or just before it: it left them alone, as a concurrent change's figures are newer than its
+# snapshot. An Earn's figures are its stored row plus the order, so left alone every day they
+# would keep orders that have left the window: they are recomputed right after, each member
+# under its row lock (no change of theirs in flight), one member's few index entries each.
+_RECENTLY_CHANGED = """
+SELECT member_id FROM member_rfm
+WHERE program_id = :program_id AND computed_at >= :fresh AND computed_at <> :now
+ORDER BY member_id
+"""
+_LOCK_MEMBERS = text(
+    "SELECT count(*) FROM (SELECT 1 FROM members WHERE program_id = :program_id AND member_id IN :ids"
+    " ORDER BY member_id FOR UPDATE) AS locked"
+).bindparams(bindparam("ids", expanding=True))
+_RECOMPUTE_MEMBERS = text("""
+INSERT INTO member_rfm (program_id, member_id, last_order_at, orders, spend, computed_at)
+SELECT m.program_id, m.member_id,
+       (SELECT MAX(t.occurred_at) FROM transactions t
+        WHERE t.member_id = m.member_id AND t.program_id = m.program_id AND t.kind || '' = 'EARN'),
+       (SELECT COUNT(*) FROM transactions t
+        WHERE t.member_id = m.member_id AND t.program_id = m.program_id AND t.kind || '' = 'EARN'
+          AND t.occurred_at > :since),
+       (SELECT COALESCE(SUM(q.spend), 0) FROM qualifying_events q
+        WHERE q.member_id = m.member_id AND q.program_id = m.program_id AND q.occurred_at > :since),
+       :now
+FROM members m
+WHERE m.program_id = :program_id AND m.member_id IN :ids
+ON CONFLICT (program_id, member_id) DO UPDATE SET
+    last_order_at = excluded.last_order_at, orders = excluded.orders, spend = excluded.spend,
+    computed_at = excluded.computed_at
+""").bindparams(bindparam("ids", expanding=True))
+SETTLE_BATCH = 1000
+
+
+def settle_recent(conn: Connection, program_id: str, window_days: int, now: datetime, fresh: datetime) -> int:
+    """Recomputes, exactly, the figures refresh_figures left alone (see _RECENTLY_CHANGED)
+    in conn's transaction; returns how many members."""
+    at = to_micros(now)
+    params = {"program_id": program_id, "now": at, "fresh": to_micros(fresh), "since": at - window_days * DAY_MICROS}
+    ids = list(conn.execute(text(_RECENTLY_CHANGED), params).scalars())
+    for start in range(0, len(ids), SETTLE_BATCH):
+        batch = {**params, "ids": ids[start : start + SETTLE_BATCH]}
+        if conn.dialect.name == "postgresql":  # SQLite's one writer at a time already excludes them
+            conn.execute(_LOCK_MEMBERS, batch)
+        # A statement of its own, so that under READ COMMITTED its snapshot is taken with the
+        # locks held: it sees every change of these members that committed before.
+        conn.execute(_RECOMPUTE_MEMBERS, batch)
+    return len(ids)
 
 
 def analyze(conn: Connection) -> None:
