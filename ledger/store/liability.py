@@ -140,6 +140,33 @@ def roll_up_sources(conn: Connection, program_id: str, now: int) -> int:
     return settled - rolled
 
 
+def rollup_breaches(conn: Connection, limit: int = 20) -> list[dict]:
+    """Rolled-up days whose sums differ from the ledger's transactions now: a day rolled up
+    before all of it was recorded (a server's clock hours behind the others, say), or a
+    rollup row changed by hand. For `verify`; a full pass over the rolled-up history."""
+    found: list[dict] = []
+    rollups = conn.execute(select(liability_rollups.c.program_id, liability_rollups.c.sources_until_day)).all()
+    for program_id, until in rollups:
+        ledger = {(day, source): points for day, source, points in _scan_sources(conn, program_id, 0, until * DAY_MICROS - 1)}
+        kept = {
+            (int(r.day), str(r.source)): int(r.points)
+            for r in conn.execute(
+                select(liability_day_sources.c.day, liability_day_sources.c.source, liability_day_sources.c.points).where(
+                    liability_day_sources.c.program_id == program_id
+                )
+            )
+        }
+        for day, source in sorted(set(ledger) | set(kept)):
+            if ledger.get((day, source), 0) != kept.get((day, source), 0):
+                found.append(
+                    {"program_id": program_id, "day": day, "source": source,
+                     "rolled_up": kept.get((day, source), 0), "ledger": ledger.get((day, source), 0)}
+                )
+                if len(found) >= limit:
+                    return found
+    return found
+
+
 def program_ids(conn: Connection) -> list[str]:
     return list(conn.execute(select(programs.c.program_id).order_by(programs.c.program_id)).scalars())
 

@@ -13,6 +13,7 @@ from typing import Generator, Iterator
 from sqlalchemy import Connection, text
 
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
+from ledger.store import liability
 from ledger.store.postgres import streaming
 
 CHECKS: dict[str, str] = {
@@ -238,6 +239,9 @@ def run_checks(conn: Connection, limit: int = 20) -> dict[str, list[dict]]:
         rows = conn.execute(text(f"SELECT * FROM ({sql}) breach LIMIT {int(limit)}")).mappings().all()
         results[name] = [dict(row) for row in rows]
     results.update(chain_breaches(conn, limit))
+    results["the liability report's rolled-up days equal the ledger's points by source"] = liability.rollup_breaches(
+        conn, limit
+    )
     return results
 
 

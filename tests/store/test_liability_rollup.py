@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from ledger.domain.liability import DAY_MICROS
-from ledger.store import liability, migrate
+from ledger.store import liability, migrate, verification
 from ledger.store.tables import liability_day_sources, transactions
 
 PROGRAM = "prg_rollup"
@@ -111,3 +111,25 @@ def test_a_day_ended_less_than_six_hours_ago_is_not_rolled_up(ledger_rows):
         liability.roll_up_sources(conn, PROGRAM, TODAY * DAY_MICROS + 5 * 3_600_000_000)
     with engine.connect() as conn:
         assert max(conn.execute(select(liability_day_sources.c.day)).scalars()) == TODAY - 2
+
+
+def test_verify_finds_a_rolled_up_day_that_no_longer_matches_the_ledger(ledger_rows):
+    engine, rows = ledger_rows
+    breach = "the liability report's rolled-up days equal the ledger's points by source"
+    with engine.begin() as conn:
+        liability.start_rollup(conn, PROGRAM)
+    with engine.begin() as conn:
+        liability.roll_up_sources(conn, PROGRAM, NOW)
+    with engine.connect() as conn:
+        assert verification.run_checks(conn)[breach] == []
+    # A transaction recorded late into a day already rolled up (a clock hours behind).
+    late = dict(rows[10], transaction_id="tx-late", idempotency_key="k-late", kind="EARN",
+                created_at=(TODAY - 2) * DAY_MICROS + 5, occurred_at=(TODAY - 2) * DAY_MICROS + 5,
+                breakdown=json.dumps([{"source": "BASE", "points": 7, "description": "late", "campaign_id": ""}]),
+                points=7)
+    with engine.begin() as conn:
+        conn.execute(insert(transactions), [late])
+    with engine.connect() as conn:
+        [found] = verification.run_checks(conn)[breach]
+    expected = _expected(rows, TODAY * DAY_MICROS)[(TODAY - 2, "BASE")]
+    assert found == {"program_id": PROGRAM, "day": TODAY - 2, "source": "BASE", "rolled_up": expected, "ledger": expected + 7}
