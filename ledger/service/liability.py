@@ -25,11 +25,9 @@ def liability_report(db: Database, program_id: str, as_of: datetime | None = Non
 
     if db.is_postgresql:
         # On SQLite (one writer at a time) a report summing a history would hold every Earn
-        # back meanwhile: there the due-work leader alone rolls up.
-        unit_of_work.run(db, lambda conn: _start_rollup(conn, program_id))
-        unit_of_work.run(db, lambda conn: _roll_up(conn, program_id, to_micros(now)))
-    else:
-        unit_of_work.run(db, lambda conn: lookups.program_rules(conn, program_id), read_only=True)
+        # back meanwhile: there the due-work leader alone rolls up (and work() below refuses
+        # an unknown program).
+        _roll_up_program(db, program_id, to_micros(now))
 
     def work(conn) -> LiabilityReport:
         without_statement_timeout(conn)  # a report over a big ledger runs longer than a till's call
@@ -68,26 +66,27 @@ def liability_report(db: Database, program_id: str, as_of: datetime | None = Non
     return unit_of_work.run(db, work, read_only=True, snapshot=True)
 
 
-def _start_rollup(conn, program_id: str) -> None:
-    lookups.program_rules(conn, program_id)  # PROGRAM_NOT_FOUND before anything is written
-    liability.start_rollup(conn, program_id)
+def _roll_up_program(db: Database, program_id: str, now: int) -> int:
+    """Settled days' points by source, summed once for every later report (the first time,
+    the program's whole history); returns how many days it covered."""
 
+    def start(conn) -> None:
+        lookups.program_rules(conn, program_id)  # PROGRAM_NOT_FOUND before anything is written
+        liability.start_rollup(conn, program_id)
 
-def _roll_up(conn, program_id: str, now: int) -> int:
-    """Settled days' points by source, summed once for every later report (the first report
-    of a program sums its whole history here)."""
-    without_statement_timeout(conn)
-    return liability.roll_up_sources(conn, program_id, now)
+    def roll_up(conn) -> int:
+        without_statement_timeout(conn)
+        return liability.roll_up_sources(conn, program_id, now)
+
+    unit_of_work.run(db, start)
+    return unit_of_work.run(db, roll_up)
 
 
 def roll_up_all(db: Database) -> int:
     """Rolls up every program's newly settled days (the due-work leader, hourly), so that no
     report pays for it; returns how many program-days it covered."""
-    covered = 0
-    for program_id in unit_of_work.run(db, liability.program_ids, read_only=True):
-        unit_of_work.run(db, lambda conn: liability.start_rollup(conn, program_id))
-        covered += unit_of_work.run(db, lambda conn: _roll_up(conn, program_id, to_micros(clock.now())))
-    return covered
+    programs = unit_of_work.run(db, liability.program_ids, read_only=True)
+    return sum(_roll_up_program(db, program_id, to_micros(clock.now())) for program_id in programs)
 
 
 def report_for(db: Database, caller: Caller, as_of: datetime | None) -> LiabilityReport:
