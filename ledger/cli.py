@@ -193,10 +193,8 @@ def _delivery_runner(on_leadership):
 def cmd_deliver(args) -> int:
     """Event delivery alone, for operators who run it apart from the API servers (whose
     LOYALTY_DELIVERY=off); one sender leads among every process that could send."""
-    import signal
-    import threading
-
     from ledger.api import metrics
+    from ledger.api.server import wait_for_stop_signal
 
     db = _database()
     _migrate(db)
@@ -204,18 +202,9 @@ def cmd_deliver(args) -> int:
     delivery = _delivery_runner(on_leadership=None)
     if args.metrics_port:
         metrics.start_http_server(args.metrics_port, addr=args.metrics_address)
-    stopping = threading.Event()
-
-    def on_signal(signum, _frame) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     delivery.start()
     print("loyalty-ledger delivering events", flush=True)
-    while not stopping.wait(0.25):
-        pass
+    wait_for_stop_signal()
     delivery.stop()
     return 0
 
@@ -393,17 +382,12 @@ def cmd_report_liability(args) -> int:
     from datetime import datetime, timezone
 
     from ledger.domain.liability import to_json, to_rows
-    from ledger.service import programs
     from ledger.service.liability import liability_report
 
     db = _database()
-    program_id = args.program
-    if not program_id:
-        listed = programs.list_programs(db)
-        if len(listed) != 1:
-            print("error: name the program with --program (`loyalty-ledger program list`)", file=sys.stderr)
-            return 2
-        program_id = listed[0].program_id
+    program_id = _program_or_the_only_one(db, args.program)
+    if program_id is None:
+        return 2
     as_of = None
     if args.as_of:
         try:
@@ -423,21 +407,30 @@ def cmd_report_liability(args) -> int:
     return 0
 
 
+def _program_or_the_only_one(db: Database, given: str) -> str | None:
+    """--program, or the database's one program when it was left out (None, said on stderr,
+    when the database holds several or none)."""
+    from ledger.service import programs
+
+    if given:
+        return given
+    listed = programs.list_programs(db)
+    if len(listed) != 1:
+        print("error: name the program with --program (`loyalty-ledger program list`)", file=sys.stderr)
+        return None
+    return listed[0].program_id
+
+
 def cmd_import(args) -> int:
     """loyalty-ledger import members|orders FILE.csv (ledger.imports)."""
     from pathlib import Path
 
     from ledger import imports
-    from ledger.service import programs
 
     db = _database(pool_size=args.workers + 2)
-    program_id = args.program
-    if not program_id:
-        listed = programs.list_programs(db)
-        if len(listed) != 1:
-            print("error: name the program with --program (`loyalty-ledger program list`)", file=sys.stderr)
-            return 2
-        program_id = listed[0].program_id
+    program_id = _program_or_the_only_one(db, args.program)
+    if program_id is None:
+        return 2
     path = Path(args.file)
     if not path.is_file():
         print(f"error: no file {args.file}", file=sys.stderr)

@@ -163,7 +163,8 @@ def start(
         raise
 
 
-def serve_until_signal(running: RunningServer, grace_seconds: float = 10.0) -> None:
+def wait_for_stop_signal() -> None:
+    """Returns once SIGTERM or SIGINT arrives (logged); call it from the main thread."""
     stopping = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -176,5 +177,9 @@ def serve_until_signal(running: RunningServer, grace_seconds: float = 10.0) -> N
     # and the handler runs when the main thread next wakes up.
     while not stopping.wait(0.25):
         pass
+
+
+def serve_until_signal(running: RunningServer, grace_seconds: float = 10.0) -> None:
+    wait_for_stop_signal()
     running.stop(grace_seconds)
     log.info("stopped")
