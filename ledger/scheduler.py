@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, TypeVar
 
 
 from ledger.domain.errors import LedgerError
@@ -27,6 +27,7 @@ from ledger.store import leadership
 from ledger.store.database import Database
 
 log = logging.getLogger("ledger.scheduler")
+T = TypeVar("T")
 
 
 class DueWorkScheduler:
@@ -87,13 +88,8 @@ class DueWorkScheduler:
     def _run(self) -> None:
         started = time.monotonic()
         moments = self._moments_at is None or started - self._moments_at >= self._moments_interval
-        try:
-            report = run_due_work(self._db, moments=moments)
-        except LedgerError as error:
-            log.warning("due work failed; will retry", extra={"reason": error.reason, "error": error.message})
-            return
-        except Exception:
-            log.exception("due work crashed; will retry")
+        report = _guarded("due work", lambda: run_due_work(self._db, moments=moments))
+        if report is None:
             return
         if moments:
             self._moments_at = started
@@ -116,26 +112,26 @@ class DueWorkScheduler:
             )
 
     def _roll_up_liability(self) -> None:
-        try:
-            covered = liability.roll_up_all(self._db)
-        except LedgerError as error:
-            log.warning("liability rollup failed; will retry", extra={"reason": error.reason, "error": error.message})
-            return
-        except Exception:
-            log.exception("liability rollup crashed; will retry")
-            return
+        covered = _guarded("liability rollup", lambda: liability.roll_up_all(self._db))
         if covered:
             log.info("liability rollup", extra={"program_days": covered})
 
     def _refresh_segments(self) -> None:
-        try:
-            for done in segments.refresh_due(self._db, timedelta(seconds=self._segments_every)):
-                log.info(
-                    "segments refreshed",
-                    extra={"program_id": done.program_id, "members": done.members, "entered": done.entered,
-                           "exited": done.exited, "seconds": round(done.seconds, 3)},
-                )
-        except LedgerError as error:
-            log.warning("segments refresh failed; will retry", extra={"reason": error.reason, "error": error.message})
-        except Exception:
-            log.exception("segments refresh crashed; will retry")
+        every = timedelta(seconds=self._segments_every)
+        for done in _guarded("segments refresh", lambda: segments.refresh_due(self._db, every)) or []:
+            log.info(
+                "segments refreshed",
+                extra={"program_id": done.program_id, "members": done.members, "entered": done.entered,
+                       "exited": done.exited, "seconds": round(done.seconds, 3)},
+            )
+
+
+def _guarded(what: str, work: Callable[[], T]) -> T | None:
+    """work()'s result, or None when it failed (logged): the next interval tries again."""
+    try:
+        return work()
+    except LedgerError as error:
+        log.warning(f"{what} failed; will retry", extra={"reason": error.reason, "error": error.message})
+    except Exception:
+        log.exception(f"{what} crashed; will retry")
+    return None
