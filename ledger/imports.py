@@ -16,13 +16,18 @@ member's tier over: held from the import for a full tier period, as a TIER_CHANG
 (key "import:tier:<member_id>"; never a move down).
 
 Rows are applied by a pool of threads, each with its own database connection, with a
-bounded number in flight (memory stays flat whatever the file's size).
+bounded number in flight (memory stays flat whatever the file's size). Orders go in batches of
+up to BATCH_ROWS rows, each batch one database transaction of many members' Earns
+(ledger.service.earning_batches); rows sharing a member, an order or a key with an earlier
+row of their batch wait for a later round of it, and whatever a batch cannot take (a member
+with a referral to decide, a batch that failed as a whole) is earned row by row.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -38,7 +43,7 @@ from ledger.api import requests
 from ledger.domain.errors import LedgerError
 from ledger.domain.kinds import Role
 from ledger.domain.limits import MAX_POINTS_PER_REQUEST
-from ledger.service import earning, members, support, tiers
+from ledger.service import earning, earning_batches, members, support, tiers
 from ledger.service.caller import Caller
 from ledger.service.idempotent import Mutation
 from ledger.store.database import Database
@@ -46,6 +51,8 @@ from loyalty.v1 import common_pb2, ledger_pb2
 
 IMPORT_KEY_ID = "import:cli"
 CHECKPOINT_EVERY = 100
+BATCH_ROWS = 200
+log = logging.getLogger("ledger.imports")
 
 ORDER_COLUMNS = ("member_id", "order_id", "amount", "currency", "occur_time")
 MEMBER_COLUMNS = ("member_id",)
@@ -120,6 +127,10 @@ def _run(call: Callable[[], object]) -> None:
 
 def order_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
     """One order row: validated as the API validates an EarnRequest, earned by the service."""
+    _run(lambda: _earn(db, caller, _earn_request(row)))
+
+
+def _earn_request(row: dict[str, str]) -> ledger_pb2.EarnRequest:
     occur = _instant(row.get("occur_time", ""), "occur_time")
     line_amount = _int(row.get("amount", ""), "amount")
     lines = []
@@ -134,12 +145,83 @@ def order_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
             currency=row.get("currency", ""), store_id=row.get("store_id", ""), lines=lines, occur_time=occur,
         ),
     )
-    _run(lambda: _earn(db, caller, request))
+    return request
 
 
 def _earn(db: Database, caller: Caller, request: ledger_pb2.EarnRequest) -> None:
     command, key = requests.earn(request, key_required=True)
     earning.earn(db, caller, requests.mutation("Earn", request, key), command)
+
+
+def _refusal(error: LedgerError) -> RowRefused:
+    return RowRefused(error.category.value, error.reason, error.message)
+
+
+def _rounds(rows: list[tuple[int, dict[str, str]]]) -> list[list[tuple[int, dict[str, str]]]]:
+    """The batch's rows in rounds whose rows share no member, order or key (the order id
+    makes the key): each row goes to the round after the last one holding any of these."""
+    rounds: list[list[tuple[int, dict[str, str]]]] = []
+    next_round: dict[tuple[str, str], int] = {}
+    for numbered in rows:
+        row = numbered[1]
+        identities = (("member", row.get("member_id", "")), ("order", row.get("order_id", "")))
+        index = max(next_round.get(identity, 0) for identity in identities)
+        for identity in identities:
+            next_round[identity] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(numbered)
+    return rounds
+
+
+def order_batch(db: Database, caller: Caller, rows: list[tuple[int, dict[str, str]]]) -> dict[int, RowRefused | None]:
+    """Rows of the orders file, by number: None for an order earned (or found earned by an
+    earlier run), or why it was refused. Rounds of the batch go to earning_batches; a row it
+    leaves (or a round that failed as a whole) is earned alone, as order_row earns it, once
+    the rounds are done."""
+    outcomes: dict[int, RowRefused | None] = {}
+    alone: list[tuple[int, dict[str, str]]] = []
+    for round_rows in _rounds(rows):
+        valid: list[tuple[int, dict[str, str], Mutation, earning.EarnCommand]] = []
+        for number, row in round_rows:
+            try:
+                request = _earn_request(row)
+                command, key = requests.earn(request, key_required=True)
+            except RowRefused as refusal:
+                outcomes[number] = refusal
+                continue
+            except LedgerError as error:
+                outcomes[number] = _refusal(error)
+                continue
+            valid.append((number, row, requests.mutation("Earn", request, key), command))
+        try:
+            answers: list[earning_batches.Answer] = earning_batches.earn_many(
+                db, caller, [(mutation, command) for _, _, mutation, command in valid]
+            ) if valid else []
+        except Exception:
+            # Not one order's failure (a lost race, the database away): each is sent alone,
+            # with order_row's retries; what the batch wrote was rolled back with it.
+            log.warning("a batch of %d orders failed; earning each alone", len(valid), exc_info=True)
+            answers = [None] * len(valid)
+        for (number, row, _, _), answer in zip(valid, answers):
+            if isinstance(answer, LedgerError):
+                outcomes[number] = _refusal(answer)
+            elif answer is not None:
+                outcomes[number] = None
+            else:
+                alone.append((number, row))
+    for number, row in alone:  # after the batch's rounds, in file order
+        outcomes[number] = _refusal_of(lambda: order_row(db, caller, row))
+    return outcomes
+
+
+def _refusal_of(apply: Callable[[], None]) -> RowRefused | None:
+    """None when the row was applied, or why it was refused."""
+    try:
+        apply()
+    except RowRefused as refusal:
+        return refusal
+    return None
 
 
 def member_row(db: Database, caller: Caller, row: dict[str, str], known_tiers: frozenset[str] = frozenset()) -> None:
@@ -261,11 +343,14 @@ def run(
 ) -> Tally:
     """Imports path (kind "orders" or "members") into the program; resumable (see the module)."""
     caller = Caller(program_id, IMPORT_KEY_ID, Role.ADMIN)
+    Rows = list[tuple[int, dict[str, str]]]
     if kind == "orders":
-        apply_row: Callable[[Database, Caller, dict[str, str]], None] = order_row
+        apply_rows: Callable[[Rows], dict[int, RowRefused | None]] = lambda rows: order_batch(db, caller, rows)  # noqa: E731
     else:
         known_tiers = frozenset(t.name for t in tiers.list_tiers(db, caller))
-        apply_row = lambda db, caller, row: member_row(db, caller, row, known_tiers)  # noqa: E731
+        apply_rows = lambda rows: {  # noqa: E731
+            number: _refusal_of(lambda: member_row(db, caller, row, known_tiers)) for number, row in rows
+        }
     id_column = "order_id" if kind == "orders" else "member_id"
     checkpoint = _Checkpoint(Path(f"{path}.progress"))
     refusals = _Refusals(Path(f"{path}.refused.csv"), id_column)
@@ -273,36 +358,48 @@ def run(
     total = _count(path)
     lock = threading.Lock()
 
-    def one(number: int, row: dict[str, str]) -> None:
-        try:
-            apply_row(db, caller, row)
-            outcome = True
-        except RowRefused as refusal:
+    def settle(number: int, row: dict[str, str], refusal: RowRefused | None) -> None:
+        if refusal is not None:
             refusals.add(number, row.get(id_column, ""), refusal)
-            outcome = False
         with lock:
-            if outcome:
+            if refusal is None:
                 tally.applied += 1
             else:
                 tally.refused += 1
         checkpoint.finish(number)
 
+    def apply(rows: Rows) -> int:
+        outcomes = apply_rows(rows)
+        for number, row in rows:
+            settle(number, row, outcomes[number])
+        return len(rows)
+
+    per_task = BATCH_ROWS if kind == "orders" else 1
     bar = _bar(total, checkpoint.done, kind, progress)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: set[Future] = set()
+
+            def submit(rows: Rows) -> None:
+                nonlocal pending
+                if len(pending) >= workers * (2 if per_task > 1 else 4):
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        bar.advance(future.result())
+                pending.add(pool.submit(apply, rows))
+
+            rows: Rows = []
             for number, row in _rows(path):
                 if number <= checkpoint.done:
                     continue
-                if len(pending) >= workers * 4:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        future.result()
-                        bar.advance(1)
-                pending.add(pool.submit(one, number, row))
+                rows.append((number, row))
+                if len(rows) == per_task:
+                    submit(rows)
+                    rows = []
+            if rows:
+                submit(rows)
             for future in pending:
-                future.result()
-                bar.advance(1)
+                bar.advance(future.result())
     finally:
         checkpoint.save()
         refusals.close()

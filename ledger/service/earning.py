@@ -56,7 +56,8 @@ from ledger.domain.segments import Figures, window_start
 from ledger.store.instants import to_micros
 
 
-_EARN_READS = (
+# What an Earn reads right after its member's lock, in one round trip (lookups.read_ahead).
+EARN_READS = (
     idempotency.BY_KEY,
     program_store.BY_ID,
     tier_store.STATE,
@@ -191,19 +192,12 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
     now = clock.now()
 
     def apply(conn: Transaction, member: MemberState) -> TransactionResult:
-        lookups.require_active(member)
-        facts = _load(conn, caller, command, member, now)
-        context = facts.context
-        outcome = decide_order(
-            command.order, context.rules, context.tiers, context.campaigns, context.counters, facts.member
-        )
-        check_posting(member.balance, outcome.earn.points, context.rules.negative_balance_policy)
-        return _write(conn, caller, command, member, facts, outcome, mutation.idempotency_key, now)
+        return apply_earn(conn, caller, command, member, mutation.idempotency_key, now)
 
     def lock(conn: Transaction) -> MemberState:
         nonlocal now
         member, now = lookups.locked_member(
-            conn, caller, command.member_id, mutation.idempotency_key, _EARN_READS,
+            conn, caller, command.member_id, mutation.idempotency_key, EARN_READS,
             referee_id=command.member_id, order_id=command.order.order_id,
         )
         return member
@@ -211,6 +205,18 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
     return idempotent.execute(
         db, caller, mutation, lock=lock, apply=apply, decode=TransactionResult.from_json, member_id=command.member_id
     )
+
+
+def apply_earn(
+    conn: Transaction, caller: Caller, command: EarnCommand, member: MemberState, key: str, now: datetime
+) -> TransactionResult:
+    """The Earn once its member is locked and its key found fresh: decide and write."""
+    lookups.require_active(member)
+    facts = _load(conn, caller, command, member, now)
+    context = facts.context
+    outcome = decide_order(command.order, context.rules, context.tiers, context.campaigns, context.counters, facts.member)
+    check_posting(member.balance, outcome.earn.points, context.rules.negative_balance_policy)
+    return _write(conn, caller, command, member, facts, outcome, key, now)
 
 
 def _write(

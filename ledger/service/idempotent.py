@@ -108,6 +108,47 @@ def _replay(
     return _Outcome(result=decode(stored.outcome["result"]))
 
 
+def _once(
+    conn: Transaction, caller: Caller, mutation: Mutation | None, locked: L, apply: Callable[[Transaction, L], R],
+    decode: Callable[[dict], R],
+) -> _Outcome[R]:
+    """Steps 2 to 4 (above), once the rows are locked; a refusal that is not recorded is raised."""
+    program = caller.program_id
+    keys.require_live(conn, caller)  # before any answer, stored or new
+    if mutation is None:
+        return _Outcome(result=apply(conn, locked))  # no key: a refusal is raised, not recorded
+    stored = idempotency.find(conn, program, mutation.idempotency_key)
+    if stored is not None:
+        return _replay(conn, program, stored, mutation, decode)
+    try:
+        result = apply(conn, locked)
+        outcome: _Outcome[R] = _Outcome(result=result)
+        recorded = _recorded_result(result)
+    except LedgerError as error:
+        if not error.recorded:
+            raise
+        outcome = _Outcome(error=error)
+        recorded = {"error": _error_to_json(error)}
+    idempotency.record(
+        conn, program, mutation.idempotency_key, mutation.method, mutation.request_hash, recorded, clock.now()
+    )
+    return outcome
+
+
+def within(
+    conn: Transaction, caller: Caller, mutation: Mutation, locked: L, apply: Callable[[Transaction, L], R],
+    decode: Callable[[dict], R],
+) -> R:
+    """execute() for one of several operations sharing a database transaction whose rows the
+    caller has locked already (a batch of imported orders): the stored answer replayed, or apply
+    run and its answer recorded. A refusal is raised whether it was recorded or not."""
+    outcome = _once(conn, caller, mutation, locked, apply, decode)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.result is not None
+    return outcome.result
+
+
 def execute(
     db: Database,
     caller: Caller,
@@ -127,25 +168,7 @@ def execute(
 
     def work(conn: Transaction) -> _Outcome[R]:
         locked = lock(conn)  # a refusal here reaches the caller through keys.refusal_for
-        keys.require_live(conn, caller)  # before any answer, stored or new
-        if mutation is None:
-            return _Outcome(result=apply(conn, locked))  # no key: a refusal is raised, not recorded
-        stored = idempotency.find(conn, program, mutation.idempotency_key)
-        if stored is not None:
-            return _replay(conn, program, stored, mutation, decode)
-        try:
-            result = apply(conn, locked)
-            outcome: _Outcome[R] = _Outcome(result=result)
-            recorded = _recorded_result(result)
-        except LedgerError as error:
-            if not error.recorded:
-                raise
-            outcome = _Outcome(error=error)
-            recorded = {"error": _error_to_json(error)}
-        idempotency.record(
-            conn, program, mutation.idempotency_key, mutation.method, mutation.request_hash, recorded, clock.now()
-        )
-        return outcome
+        return _once(conn, caller, mutation, locked, apply, decode)
 
     if member_id:
         outcome = member_group_commit.run(db, (program, member_id), work)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.campaigns import (
@@ -20,6 +20,7 @@ from ledger.domain.campaigns import (
     StackingMode,
 )
 from ledger.domain.kinds import Channel
+from ledger.store import transaction_scoped
 from ledger.store.postgres import write_behind
 from ledger.store.instants import from_micros, to_micros
 from ledger.store.programs import bump_config_version
@@ -237,16 +238,51 @@ def _add_to_member_total(dialect):
 _add_to_member_totals = {"postgresql": _add_to_member_total(postgresql), "sqlite": _add_to_member_total(sqlite)}
 
 
+# A batch of earns in one transaction (imported orders) adds to each slot once, at its end.
+_SUMMED = "campaign_counters.summed"
+
+
+def sum_counters_until_flush(conn: Connection) -> None:
+    """From now until flush_counters, awards of campaigns without a budget add to the slotted
+    counters in memory. A batch of many members' earns would otherwise update the slots in its
+    members' order, and two batches committing at once could each hold a slot the other waits
+    for; summed, each batch updates each slot once, in key order, as its last writes. (A
+    budget's single counter is locked by the earn's read, before any slot is written.)"""
+    conn.info[_SUMMED] = {}
+
+
+def flush_counters(conn: Connection) -> None:
+    summed: dict[tuple[str, str, int], int] = conn.info.pop(_SUMMED, {})
+    write_behind.execute(
+        conn,
+        _add_to_counter,
+        [
+            {"p_program": program_id, "p_campaign": campaign_id, "p_slot": slot, "p_points": points}
+            for (program_id, campaign_id, slot), points in sorted(summed.items())
+            if points
+        ],
+    )
+
+
+def install(engine: Engine) -> None:
+    """Nothing summed outlives its transaction (a batch rolled back and run again starts afresh)."""
+    transaction_scoped.forget_at_transaction_end(engine, _SUMMED)
+
+
 def add_awards(conn: Connection, program_id: str, member_id: str, awards: dict[str, tuple[CampaignRule, int]]) -> None:
     """Adds (or with negative points, gives back) awarded points to the counters."""
+    summed = conn.info.get(_SUMMED)
     for campaign_id, (rule, points) in sorted(awards.items()):
         if points == 0:
             continue
-        write_behind.execute(
-            conn,
-            _add_to_counter,
-            {"p_program": program_id, "p_campaign": campaign_id, "p_slot": slot_for(rule, member_id), "p_points": points},
-        )
+        slot = slot_for(rule, member_id)
+        # A budget's counter is read (locked) by every earn that may spend it: it is never summed.
+        if summed is not None and rule.budget <= 0:
+            summed[(program_id, campaign_id, slot)] = summed.get((program_id, campaign_id, slot), 0) + points
+        else:
+            write_behind.execute(
+                conn, _add_to_counter, {"p_program": program_id, "p_campaign": campaign_id, "p_slot": slot, "p_points": points}
+            )
         write_behind.execute(
             conn,
             _add_to_member_totals[conn.dialect.name],

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from ledger import settings
-from ledger.store import driver_errors, locked_heads, outbox, programs
+from ledger.store import campaigns, driver_errors, locked_heads, outbox, programs
 from ledger.store.postgres import transaction_blocks, prefetch, prepared, write_behind
 
 LOCK_TIMEOUT_MS = 2000
@@ -79,6 +79,7 @@ def create_engine_for(url: str, pool_size: int = 16) -> Engine:
     locked_heads.install(engine)
     prefetch.install(engine)
     programs.install(engine)
+    campaigns.install(engine)
     return engine
 
 
@@ -107,6 +108,7 @@ def _sqlite_engine(url: str) -> Engine:
     outbox.install(engine)
     locked_heads.install(engine)
     programs.install(engine)
+    campaigns.install(engine)
     return engine
 
 

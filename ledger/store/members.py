@@ -52,6 +52,17 @@ def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
         write_behind.execute(conn, _lock, {"program_id": program_id, "member_id": member_id})
 
 
+def lock_in_key_order(conn: Connection, program_id: str, member_ids: list[str]) -> None:
+    """Row-locks the members in member_id order, in one statement: whoever locks several
+    members at once (a batch of imported orders) takes them in the order every writer does."""
+    conn.execute(
+        select(members.c.member_id)
+        .where(members.c.program_id == program_id, members.c.member_id.in_(sorted(member_ids)))
+        .order_by(members.c.member_id)
+        .with_for_update()
+    ).all()
+
+
 def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
     params = {"program_id": program_id, "member_id": member_id}
     row = prefetch.read(conn, LOCKED if lock else BY_ID, params)

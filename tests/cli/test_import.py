@@ -133,10 +133,11 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         for m in members:
             enroll(api, m)
         source = tmp_path / "orders.csv"
-        write_orders(source, members, 600, bad=False)
+        write_orders(source, members, 2_000, bad=False)
         args = [str(CLI), "import", "orders", str(source), "--program", pg_program.program_id, "--no-progress"]
-        # One row at a time, so that a quiet machine does not finish all 600 before the kill
-        # (with 8 workers it sometimes did); the rerun takes the default.
+        # One batch at a time (ledger.imports.BATCH_ROWS rows each, one database transaction),
+        # so that a quiet machine does not finish all 2,000 before the kill; the rerun takes
+        # the default.
         running = subprocess.Popen(
             [*args, "--workers", "1"], env=environment(pg_program.backend.url), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
@@ -148,10 +149,10 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         os.kill(running.pid, signal.SIGKILL)
         running.wait(10)
         done_before = int(progress.read_text())
-        assert 100 <= done_before < 600, "the import finished before it could be killed"
+        assert 100 <= done_before < 2_000, "the import finished before it could be killed"
         run_ok(pg_program.backend.url, *args[1:])
         orders = earned(api, members)
-        assert len(orders) == len(set(orders)) == 600
+        assert len(orders) == len(set(orders)) == 2_000
     finally:
         api.close()
     assert_verify_clean(pg_program)

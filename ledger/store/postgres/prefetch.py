@@ -64,6 +64,50 @@ def load(conn: Connection, reads: tuple[Read, ...], params: dict) -> None:
         store[(read.name, *(params[name] for name in read.identity))] = (found or []) if read.many else found
 
 
+_MANY: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, dict]] = {}
+
+
+def load_many(conn: Connection, reads: tuple[Read, ...], common: dict, rows: list[dict]) -> None:
+    """load() for many operations at once (a batch of imported orders): every read for each of
+    rows, whose own parameters (the same names in each) join the common ones, in one statement.
+    The reads are load()'s statement with each row's parameters taken from a set of rows
+    (unnest), so each row finds exactly what load() would have fetched for it."""
+    if conn.dialect.name != "postgresql" or not reads or not rows:
+        return
+    own = tuple(sorted(rows[0]))
+    sql, constants = _statement_for_many(conn, reads, own)
+    params = {**constants, **common, **{f"many_{name}": [row[name] for row in rows] for name in own}}
+    store = conn.info.setdefault(_KEY, {})
+    for row, found_row in zip(rows, conn.exec_driver_sql(sql, params).all()):
+        merged = {**common, **row}
+        for read, found in zip(reads, found_row):
+            store[(read.name, *(merged[name] for name in read.identity))] = (found or []) if read.many else found
+
+
+def _statement_for_many(conn: Connection, reads: tuple[Read, ...], own: tuple[str, ...]) -> tuple[str, dict]:
+    cache_key = (tuple(read.name for read in reads), own)
+    built = _MANY.get(cache_key)
+    if built is None:
+        compiled = select(*(read.as_json().label(read.name) for read in reads)).compile(dialect=conn.dialect)
+        sql = compiled.string
+        for name in own:
+            # Each row's own parameter becomes the column of the row set it is read from.
+            sql = sql.replace(f"%({name})s", f"many.{name}")
+        arrays = ", ".join(f"%(many_{name})s::text[]" for name in own)
+        sql += f"\nFROM unnest({arrays}) WITH ORDINALITY AS many({', '.join(own)}, ordinal)\nORDER BY many.ordinal"
+        constants = {name: value for name, value in compiled.params.items() if value is not None and name not in own}
+        built = _MANY[cache_key] = (sql, constants)
+    return built
+
+
+def peek(conn: Connection, read: Read, params: dict):
+    """What read() would hand out (a single-row read), leaving a prefetched row for read()."""
+    found = conn.info.get(_KEY, {}).get((read.name, *(params[name] for name in read.identity)), _MISSING)
+    if found is _MISSING:
+        return conn.execute(read.statement, params).first()
+    return None if found is None else SimpleNamespace(**found)
+
+
 def read(conn: Connection, read: Read, params: dict):
     """The read's first row (None without one), or for a `many` read its rows: the prefetched
     ones if load() fetched them with these params (attribute access like a database row),

@@ -28,6 +28,7 @@ from ledger.store.postgres import prepared
 
 QUEUE = "write_behind.queue"
 _SENDS = "write_behind.sends"  # how many times a queue was sent on this connection
+_WRITTEN = "write_behind.written"  # how many statements were ever queued on this connection
 _COMPILED: dict[tuple[int, tuple[str, ...]], object] = {}
 _COMPILED_LIMIT = 512
 
@@ -37,6 +38,7 @@ def execute(conn: Connection, statement, params: dict | list[dict]) -> None:
     rows = params if isinstance(params, list) else [params]
     if not rows:
         return
+    conn.info[_WRITTEN] = conn.info.get(_WRITTEN, 0) + len(rows)
     if conn.dialect.name != "postgresql":
         conn.execute(statement, rows if len(rows) > 1 else rows[0])
         return
@@ -64,6 +66,12 @@ def queue_raw(conn: Connection, sql: bytes) -> None:
         conn.exec_driver_sql(sql.decode())
         return
     conn.info.setdefault(QUEUE, []).append(sql)
+
+
+def written(conn: Connection) -> int:
+    """How many writes went through execute() on this connection so far: unchanged across an
+    operation, it wrote nothing, whatever it read meanwhile."""
+    return conn.info.get(_WRITTEN, 0)
 
 
 def mark(conn: Connection) -> tuple[int, int]:

@@ -1,0 +1,89 @@
+"""Imported orders earned in batches: many members' Earns in one database transaction.
+
+`loyalty-ledger import orders` backfills a marketplace's orders. One order alone is a whole
+Earn: a transaction of its own, its reads in a round trip, its COMMIT; about 2.8 ms of CPU,
+half Python's and half PostgreSQL's, so two cores import some 700 orders a second. A batch
+shares what the orders have in common:
+- one statement locks the batch's members, in member_id order as every writer locks them;
+- one statement fetches every order's reads, the very reads an Earn fetches ahead of its
+  decision, for all the orders at once (prefetch.load_many; SQLite, in process, makes each
+  read when it is needed);
+- each order is then looked up under its idempotency key, decided and written by the Earn's
+  own code (earning.apply_earn, idempotent.within), so its rows and its recorded answer are
+  the ones it would get alone;
+- the campaigns' slotted counters are summed and updated once per slot (concurrent batches
+  then never wait on each other's slots in opposite orders);
+- one COMMIT.
+
+An order is left to be earned alone (answered None) when its member still has a referral to
+decide: that decision locks and may credit the referrer, another member, whose reads the batch
+fetched before. The caller gives each batch distinct members, orders and keys.
+"""
+
+from __future__ import annotations
+
+from ledger.domain.errors import LedgerError
+from ledger.domain.records import TransactionResult
+from ledger.service import clock, idempotent, lookups
+from ledger.service.caller import Caller
+from ledger.service.earning import EARN_READS, EarnCommand, apply_earn
+from ledger.service.idempotent import Mutation
+from ledger.store import campaigns, members, outbox, programs, unit_of_work
+from ledger.store import referrals as referral_store
+from ledger.store.database import Database, Transaction
+from ledger.store.instants import to_micros
+from ledger.store.postgres import prefetch, write_behind
+
+# Each order's own reads; the program's row is read once for the batch (programs keeps it).
+_READS = (members.LOCKED, *(read for read in EARN_READS if read is not programs.BY_ID))
+
+Answer = TransactionResult | LedgerError | None
+
+
+def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCommand]]) -> list[Answer]:
+    """Each order's answer, in order: its result, its refusal (recorded under its key when the
+    Earn records it), or None when it is to be earned alone. A failure that is not one order's
+    (a lost race, the database away) is raised: nothing of the batch was committed."""
+
+    def work(conn: Transaction) -> list[Answer]:
+        program_id, now = caller.program_id, clock.now()
+        members.lock_in_key_order(conn, program_id, [command.member_id for _, command in orders])
+        prefetch.load_many(
+            conn,
+            _READS,
+            {"program_id": program_id, "at": to_micros(now)},
+            [
+                {
+                    "member_id": command.member_id,
+                    "referee_id": command.member_id,
+                    "key": mutation.idempotency_key,
+                    "order_id": command.order.order_id,
+                }
+                for mutation, command in orders
+            ],
+        )
+        campaigns.sum_counters_until_flush(conn)
+        answers = [_earn_one(conn, caller, mutation, command, now) for mutation, command in orders]
+        campaigns.flush_counters(conn)
+        return answers
+
+    return unit_of_work.run(db, work)
+
+
+def _earn_one(conn: Transaction, caller: Caller, mutation: Mutation, command: EarnCommand, now) -> Answer:
+    if referral_store.undecided(conn, caller.program_id, command.member_id):
+        return None
+    written, events = write_behind.written(conn), outbox.snapshot(conn)
+    try:
+        member = lookups.member(conn, caller.program_id, command.member_id, lock=True)
+        return idempotent.within(
+            conn, caller, mutation, member,
+            lambda c, locked: apply_earn(c, caller, command, locked, mutation.idempotency_key, now),
+            TransactionResult.from_json,
+        )
+    except LedgerError as refusal:
+        # A refusal with no recorded answer comes before the Earn writes anything; if this one
+        # did not, the batch cannot take back that order's writes alone.
+        if not refusal.recorded and (write_behind.written(conn) != written or outbox.snapshot(conn) != events):
+            raise RuntimeError(f"order {command.order.order_id!r} was refused after it wrote") from refusal
+        return refusal
