@@ -52,9 +52,10 @@ def _import_orders(args) -> int:
         for i in range(args.rows):
             when = start + timedelta(microseconds=i * 80_000_000_000 // max(args.rows, 1))
             writer.writerow((f"m{i % args.members}", f"bench-{args.tag}-{i}", 1000 + i % 5000, "USD", when.isoformat()))
-    db = Database(create_engine_for(database_url(), pool_size=args.workers + 2))
+    workers = args.workers or imports.DEFAULT_WORKERS["orders"]
+    db = Database(create_engine_for(database_url(), pool_size=workers + 2))
     started = time.perf_counter()
-    tally = imports.run(db, args.program, source, "orders", workers=args.workers, progress=not args.no_progress)
+    tally = imports.run(db, args.program, source, "orders", workers=workers, progress=not args.no_progress)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"import orders: {tally.applied:,} applied, {tally.refused:,} refused in {seconds:.1f} s:"
@@ -72,7 +73,7 @@ def add_parsers(sub) -> None:
     orders.add_argument("--program", required=True)
     orders.add_argument("--rows", type=int, default=100_000)
     orders.add_argument("--members", type=int, default=100_000)
-    orders.add_argument("--workers", type=int, default=8)
+    orders.add_argument("--workers", type=int, default=0, help="batches at once (default: the import's)")
     orders.add_argument("--tag", default=str(int(time.time())))
     orders.add_argument("--no-progress", action="store_true")
     orders.set_defaults(run=_import_orders)

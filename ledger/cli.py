@@ -427,7 +427,8 @@ def cmd_import(args) -> int:
 
     from ledger import imports
 
-    db = _database(pool_size=args.workers + 2)
+    workers = args.workers or imports.DEFAULT_WORKERS[args.kind]
+    db = _database(pool_size=workers + 2)
     program_id = _program_or_the_only_one(db, args.program)
     if program_id is None:
         return 2
@@ -435,7 +436,7 @@ def cmd_import(args) -> int:
     if not path.is_file():
         print(f"error: no file {args.file}", file=sys.stderr)
         return 2
-    tally = imports.run(db, program_id, path, args.kind, workers=args.workers, progress=not args.no_progress)
+    tally = imports.run(db, program_id, path, args.kind, workers=workers, progress=not args.no_progress)
     print(
         f"{args.kind}: {tally.applied} applied, {tally.refused} refused"
         f" (see {path}.refused.csv), {tally.skipped} done by an earlier run"
@@ -492,7 +493,10 @@ def parser() -> argparse.ArgumentParser:
     importing.add_argument("kind", choices=("members", "orders"))
     importing.add_argument("file", help="the CSV file (header row; columns in the README)")
     importing.add_argument("--program", default="", help="the program's id (optional when there is only one)")
-    importing.add_argument("--workers", type=int, default=8, help="rows applied at once (default 8)")
+    importing.add_argument(
+        "--workers", type=int, default=0,
+        help="batches of orders (default 3) or member rows (default 8) applied at once, each on its own connection",
+    )
     importing.add_argument("--no-progress", action="store_true", help="no progress bar")
     importing.set_defaults(run=cmd_import)
     report = sub.add_parser("report", help="reports over the ledger").add_subparsers(dest="report", required=True)

@@ -22,14 +22,17 @@ fetched before. The caller gives each batch distinct members, orders and keys.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ledger.domain.errors import LedgerError
 from ledger.domain.records import TransactionResult
-from ledger.service import clock, idempotent, lookups
+from ledger.service import clock, idempotent, lookups, segments
 from ledger.service.caller import Caller
 from ledger.service.earning import EARN_READS, EarnCommand, apply_earn
 from ledger.service.idempotent import Mutation
 from ledger.store import campaigns, members, outbox, programs, unit_of_work
 from ledger.store import referrals as referral_store
+from ledger.store import segments as segment_store
 from ledger.store.database import Database, Transaction
 from ledger.store.instants import to_micros
 from ledger.store.postgres import prefetch, write_behind
@@ -62,6 +65,7 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
                 for mutation, command in orders
             ],
         )
+        _figures_ahead(conn, program_id, [command.member_id for _, command in orders], now)
         campaigns.sum_counters_until_flush(conn)
         answers = [_earn_one(conn, caller, mutation, command, now) for mutation, command in orders]
         campaigns.flush_counters(conn)
@@ -70,7 +74,14 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
     return unit_of_work.run(db, work)
 
 
-def _earn_one(conn: Transaction, caller: Caller, mutation: Mutation, command: EarnCommand, now) -> Answer:
+def _figures_ahead(conn: Transaction, program_id: str, member_ids: list[str], now: datetime) -> None:
+    """A member with no stored RFM row yet (none before the first daily refresh) has their
+    figures summed from the ledger by the Earn (earning._figures_before): fetched ahead too."""
+    if segments.UPKEEP:
+        segment_store.figures_ahead_where_unstored(conn, program_id, member_ids, now)
+
+
+def _earn_one(conn: Transaction, caller: Caller, mutation: Mutation, command: EarnCommand, now: datetime) -> Answer:
     if referral_store.undecided(conn, caller.program_id, command.member_id):
         return None
     written, events = write_behind.written(conn), outbox.snapshot(conn)

@@ -101,6 +101,20 @@ _stored = select(member_rfm.c.last_order_at, member_rfm.c.orders, member_rfm.c.s
 STORED_FIGURES = prefetch.Read("rfm_stored", _stored, ("program_id", "member_id"))
 
 
+def figures_ahead_where_unstored(conn: Connection, program_id: str, member_ids: list[str], at: datetime) -> None:
+    """After STORED_FIGURES was fetched ahead for member_ids (prefetch.load_many), fetches FIGURES
+    ahead for those without a stored row, in one statement (PostgreSQL; SQLite reads each
+    when it is needed)."""
+    if conn.dialect.name != "postgresql":
+        return
+    unstored = [
+        {"member_id": member_id}
+        for member_id in member_ids
+        if prefetch.peek(conn, STORED_FIGURES, {"program_id": program_id, "member_id": member_id}) is None
+    ]
+    prefetch.load_many(conn, (FIGURES,), {"program_id": program_id, "at": to_micros(at)}, unstored)
+
+
 def stored_figures(conn: Connection, program_id: str, member_id: str) -> Figures | None:
     row = prefetch.read(conn, STORED_FIGURES, {"program_id": program_id, "member_id": member_id})
     return Figures(row.last_order_at, int(row.orders), int(row.spend)) if row else None
