@@ -7,7 +7,7 @@
 - `python -m bench import-orders --program ID --rows N [--members M]`: writes a CSV of N
   orders for the seeded members m0..m{M-1} (one order each, dated within the last day) and
   imports it with `loyalty-ledger import orders`' code, printing rows per second and the
-  process's peak memory.
+  peak memory of the process and of its largest worker process.
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ def _import_orders(args) -> int:
     tally = imports.run(db, args.program, source, "orders", workers=workers, progress=not args.no_progress)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The import's worker processes (orders on PostgreSQL), ended by now: the largest one's peak.
+    workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"import orders: {tally.applied:,} applied, {tally.refused:,} refused in {seconds:.1f} s:"
-          f" {tally.applied / seconds:,.0f} orders/s, peak RSS {peak:.0f} MiB ({source})")
+          f" {tally.applied / seconds:,.0f} orders/s, peak RSS {peak:.0f} MiB, largest worker's"
+          f" {workers_peak:.0f} MiB ({source})")
     return 0
 
 
