@@ -436,7 +436,12 @@ def cmd_import(args) -> int:
     if not path.is_file():
         print(f"error: no file {args.file}", file=sys.stderr)
         return 2
-    tally = imports.run(db, program_id, path, args.kind, workers=workers, progress=not args.no_progress)
+    try:
+        tally = imports.run(db, program_id, path, args.kind, workers=workers, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        # What committed is kept and checkpointed; the rows in flight are sent again by the rerun.
+        print(f"interrupted: rerun the same command to go on from row {imports.rows_done(path) + 1}", file=sys.stderr)
+        return 130
     print(
         f"{args.kind}: {tally.applied} applied, {tally.refused} refused"
         f" (see {path}.refused.csv), {tally.skipped} done by an earlier run"

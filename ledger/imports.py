@@ -32,6 +32,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -272,6 +273,11 @@ def member_row(db: Database, caller: Caller, row: dict[str, str], known_tiers: f
     _run(apply)
 
 
+def rows_done(path: Path) -> int:
+    """How many rows from the top of path the import's checkpoint has as done."""
+    return _Checkpoint(Path(f"{path}.progress")).done
+
+
 class _Checkpoint:
     """Rows done, in file order: the count of the longest prefix whose rows all finished."""
 
@@ -349,6 +355,15 @@ def _start_worker(url: str, program_id: str) -> None:
     from ledger.store.engine import create_engine_for
 
     _in_worker.append((Database(create_engine_for(url, pool_size=1)), Caller(program_id, IMPORT_KEY_ID, Role.ADMIN)))
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose import was killed (kill -9 leaves it waiting for work forever) ends too;
+    the batch it was writing, if any, rolls back with its connection, and the rerun sends it again."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _orders_in_worker(rows: Rows) -> Outcomes:

@@ -1,7 +1,7 @@
 """`loyalty-ledger import orders|members FILE.csv` on PostgreSQL and SQLite: through the same
 write path as the API (each order an Earn at its own time, refused rows reported with their
-reason), exactly once across reruns, and after a kill -9 mid-import the rerun earns every
-order exactly once."""
+reason), exactly once across reruns, and after a kill -9 or a Ctrl-C mid-import the rerun
+earns every order exactly once."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import grpc
@@ -126,7 +127,30 @@ def test_members_import_carries_tiers_over_once_and_refuses_unknown_ones(program
     assert_verify_clean(program)
 
 
-def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path):
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is pid (the import's worker processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = (Path("/proc") / entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", ["kill -9", "ctrl-c"])
+def test_an_import_stopped_mid_way_then_rerun_earns_each_order_once(pg_program, tmp_path, stop):
+    """kill -9 of the import (its worker processes then end by themselves, and the batch one was
+    writing rolls back), or Ctrl-C (the whole process group: exit status 130 and how to go on)."""
     api = pg_program.api(Role.ADMIN)
     try:
         members = [f"k-{i}" for i in range(20)]
@@ -136,7 +160,7 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         write_orders(source, members, 2_000, bad=False)
         args = [str(CLI), "import", "orders", str(source), "--program", pg_program.program_id, "--no-progress"]
         # One batch at a time (ledger.imports.BATCH_ROWS rows each, one database transaction),
-        # so that a quiet machine does not finish all 2,000 before the kill; the rerun takes
+        # so that a quiet machine does not finish all 2,000 before the stop; the rerun takes
         # the default.
         running = subprocess.Popen(
             [*args, "--workers", "1"], env=environment(pg_program.backend.url), stdout=subprocess.PIPE,
@@ -146,10 +170,22 @@ def test_kill_9_mid_import_then_rerun_earns_each_order_once(pg_program, tmp_path
         ends = time.monotonic() + 60
         while time.monotonic() < ends and not (progress.exists() and int(progress.read_text() or 0) >= 100):
             time.sleep(0.01)
-        os.kill(running.pid, signal.SIGKILL)
-        running.wait(10)
+        workers = _children(running.pid)
+        assert workers, "orders on PostgreSQL are imported by worker processes"
+        if stop == "kill -9":
+            os.kill(running.pid, signal.SIGKILL)
+            running.wait(10)
+            ends = time.monotonic() + 10
+            while time.monotonic() < ends and any(_alive(pid) for pid in workers):
+                time.sleep(0.05)
+            assert not any(_alive(pid) for pid in workers), "a worker outlived its killed import"
+        else:
+            os.killpg(running.pid, signal.SIGINT)
+            _, stderr = running.communicate(timeout=30)
+            assert running.returncode == 130
+            assert "interrupted: rerun the same command to go on from row" in stderr.decode()
         done_before = int(progress.read_text())
-        assert 100 <= done_before < 2_000, "the import finished before it could be killed"
+        assert 100 <= done_before < 2_000, "the import finished before it could be stopped"
         run_ok(pg_program.backend.url, *args[1:])
         orders = earned(api, members)
         assert len(orders) == len(set(orders)) == 2_000
