@@ -52,7 +52,7 @@ def _import_orders(args) -> int:
         for i in range(args.rows):
             when = start + timedelta(microseconds=i * 80_000_000_000 // max(args.rows, 1))
             writer.writerow((f"m{i % args.members}", f"bench-{args.tag}-{i}", 1000 + i % 5000, "USD", when.isoformat()))
-    workers = args.workers or imports.DEFAULT_WORKERS["orders"]
+    workers = imports.workers_for("orders", args.workers)
     db = Database(create_engine_for(database_url(), pool_size=workers + 2))
     started = time.perf_counter()
     tally = imports.run(db, args.program, source, "orders", workers=workers, progress=not args.no_progress)

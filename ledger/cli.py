@@ -423,11 +423,12 @@ def _program_or_the_only_one(db: Database, given: str) -> str | None:
 
 def cmd_import(args) -> int:
     """loyalty-ledger import members|orders FILE.csv (ledger.imports)."""
+    from concurrent.futures.process import BrokenProcessPool
     from pathlib import Path
 
     from ledger import imports
 
-    workers = args.workers or imports.DEFAULT_WORKERS[args.kind]
+    workers = imports.workers_for(args.kind, args.workers)
     db = _database(pool_size=workers + 2)
     program_id = _program_or_the_only_one(db, args.program)
     if program_id is None:
@@ -442,6 +443,13 @@ def cmd_import(args) -> int:
         # What committed is kept and checkpointed; the rows in flight are sent again by the rerun.
         print(f"interrupted: rerun the same command to go on from row {imports.rows_done(path) + 1}", file=sys.stderr)
         return 130
+    except BrokenProcessPool:
+        print(
+            "error: a worker process of the import died (out of memory?); rerun the same command to go on"
+            f" from row {imports.rows_done(path) + 1}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"{args.kind}: {tally.applied} applied, {tally.refused} refused"
         f" (see {path}.refused.csv), {tally.skipped} done by an earlier run"

@@ -32,8 +32,11 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -62,6 +65,9 @@ log = logging.getLogger("ledger.imports")
 
 ORDER_COLUMNS = ("member_id", "order_id", "amount", "currency", "occur_time")
 MEMBER_COLUMNS = ("member_id",)
+
+
+Rows = list[tuple[int, dict[str, str]]]  # (row number, the row's columns)
 
 
 class RowRefused(Exception):
@@ -125,7 +131,7 @@ def _run(call: Callable[[], object]) -> None:
             return
         except LedgerError as error:
             if error.category.value not in _TRANSIENT:
-                raise RowRefused(error.category.value, error.reason, error.message) from error
+                raise _refusal(error) from error
             if attempt == ATTEMPTS:
                 raise
             time.sleep(min(0.05 * 2**attempt, 2.0))
@@ -163,10 +169,10 @@ def _refusal(error: LedgerError) -> RowRefused:
     return RowRefused(error.category.value, error.reason, error.message)
 
 
-def _rounds(rows: list[tuple[int, dict[str, str]]]) -> list[list[tuple[int, dict[str, str]]]]:
+def _rounds(rows: Rows) -> list[Rows]:
     """The batch's rows in rounds whose rows share no member, order or key (the order id
     makes the key): each row goes to the round after the last one holding any of these."""
-    rounds: list[list[tuple[int, dict[str, str]]]] = []
+    rounds: list[Rows] = []
     next_round: dict[tuple[str, str], int] = {}
     for numbered in rows:
         row = numbered[1]
@@ -180,13 +186,12 @@ def _rounds(rows: list[tuple[int, dict[str, str]]]) -> list[list[tuple[int, dict
     return rounds
 
 
-def order_batch(db: Database, caller: Caller, rows: list[tuple[int, dict[str, str]]]) -> dict[int, RowRefused | None]:
+def order_batch(db: Database, caller: Caller, rows: Rows) -> dict[int, RowRefused | None]:
     """Rows of the orders file, by number: None for an order earned (or found earned by an
-    earlier run), or why it was refused. Rounds of the batch go to earning_batches; a row it
-    leaves (or a round that failed as a whole) is earned alone, as order_row earns it, once
-    the rounds are done."""
+    earlier run), or why it was refused. Each round of the batch goes to earning_batches; the
+    rows it leaves (or all of a round that failed as a whole) are earned alone, as order_row
+    earns them, before the next round: a member's orders are earned in file order."""
     outcomes: dict[int, RowRefused | None] = {}
-    alone: list[tuple[int, dict[str, str]]] = []
     for round_rows in _rounds(rows):
         valid: list[tuple[int, dict[str, str], Mutation, earning.EarnCommand]] = []
         for number, row in round_rows:
@@ -204,20 +209,18 @@ def order_batch(db: Database, caller: Caller, rows: list[tuple[int, dict[str, st
             answers: list[earning_batches.Answer] = earning_batches.earn_many(
                 db, caller, [(mutation, command) for _, _, mutation, command in valid]
             ) if valid else []
-        except Exception:
-            # Not one order's failure (a lost race, the database away): each is sent alone,
-            # with order_row's retries; what the batch wrote was rolled back with it.
+        except LedgerError:
+            # A lost race or the database away (what unit_of_work did not win by retrying):
+            # each order is sent alone, with order_row's retries; the round wrote nothing.
             log.warning("a batch of %d orders failed; earning each alone", len(valid), exc_info=True)
             answers = [None] * len(valid)
         for (number, row, _, _), answer in zip(valid, answers):
-            if isinstance(answer, LedgerError):
+            if answer is None or (isinstance(answer, LedgerError) and answer.category.value in _TRANSIENT):
+                outcomes[number] = _refusal_of(lambda: order_row(db, caller, row))
+            elif isinstance(answer, LedgerError):
                 outcomes[number] = _refusal(answer)
-            elif answer is not None:
-                outcomes[number] = None
             else:
-                alone.append((number, row))
-    for number, row in alone:  # after the batch's rounds, in file order
-        outcomes[number] = _refusal_of(lambda: order_row(db, caller, row))
+                outcomes[number] = None
     return outcomes
 
 
@@ -338,7 +341,6 @@ def _count(path: Path) -> int:
         return max(sum(1 for _ in source) - 1, 0)
 
 
-Rows = list[tuple[int, dict[str, str]]]
 # A row's outcome as it crosses a process boundary: None when applied, else RowRefused's fields.
 Outcomes = dict[int, tuple[str, str, str] | None]
 
@@ -355,6 +357,9 @@ def _start_worker(url: str, program_id: str) -> None:
     from ledger.store.engine import create_engine_for
 
     _in_worker.append((Database(create_engine_for(url, pool_size=1)), Caller(program_id, IMPORT_KEY_ID, Role.ADMIN)))
+    # Ctrl-C reaches the whole process group: the import stops handing out batches, and the
+    # worker finishes the one it is writing (ended midway, it would only be rolled back).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -392,6 +397,11 @@ def _executor(db: Database, caller: Caller, kind: str, workers: int) -> tuple[Ex
     )
 
 
+def workers_for(kind: str, workers: int = 0) -> int:
+    """How many batches (orders) or rows (members) are applied at once: workers, or the kind's default."""
+    return workers or DEFAULT_WORKERS[kind]
+
+
 def run(
     db: Database,
     program_id: str,
@@ -402,20 +412,28 @@ def run(
     progress: bool = True,
 ) -> Tally:
     """Imports path (kind "orders" or "members") into the program; resumable (see the module).
-    workers: how many batches or rows are applied at once (0: DEFAULT_WORKERS)."""
-    workers = workers or DEFAULT_WORKERS[kind]
+
+    The rows are dealt to `workers` lanes by member id, and each lane applies its batches one
+    after another: all of a member's rows go down one lane, so a member's orders are earned in
+    file order (tiers, caps and balances as they would be one at a time), while the lanes run
+    side by side."""
+    workers = workers_for(kind, workers)
     caller = Caller(program_id, IMPORT_KEY_ID, Role.ADMIN)
+    pool, apply = _executor(db, caller, kind, workers)
     id_column = "order_id" if kind == "orders" else "member_id"
     checkpoint = _Checkpoint(Path(f"{path}.progress"))
     refusals = _Refusals(Path(f"{path}.refused.csv"), id_column)
     tally = Tally(skipped=checkpoint.done)
     per_task = BATCH_ROWS if kind == "orders" else 1
     bar = _bar(_count(path), checkpoint.done, kind, progress)
-    pending: dict[Future, Rows] = {}
+    gathering: list[Rows] = [[] for _ in range(workers)]  # each lane's next batch, filling
+    ready: list[deque[Rows]] = [deque() for _ in range(workers)]  # each lane's full batches
+    running: dict[Future, tuple[int, Rows]] = {}  # at most one batch per lane
 
     def settle(finished) -> None:
         for future in finished:
-            rows, outcomes = pending.pop(future), future.result()
+            _, rows = running.pop(future)
+            outcomes = future.result()
             for number, row in rows:
                 outcome = outcomes[number]
                 if outcome is None:
@@ -427,26 +445,42 @@ def run(
             bar.advance(len(rows))
 
     try:
-        pool, apply = _executor(db, caller, kind, workers)
-        with pool:
 
-            def submit(rows: Rows) -> None:
-                if len(pending) >= workers * (2 if per_task > 1 else 4):
-                    settle(wait(pending, return_when=FIRST_COMPLETED)[0])
-                pending[pool.submit(apply, rows)] = rows
+        def dispatch() -> None:
+            busy = {lane for lane, _ in running.values()}
+            for lane in range(workers):
+                if lane not in busy and ready[lane]:
+                    rows = ready[lane].popleft()
+                    running[pool.submit(apply, rows)] = (lane, rows)
 
-            rows: Rows = []
-            for number, row in _rows(path):
-                if number <= checkpoint.done:
-                    continue
-                rows.append((number, row))
-                if len(rows) == per_task:
-                    submit(rows)
-                    rows = []
+        def await_some() -> None:
+            settle(wait(running, return_when=FIRST_COMPLETED)[0])
+            dispatch()
+
+        for number, row in _rows(path):
+            if number <= checkpoint.done:
+                continue
+            lane = zlib.crc32(row.get("member_id", "").encode()) % workers
+            gathering[lane].append((number, row))
+            if len(gathering[lane]) == per_task:
+                ready[lane].append(gathering[lane])
+                gathering[lane] = []
+                dispatch()
+                while sum(map(len, ready)) > workers:  # memory stays flat: the file waits
+                    await_some()
+        for lane, rows in enumerate(gathering):
             if rows:
-                submit(rows)
-            while pending:
-                settle(wait(pending, return_when=FIRST_COMPLETED)[0])
+                ready[lane].append(rows)
+        dispatch()
+        while running:
+            await_some()
+    except BaseException:
+        # Ctrl-C or a failure: the batches not started are dropped (the rerun sends them), the
+        # running ones finish, and what finished is checkpointed below.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         checkpoint.save()
         refusals.close()

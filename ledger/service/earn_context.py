@@ -58,6 +58,17 @@ def load(
     return EarnContext(rules, tier, running, counters, definitions, current, cached.segments, cached.cuts)
 
 
+def lock_budgets(conn: Transaction, program_id: str, instants: list[datetime]) -> None:
+    """For a batch of orders: locks, in campaign_id order, the budget counter of every budgeted
+    campaign running at any of their instants (each order's load then takes nothing new)."""
+    found = programs.get_with_version(conn, program_id)
+    if found is None:
+        return  # each order's load refuses it
+    cached = config_cache.config(conn, program_id, found[1])
+    running = {c.campaign_id for at in set(instants) for c in cached.campaigns_at(at) if c.budget > 0}
+    campaigns.lock_budgets(conn, program_id, sorted(running))
+
+
 def record_awards(conn: Transaction, program_id: str, member_id: str, context: EarnContext, awards: tuple[Award, ...]) -> None:
     by_id = {rule.campaign_id: rule for rule in context.campaigns}
     campaigns.add_awards(conn, program_id, member_id, {a.campaign_id: (by_id[a.campaign_id], a.points) for a in awards})

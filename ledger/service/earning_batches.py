@@ -15,9 +15,15 @@ shares what the orders have in common:
   then never wait on each other's slots in opposite orders);
 - one COMMIT.
 
+The budget counters of every budgeted campaign the orders may spend are locked right after the
+members, in campaign_id order, so that batches never take them in opposite orders (a batch
+holds them to its COMMIT: while a budgeted campaign runs, batches spending it go one at a time).
+
 An order is left to be earned alone (answered None) when its member still has a referral to
 decide: that decision locks and may credit the referrer, another member, whose reads the batch
-fetched before. The caller gives each batch distinct members, orders and keys.
+fetched before; so are the referrer's orders after it in the batch (one at a time, the reward
+comes first). The caller gives each batch distinct members, orders and keys, and earns what is
+left alone before the member's next orders.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from datetime import datetime
 
 from ledger.domain.errors import LedgerError
 from ledger.domain.records import TransactionResult
-from ledger.service import clock, idempotent, lookups, segments
+from ledger.service import clock, earn_context, idempotent, lookups, segments
 from ledger.service.caller import Caller
 from ledger.service.earning import EARN_READS, EarnCommand, apply_earn
 from ledger.service.idempotent import Mutation
@@ -66,8 +72,18 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
             ],
         )
         _figures_ahead(conn, program_id, [command.member_id for _, command in orders], now)
+        earn_context.lock_budgets(conn, program_id, [command.order.occurred_at for _, command in orders])
         campaigns.sum_counters_until_flush(conn)
-        answers = [_earn_one(conn, caller, mutation, command, now) for mutation, command in orders]
+        answers: list[Answer] = []
+        waiting: set[str] = set()  # referrers of members left alone: their later orders wait too
+        for mutation, command in orders:
+            referrer = referral_store.referrer_to_decide(conn, program_id, command.member_id)
+            if referrer is not None or command.member_id in waiting:
+                if referrer is not None:
+                    waiting.add(referrer)
+                answers.append(None)
+                continue
+            answers.append(_earn_one(conn, caller, mutation, command, now))
         campaigns.flush_counters(conn)
         return answers
 
@@ -82,8 +98,6 @@ def _figures_ahead(conn: Transaction, program_id: str, member_ids: list[str], no
 
 
 def _earn_one(conn: Transaction, caller: Caller, mutation: Mutation, command: EarnCommand, now: datetime) -> Answer:
-    if referral_store.undecided(conn, caller.program_id, command.member_id):
-        return None
     written, events = write_behind.written(conn), outbox.snapshot(conn)
     try:
         member = lookups.member(conn, caller.program_id, command.member_id, lock=True)

@@ -182,6 +182,21 @@ def slot_for(rule: CampaignRule, member_id: str) -> int:
     return 0 if rule.budget > 0 else zlib.crc32(member_id.encode()) % SLOTS
 
 
+def lock_budgets(conn: Connection, program_id: str, campaign_ids: list[str]) -> None:
+    """Locks the budget counters (slot 0) of campaign_ids in campaign_id order, as counters_for
+    takes them, in one statement: a batch of earns takes every lock its orders will want
+    before any of them, so that two batches never take them in opposite orders."""
+    if not campaign_ids:
+        return
+    key = campaign_counters.c.campaign_id
+    conn.execute(
+        select(key)
+        .where(campaign_counters.c.program_id == program_id, key.in_(campaign_ids), campaign_counters.c.slot == 0)
+        .order_by(key.collate("C") if conn.dialect.name == "postgresql" else key)  # Python's order, bytewise
+        .with_for_update()
+    ).all()
+
+
 def counters_for(
     conn: Connection, program_id: str, member_id: str, rules: list[CampaignRule], *, lock: bool
 ) -> dict[str, CampaignCounters]:

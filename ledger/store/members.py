@@ -54,11 +54,13 @@ def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
 
 def lock_in_key_order(conn: Connection, program_id: str, member_ids: list[str]) -> None:
     """Row-locks the members in member_id order, in one statement: whoever locks several
-    members at once (a batch of imported orders) takes them in the order every writer does."""
+    members at once (a batch of imported orders) takes them in the order every writer does
+    (Python's, bytewise: on PostgreSQL the ids are compared in the "C" collation)."""
+    key = members.c.member_id
     conn.execute(
-        select(members.c.member_id)
-        .where(members.c.program_id == program_id, members.c.member_id.in_(sorted(member_ids)))
-        .order_by(members.c.member_id)
+        select(key)
+        .where(members.c.program_id == program_id, key.in_(sorted(member_ids)))
+        .order_by(key.collate("C") if conn.dialect.name == "postgresql" else key)
         .with_for_update()
     ).all()
 

@@ -57,11 +57,11 @@ def of_referee(conn: Connection, program_id: str, referee_id: str) -> ReferralRe
     return _record(row) if row else None
 
 
-def undecided(conn: Connection, program_id: str, referee_id: str) -> bool:
-    """Whether the member's referral is still to be decided (as fetched ahead by
-    prefetch.load_many, whose row stays for the Earn)."""
+def referrer_to_decide(conn: Connection, program_id: str, referee_id: str) -> str | None:
+    """The referrer of the member's referral when it is still to be decided, else None (as
+    fetched ahead by prefetch.load_many, whose row stays for the Earn)."""
     row = prefetch.peek(conn, OF_REFEREE, {"program_id": program_id, "referee_id": referee_id})
-    return row is not None and row.decided_at is None
+    return row.referrer_id if row is not None and row.decided_at is None else None
 
 
 def attribute(conn: Connection, program_id: str, referee_id: str, referrer_id: str, now: datetime) -> None:

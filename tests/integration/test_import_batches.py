@@ -23,7 +23,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
 from ledger import imports
+from ledger.domain import errors
 from ledger.domain.kinds import Role
+from ledger.service import earning_batches
 from ledger.service.caller import Caller
 from loyalty.v1 import common_pb2, ledger_pb2, programs_pb2
 from tests.conftest import new_program
@@ -39,9 +41,9 @@ def _stamp(instant: datetime) -> Timestamp:
     return stamp
 
 
-def _set_up(api) -> tuple[str, str]:
-    """Tiers, a capped and budgeted campaign, referral rules; the members (one closed, one
-    referred). Returns the campaign's id and the referred member's id."""
+def _set_up(api) -> list[str]:
+    """Tiers, two campaigns (one capped and budgeted, for SKU A1; one for every order, with
+    neither), referral rules; the members (one closed, one referred). Returns the campaigns' ids."""
     api.programs.SetTiers(
         programs_pb2.SetTiersRequest(tiers=[
             programs_pb2.Tier(name="Member", threshold=0),
@@ -51,11 +53,16 @@ def _set_up(api) -> tuple[str, str]:
         metadata=api.metadata,
     )
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    campaign = api.programs.CreateCampaign(
+    window = {"start_time": _stamp(now - timedelta(days=5)), "end_time": _stamp(now + timedelta(days=1))}
+    budgeted = api.programs.CreateCampaign(
         programs_pb2.CreateCampaignRequest(campaign=programs_pb2.Campaign(
             name="double", multiplier_bps=20_000, per_member_cap=30, budget=150,
-            start_time=_stamp(now - timedelta(days=5)), end_time=_stamp(now + timedelta(days=1)),
+            conditions=programs_pb2.CampaignConditions(skus=["A1"]), **window,
         )),
+        metadata=api.metadata,
+    ).campaign
+    everyone = api.programs.CreateCampaign(
+        programs_pb2.CreateCampaignRequest(campaign=programs_pb2.Campaign(name="bonus", bonus_points=3, **window)),
         metadata=api.metadata,
     ).campaign
     api.programs.UpdateProgram(
@@ -72,12 +79,13 @@ def _set_up(api) -> tuple[str, str]:
     api.ledger.CloseMember(ledger_pb2.CloseMemberRequest(member_id="b-closed"), metadata=api.metadata)
     code = member(api, "b-referrer").referral_code
     api.ledger.EnrollMember(ledger_pb2.EnrollMemberRequest(member_id="b-referred", referral_code=code), metadata=api.metadata)
-    return campaign.campaign_id, "b-referred"
+    return [budgeted.campaign_id, everyone.campaign_id]
 
 
 def _rows(tag: str) -> list[tuple[int, dict[str, str]]]:
     """Rounds of one order per member, in member order (so that both ways meet the budget's
-    end at the same order); then the rows a batch refuses, repeats or leaves alone."""
+    end at the same order); then the rows a batch refuses, repeats or leaves alone (without
+    SKU A1: whenever they are earned, they take nothing of the budget)."""
     start = datetime.now(timezone.utc) - timedelta(days=3)
     rows = []
     for i in range(ROUNDS * len(MEMBERS)):
@@ -92,7 +100,11 @@ def _rows(tag: str) -> list[tuple[int, dict[str, str]]]:
         {"member_id": MEMBERS[0], "order_id": f"{tag}-nan", "amount": "ten", "currency": "USD", "occur_time": when},
         dict(rows[3]),  # the same order again: answered as before
         {**rows[4], "member_id": MEMBERS[1]},  # its order id (and so its key) for another member
+        # The referral's qualifying order, then orders of the referrer, the first in the same
+        # round of a batch: the referrer's reward must come before them, as one at a time.
         {"member_id": "b-referred", "order_id": f"{tag}-ref", "amount": "5000", "currency": "USD", "occur_time": when},
+        {"member_id": "b-referrer", "order_id": f"{tag}-r1", "amount": "800", "currency": "USD", "occur_time": when},
+        {"member_id": "b-referrer", "order_id": f"{tag}-r2", "amount": "900", "currency": "USD", "occur_time": when},
     ]
     return list(enumerate(rows, start=1))
 
@@ -101,7 +113,7 @@ def _answers(outcomes: dict[int, imports.RowRefused | None]) -> dict[int, tuple[
     return {n: None if r is None else (r.code, r.reason) for n, r in sorted(outcomes.items())}
 
 
-def _ledger(program, campaign_id: str, tag: str) -> dict:
+def _ledger(program, campaign_ids: list[str], tag: str) -> dict:
     """What the orders left, with each program's own ids (transactions, keys, campaign) left out."""
     api = program.api(Role.ADMIN)
     try:
@@ -109,14 +121,18 @@ def _ledger(program, campaign_id: str, tag: str) -> dict:
             m: [
                 (
                     tx.kind, tx.points, tx.balance_after, tx.sequence, tx.order_id.removeprefix(tag), tx.tier_from,
-                    tx.tier_to, [(line.source, line.points, line.description) for line in tx.breakdown],
+                    # Campaigns of equal priority apply in campaign id order, random per program.
+                    tx.tier_to, sorted((line.source, line.points, line.description) for line in tx.breakdown),
                 )
                 for tx in statement(api, m)
             ]
             for m in [*MEMBERS, "b-referred", "b-referrer", "b-closed"]
         }
         views = {m: (v.balance, v.tier.name, v.rfm.frequency, v.rfm.monetary) for m in MEMBERS for v in [member(api, m)]}
-        report = api.programs.GetCampaign(programs_pb2.GetCampaignRequest(campaign_id=campaign_id), metadata=api.metadata).campaign
+        reports = [
+            api.programs.GetCampaign(programs_pb2.GetCampaignRequest(campaign_id=c), metadata=api.metadata).campaign
+            for c in campaign_ids
+        ]
     finally:
         api.close()
     with program.backend.engine.connect() as conn:
@@ -128,29 +144,39 @@ def _ledger(program, campaign_id: str, tag: str) -> dict:
                 "ON s.program_id = m.program_id AND s.segment_id = m.segment_id WHERE m.program_id = :p ORDER BY 1, 2",
                 "events": "SELECT member_id, type FROM events WHERE program_id = :p ORDER BY member_id, position",
                 "qualifying": "SELECT member_id, occurred_at, spend, base_points FROM qualifying_events "
-                "WHERE program_id = :p ORDER BY member_id, occurred_at",
+                "WHERE program_id = :p ORDER BY member_id, occurred_at, spend",
             }.items()
         }
     return {
         "statements": statements, "views": views, "stored": stored,
-        "campaign": (report.points_awarded, report.members_awarded, report.budget_remaining),
+        "campaigns": [(r.points_awarded, r.members_awarded, r.budget_remaining) for r in reports],
     }
 
 
-def test_a_batch_answers_and_writes_what_the_same_orders_earn_one_at_a_time(backend):
-    alone, batched = new_program(backend), new_program(backend)
-    ids = {}
-    for program in (alone, batched):
+def _programs(backend, count: int) -> list[tuple[object, list[str]]]:
+    """Programs set up alike, each with its campaigns' ids."""
+    made = []
+    for _ in range(count):
+        program = new_program(backend)
         api = program.api(Role.ADMIN)
         try:
-            ids[program.program_id] = _set_up(api)[0]
+            made.append((program, _set_up(api)))
         finally:
             api.close()
+    return made
+
+
+def _one_at_a_time(backend, program, rows) -> dict[int, imports.RowRefused | None]:
+    caller = Caller(program.program_id, imports.IMPORT_KEY_ID, Role.ADMIN)
+    return {n: imports._refusal_of(lambda row=row: imports.order_row(backend.db, caller, row)) for n, row in rows}
+
+
+def test_a_batch_answers_and_writes_what_the_same_orders_earn_one_at_a_time(backend):
+    (alone, alone_ids), (batched, batched_ids) = _programs(backend, 2)
     tag = f"o{secrets.token_hex(3)}"
     rows = _rows(tag)
 
-    caller = Caller(alone.program_id, imports.IMPORT_KEY_ID, Role.ADMIN)
-    one_by_one = {n: imports._refusal_of(lambda row=row: imports.order_row(backend.db, caller, row)) for n, row in rows}
+    one_by_one = _one_at_a_time(backend, alone, rows)
     caller = Caller(batched.program_id, imports.IMPORT_KEY_ID, Role.ADMIN)
     in_batch = imports.order_batch(backend.db, caller, rows)
 
@@ -163,15 +189,42 @@ def test_a_batch_answers_and_writes_what_the_same_orders_earn_one_at_a_time(back
         last + 3: ("INVALID_ARGUMENT", "INVALID_FIELD"),
         last + 5: ("ALREADY_EXISTS", "IDEMPOTENCY_KEY_REUSED"),
     }
-    expected = _ledger(alone, ids[alone.program_id], tag)
-    assert _ledger(batched, ids[batched.program_id], tag) == expected
+    expected = _ledger(alone, alone_ids, tag)
+    assert _ledger(batched, batched_ids, tag) == expected
     # The file crossed what the comparison is meant to cover.
     kinds = {tx[0] for txs in expected["statements"].values() for tx in txs}
     assert {common_pb2.TRANSACTION_KIND_TIER_CHANGE, common_pb2.TRANSACTION_KIND_REFERRAL_REWARD} <= kinds
-    assert expected["campaign"][2] == 0  # the budget ran out mid-file
+    assert expected["campaigns"][0][2] == 0  # the budget ran out mid-file
+    assert expected["campaigns"][1][0] > 0  # the campaign without a budget: counters summed per slot
     assert {tier for _, tier, _, _ in expected["views"].values()} >= {"Silver", "Gold"}
+    referrer = expected["statements"]["b-referrer"]
+    assert [tx[0] for tx in sorted(referrer, key=lambda tx: tx[3])][:2] == [
+        common_pb2.TRANSACTION_KIND_REFERRAL_REWARD, common_pb2.TRANSACTION_KIND_EARN,
+    ]
 
     # A rerun replays every answer and writes nothing.
     assert _answers(imports.order_batch(backend.db, caller, rows)) == _answers(in_batch)
-    assert _ledger(batched, ids[batched.program_id], tag) == expected
+    assert _ledger(batched, batched_ids, tag) == expected
     assert_verify_clean(batched)
+
+
+def test_a_round_that_fails_as_a_whole_is_earned_one_order_at_a_time_before_the_next(backend, monkeypatch):
+    """A lost race that unit_of_work did not win (here: the first round, told so) sends that
+    round's orders alone, before the next round: each member's orders stay in file order."""
+    (alone, alone_ids), (batched, batched_ids) = _programs(backend, 2)
+    tag = f"o{secrets.token_hex(3)}"
+    rows = _rows(tag)
+    earn_many, rounds = earning_batches.earn_many, []
+
+    def losing_the_first_round(db, caller, orders):
+        rounds.append(len(orders))
+        if len(rounds) == 1:
+            raise errors.conflict_retry("lost the race (test)")
+        return earn_many(db, caller, orders)
+
+    monkeypatch.setattr(earning_batches, "earn_many", losing_the_first_round)
+    caller = Caller(batched.program_id, imports.IMPORT_KEY_ID, Role.ADMIN)
+    in_batch = imports.order_batch(backend.db, caller, rows)
+    assert len(rounds) > 1
+    assert _answers(in_batch) == _answers(_one_at_a_time(backend, alone, rows))
+    assert _ledger(batched, batched_ids, tag) == _ledger(alone, alone_ids, tag)

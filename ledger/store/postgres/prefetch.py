@@ -58,10 +58,18 @@ def load(conn: Connection, reads: tuple[Read, ...], params: dict) -> None:
     if combined is None:
         combined = select(*(read.as_json().label(read.name) for read in reads))
         _COMBINED[names] = combined
-    row = conn.execute(combined, params).one()
+    _keep(conn, reads, params, conn.execute(combined, params).one())
+
+
+def _identity(read: Read, params: dict) -> tuple:
+    return (read.name, *(params[name] for name in read.identity))
+
+
+def _keep(conn: Connection, reads: tuple[Read, ...], params: dict, row) -> None:
+    """What one operation's reads found (a row of their combined statement), for read()."""
     store = conn.info.setdefault(_KEY, {})
     for read, found in zip(reads, row):
-        store[(read.name, *(params[name] for name in read.identity))] = (found or []) if read.many else found
+        store[_identity(read, params)] = (found or []) if read.many else found
 
 
 _MANY: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, dict]] = {}
@@ -77,11 +85,8 @@ def load_many(conn: Connection, reads: tuple[Read, ...], common: dict, rows: lis
     own = tuple(sorted(rows[0]))
     sql, constants = _statement_for_many(conn, reads, own)
     params = {**constants, **common, **{f"many_{name}": [row[name] for row in rows] for name in own}}
-    store = conn.info.setdefault(_KEY, {})
-    for row, found_row in zip(rows, conn.exec_driver_sql(sql, params).all()):
-        merged = {**common, **row}
-        for read, found in zip(reads, found_row):
-            store[(read.name, *(merged[name] for name in read.identity))] = (found or []) if read.many else found
+    for row, found in zip(rows, conn.exec_driver_sql(sql, params).all()):
+        _keep(conn, reads, {**common, **row}, found)
 
 
 def _statement_for_many(conn: Connection, reads: tuple[Read, ...], own: tuple[str, ...]) -> tuple[str, dict]:
@@ -102,7 +107,7 @@ def _statement_for_many(conn: Connection, reads: tuple[Read, ...], own: tuple[st
 
 def peek(conn: Connection, read: Read, params: dict):
     """What read() would hand out (a single-row read), leaving a prefetched row for read()."""
-    found = conn.info.get(_KEY, {}).get((read.name, *(params[name] for name in read.identity)), _MISSING)
+    found = conn.info.get(_KEY, {}).get(_identity(read, params), _MISSING)
     if found is _MISSING:
         return conn.execute(read.statement, params).first()
     return None if found is None else SimpleNamespace(**found)
@@ -112,7 +117,7 @@ def read(conn: Connection, read: Read, params: dict):
     """The read's first row (None without one), or for a `many` read its rows: the prefetched
     ones if load() fetched them with these params (attribute access like a database row),
     otherwise read from the database now."""
-    found = conn.info.get(_KEY, {}).pop((read.name, *(params[name] for name in read.identity)), _MISSING)
+    found = conn.info.get(_KEY, {}).pop(_identity(read, params), _MISSING)
     if found is _MISSING:
         result = conn.execute(read.statement, params)
         return result.all() if read.many else result.first()
