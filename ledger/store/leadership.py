@@ -215,6 +215,13 @@ class PostgresLeadership(Leadership):
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                # Unlocked before the session ends: the server ends a closed session a moment
+                # after the client goes, and another process asking at once would find it held.
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:
+                pass  # the session is gone already, and its locks with it
+            try:
                 conn.close()  # the session ends: PostgreSQL releases its locks
             except Exception:
                 pass
