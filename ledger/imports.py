@@ -15,14 +15,14 @@ system's expiry date (key "import:opening:<member_id>") and, with a `tier` colum
 member's tier over: held from the import for a full tier period, as a TIER_CHANGE
 (key "import:tier:<member_id>"; never a move down).
 
-Rows are applied by a pool of workers (processes for orders on PostgreSQL, threads otherwise),
-each with its own database connection, with a bounded number in flight (memory stays flat
-whatever the file's size); the outcomes come back to this process, which alone writes the
-checkpoint, the refusals and the bar. Orders go in batches of
-up to BATCH_ROWS rows, each batch one database transaction of many members' Earns
-(ledger.service.earning_batches); rows sharing a member, an order or a key with an earlier
-row of their batch wait for a later round of it, and whatever a batch cannot take (a member
-with a referral to decide, a batch that failed as a whole) is earned row by row.
+Rows are dealt by member id to a pool of workers (processes for orders on PostgreSQL, threads
+otherwise), each with its own database connection and applying its share in file order, with
+a bounded number of rows held (memory stays flat whatever the file's size); the outcomes come
+back to this process, which alone writes the checkpoint, the refusals and the bar. Orders go
+in batches of up to BATCH_ROWS rows, each batch one database transaction of many members'
+Earns (ledger.service.earning_batches); rows sharing a member or an order with an earlier row
+of their batch wait for a later round of it, and whatever a round cannot take (a member with a
+referral to decide, a round that failed as a whole) is earned row by row before the next round.
 """
 
 from __future__ import annotations
