@@ -11,7 +11,7 @@ from ledger.domain import errors
 from ledger.domain.liability import EXPIRING_WINDOWS_DAYS, LiabilityReport, cohorts, months
 from ledger.service import clock, lookups
 from ledger.service.caller import Caller
-from ledger.store import liability, unit_of_work
+from ledger.store import liability, programs, unit_of_work
 from ledger.store.engine import without_statement_timeout
 from ledger.store.instants import to_micros
 
@@ -85,8 +85,8 @@ def _roll_up_program(db: Database, program_id: str, now: int) -> int:
 def roll_up_all(db: Database) -> int:
     """Rolls up every program's newly settled days (the due-work leader, hourly), so that no
     report pays for it; returns how many program-days it covered."""
-    programs = unit_of_work.run(db, liability.program_ids, read_only=True)
-    return sum(_roll_up_program(db, program_id, to_micros(clock.now())) for program_id in programs)
+    ids = unit_of_work.run(db, programs.ids, read_only=True)
+    return sum(_roll_up_program(db, program_id, to_micros(clock.now())) for program_id in ids)
 
 
 def report_for(db: Database, caller: Caller, as_of: datetime | None) -> LiabilityReport:

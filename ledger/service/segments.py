@@ -195,7 +195,7 @@ def _entry_tier(conn: Transaction, program_id: str) -> str:
 
 
 def refresh_all(db: Database) -> list[RefreshReport]:
-    ids = unit_of_work.run(db, store.program_ids, read_only=True)
+    ids = unit_of_work.run(db, programs.ids, read_only=True)
     return [refresh_program(db, program_id) for program_id in ids]
 
 
@@ -204,7 +204,7 @@ def refresh_due(db: Database, every: timedelta) -> list[RefreshReport]:
     def due(conn: Transaction) -> list[str]:
         last = store.refreshed_at(conn)
         limit = to_micros(clock.now() - every)
-        return [p for p in store.program_ids(conn) if last.get(p, -1) <= limit]
+        return [p for p in programs.ids(conn) if last.get(p, -1) <= limit]
 
     return [refresh_program(db, program_id) for program_id in unit_of_work.run(db, due, read_only=True)]
 
@@ -365,7 +365,7 @@ def export_rows(db: Database, program_id: str | None, segment: str):
     def resolve(conn: Transaction) -> tuple[str, str, CutPoints]:
         chosen = program_id
         if not chosen:
-            ids = store.program_ids(conn)
+            ids = programs.ids(conn)
             if len(ids) != 1:
                 raise errors.invalid_field("program", f"name the program (--program): the database has {len(ids)}")
             chosen = ids[0]

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.domain.liability import DAY_MICROS
-from ledger.store.tables import liability_day_sources, liability_rollups, programs
+from ledger.store.tables import liability_day_sources, liability_rollups
 
 _BY_KIND = f"""
     SELECT created_at / {DAY_MICROS} AS day, kind,
@@ -168,10 +168,6 @@ def rollup_breaches(conn: Connection, limit: int = 20) -> list[dict]:
                 if len(found) >= limit:
                     return found
     return found
-
-
-def program_ids(conn: Connection) -> list[str]:
-    return list(conn.execute(select(programs.c.program_id).order_by(programs.c.program_id)).scalars())
 
 
 def start_rollup(conn: Connection, program_id: str) -> None:

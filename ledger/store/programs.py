@@ -151,6 +151,11 @@ def list_all(conn: Connection) -> list[tuple[ProgramRules, datetime]]:
     return [(_rules(row), from_micros(row.created_at)) for row in rows]
 
 
+def ids(conn: Connection) -> list[str]:
+    """Every program's id, in id order."""
+    return list(conn.execute(select(programs.c.program_id).order_by(programs.c.program_id)).scalars())
+
+
 def count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(programs)).scalar_one()
 

@@ -339,10 +339,6 @@ def save(conn: Connection, program_id: str, segment: Segment, now: datetime) -> 
     )
 
 
-def program_ids(conn: Connection) -> list[str]:
-    return list(conn.execute(select(programs.c.program_id).order_by(programs.c.program_id)).scalars())
-
-
 def refreshed_at(conn: Connection) -> dict[str, int]:
     """program_id -> when its cut points were last computed (absent: never)."""
     return {r.program_id: r.computed_at for r in conn.execute(select(rfm_cuts.c.program_id, rfm_cuts.c.computed_at))}
