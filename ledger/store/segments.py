@@ -29,6 +29,7 @@ from ledger.domain.segments import (
     conditions_json,
     presets,
 )
+from ledger.store import members as member_store
 from ledger.store import outbox
 from ledger.store.engine import without_statement_timeout
 from ledger.store.instants import from_micros, to_micros
@@ -403,10 +404,6 @@ SELECT member_id FROM member_rfm
 WHERE program_id = :program_id AND computed_at >= :fresh AND computed_at <> :now
 ORDER BY member_id
 """
-_LOCK_MEMBERS = text(
-    "SELECT count(*) FROM (SELECT 1 FROM members WHERE program_id = :program_id AND member_id IN :ids"
-    " ORDER BY member_id FOR UPDATE) AS locked"
-).bindparams(bindparam("ids", expanding=True))
 _RECOMPUTE_MEMBERS = text("""
 INSERT INTO member_rfm (program_id, member_id, last_order_at, orders, spend, computed_at)
 SELECT m.program_id, m.member_id,
@@ -434,12 +431,11 @@ def settle_recent(conn: Connection, program_id: str, window_days: int, now: date
     params = {"program_id": program_id, "now": at, "fresh": to_micros(fresh), "since": at - window_days * DAY_MICROS}
     ids = list(conn.execute(text(_RECENTLY_CHANGED), params).scalars())
     for start in range(0, len(ids), SETTLE_BATCH):
-        batch = {**params, "ids": ids[start : start + SETTLE_BATCH]}
-        if conn.dialect.name == "postgresql":  # SQLite's one writer at a time already excludes them
-            conn.execute(_LOCK_MEMBERS, batch)
+        chunk = ids[start : start + SETTLE_BATCH]
+        member_store.lock_in_key_order(conn, program_id, chunk)
         # A statement of its own, so that under READ COMMITTED its snapshot is taken with the
         # locks held: it sees every change of these members that committed before.
-        conn.execute(_RECOMPUTE_MEMBERS, batch)
+        conn.execute(_RECOMPUTE_MEMBERS, {**params, "ids": chunk})
     return len(ids)
 
 
