@@ -98,14 +98,17 @@ def by_source(conn: Connection, program_id: str, at: int) -> list[tuple[int, str
     scan of what was recorded since."""
     rolled = _rolled_until(conn, program_id, lock=False) or 0
     boundary = min(rolled, at // DAY_MICROS)
-    kept = conn.execute(
-        select(liability_day_sources.c.day, liability_day_sources.c.source, liability_day_sources.c.points).where(
-            liability_day_sources.c.program_id == program_id, liability_day_sources.c.day < boundary
-        )
-    ).all()
-    return [(int(r.day), str(r.source), int(r.points)) for r in kept] + _scan_sources(
-        conn, program_id, boundary * DAY_MICROS, at
+    return _rolled_up(conn, program_id, before_day=boundary) + _scan_sources(conn, program_id, boundary * DAY_MICROS, at)
+
+
+def _rolled_up(conn: Connection, program_id: str, before_day: int | None = None) -> list[tuple[int, str, int]]:
+    """The rolled-up sums (day, source, points), of the days before before_day (None: all)."""
+    query = select(liability_day_sources.c.day, liability_day_sources.c.source, liability_day_sources.c.points).where(
+        liability_day_sources.c.program_id == program_id
     )
+    if before_day is not None:
+        query = query.where(liability_day_sources.c.day < before_day)
+    return [(int(r.day), str(r.source), int(r.points)) for r in conn.execute(query)]
 
 
 def _scan_sources(conn: Connection, program_id: str, since: int, at: int) -> list[tuple[int, str, int]]:
@@ -151,14 +154,7 @@ def rollup_breaches(conn: Connection, limit: int = 20) -> list[dict]:
     rollups = conn.execute(select(liability_rollups.c.program_id, liability_rollups.c.sources_until_day)).all()
     for program_id, until in rollups:
         ledger = {(day, source): points for day, source, points in _scan_sources(conn, program_id, 0, until * DAY_MICROS - 1)}
-        kept = {
-            (int(r.day), str(r.source)): int(r.points)
-            for r in conn.execute(
-                select(liability_day_sources.c.day, liability_day_sources.c.source, liability_day_sources.c.points).where(
-                    liability_day_sources.c.program_id == program_id
-                )
-            )
-        }
+        kept = {(day, source): points for day, source, points in _rolled_up(conn, program_id)}
         for day, source in sorted(set(ledger) | set(kept)):
             if ledger.get((day, source), 0) != kept.get((day, source), 0):
                 found.append(
