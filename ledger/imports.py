@@ -138,8 +138,19 @@ def _run(call: Callable[[], object]) -> None:
 
 
 def order_row(db: Database, caller: Caller, row: dict[str, str]) -> None:
-    """One order row: validated as the API validates an EarnRequest, earned by the service."""
-    _run(lambda: _earn(db, caller, _earn_request(row)))
+    """One order row, earned alone by the service."""
+    mutation, command = _earn_command(row)
+    _run(lambda: earning.earn(db, caller, mutation, command))
+
+
+def _earn_command(row: dict[str, str]) -> tuple[Mutation, earning.EarnCommand]:
+    """The row as an Earn, validated as the API validates an EarnRequest (RowRefused if not)."""
+    request = _earn_request(row)
+    try:
+        command, key = requests.earn(request, key_required=True)
+    except LedgerError as error:
+        raise _refusal(error) from error
+    return requests.mutation("Earn", request, key), command
 
 
 def _earn_request(row: dict[str, str]) -> ledger_pb2.EarnRequest:
@@ -158,11 +169,6 @@ def _earn_request(row: dict[str, str]) -> ledger_pb2.EarnRequest:
         ),
     )
     return request
-
-
-def _earn(db: Database, caller: Caller, request: ledger_pb2.EarnRequest) -> None:
-    command, key = requests.earn(request, key_required=True)
-    earning.earn(db, caller, requests.mutation("Earn", request, key), command)
 
 
 def _refusal(error: LedgerError) -> RowRefused:
@@ -196,15 +202,9 @@ def order_batch(db: Database, caller: Caller, rows: Rows) -> dict[int, RowRefuse
         valid: list[tuple[int, dict[str, str], Mutation, earning.EarnCommand]] = []
         for number, row in round_rows:
             try:
-                request = _earn_request(row)
-                command, key = requests.earn(request, key_required=True)
+                valid.append((number, row, *_earn_command(row)))
             except RowRefused as refusal:
                 outcomes[number] = refusal
-                continue
-            except LedgerError as error:
-                outcomes[number] = _refusal(error)
-                continue
-            valid.append((number, row, requests.mutation("Earn", request, key), command))
         try:
             answers: list[earning_batches.Answer] = earning_batches.earn_many(
                 db, caller, [(mutation, command) for _, _, mutation, command in valid]
