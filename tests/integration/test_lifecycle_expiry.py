@@ -410,9 +410,10 @@ def test_a_redeem_takes_only_valid_points_and_the_job_expires_all_the_due_ones(p
     update_program(api, expiry_mode=ROLLING, expiry_days=1)
     m = new_member(api)
     earn_at(api, m, 100, whole_seconds_ago(3 * DAY))  # expired two days ago
-    earn_at(api, m, 30, whole_seconds_ago(timedelta(hours=1)))  # valid for 23 hours
+    an_hour_ago = whole_seconds_ago(timedelta(hours=1))
+    earn_at(api, m, 30, an_hour_ago)  # valid for 23 hours
     assert with_expired(balance(api, m)) == (130, 0, 0, 100, 30)
-    assert expiring(api, m) == [(30, whole_seconds_ago(timedelta(hours=1)) + DAY)]
+    assert expiring(api, m) == [(30, an_hour_ago + DAY)]
     assert refusal(lambda: redeem(api, m, 31))[1] == {"requested": "31", "available": "30", "expired": "100"}
     assert with_expired(redeem(api, m, 30).balance) == (100, 0, 0, 100, 0)
 
