@@ -14,6 +14,7 @@ from ledger.service import (
 
     activities,
     directory,
+    earn_group_commit,
     earning,
     holds,
     members,
@@ -47,7 +48,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def Earn(self, request, context):
         command, key = requests.earn(request, key_required=True)
         mutation = requests.mutation("Earn", request, key)
-        result = earning.earn(self._db, current_caller(), mutation, command)
+        result = earn_group_commit.earn(self._db, current_caller(), mutation, command)
         return ledger_pb2.EarnResponse(
             transaction=responses.transaction(result.transaction), balance=responses.balance(result.balance)
         )

@@ -28,11 +28,12 @@ left alone before the member's next orders.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from ledger.domain.errors import LedgerError
 from ledger.domain.records import TransactionResult
-from ledger.service import clock, earn_context, idempotent, lookups, segments
+from ledger.service import clock, earn_context, idempotent, keys, lookups, segments
 from ledger.service.caller import Caller
 from ledger.service.earning import EARN_READS, EarnCommand, apply_earn
 from ledger.service.idempotent import Mutation
@@ -55,8 +56,12 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
     (a lost race, the database away) is raised: nothing of the batch was committed."""
 
     def work(conn: Transaction) -> list[Answer]:
-        program_id, now = caller.program_id, clock.now()
+        program_id = caller.program_id
         members.lock_in_key_order(conn, program_id, [command.member_id for _, command in orders])
+        # Taken under the locks, as a single Earn takes it: after whatever the members' last
+        # writers committed.
+        now = clock.now()
+        keys.require_live(conn, caller)  # once for the batch: every order has the same caller
         prefetch.load_many(
             conn,
             _READS,
@@ -74,6 +79,7 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
         _figures_ahead(conn, program_id, [command.member_id for _, command in orders], now)
         earn_context.lock_budgets(conn, program_id, [command.order.occurred_at for _, command in orders])
         campaigns.sum_counters_until_flush(conn)
+        checked = replace(caller, revocation_checked=True)
         answers: list[Answer] = []
         waiting: set[str] = set()  # referrers of members left alone: their later orders wait too
         for mutation, command in orders:
@@ -83,7 +89,7 @@ def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCom
                     waiting.add(referrer)
                 answers.append(None)
                 continue
-            answers.append(_earn_one(conn, caller, mutation, command, now))
+            answers.append(_earn_one(conn, checked, mutation, command, now))
         campaigns.flush_counters(conn)
         return answers
 

@@ -1,0 +1,180 @@
+"""Group commit across members: the tills' concurrent Earns of one program share a transaction.
+
+Alone, an Earn is a transaction of its own: its member's lock and reads in a round trip, its
+writes, and a COMMIT that takes the program's event positions under one row lock
+(store/outbox.py). Under load, a program's Earns then queue on that lock and on PostgreSQL's
+CPU, each paying for its own round trips and commit. Here, on PostgreSQL, the first Earn to
+arrive for a caller runs at once, alone, and the Earns that arrive while it runs line up.
+When it is done, the first in line leads the line: up to MAX_BATCH of them, of distinct
+members, orders and idempotency keys, are earned together by earning_batches.earn_many, the
+batch that `import orders` runs: one statement locks their members in key order, one fetches
+every order's reads, each order is decided and written by the Earn's own code under its own
+key, and one COMMIT. Nobody waits for a timer: a batch is whatever arrived during the one
+before it, so an Earn at rest goes out as soon as it arrives.
+
+Each Earn keeps its own answer:
+- a result, or a refusal (recorded under its key when Earn records it), from the batch;
+- an Earn the batch leaves out (a member whose referral is still to decide, see earn_many)
+  is run alone by its own caller's thread, as is every Earn of a batch that failed for a
+  reason not shared by the line (a race lost after unit_of_work's retries, a bug): nothing of
+  that batch was committed;
+- the database unreachable, or the caller's key revoked since it was last read, is every
+  Earn's answer in the batch.
+
+SQLite (one writer at a time, no round trips) earns each order alone, and so does every
+server started with LOYALTY_EARN_GROUP_COMMIT=off.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import threading
+from dataclasses import dataclass, field, replace
+
+from ledger.domain.errors import LedgerError
+from ledger.domain.records import TransactionResult
+from ledger.service import earning, earning_batches
+from ledger.service.caller import Caller
+from ledger.service.earning import EarnCommand
+from ledger.service.idempotent import Mutation
+from ledger.store.database import Database
+
+log = logging.getLogger("ledger.earn_group_commit")
+ENABLED = os.environ.get("LOYALTY_EARN_GROUP_COMMIT", "on").lower() not in ("off", "0", "false", "no")
+MAX_BATCH = 64
+# Failures that are every Earn's in the batch, not one's: running each alone would meet them again.
+_SHARED_REASONS = frozenset({"STORE_UNAVAILABLE", "API_KEY_INVALID"})
+
+
+@dataclass(eq=False)  # each Earn is itself: two alike are still two
+class _Earn:
+    mutation: Mutation
+    command: EarnCommand
+    caller: Caller
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    done: bool = False
+    alone: bool = False  # to be earned alone by its own thread
+    result: TransactionResult | None = None
+    refusal: BaseException | None = None
+
+    def answer(self, found: TransactionResult | BaseException | None) -> None:
+        if isinstance(found, BaseException):
+            self.refusal = found
+        elif found is None:
+            self.alone = True
+        else:
+            self.result = found
+        self.done = True
+
+
+_guard = threading.Lock()
+_lines: dict[Caller, list[_Earn]] = {}
+
+
+def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
+    """earning.earn's answer, the order earned in a transaction shared with the caller's other
+    Earns in line."""
+    if not ENABLED or not db.is_postgresql:
+        return earning.earn(db, caller, mutation, command)
+    mine = _Earn(mutation, command, caller)
+    # One line per key, whether this call's key was read afresh or taken as last read: a batch
+    # reads the key's revocation once for all (earn_many).
+    line_key = replace(caller, revocation_checked=False)
+    with _guard:
+        line = _lines.get(line_key)
+        leading = line is None  # the line stays, empty, while its leader works
+        if line is None:
+            _lines[line_key] = [mine]
+        else:
+            line.append(mine)
+    if not leading:
+        mine.wake.wait()
+    if leading or mine.lead:
+        _lead(db, line_key, mine)
+    if mine.alone:
+        return earning.earn(db, caller, mutation, command)
+    if mine.refusal is not None:
+        raise mine.refusal
+    assert mine.result is not None
+    return mine.result
+
+
+def lined_up() -> int:
+    """How many Earns wait in line, behind the batches being run."""
+    with _guard:
+        return sum(len(line) for line in _lines.values())
+
+
+def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
+    with _guard:
+        line = _lines[line_key]
+        batch = _distinct(line)
+        line[:] = [waiting for waiting in line if waiting not in batch]  # later arrivals keep appending
+    try:
+        if batch == [leader]:
+            _alone(db, leader)  # holding the lead: those arriving meanwhile line up
+        else:
+            _run(db, line_key, batch)
+    finally:
+        for waiting in batch:
+            if not waiting.done:
+                waiting.answer(None)
+        with _guard:
+            line = _lines[line_key]
+            successor = line[0] if line else None
+            if successor is None:
+                del _lines[line_key]
+            else:
+                successor.lead = True
+        for waiting in batch:
+            waiting.wake.set()
+        if successor is not None:
+            successor.wake.set()
+
+
+def _distinct(line: list[_Earn]) -> list[_Earn]:
+    """The first in line and those after it, in order, up to MAX_BATCH, that share no member,
+    order or key with an earlier one taken (earn_many's condition); the rest wait their turn,
+    each member's Earns in the order they came."""
+    batch: list[_Earn] = []
+    taken: set[tuple[str, str]] = set()
+    for waiting in line:
+        names = {
+            ("member", waiting.command.member_id),
+            ("order", waiting.command.order.order_id),
+            ("key", waiting.mutation.idempotency_key),
+        }
+        if taken.isdisjoint(names):
+            batch.append(waiting)
+            if len(batch) == MAX_BATCH:
+                break
+        taken |= names  # a later Earn of a member left waiting must not overtake it
+    return batch
+
+
+def _alone(db: Database, leader: _Earn) -> None:
+    try:
+        leader.answer(earning.earn(db, leader.caller, leader.mutation, leader.command))
+    except Exception as error:  # raised in this same thread once the lead is handed on
+        leader.answer(error)
+
+
+def _run(db: Database, caller: Caller, batch: list[_Earn]) -> None:
+    orders = [(waiting.mutation, waiting.command) for waiting in batch]
+    try:
+        # The batch belongs to no one caller: it runs outside the leader's call (its deadline,
+        # its cancellation), and whoever still waits gets an answer.
+        answers = contextvars.Context().run(earning_batches.earn_many, db, caller, orders)
+    except LedgerError as failure:
+        for waiting in batch:
+            waiting.answer(failure if failure.reason in _SHARED_REASONS else None)
+        return
+    except Exception:
+        # Each is earned alone: the bug, if it is one, then meets its own caller.
+        log.warning("a batch of %d Earns failed; earning each alone", len(batch), exc_info=True)
+        return
+    for waiting, found in zip(batch, answers):
+        waiting.answer(found)
