@@ -32,7 +32,10 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
+from ledger import call_context
+from ledger.domain import errors
 from ledger.domain.errors import LedgerError
 from ledger.domain.records import TransactionResult
 from ledger.service import earning, earning_batches
@@ -53,6 +56,8 @@ class _Earn:
     mutation: Mutation
     command: EarnCommand
     caller: Caller
+    # The transport's "does the caller still wait?" for this call (its deadline, its cancel).
+    still_waiting: Callable[[], bool] = field(default_factory=call_context.caller_waiting.get)
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     done: bool = False
@@ -111,15 +116,16 @@ def lined_up() -> int:
 def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
     with _guard:
         line = _lines[line_key]
-        batch = _distinct(line)
-        line[:] = [waiting for waiting in line if waiting not in batch]  # later arrivals keep appending
+        taken = _distinct(line)
+        line[:] = [waiting for waiting in line if waiting not in taken]  # later arrivals keep appending
     try:
+        batch = _still_waited_for(taken)
         if batch == [leader]:
             _alone(db, leader)  # holding the lead: those arriving meanwhile line up
-        else:
+        elif batch:
             _run(db, line_key, batch)
     finally:
-        for waiting in batch:
+        for waiting in taken:
             if not waiting.done:
                 waiting.answer(None)
         with _guard:
@@ -129,10 +135,23 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
                 del _lines[line_key]
             else:
                 successor.lead = True
-        for waiting in batch:
+        for waiting in taken:
             waiting.wake.set()
         if successor is not None:
             successor.wake.set()
+
+
+def _still_waited_for(batch: list[_Earn]) -> list[_Earn]:
+    """The batch without the Earns whose callers left while they waited (a deadline passed,
+    the till hung up): nothing is written for them, as for an Earn alone whose caller leaves
+    before its commit, and a retry under the same key earns the order."""
+    kept = []
+    for waiting in batch:
+        if waiting.still_waiting():
+            kept.append(waiting)
+        else:
+            waiting.answer(errors.conflict_retry("the caller went away while its Earn waited; nothing was written"))
+    return kept
 
 
 def _distinct(line: list[_Earn]) -> list[_Earn]:

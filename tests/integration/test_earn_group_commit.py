@@ -52,19 +52,27 @@ def batches(monkeypatch):
 
 
 def _lined_up_behind(
-    program, holder: Api, held_member: str, requests: list, meanwhile=lambda: None, after: tuple = ()
+    program,
+    holder: Api,
+    held_member: str,
+    requests: list,
+    meanwhile=lambda: None,
+    after: tuple = (),
+    timeouts: dict[int, float] | None = None,
 ) -> list:
     """Sends an Earn for held_member while a session of the test holds that member's row lock,
     then each of requests from its own thread and channel, and once those wait in line, each
     of after (which line up behind them); once all wait, runs meanwhile() and lets go. The
-    answers (outcome tuples): the held Earn's, then those of requests and after, in order."""
+    answers (outcome tuples): the held Earn's, then those of requests and after, in order.
+    timeouts: the deadline of some of them, by their index (30 s otherwise)."""
     sent = [*requests, *after]
     clients = [Api(program.backend.target, holder.key) for _ in sent]
     results: list = [None] * len(sent)
     held: list = []
 
     def send(i: int) -> None:
-        results[i] = outcome(clients[i].ledger.Earn, sent[i], clients[i].metadata, timeout=30)
+        timeout = (timeouts or {}).get(i, 30.0)
+        results[i] = outcome(clients[i].ledger.Earn, sent[i], clients[i].metadata, timeout=timeout)
 
     def wait_until_lined_up(count: int, deadline: float) -> None:
         while earn_group_commit.lined_up() < count and time.monotonic() < deadline:
@@ -242,5 +250,34 @@ def test_terminals_at_once_each_get_their_own_answer(program, batches):
         else:
             assert len(in_batches) == len(set(in_batches))  # none earned twice
         assert_verify_clean(program)
+    finally:
+        api.close()
+
+
+def test_an_earn_whose_caller_left_while_it_waited_writes_nothing(pg_program, batches):
+    api = pg_program.api(Role.ADMIN)
+    try:
+        shoppers = [f"dl-{i}" for i in range(4)]
+        for member_id in ["dl-held", *shoppers]:
+            enroll(api, member_id)
+        requests = [earn_request(member_id, 5_000) for member_id in shoppers]
+        impatient = requests[-1]
+
+        def let_the_deadline_pass() -> None:
+            time.sleep(0.6)  # the impatient till's 0.3 s deadline passes while it waits in line
+
+        held, *results = _lined_up_behind(
+            pg_program, api, "dl-held", requests, meanwhile=let_the_deadline_pass, timeouts={len(requests) - 1: 0.3}
+        )
+
+        assert held[0] == OK
+        assert [result[0] for result in results] == [OK, OK, OK, grpc.StatusCode.DEADLINE_EXCEEDED]
+        assert [sorted(member_id for member_id, _ in batch) for batch in batches] == [shoppers[:3]]
+        assert member(api, shoppers[3]).balance.posted == 0  # nothing was written for it
+        # The till retries with the same key, and the order is earned once.
+        retried = api.ledger.Earn(impatient, metadata=api.metadata, timeout=30)
+        assert retried.transaction.points == 50 and retried.balance.posted == 50
+        assert api.ledger.Earn(impatient, metadata=api.metadata, timeout=30) == retried
+        assert_verify_clean(pg_program)
     finally:
         api.close()
