@@ -4,20 +4,27 @@ Alone, an Earn is a transaction of its own: its member's lock and reads in a rou
 writes, and a COMMIT that takes the program's event positions under one row lock
 (store/outbox.py). Under load, a program's Earns then queue on that lock and on PostgreSQL's
 CPU, each paying for its own round trips and commit. Here, on PostgreSQL, the first Earn to
-arrive for a caller runs at once, alone, and the Earns that arrive while it runs line up.
-When it is done, the first in line leads the line: up to MAX_BATCH of them, of distinct
-members, orders and idempotency keys, are earned together by earning_batches.earn_many, the
-batch that `import orders` runs: one statement locks their members in key order, one fetches
-every order's reads, each order is decided and written by the Earn's own code under its own
-key, and one COMMIT. Nobody waits for a timer: a batch is whatever arrived during the one
-before it, so an Earn at rest goes out as soon as it arrives.
+arrive for an API key leads its line at once, and the Earns that arrive while it runs line
+up; when it is done, the first in line leads: up to MAX_BATCH of them, of distinct members,
+orders and idempotency keys, are earned together by earning_batches.earn_many, the batch that
+`import orders` runs: one statement locks their members in key order, one fetches every
+order's reads, each order is decided and written by the Earn's own code under its own key,
+and one COMMIT. Nobody waits for a timer: a batch is whatever arrived during the one before
+it, so an Earn at rest goes out as soon as it arrives.
+
+A line never waits for one member: a batch skips members another transaction holds (a
+Redeem, a transfer, the expiry job's batch), and those Earns run alone, each waiting for its
+own member. A member already in line or in the batch being run has its next Earns run alone
+too, where the member group commit (ledger.store.member_group_commit) shares one
+transaction among that member's operations.
 
 Each Earn keeps its own answer:
 - a result, or a refusal (recorded under its key when Earn records it), from the batch;
-- an Earn the batch leaves out (a member whose referral is still to decide, see earn_many)
-  is run alone by its own caller's thread, as is every Earn of a batch that failed for a
-  reason not shared by the line (a race lost after unit_of_work's retries, a bug): nothing of
-  that batch was committed;
+- an Earn the batch leaves out (its member locked by another transaction, not enrolled, or
+  with a referral still to decide, see earn_many) is run alone by its own caller's thread,
+  as is every Earn of a batch that failed for a reason not shared by the line (a race lost
+  after unit_of_work's retries, a bug): nothing of that batch was committed;
+- an Earn whose caller left while it waited is left out, and nothing is written for it;
 - the database unreachable, or the caller's key revoked since it was last read, is every
   Earn's answer in the batch.
 
@@ -28,9 +35,11 @@ server started with LOYALTY_EARN_GROUP_COMMIT=off.
 from __future__ import annotations
 
 import contextvars
+import copy
 import logging
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -77,6 +86,7 @@ class _Earn:
 
 _guard = threading.Lock()
 _lines: dict[Caller, list[_Earn]] = {}
+_members: dict[Caller, Counter[str]] = {}  # of each line's Earns waiting or being run
 
 
 def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
@@ -88,13 +98,20 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
     # One line per key, whether this call's key was read afresh or taken as last read: a batch
     # reads the key's revocation once for all (earn_many).
     line_key = replace(caller, revocation_checked=False)
+    member_id = command.member_id
     with _guard:
         line = _lines.get(line_key)
         leading = line is None  # the line stays, empty, while its leader works
+        # A member already in line or in the batch: alone, where the member's group commit
+        # shares a transaction among its operations.
+        alone = line is not None and _members[line_key][member_id] > 0
         if line is None:
-            _lines[line_key] = [mine]
-        else:
+            _lines[line_key], _members[line_key] = [mine], Counter((member_id,))
+        elif not alone:
             line.append(mine)
+            _members[line_key][member_id] += 1
+    if alone:
+        return earning.earn(db, caller, mutation, command)
     if not leading:
         mine.wake.wait()
     if leading or mine.lead:
@@ -120,19 +137,21 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
         line[:] = [waiting for waiting in line if waiting not in taken]  # later arrivals keep appending
     try:
         batch = _still_waited_for(taken)
-        if batch == [leader]:
-            _alone(db, leader)  # holding the lead: those arriving meanwhile line up
-        elif batch:
+        if batch:
             _run(db, line_key, batch)
     finally:
         for waiting in taken:
             if not waiting.done:
                 waiting.answer(None)
         with _guard:
-            line = _lines[line_key]
+            line, members = _lines[line_key], _members[line_key]
+            for waiting in taken:
+                members[waiting.command.member_id] -= 1
+                if members[waiting.command.member_id] <= 0:
+                    del members[waiting.command.member_id]
             successor = line[0] if line else None
             if successor is None:
-                del _lines[line_key]
+                del _lines[line_key], _members[line_key]
             else:
                 successor.lead = True
         for waiting in taken:
@@ -174,22 +193,16 @@ def _distinct(line: list[_Earn]) -> list[_Earn]:
     return batch
 
 
-def _alone(db: Database, leader: _Earn) -> None:
-    try:
-        leader.answer(earning.earn(db, leader.caller, leader.mutation, leader.command))
-    except Exception as error:  # raised in this same thread once the lead is handed on
-        leader.answer(error)
-
-
 def _run(db: Database, caller: Caller, batch: list[_Earn]) -> None:
     orders = [(waiting.mutation, waiting.command) for waiting in batch]
     try:
         # The batch belongs to no one caller: it runs outside the leader's call (its deadline,
         # its cancellation), and whoever still waits gets an answer.
-        answers = contextvars.Context().run(earning_batches.earn_many, db, caller, orders)
+        answers = contextvars.Context().run(earning_batches.earn_many, db, caller, orders, skip_locked=True)
     except LedgerError as failure:
         for waiting in batch:
-            waiting.answer(failure if failure.reason in _SHARED_REASONS else None)
+            # Each raises its own copy: one exception raised in many threads mixes their tracebacks.
+            waiting.answer(copy.copy(failure) if failure.reason in _SHARED_REASONS else None)
         return
     except Exception:
         # Each is earned alone: the bug, if it is one, then meets its own caller.

@@ -50,50 +50,66 @@ _READS = (members.LOCKED, *(read for read in EARN_READS if read is not programs.
 Answer = TransactionResult | LedgerError | None
 
 
-def earn_many(db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCommand]]) -> list[Answer]:
+def earn_many(
+    db: Database, caller: Caller, orders: list[tuple[Mutation, EarnCommand]], *, skip_locked: bool = False
+) -> list[Answer]:
     """Each order's answer, in order: its result, its refusal (recorded under its key when the
     Earn records it), or None when it is to be earned alone. A failure that is not one order's
-    (a lost race, the database away) is raised: nothing of the batch was committed."""
+    (a lost race, the database away) is raised: nothing of the batch was committed.
+    skip_locked: the batch does not wait for a member another transaction holds; that
+    member's orders are answered None (so is an unknown member's: earned alone, it is refused)."""
 
     def work(conn: Transaction) -> list[Answer]:
-        program_id = caller.program_id
-        members.lock_in_key_order(conn, program_id, [command.member_id for _, command in orders])
-        # Taken under the locks, as a single Earn takes it: after whatever the members' last
-        # writers committed.
-        now = clock.now()
-        keys.require_live(conn, caller)  # once for the batch: every order has the same caller
-        prefetch.load_many(
-            conn,
-            _READS,
-            {"program_id": program_id, "at": to_micros(now)},
-            [
-                {
-                    "member_id": command.member_id,
-                    "referee_id": command.member_id,
-                    "key": mutation.idempotency_key,
-                    "order_id": command.order.order_id,
-                }
-                for mutation, command in orders
-            ],
+        locked = members.lock_in_key_order(
+            conn, caller.program_id, [command.member_id for _, command in orders], skip_locked=skip_locked
         )
-        _figures_ahead(conn, program_id, [command.member_id for _, command in orders], now)
-        earn_context.lock_budgets(conn, program_id, [command.order.occurred_at for _, command in orders])
-        campaigns.sum_counters_until_flush(conn)
-        checked = replace(caller, revocation_checked=True)
-        answers: list[Answer] = []
-        waiting: set[str] = set()  # referrers of members left alone: their later orders wait too
-        for mutation, command in orders:
-            referrer = referral_store.referrer_to_decide(conn, program_id, command.member_id)
-            if referrer is not None or command.member_id in waiting:
-                if referrer is not None:
-                    waiting.add(referrer)
-                answers.append(None)
-                continue
-            answers.append(_earn_one(conn, checked, mutation, command, now))
-        campaigns.flush_counters(conn)
+        taken = [i for i, (_, command) in enumerate(orders) if command.member_id in locked or not skip_locked]
+        answers: list[Answer] = [None] * len(orders)
+        if taken:
+            for i, answer in zip(taken, _earn_locked(conn, caller, [orders[i] for i in taken])):
+                answers[i] = answer
         return answers
 
     return unit_of_work.run(db, work)
+
+
+def _earn_locked(conn: Transaction, caller: Caller, orders: list[tuple[Mutation, EarnCommand]]) -> list[Answer]:
+    """earn_many's work once the orders' members are locked."""
+    program_id = caller.program_id
+    # Taken under the locks, as a single Earn takes it: after whatever the members' last
+    # writers committed.
+    now = clock.now()
+    keys.require_live(conn, caller)  # once for the batch: every order has the same caller
+    prefetch.load_many(
+        conn,
+        _READS,
+        {"program_id": program_id, "at": to_micros(now)},
+        [
+            {
+                "member_id": command.member_id,
+                "referee_id": command.member_id,
+                "key": mutation.idempotency_key,
+                "order_id": command.order.order_id,
+            }
+            for mutation, command in orders
+        ],
+    )
+    _figures_ahead(conn, program_id, [command.member_id for _, command in orders], now)
+    earn_context.lock_budgets(conn, program_id, [command.order.occurred_at for _, command in orders])
+    campaigns.sum_counters_until_flush(conn)
+    checked = replace(caller, revocation_checked=True)
+    answers: list[Answer] = []
+    waiting: set[str] = set()  # referrers of members left alone: their later orders wait too
+    for mutation, command in orders:
+        referrer = referral_store.referrer_to_decide(conn, program_id, command.member_id)
+        if referrer is not None or command.member_id in waiting:
+            if referrer is not None:
+                waiting.add(referrer)
+            answers.append(None)
+            continue
+        answers.append(_earn_one(conn, checked, mutation, command, now))
+    campaigns.flush_counters(conn)
+    return answers
 
 
 def _figures_ahead(conn: Transaction, program_id: str, member_ids: list[str], now: datetime) -> None:

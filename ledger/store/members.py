@@ -52,17 +52,23 @@ def lock_ahead(conn: Connection, program_id: str, member_id: str) -> None:
         write_behind.execute(conn, _lock, {"program_id": program_id, "member_id": member_id})
 
 
-def lock_in_key_order(conn: Connection, program_id: str, member_ids: list[str]) -> None:
+def lock_in_key_order(
+    conn: Connection, program_id: str, member_ids: list[str], *, skip_locked: bool = False
+) -> set[str]:
     """Row-locks the members in member_id order, in one statement: whoever locks several
     members at once (a batch of imported orders) takes them in the order every writer does
-    (Python's, bytewise: on PostgreSQL the ids are compared in the "C" collation)."""
+    (Python's, bytewise: on PostgreSQL the ids are compared in the "C" collation). Returns
+    the ids locked: the enrolled ones, and with skip_locked (PostgreSQL) only those no other
+    transaction holds now, without waiting for the others."""
     key = members.c.member_id
-    conn.execute(
+    skip = skip_locked and conn.dialect.name == "postgresql"
+    rows = conn.execute(
         select(key)
         .where(members.c.program_id == program_id, key.in_(sorted(member_ids)))
         .order_by(key.collate("C") if conn.dialect.name == "postgresql" else key)
-        .with_for_update()
+        .with_for_update(skip_locked=skip)
     ).all()
+    return {row.member_id for row in rows}
 
 
 def get(conn: Connection, program_id: str, member_id: str, *, lock: bool = False) -> MemberState | None:
