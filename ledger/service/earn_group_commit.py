@@ -4,17 +4,19 @@ Alone, an Earn is a transaction of its own: its member's lock and reads in a rou
 writes, and a COMMIT that takes the program's event positions under one row lock
 (store/outbox.py). Under load, a program's Earns then queue on that lock and on PostgreSQL's
 CPU, each paying for its own round trips and commit. Here, on PostgreSQL, the first Earn to
-arrive for an API key leads its line at once, and the Earns that arrive while it runs line
-up; when it is done, the first in line leads: up to MAX_BATCH of them, of distinct members,
+arrive for an API key leads its line and runs at once, and the Earns that arrive while it runs
+line up; when it is done, the first in line leads: up to MAX_BATCH of them, of distinct members,
 orders and idempotency keys, are earned together by earning_batches.earn_many, the batch that
 `import orders` runs: one statement locks their members in key order, one fetches every
 order's reads, each order is decided and written by the Earn's own code under its own key,
 and one COMMIT. Nobody waits for a timer: a batch is whatever arrived during the one before
 it, so an Earn at rest goes out as soon as it arrives.
 
-A line never waits for one member: a batch skips members another transaction holds (a
+A line never waits long for one member: a batch skips members another transaction holds (a
 Redeem, a transfer, the expiry job's batch), and those Earns run alone, each waiting for its
-own member. A member already in line or in the batch being run has its next Earns run alone
+own member. The head of a line with no one behind it runs alone, the Earn's own cheaper path
+for one order; should it wait on its member's lock longer than WITHDRAW_AFTER, the Earns
+lined up behind it leave the line and run alone. A member already in line or in the batch being run has its next Earns run alone
 too, where the member group commit (ledger.store.member_group_commit) shares one
 transaction among that member's operations.
 
@@ -39,6 +41,7 @@ import copy
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -56,6 +59,10 @@ from ledger.store.database import Database
 log = logging.getLogger("ledger.earn_group_commit")
 ENABLED = os.environ.get("LOYALTY_EARN_GROUP_COMMIT", "on").lower() not in ("off", "0", "false", "no")
 MAX_BATCH = 64
+# How long the Earns behind a head of the line running alone wait for it before each runs
+# alone too: an Earn alone takes a few milliseconds, unless its member is held by another
+# transaction (a long one: the expiry job's batch), which must not hold up the line.
+WITHDRAW_AFTER = 0.1
 # Failures that are every Earn's in the batch, not one's: running each alone would meet them again.
 _SHARED_REASONS = frozenset({"STORE_UNAVAILABLE", "API_KEY_INVALID"})
 
@@ -87,6 +94,7 @@ class _Earn:
 _guard = threading.Lock()
 _lines: dict[Caller, list[_Earn]] = {}
 _members: dict[Caller, Counter[str]] = {}  # of each line's Earns waiting or being run
+_alone_since: dict[Caller, float] = {}  # lines whose head runs alone, since when (monotonic)
 
 
 def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
@@ -112,8 +120,8 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
             _members[line_key][member_id] += 1
     if alone:
         return earning.earn(db, caller, mutation, command)
-    if not leading:
-        mine.wake.wait()
+    if not leading and not _wait_in_line(line_key, mine):
+        return earning.earn(db, caller, mutation, command)
     if leading or mine.lead:
         _lead(db, line_key, mine)
     if mine.alone:
@@ -122,6 +130,22 @@ def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand)
         raise mine.refusal
     assert mine.result is not None
     return mine.result
+
+
+def _wait_in_line(line_key: Caller, mine: _Earn) -> bool:
+    """Waits for mine's turn (answered, or to lead); False when it left the line to run alone
+    because the head of the line, an Earn alone, has run longer than WITHDRAW_AFTER (its
+    member is likely held by another transaction)."""
+    while not mine.wake.wait(WITHDRAW_AFTER):
+        with _guard:
+            since = _alone_since.get(line_key)
+            stuck = since is not None and time.monotonic() - since >= WITHDRAW_AFTER
+            line = _lines.get(line_key)
+            if stuck and not mine.lead and line is not None and mine in line:
+                line.remove(mine)
+                _forget_members(line_key, [mine])
+                return False
+    return True
 
 
 def lined_up() -> int:
@@ -137,18 +161,17 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
         line[:] = [waiting for waiting in line if waiting not in taken]  # later arrivals keep appending
     try:
         batch = _still_waited_for(taken)
-        if batch:
+        if batch == [leader]:
+            _alone(db, line_key, leader)
+        elif batch:
             _run(db, line_key, batch)
     finally:
         for waiting in taken:
             if not waiting.done:
                 waiting.answer(None)
         with _guard:
-            line, members = _lines[line_key], _members[line_key]
-            for waiting in taken:
-                members[waiting.command.member_id] -= 1
-                if members[waiting.command.member_id] <= 0:
-                    del members[waiting.command.member_id]
+            line = _lines[line_key]
+            _forget_members(line_key, taken)
             successor = line[0] if line else None
             if successor is None:
                 del _lines[line_key], _members[line_key]
@@ -158,6 +181,30 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
             waiting.wake.set()
         if successor is not None:
             successor.wake.set()
+
+
+def _forget_members(line_key: Caller, earns: list[_Earn]) -> None:
+    """Under _guard: earns are no longer in the line nor in its batch."""
+    members = _members[line_key]
+    for earn_ in earns:
+        members[earn_.command.member_id] -= 1
+        if members[earn_.command.member_id] <= 0:
+            del members[earn_.command.member_id]
+
+
+def _alone(db: Database, line_key: Caller, leader: _Earn) -> None:
+    """The head of the line with no one behind it: the Earn's own path, the cheapest for one
+    order (its lock and reads in one round trip). Those arriving meanwhile line up; should it
+    wait long on its member's lock, they leave the line (_wait_in_line)."""
+    with _guard:
+        _alone_since[line_key] = time.monotonic()
+    try:
+        leader.answer(earning.earn(db, leader.caller, leader.mutation, leader.command))
+    except Exception as error:  # raised in the leader's own thread once the lead is handed on
+        leader.answer(error)
+    finally:
+        with _guard:
+            del _alone_since[line_key]
 
 
 def _still_waited_for(batch: list[_Earn]) -> list[_Earn]:

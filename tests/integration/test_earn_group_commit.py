@@ -1,16 +1,17 @@
 """Group commit across members (ledger.service.earn_group_commit), over real gRPC on PostgreSQL.
 
 Earns that arrive while another of the same key runs line up, and the next leader earns them
-in one transaction (earning_batches.earn_many). Each test holds the first Earn's batch at its
-COMMIT (a session of the test's own holds the program's event_heads row, the commit's last
-lock) until the others wait in line, so the next batch is known. What it proves:
+in one transaction (earning_batches.earn_many). Each test holds the first Earn (the head of
+the line, run alone) at its COMMIT (a session of the test's own holds the program's
+event_heads row, the commit's last lock) until the others wait in line, so the next batch is
+known. What it proves:
 - a batch keeps every Earn's own answer: its points, the member's balance, a refusal by a rule
   (a closed member, an unknown member) that does not touch its neighbours, a referee whose
   referral is still to decide earned alone (and the referrer rewarded once); a retried key
   and a second order of a member already in line are earned alone, the retry with the first
   answer;
-- a line never waits for one member: an Earn whose member another transaction holds is
-  earned alone, and the Earns behind it go on;
+- a line never waits long for one member: an Earn at the head of the line whose member another
+  transaction holds runs alone, and the Earns behind it leave the line after WITHDRAW_AFTER;
 - one member's burst of Earns goes to that member's group commit, not one batch each;
 - a key revoked while its Earns wait refuses every one of them, and nothing is written;
 - a batch that fails with a bug earns each of its Earns alone, each once;
@@ -39,6 +40,13 @@ from tests.integration.test_referrals import configure
 
 OK = grpc.StatusCode.OK
 REFERRAL_REWARD = common_pb2.TRANSACTION_KIND_REFERRAL_REWARD
+
+
+@pytest.fixture
+def patient_line(monkeypatch):
+    """Earns behind a head of the line running alone wait for it however long it takes (the
+    tests hold that head at its COMMIT; the line's own limit is WITHDRAW_AFTER, 0.1 s)."""
+    monkeypatch.setattr(earn_group_commit, "WITHDRAW_AFTER", 30.0)
 
 
 @pytest.fixture
@@ -118,7 +126,7 @@ def _lined_up_behind(
     return [*held, *results]
 
 
-def test_earns_lined_up_share_a_transaction_and_keep_their_own_answers(pg_program, batches):
+def test_earns_lined_up_share_a_transaction_and_keep_their_own_answers(pg_program, batches, patient_line):
     api = pg_program.api(Role.ADMIN)
     try:
         configure(api, pending_days=0)
@@ -162,10 +170,9 @@ def test_earns_lined_up_share_a_transaction_and_keep_their_own_answers(pg_progra
         assert later_order[3].balance.posted in (20, 71)
         assert {answers[1][3].balance.posted, later_order[3].balance.posted} in ({51, 71}, {20, 71})
 
-        # The held Earn's batch, then one batch of every shopper, the closed and the unknown
+        # The held Earn ran alone, then one batch held every shopper, the closed and the unknown
         # member and bob; the retry and the second order ran alone (their member was in line).
-        [leaders, lined_up] = batches
-        assert [member_id for member_id, _ in leaders] == ["gc-held"]
+        [lined_up] = batches
         assert sorted(member_id for member_id, _ in lined_up) == sorted([*shoppers, "gc-closed", "gc-nobody", bob])
         assert dict(lined_up)[bob] is None  # a referral to decide: earned alone
         assert dict(lined_up)["gc-nobody"] is None  # not enrolled: earned alone, and refused
@@ -183,7 +190,7 @@ def test_earns_lined_up_share_a_transaction_and_keep_their_own_answers(pg_progra
         api.close()
 
 
-def test_a_key_revoked_while_its_earns_wait_refuses_them_all(pg_program, batches):
+def test_a_key_revoked_while_its_earns_wait_refuses_them_all(pg_program, batches, patient_line):
     admin = pg_program.api(Role.ADMIN)
     pos = Api(pg_program.backend.target, pg_program.key(Role.POS))
     try:
@@ -199,25 +206,21 @@ def test_a_key_revoked_while_its_earns_wait_refuses_them_all(pg_program, batches
         )
 
         held, *refused = results
-        assert held[0] == OK  # its batch read the key before the revocation
+        assert held[0] == OK  # it read the key before the revocation
         assert [result[:2] for result in refused] == [(grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID")] * 6
         assert [member(admin, member_id).balance.posted for member_id in shoppers] == [0] * 6
         # The line's batch was refused whole (earn_many raised), and no Earn was then run alone.
-        assert [[member_id for member_id, _ in batch] for batch in batches] == [["rv-held"], ["rv-held"]]
+        assert batches == []
         assert_verify_clean(pg_program)
     finally:
         pos.close()
         admin.close()
 
 
-def test_a_batch_that_fails_earns_each_alone(pg_program, monkeypatch):
+def test_a_batch_that_fails_earns_each_alone(pg_program, monkeypatch, patient_line):
     attempts: list[int] = []
-    real = earning_batches.earn_many
 
     def broken(db, caller, orders, **options):
-        """A bug in batches of several; the held Earn's batch of one works (and holds the line)."""
-        if len(orders) == 1:
-            return real(db, caller, orders, **options)
         attempts.append(len(orders))
         raise RuntimeError("a bug in the batch")
 
@@ -267,14 +270,14 @@ def test_terminals_at_once_each_get_their_own_answer(program, batches):
         in_batches = [member_id for batch in batches for member_id, _ in batch]
         if program.backend.name == "sqlite":
             assert in_batches == []
-        else:  # each Earn in one batch: alone at the head of its line, or with others
-            assert sorted(in_batches) == sorted(shoppers)
+        else:  # none in two batches
+            assert len(in_batches) == len(set(in_batches)) and set(in_batches) <= set(shoppers)
         assert_verify_clean(program)
     finally:
         api.close()
 
 
-def test_an_earn_whose_caller_left_while_it_waited_writes_nothing(pg_program, batches):
+def test_an_earn_whose_caller_left_while_it_waited_writes_nothing(pg_program, batches, patient_line):
     api = pg_program.api(Role.ADMIN)
     try:
         shoppers = [f"dl-{i}" for i in range(4)]
@@ -292,7 +295,7 @@ def test_an_earn_whose_caller_left_while_it_waited_writes_nothing(pg_program, ba
 
         assert held[0] == OK
         assert [result[0] for result in results] == [OK, OK, OK, grpc.StatusCode.DEADLINE_EXCEEDED]
-        assert [sorted(member_id for member_id, _ in batch) for batch in batches] == [["dl-held"], shoppers[:3]]
+        assert [sorted(member_id for member_id, _ in batch) for batch in batches] == [shoppers[:3]]
         assert member(api, shoppers[3]).balance.posted == 0  # nothing was written for it
         # The till retries with the same key, and the order is earned once.
         retried = api.ledger.Earn(impatient, metadata=api.metadata, timeout=30)
@@ -328,7 +331,7 @@ def test_a_member_held_by_another_transaction_does_not_hold_up_the_line(pg_progr
             session.commit()
         waiting.join(30)
         assert busy[0][0] == OK and busy[0][3].balance.posted == 50
-        assert dict(batches[0]) == {"lk-busy": None}  # skipped by its batch, earned alone
+        assert batches == []  # lk-busy ran alone at the head of the line; lk-free left the line
         assert_verify_clean(pg_program)
     finally:
         for client in (api, *clients):
@@ -361,7 +364,7 @@ def test_one_members_burst_goes_to_the_members_group_commit(pg_program, batches)
         assert [result[0] for result in results] == [OK] * 16
         assert member(api, "bu-1").balance.posted == 16 * 10
         in_batches = [member_id for batch in batches for member_id, _ in batch]
-        assert 1 <= len(in_batches) <= 8, in_batches
+        assert len(in_batches) <= 8, in_batches
         assert_verify_clean(pg_program)
     finally:
         api.close()
