@@ -126,6 +126,26 @@ def _lined_up_behind(
     return [*held, *results]
 
 
+def _all_at_once(program, api: Api, requests: list) -> list:
+    """Sends each Earn request from its own thread and channel, all released together by a
+    Barrier; their answers in order (outcome tuples)."""
+    clients = [Api(program.backend.target, api.key) for _ in requests]
+    barrier, results = threading.Barrier(len(requests)), [None] * len(requests)
+
+    def send(i: int) -> None:
+        barrier.wait()
+        results[i] = outcome(clients[i].ledger.Earn, requests[i], clients[i].metadata, timeout=30)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for client in clients:
+        client.close()
+    return results
+
+
 def test_earns_lined_up_share_a_transaction_and_keep_their_own_answers(pg_program, batches, patient_line):
     api = pg_program.api(Role.ADMIN)
     try:
@@ -248,20 +268,7 @@ def test_terminals_at_once_each_get_their_own_answer(program, batches):
         for member_id in shoppers:
             enroll(api, member_id)
         requests = [earn_request(member_id, 1_000 * (i + 1)) for i, member_id in enumerate(shoppers)]
-        clients = [Api(program.backend.target, api.key) for _ in requests]
-        barrier, results = threading.Barrier(len(requests)), [None] * len(requests)
-
-        def send(i: int) -> None:
-            barrier.wait()
-            results[i] = outcome(clients[i].ledger.Earn, requests[i], clients[i].metadata, timeout=30)
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        for client in clients:
-            client.close()
+        results = _all_at_once(program, api, requests)
 
         for i, (code_, _, _, response) in enumerate(results):
             assert code_ == OK
@@ -346,20 +353,7 @@ def test_one_members_burst_goes_to_the_members_group_commit(pg_program, batches)
     try:
         enroll(api, "bu-1")
         requests = [earn_request("bu-1", 1_000) for _ in range(16)]
-        clients = [Api(pg_program.backend.target, api.key) for _ in requests]
-        barrier, results = threading.Barrier(len(requests)), [None] * len(requests)
-
-        def send(i: int) -> None:
-            barrier.wait()
-            results[i] = outcome(clients[i].ledger.Earn, requests[i], clients[i].metadata, timeout=30)
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        for client in clients:
-            client.close()
+        results = _all_at_once(pg_program, api, requests)
 
         assert [result[0] for result in results] == [OK] * 16
         assert member(api, "bu-1").balance.posted == 16 * 10
