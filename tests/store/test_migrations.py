@@ -139,30 +139,32 @@ def test_partial_index_predicates_match_tables_py(empty_engine, tmp_path):
 
 
 
-def _one_millisecond_limit(dialect, connection_record, cargs, cparams) -> None:
+def _ten_millisecond_limit(dialect, connection_record, cargs, cparams) -> None:
     cparams["options"] = cparams["options"].replace(
-        f"statement_timeout={engines.STATEMENT_TIMEOUT_MS}", "statement_timeout=1"
+        f"statement_timeout={engines.STATEMENT_TIMEOUT_MS}", "statement_timeout=10"
     )
 
 
 def test_migrations_are_not_cut_short_by_the_statement_limit():
     """Every session starts with a per-statement limit meant for the till (15 s); an index
     built over a big ledger takes longer than that, and cut short, the server would not start.
-    Here every session starts with a 1 ms limit, and 0008's indexes are built again over a
-    seeded ledger; the session that migrated is not pooled afterwards."""
+    Here every session starts with a 10 ms limit, and 0008's indexes are built again over a
+    seeded ledger of 100,000 transactions (each build scans them all: well over 10 ms); the
+    session that migrated is not pooled afterwards. (With 1 ms, the migration's own first
+    statement, the one that lifts the limit, was once cut short on a slow, loaded machine.)"""
     from bench.seed import seed
     from tests.databases import postgres_database
 
     with postgres_database() as url:
-        seed(url, members=20_000, entries_per_member=2, name="migrate-long")
+        seed(url, members=50_000, entries_per_member=2, name="migrate-long")
         engine = engines.create_engine_for(url, pool_size=1)
         try:
             migrate.downgrade(engine, "0007")
-            event.listen(engine, "do_connect", _one_millisecond_limit)  # the dialect already knows the server
+            event.listen(engine, "do_connect", _ten_millisecond_limit)  # the dialect already knows the server
             engine.dispose()
             migrate.upgrade(engine)
             with engine.connect() as conn:  # the session that migrated is closed: a new one has the limit
-                assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1ms"
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "10ms"
                 with pytest.raises(OperationalError, match="statement timeout"):
                     conn.exec_driver_sql("SELECT pg_sleep(0.05)")
         finally:
