@@ -16,9 +16,9 @@ A line never waits long for one member: a batch skips members another transactio
 Redeem, a transfer, the expiry job's batch), and those Earns run alone, each waiting for its
 own member. The head of a line with no one behind it runs alone, the Earn's own cheaper path
 for one order; should it wait on its member's lock longer than WITHDRAW_AFTER, the Earns
-lined up behind it leave the line and run alone. A member already in line or in the batch being run has its next Earns run alone
-too, where the member group commit (ledger.store.member_group_commit) shares one
-transaction among that member's operations.
+lined up behind it leave the line and run alone. A member already in line or in the batch
+being run has its next Earns run alone too, where the member group commit
+(ledger.store.member_group_commit) shares one transaction among that member's operations.
 
 Each Earn keeps its own answer:
 - a result, or a refusal (recorded under its key when Earn records it), from the batch;
@@ -91,59 +91,77 @@ class _Earn:
         self.done = True
 
 
+@dataclass
+class _Line:
+    """One key's line: the Earns waiting (the batch being run is out of it), how many Earns
+    of each member are waiting or in that batch, and since when its head runs alone."""
+
+    earns: list[_Earn]
+    members: Counter[str] = field(default_factory=Counter)
+    alone_since: float | None = None  # time.monotonic()
+
+    def add(self, earn_: _Earn) -> None:
+        self.earns.append(earn_)
+        self.members[earn_.command.member_id] += 1
+
+    def forget(self, earns: list[_Earn]) -> None:
+        """earns are no longer waiting nor in the batch."""
+        for earn_ in earns:
+            self.members[earn_.command.member_id] -= 1
+            if self.members[earn_.command.member_id] <= 0:
+                del self.members[earn_.command.member_id]
+
+
 _guard = threading.Lock()
-_lines: dict[Caller, list[_Earn]] = {}
-_members: dict[Caller, Counter[str]] = {}  # of each line's Earns waiting or being run
-_alone_since: dict[Caller, float] = {}  # lines whose head runs alone, since when (monotonic)
+_lines: dict[Caller, _Line] = {}  # a line stays, empty, while its leader works
 
 
 def earn(db: Database, caller: Caller, mutation: Mutation, command: EarnCommand) -> TransactionResult:
     """earning.earn's answer, the order earned in a transaction shared with the caller's other
     Earns in line."""
-    if not ENABLED or not db.is_postgresql:
-        return earning.earn(db, caller, mutation, command)
-    mine = _Earn(mutation, command, caller)
+    if ENABLED and db.is_postgresql:
+        mine = _Earn(mutation, command, caller)
+        if _answered_in_line(db, mine):
+            if mine.refusal is not None:
+                raise mine.refusal
+            assert mine.result is not None
+            return mine.result
+    return earning.earn(db, caller, mutation, command)
+
+
+def _answered_in_line(db: Database, mine: _Earn) -> bool:
+    """Whether mine was answered by its line (as its head, or in a batch); False when it is to
+    be earned alone: its member already in line (where the member's group commit shares a
+    transaction among its operations), the line left (_wait_in_line), or left out by its batch."""
     # One line per key, whether this call's key was read afresh or taken as last read: a batch
     # reads the key's revocation once for all (earn_many).
-    line_key = replace(caller, revocation_checked=False)
-    member_id = command.member_id
+    line_key = replace(mine.caller, revocation_checked=False)
     with _guard:
         line = _lines.get(line_key)
-        leading = line is None  # the line stays, empty, while its leader works
-        # A member already in line or in the batch: alone, where the member's group commit
-        # shares a transaction among its operations.
-        alone = line is not None and _members[line_key][member_id] > 0
+        leading = line is None
         if line is None:
-            _lines[line_key], _members[line_key] = [mine], Counter((member_id,))
-        elif not alone:
-            line.append(mine)
-            _members[line_key][member_id] += 1
-    if alone:
-        return earning.earn(db, caller, mutation, command)
-    if not leading and not _wait_in_line(line_key, mine):
-        return earning.earn(db, caller, mutation, command)
+            line = _lines[line_key] = _Line([])
+        elif line.members[mine.command.member_id] > 0:
+            return False
+        line.add(mine)
+    if not leading and not _wait_in_line(line, mine):
+        return False
     if leading or mine.lead:
         _lead(db, line_key, mine)
-    if mine.alone:
-        return earning.earn(db, caller, mutation, command)
-    if mine.refusal is not None:
-        raise mine.refusal
-    assert mine.result is not None
-    return mine.result
+    return not mine.alone
 
 
-def _wait_in_line(line_key: Caller, mine: _Earn) -> bool:
+def _wait_in_line(line: _Line, mine: _Earn) -> bool:
     """Waits for mine's turn (answered, or to lead); False when it left the line to run alone
     because the head of the line, an Earn alone, has run longer than WITHDRAW_AFTER (its
     member is likely held by another transaction)."""
     while not mine.wake.wait(WITHDRAW_AFTER):
         with _guard:
-            since = _alone_since.get(line_key)
+            since = line.alone_since
             stuck = since is not None and time.monotonic() - since >= WITHDRAW_AFTER
-            line = _lines.get(line_key)
-            if stuck and not mine.lead and line is not None and mine in line:
-                line.remove(mine)
-                _forget_members(line_key, [mine])
+            if stuck and not mine.lead and mine in line.earns:
+                line.earns.remove(mine)
+                line.forget([mine])
                 return False
     return True
 
@@ -151,18 +169,18 @@ def _wait_in_line(line_key: Caller, mine: _Earn) -> bool:
 def lined_up() -> int:
     """How many Earns wait in line, behind the batches being run."""
     with _guard:
-        return sum(len(line) for line in _lines.values())
+        return sum(len(line.earns) for line in _lines.values())
 
 
 def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
     with _guard:
         line = _lines[line_key]
-        taken = _distinct(line)
-        line[:] = [waiting for waiting in line if waiting not in taken]  # later arrivals keep appending
+        taken = _distinct(line.earns)
+        line.earns[:] = [waiting for waiting in line.earns if waiting not in taken]  # later arrivals keep appending
     try:
         batch = _still_waited_for(taken)
         if batch == [leader]:
-            _alone(db, line_key, leader)
+            _alone(db, line, leader)
         elif batch:
             _run(db, line_key, batch)
     finally:
@@ -170,11 +188,10 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
             if not waiting.done:
                 waiting.answer(None)
         with _guard:
-            line = _lines[line_key]
-            _forget_members(line_key, taken)
-            successor = line[0] if line else None
+            line.forget(taken)
+            successor = line.earns[0] if line.earns else None
             if successor is None:
-                del _lines[line_key], _members[line_key]
+                del _lines[line_key]
             else:
                 successor.lead = True
         for waiting in taken:
@@ -183,28 +200,19 @@ def _lead(db: Database, line_key: Caller, leader: _Earn) -> None:
             successor.wake.set()
 
 
-def _forget_members(line_key: Caller, earns: list[_Earn]) -> None:
-    """Under _guard: earns are no longer in the line nor in its batch."""
-    members = _members[line_key]
-    for earn_ in earns:
-        members[earn_.command.member_id] -= 1
-        if members[earn_.command.member_id] <= 0:
-            del members[earn_.command.member_id]
-
-
-def _alone(db: Database, line_key: Caller, leader: _Earn) -> None:
+def _alone(db: Database, line: _Line, leader: _Earn) -> None:
     """The head of the line with no one behind it: the Earn's own path, the cheapest for one
     order (its lock and reads in one round trip). Those arriving meanwhile line up; should it
     wait long on its member's lock, they leave the line (_wait_in_line)."""
     with _guard:
-        _alone_since[line_key] = time.monotonic()
+        line.alone_since = time.monotonic()
     try:
         leader.answer(earning.earn(db, leader.caller, leader.mutation, leader.command))
     except Exception as error:  # raised in the leader's own thread once the lead is handed on
         leader.answer(error)
     finally:
         with _guard:
-            del _alone_since[line_key]
+            line.alone_since = None
 
 
 def _still_waited_for(batch: list[_Earn]) -> list[_Earn]:
