@@ -109,7 +109,7 @@ def _expire_in_database(
             program_id,
             list(member_ids),
             list(ids),
-            [credentials.system_key("expire", transaction_id) for transaction_id in ids],
+            [credentials.fresh_system_key("expire", transaction_id) for transaction_id in ids],
             to_micros(now),
             to_micros(cutoff) if cutoff is not None else None,
             api_key_id=SYSTEM_KEY_ID,
@@ -144,7 +144,7 @@ def _expire_in_python(
             due,
             everything=everything,
             transaction_id=transaction_id,
-            idempotency_key=credentials.system_key("expire", transaction_id),
+            idempotency_key=credentials.fresh_system_key("expire", transaction_id),
             api_key_id=SYSTEM_KEY_ID,
             now=now,
         )
@@ -182,7 +182,7 @@ def write_off_if_inactive(
         due,
         everything=True,
         transaction_id=transaction_id,
-        idempotency_key=credentials.system_key("expire", transaction_id),
+        idempotency_key=credentials.fresh_system_key("expire", transaction_id),
         api_key_id=SYSTEM_KEY_ID,
         now=now,
     )

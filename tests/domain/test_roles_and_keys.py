@@ -62,3 +62,20 @@ def test_key_id_of_never_crashes(text):
 def test_referral_codes_are_unambiguous():
     code = credentials.new_referral_code()
     assert len(code) == 10 and not set(code) & set("01ILOU")
+
+
+def test_new_ids_are_unique_shaped_and_follow_time(monkeypatch):
+    """Fresh ids sort by when they were made, so the indexes they lead grow at their right edge."""
+    clock = iter([1_000_000_000_000_000, 1_000_000_001_000_000, 1_000_000_002_000_000])
+    monkeypatch.setattr(credentials.time, "time_ns", lambda: next(clock))
+    earlier, later = credentials.new_ids("tx", 1000), credentials.new_ids("tx", 1000)
+    assert len(set(earlier + later)) == 2000
+    assert all(len(i) == len("tx_") + 32 and int(i[3:], 16) >= 0 for i in earlier + later)
+    assert max(earlier) < min(later)
+    assert credentials.new_id("hold").startswith("hold_")
+
+
+@given(st.text(max_size=64))
+def test_fresh_system_keys_are_marked_and_follow_their_id(source):
+    key = credentials.fresh_system_key("expire", source)
+    assert key.startswith(credentials.SYSTEM_KEY_MARK + "expire:") and key.endswith(source)
