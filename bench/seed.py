@@ -100,14 +100,6 @@ def seed(
         else ":now - (:k - s) * 1000000"
     )
     statements = [
-        # members: balance already includes their seeded entries; the chain head comes last
-        insert_from(
-            tables.members, members_of_g,
-            program_id=":p", member_id="'m' || g", referral_code="upper(substr(md5(:p || g), 1, 12))",
-            status="'ACTIVE'", enrolled_at=":now", posted=":k * :pts", held="0", last_seq=":k",
-            updated_at=":now", last_activity_at=":now", last_entry_hash=f"'{GENESIS}'",
-            closed_at="NULL", erased_at="NULL",
-        ),
         insert_from(
             tables.transactions, entries_of_g,
             program_id=":p", transaction_id="'tx_seed_' || g || '_' || s", member_id="'m' || g",
@@ -178,15 +170,22 @@ def seed(
             entry_hash=entry_hash_sql,
         )
 
-    # Each member's chain head, looked up by its primary key member by member (as a join, on
+    # The members come last, each written once, as enrolment and the operations since would
+    # have left it: its balance includes its seeded entries, and its chain head, the hash of
+    # its last entry, is looked up by the entry's primary key member by member (as a join, on
     # statistics taken before this program existed, it ran for minutes: no rows of the
     # program on either side, so a walk of its entries nested in a walk of its members).
-    chain_heads = """
-        UPDATE members SET last_entry_hash = (
-            SELECT e.entry_hash FROM entries e
-            WHERE e.program_id = members.program_id AND e.member_id = members.member_id AND e.seq = :k
-        )
-        WHERE members.program_id = :p"""
+    # Setting the heads afterwards, by an UPDATE of every member, left the live rows packed
+    # into full pages, where no later update of a member could stay on its page.
+    seeded_members = insert_from(
+        tables.members, members_of_g,
+        program_id=":p", member_id="'m' || g", referral_code="upper(substr(md5(:p || g), 1, 12))",
+        status="'ACTIVE'", enrolled_at=":now", posted=":k * :pts", held="0", last_seq=":k",
+        updated_at=":now", last_activity_at=":now",
+        last_entry_hash="coalesce((SELECT e.entry_hash FROM entries e"
+        f" WHERE e.program_id = :p AND e.member_id = 'm' || g AND e.seq = :k), '{GENESIS}')",
+        closed_at="NULL", erased_at="NULL",
+    )
     # The bulk statements go through a plain engine: the ledger's would prepare them once a
     # process has run them five times (ledger.store.postgres.prepared), with parameter types inferred
     # from the first use (an integer for the microsecond instants, out of range).
@@ -201,7 +200,7 @@ def seed(
             conn.execute(text(sql), params)
         for seq in range(1, entries_per_member + 1):
             conn.execute(text(seed_entries(seq)), {**params, "s": seq})
-        conn.execute(text(chain_heads), params)
+        conn.execute(text(seeded_members), params)
     caller = Caller(program_id, "bench", Role.ADMIN)
     # The hot member every redeem-hot terminal spends from.
     support.adjust_points(Database(engine), caller, Mutation("bench-hot", "AdjustPoints", "bench"), "m0", 10**9, "bench hot member")
@@ -213,8 +212,7 @@ def seed(
         "UTC",
     )
     # VACUUM, not just ANALYZE: a bulk-loaded table has no hint bits and no visibility map, so
-    # the first reads of each page would write it back; setting the chain heads left a dead
-    # version of every member row; and autovacuum would start on the big tables in the
+    # the first reads of each page would write it back; and autovacuum would start on the big tables in the
     # middle of a measurement. This leaves the steady state a long-lived ledger is in.
     if analyze:
         with bulk.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
