@@ -207,7 +207,9 @@ def test_a_changed_token_is_refused(two, listing):
     token = listing.page(api, 1).next_page_token
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     for i, char in enumerate(token):  # every character, to another one (also in the last one's spare bits)
-        other_char = alphabet[(alphabet.index(char) + 1 + i) % len(alphabet)]
+        # A shift of 1 to 63 places, never 64: a token longer than 63 characters (ids of 32 hex
+        # digits) would otherwise get its 64th character "changed" into itself.
+        other_char = alphabet[(alphabet.index(char) + 1 + i % (len(alphabet) - 1)) % len(alphabet)]
         refused(listing, api, token[:i] + other_char + token[i + 1 :])
     for changed in (token[:-1], token[1:], token + "A", token + token, token + "=", token + "==", token.lower()):
         if changed != token:
