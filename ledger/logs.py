@@ -67,11 +67,24 @@ class _Enqueue(logging.handlers.QueueHandler):
 
 
 class _Writer(logging.StreamHandler):
-    """Writes each line without flushing; flushes when no line is waiting."""
+    """Writes each line to standard error without flushing; flushes when no line is waiting.
 
-    def __init__(self, stream, pending: queue.SimpleQueue) -> None:
-        super().__init__(stream)
+    Standard error is looked up for each line, as logging's last-resort handler does: a
+    stream taken once, at configure(), would outlive a replaced sys.stderr (a test's capture,
+    closed when the test ends; the writer thread then met a closed file for every later line).
+    """
+
+    def __init__(self, pending: queue.SimpleQueue) -> None:
+        super().__init__()
         self._pending = pending
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _ignored) -> None:
+        pass  # StreamHandler's constructor sets it; the stream is always the current stderr
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -90,7 +103,7 @@ def configure(level: str | None = None) -> None:
     if _listener is not None:
         _listener.stop()
     pending: queue.SimpleQueue = queue.SimpleQueue()
-    writer = _Writer(sys.stderr, pending)
+    writer = _Writer(pending)
     writer.setFormatter(JsonFormatter())
     _listener = logging.handlers.QueueListener(pending, writer)
     _listener.start()
