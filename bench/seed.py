@@ -212,8 +212,8 @@ def seed(
         "UTC",
     )
     # VACUUM, not just ANALYZE: a bulk-loaded table has no hint bits and no visibility map, so
-    # the first reads of each page would write it back; and autovacuum would start on the big tables in the
-    # middle of a measurement. This leaves the steady state a long-lived ledger is in.
+    # the first reads of each page would write it back; and autovacuum would start on the big
+    # tables in the middle of a measurement. This leaves the steady state a long-lived ledger is in.
     if analyze:
         with bulk.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SET statement_timeout = 0"))

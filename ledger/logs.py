@@ -75,16 +75,12 @@ class _Writer(logging.StreamHandler):
     """
 
     def __init__(self, pending: queue.SimpleQueue) -> None:
-        super().__init__()
+        logging.Handler.__init__(self)  # as logging's _StderrHandler: StreamHandler's would set a stream
         self._pending = pending
 
     @property
     def stream(self):
         return sys.stderr
-
-    @stream.setter
-    def stream(self, _ignored) -> None:
-        pass  # StreamHandler's constructor sets it; the stream is always the current stderr
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -74,8 +74,9 @@ SYSTEM_KEY_MARK = "\x1f"
 
 def system_key(purpose: str, source: str) -> str:
     """An idempotency key for a transaction the ledger makes itself from a source it must not
-    act on twice (a referral reward, a tier change, a closed member's forfeit). It starts with a control character that client keys may not contain,
-    and is short whatever the source, so it can never clash with a client's key."""
+    act on twice (a referral reward, a tier change, a closed member's forfeit). It starts with
+    a control character that client keys may not contain, and is short whatever the source,
+    so it can never clash with a client's key."""
     digest = hashlib.sha256(f"{purpose}\0{source}".encode()).hexdigest()[:40]
     return f"{SYSTEM_KEY_MARK}{purpose}:{digest}"
 

@@ -236,17 +236,19 @@ def expire(
     }
     with write_behind.driver_cursor(conn, "expire a batch") as cursor:
         cursor.execute(_LOCK, params)
-        # The planner cannot see how small the batch is (it comes in as arrays) and, left to
-        # itself, may hash-join it against a scan of a whole table, whose cost grows with the
-        # table instead of the batch.
-        cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        # Compiling the statement (JIT, which its estimated cost turns on) took 60 ms of each
-        # batch's second: more than it ever saved on rows that are each touched once.
-        cursor.execute("SET LOCAL jit = off")
-        # The batch's whole write is this one statement, where the Python path sent six: it
-        # gets the time of many of the session's statements, or a slow day's batch would
-        # time out, and every later run would stop at the same batch again.
-        cursor.execute(f"SET LOCAL statement_timeout = {WRITE_TIMEOUT_MS}")
+        # In one round trip:
+        # - The planner cannot see how small the batch is (it comes in as arrays) and, left to
+        #   itself, may hash-join it against a scan of a whole table, whose cost grows with the
+        #   table instead of the batch.
+        # - Compiling the statement (JIT, which its estimated cost turns on) took 60 ms of each
+        #   batch's second: more than it ever saved on rows that are each touched once.
+        # - The batch's whole write is this one statement, where the Python path sent six: it
+        #   gets the time of many of the session's statements, or a slow day's batch would
+        #   time out, and every later run would stop at the same batch again.
+        cursor.execute(
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off; "
+            f"SET LOCAL statement_timeout = {WRITE_TIMEOUT_MS}"
+        )
         cursor.execute(_WRITE, params)
         members, points, moved = cursor.fetchone()
         cursor.execute("RESET enable_hashjoin; RESET enable_mergejoin; RESET jit; RESET statement_timeout")
