@@ -687,3 +687,48 @@ def test_0017_adds_the_liability_rollups_empty_and_its_downgrade_removes_them(em
     assert rollups.isdisjoint(user_tables(engine))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM programs")).scalar_one() == 1
+
+
+# ---------------------------------------------------------------- 0018: room on members' pages
+
+
+def _members_storage(engine: Engine) -> list[str] | None:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'members'")).scalar_one()
+
+
+@pytest.mark.parametrize("empty_engine", ["postgresql"], indirect=True)
+def test_0018_leaves_members_pages_room_as_tables_py_says_and_its_downgrade_packs_them(empty_engine, tmp_path):
+    """On PostgreSQL, 0018 gives members the fillfactor tables.py declares (compare_metadata
+    cannot see storage parameters, so the table built straight from tables.py is the
+    reference); rows written afterwards fill pages to about that share, so an expiry batch's
+    updates of a page's members stay on the page (HOT); the downgrade resets it."""
+    engine = empty_engine
+    migrate.upgrade(engine, "0017")
+    assert _members_storage(engine) is None
+    migrate.upgrade(engine, "0018")
+    with fresh_engine("postgresql", tmp_path) as reference:
+        metadata.create_all(reference)
+        declared = _members_storage(reference)
+    assert declared == ["fillfactor=45"]
+    assert _members_storage(engine) == declared
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO members (program_id, member_id, referral_code, status, enrolled_at, posted, held,"
+                " last_seq, updated_at) SELECT 'p', 'm' || n, 'r' || n, 'ACTIVE', 0, 0, 0, 0, 0"
+                " FROM generate_series(1, 2000) AS n"
+            )
+        )
+    with engine.begin() as conn:
+        # Every member rewritten in one transaction, as an expiry batch does: all on their pages.
+        conn.execute(text("UPDATE members SET posted = 1, last_seq = 1, updated_at = 1"))
+        hot, updated = conn.execute(
+            text(
+                "SELECT pg_stat_get_xact_tuples_hot_updated(oid), pg_stat_get_xact_tuples_updated(oid)"
+                " FROM pg_class WHERE relname = 'members'"
+            )
+        ).one()
+    assert (hot, updated) == (2000, 2000)
+    migrate.downgrade(engine, "0017")
+    assert _members_storage(engine) is None
