@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ledger.domain.balance import Balance
+from ledger.domain.credentials import fresh_system_key
 from ledger.domain.earning import BreakdownLine
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.domain.lots import Consumption, Lot
@@ -103,19 +104,26 @@ def due_consumptions(lots: list[Lot], now: datetime, *, everything: bool) -> tup
     return tuple(Consumption(lot.lot_id, lot.remaining) for lot in due)
 
 
+def expiry_key(transaction_id: str) -> str:
+    """An EXPIRE transaction's idempotency key: its own id under the system mark. No request
+    can carry such a key, so no idempotency record is written under it: the expired lots, left
+    with nothing remaining, are what makes an expiry happen once."""
+    return fresh_system_key("expire", transaction_id)
+
+
 def expiry_transaction(
     member_id: str,
     due: tuple[Consumption, ...],
     *,
     everything: bool,
     transaction_id: str,
-    idempotency_key: str,
     api_key_id: str,
     now: datetime,
 ) -> NewTransaction:
     """The EXPIRE transaction that writes off `due` (due_consumptions), stating which rule took
-    the points. The expiry job's Python path writes it, and so does an activity credit of an
-    inactive member (written_off); the job's PostgreSQL path writes the same rows in SQL."""
+    the points, under its key (expiry_key). The expiry job's Python path writes it, and so does
+    an activity credit of an inactive member (written_off); the job's PostgreSQL path writes the
+    same rows in SQL."""
     points = sum(c.points for c in due)
     why = NO_ACTIVITY if everything else VALIDITY_ENDED
     return NewTransaction(
@@ -125,7 +133,7 @@ def expiry_transaction(
         points=-points,
         breakdown=(BreakdownLine(PointsSource.LEDGER_OPERATION, -points, DESCRIPTION % (len(due), why)),),
         channel=Channel.OTHER,
-        idempotency_key=idempotency_key,
+        idempotency_key=expiry_key(transaction_id),
         api_key_id=api_key_id,
         occurred_at=now,
         created_at=now,

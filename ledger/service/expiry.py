@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
-from ledger.domain.expiry import due_consumptions, expiry_transaction, inactive_since, is_inactive
+from ledger.domain.expiry import due_consumptions, expiry_key, expiry_transaction, inactive_since, is_inactive
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
 from ledger.service import clock, events
@@ -36,13 +36,11 @@ from ledger.store import unit_of_work
 from ledger.service.holds import lapse_due_holds
 from ledger.service.moments import tell_due_moments
 from ledger.service.tiers import review_due_tiers
-from ledger.store import expiry, idempotency, ledger_writes, lots, programs
+from ledger.store import expiry, ledger_writes, lots, programs
 from ledger.store.postgres import expiry_writes
 from ledger.store.instants import to_micros
 
 SYSTEM_KEY_ID = "system:expiry"
-# The idempotency record's method of an EXPIRE transaction.
-EXPIRE_METHOD = "Expire"
 # Members per batch (one database transaction). Bigger batches mean fewer statements, but a
 # till paying for a member of a batch in flight waits for the batch to commit.
 BATCH = 10_000
@@ -109,11 +107,10 @@ def _expire_in_database(
             program_id,
             list(member_ids),
             list(ids),
-            [credentials.fresh_system_key("expire", transaction_id) for transaction_id in ids],
+            [expiry_key(transaction_id) for transaction_id in ids],
             to_micros(now),
             to_micros(cutoff) if cutoff is not None else None,
             api_key_id=SYSTEM_KEY_ID,
-            method=EXPIRE_METHOD,
         )
         tally.count(program_id, done.members, done.points)
     return tally
@@ -144,21 +141,12 @@ def _expire_in_python(
             due,
             everything=everything,
             transaction_id=transaction_id,
-            idempotency_key=credentials.fresh_system_key("expire", transaction_id),
             api_key_id=SYSTEM_KEY_ID,
             now=now,
         )
         items.append((program_id, tx, {member_id: (posted, last_seq, last_hash)}))
         tally.count(program_id, 1, points)
     ledger_writes.append_many(conn, items)
-    idempotency.claim_many(
-        conn,
-        [
-            (program_id, tx.idempotency_key, EXPIRE_METHOD, tx.transaction_id, {"expired": -tx.points})
-            for program_id, tx, _ in items
-        ],
-        now,
-    )
     return tally
 
 
@@ -182,14 +170,10 @@ def write_off_if_inactive(
         due,
         everything=True,
         transaction_id=transaction_id,
-        idempotency_key=credentials.fresh_system_key("expire", transaction_id),
         api_key_id=SYSTEM_KEY_ID,
         now=now,
     )
     posted, seq = ledger_writes.append(conn, program_id, tx)[member.member_id]
-    idempotency.claim_many(
-        conn, [(program_id, tx.idempotency_key, EXPIRE_METHOD, transaction_id, {"expired": -tx.points})], now
-    )
     return replace(member, balance=member.balance.with_posted(posted - member.balance.posted), last_seq=seq)
 
 

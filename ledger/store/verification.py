@@ -12,9 +12,14 @@ from typing import Generator, Iterator
 
 from sqlalchemy import Connection, text
 
+from ledger.domain.expiry import expiry_key
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
 from ledger.store import liability
 from ledger.store.postgres import streaming
+
+# What every expiry's key starts with, its transaction id after it; a literal in the checks'
+# SQL (the mark is a control character, never a quote).
+_FRESH_EXPIRY_KEY = expiry_key("")
 
 CHECKS: dict[str, str] = {
     "cached posted balance equals the sum of the member's entries": """
@@ -54,11 +59,13 @@ CHECKS: dict[str, str] = {
         GROUP BY t.program_id, t.transaction_id, t.points
         HAVING COUNT(e.seq) = 0 OR t.points <> COALESCE(SUM(e.points), 0)
     """,
-    "every transaction has its idempotency record": """
+    # An expiry's key is its own id under the system mark (ledger.domain.expiry.expiry_key): no
+    # request can ever carry it, so nothing is recorded under it.
+    "every transaction made by a request has its idempotency record": f"""
         SELECT t.program_id, t.transaction_id, t.idempotency_key FROM transactions t
         LEFT JOIN idempotency_records i
              ON i.program_id = t.program_id AND i.idempotency_key = t.idempotency_key
-        WHERE i.idempotency_key IS NULL
+        WHERE i.idempotency_key IS NULL AND t.idempotency_key <> '{_FRESH_EXPIRY_KEY}' || t.transaction_id
     """,
     # Events began with migration 0012, and pruning takes the old ones: event_heads.events_since.
     "every transaction has its event": """

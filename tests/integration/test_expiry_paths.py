@@ -11,8 +11,9 @@ idle since before it (one with a lot that has no date) next to members active af
 The database path is called as the sweep calls it (ledger.service.expiry._expire_batch), with
 the keys out of order, one twice and one of no member, and a second program's member among
 them; the Python path gets the clean, sorted list. Every column is compared as stored, the
-JSON texts (breakdown, the idempotency record's outcome, the event's payload) byte for byte,
-and each expiry's event at the same position in its program.
+JSON texts (breakdown, the event's payload) byte for byte, and each expiry's event at the
+same position in its program. Neither writes an idempotency record for an expiry: its key
+is its own id, which no request can carry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
+from ledger.domain.expiry import expiry_key
 from ledger.service import clock
 from ledger.store import outbox
 from ledger.service.expiry import _expire_batch, _expire_in_python
@@ -185,6 +187,11 @@ def test_database_and_python_expire_the_same_rows(pg_program):
             '"campaign_id": ""}]'
         )
         assert json.loads(three["breakdown"])[0]["points"] == -120
+        # each under its own id as key, which no request can carry: no idempotency record for it
+        expiries = [row for row in tables["transactions"] if row["kind"] == "EXPIRE"]
+        assert {row["idempotency_key"] for row in expiries} == {expiry_key(row["transaction_id"]) for row in expiries}
+        recorded = {row["idempotency_key"] for row in tables["idempotency_records"]}
+        assert recorded and recorded.isdisjoint(row["idempotency_key"] for row in expiries)
         # one points.expired event per EXPIRE, saying what it took and what is left
         events = {row["transaction_id"]: row for row in tables["events"] if row["type"] == "points.expired"}
         assert len(events) == len(expired)

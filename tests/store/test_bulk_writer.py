@@ -36,5 +36,5 @@ def test_every_bulk_writer_builds_against_todays_tables():
     from bench import seed  # noqa: F401
     from ledger.store.postgres import expiry_writes
 
-    for statement in (expiry_writes._TRANSACTIONS, expiry_writes._ENTRIES, expiry_writes._CONSUMPTIONS, expiry_writes._RECORDS):
+    for statement in (expiry_writes._TRANSACTIONS, expiry_writes._ENTRIES, expiry_writes._CONSUMPTIONS, expiry_writes._EVENTS):
         assert statement.startswith("INSERT INTO ")

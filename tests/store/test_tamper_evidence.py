@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
 from ledger.domain import credentials
+from ledger.domain.expiry import expiry_key
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
 from ledger.domain.kinds import Role
 from ledger.service import members, programs, support
@@ -35,6 +36,7 @@ from ledger.store.verification import CHAIN_HEADS, ENTRY_HASHES
 
 BALANCE = "cached posted balance equals the sum of the member's entries"
 GAPS = "entry sequence numbers run 1..last_seq with no gap"
+RECORDS = "every transaction made by a request has its idempotency record"
 
 
 @dataclass
@@ -170,6 +172,29 @@ def test_removed_last_transaction_is_reported_by_the_chain_head(ledger):
     assert [(row["member_id"], row["last_entry_hash"]) for row in breaches[CHAIN_HEADS]] == [
         ("m-1", last.entry_hash)
     ]
+
+
+def test_a_removed_idempotency_record_is_reported_and_only_an_expiry_needs_none(ledger):
+    """An expiry's key is its own id under the system mark, which no request can carry: verify
+    asks no record of it. Any other key without its record is reported, a marked key under
+    another transaction's id too."""
+    first, last = entries_of(ledger.engine, "m-1")[0], entries_of(ledger.engine, "m-1")[-1]
+    as_superuser(
+        ledger.engine,
+        "DELETE FROM idempotency_records WHERE idempotency_key IN "
+        "(SELECT idempotency_key FROM transactions WHERE transaction_id IN (:first, :last))",
+        "UPDATE transactions SET idempotency_key = :own WHERE transaction_id = :first",
+        "UPDATE transactions SET idempotency_key = :other WHERE transaction_id = :last",
+        params={
+            "first": first.transaction_id,
+            "last": last.transaction_id,
+            "own": expiry_key(first.transaction_id),
+            "other": expiry_key(first.transaction_id),
+        },
+    )
+    breaches = verify(ledger.engine).breaches
+    assert set(breaches) == {RECORDS}, breaches
+    assert [row["transaction_id"] for row in breaches[RECORDS]] == [last.transaction_id]
 
 
 def test_removed_middle_entry_is_reported(ledger):

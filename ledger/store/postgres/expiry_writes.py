@@ -7,7 +7,7 @@ in the statements that write: one locks the batch's members in key order, the ne
 snapshot taken after the locks are held, so no till's redemption committed meanwhile is
 missed) finds the due lots, sums them per member, hashes each new entry onto the member's
 chain (ledger.store.postgres.hash_chain_sql) and writes every row the Python path
-writes: transaction, entry, lot consumptions, lots, member head, idempotency record and event.
+writes: transaction, entry, lot consumptions, lots, member head and event.
 
 What is due is the domain's rule (ledger.domain.expiry.due_consumptions), stated once more
 in SQL: a lot with points left whose expires_at has passed, or every such lot of a member
@@ -28,7 +28,7 @@ from ledger.store.postgres.hash_chain_sql import postgres_expression
 from ledger.domain.kinds import Channel, PointsSource, TransactionKind
 from ledger.store.ledger_writes import insert_from
 from ledger.store.postgres import write_behind
-from ledger.store.tables import entries, events, idempotency_records, lot_consumptions, transactions
+from ledger.store.tables import entries, events, lot_consumptions, transactions
 
 # The Python path's lock (ledger.store.expiry.lock_members): members in key order.
 _LOCK = """
@@ -102,17 +102,6 @@ _CONSUMPTIONS = insert_from(
     points="remaining",
     created_at="%(now)s",
 )
-_RECORDS = insert_from(
-    idempotency_records,
-    "hashed",
-    program_id="%(program_id)s",
-    idempotency_key="idempotency_key",
-    method="%(method)s",
-    request_hash="transaction_id",
-    outcome="""format('{"expired":%%s}', points)""",
-    created_at="%(now)s",
-)
-
 # The batch's events, as ledger.domain.events.for_transaction gives them (points_payload's keys
 # in its order), at the positions the program's head moved by (ledger.store.outbox), in the
 # Python path's order: member ids in code point order (UTF-8 bytes: COLLATE "C").
@@ -163,8 +152,6 @@ WITH due AS (
     UPDATE lots SET remaining = lots.remaining - due.remaining
     FROM due
     WHERE lots.program_id = %(program_id)s AND lots.member_id = due.member_id AND lots.lot_id = due.lot_id
-), written_records AS (
-    {_RECORDS}
 ), bumped AS (
     -- The program's event head, locked after the members (ledger.store.outbox's lock order).
     INSERT INTO event_heads (program_id, last_position, events_since)
@@ -208,7 +195,6 @@ def expire(
     inactive_cutoff: int | None,
     *,
     api_key_id: str,
-    method: str,
 ) -> Expired:
     """Expires the due lots of the program's members (now and inactive_cutoff in stored
     microseconds; no cutoff: only lots past their date). Member i's EXPIRE transaction, if it
@@ -227,7 +213,6 @@ def expire(
         "channel": Channel.OTHER.value,
         "source": PointsSource.LEDGER_OPERATION.value,
         "api_key_id": api_key_id,
-        "method": method,
         "no_activity": rules.NO_ACTIVITY,
         "validity_ended": rules.VALIDITY_ENDED,
         "reason": rules.REASON,
