@@ -433,7 +433,8 @@ events = Table(
     Column("created_at", BigInteger, nullable=False),
     # JSON, the type's payload (ledger.domain.events).
     Column("payload", Text, nullable=False),
-    Index("ix_events_transaction", "transaction_id", "program_id"),
+    # No index by transaction: only verify pairs events with transactions, reading both whole
+    # (migration 0019).
 )
 
 # Per program: the last event position given out (the lock that orders commits), and since

@@ -732,3 +732,42 @@ def test_0018_leaves_members_pages_room_as_tables_py_says_and_its_downgrade_pack
     assert (hot, updated) == (2000, 2000)
     migrate.downgrade(engine, "0017")
     assert _members_storage(engine) is None
+
+
+# ---------------------------------------------------------------- 0019: no index of events by transaction
+
+
+def test_0019_drops_the_events_index_by_transaction_and_its_downgrade_builds_it_again(empty_engine):
+    """The index goes on both databases, the events stay, and verify still pairs every
+    transaction with its event; the downgrade builds the index again, valid."""
+    from ledger.domain import credentials
+    from ledger.domain.kinds import Role
+    from ledger.service import members, programs, support
+    from ledger.service.caller import Caller
+    from ledger.service.idempotent import Mutation
+    from ledger.service.verify import verify
+
+    def event_indexes() -> set[str]:
+        return {index["name"] for index in inspect(engine).get_indexes("events")}
+
+    engine = empty_engine
+    migrate.upgrade(engine, "0018")
+    created = programs.create_program(engine, "before-0019")
+    caller = Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN)
+    members.enroll_member(engine, caller, "m")
+    support.adjust_points(engine, caller, Mutation("k-1", "AdjustPoints", "request-1"), "m", 50, "welcome")
+    assert event_indexes() == {"ix_events_transaction"}
+    migrate.upgrade(engine, "0019")
+    assert event_indexes() == set()
+    report = verify(engine)
+    assert report.clean, report.breaches
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events WHERE transaction_id IS NOT NULL")).scalar_one() == 1
+    migrate.downgrade(engine, "0018")
+    assert event_indexes() == {"ix_events_transaction"}
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            valid = conn.execute(
+                text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_events_transaction'::regclass")
+            ).scalar_one()
+        assert valid
