@@ -66,8 +66,10 @@ def record(
 
 
 def claim_many(conn: Connection, records: list[tuple[str, str, str, str, dict]], now: datetime) -> None:
-    """Records system-made transactions (program_id, key, method, request_hash, outcome); keys are fresh.
-    On PostgreSQL they go in through COPY (ledger.store.postgres.copy)."""
+    """Records the outcomes of transactions the ledger itself made (program_id, key, method,
+    request_hash, outcome) under their system keys (a referral's reward, a tier's change, a
+    closing member's forfeit), at once; on PostgreSQL through COPY (ledger.store.postgres.bulk_copy).
+    An expiry has no record (ledger.domain.expiry.expiry_key)."""
     if not records:
         return
     rows = [_row(*record, now) for record in records]

@@ -4,7 +4,7 @@ Keeping it single makes group commit possible later and keeps the invariants in
 one place: each posting moves the member's cached balance, appends an entry with
 the next per-member sequence number and the running balance, and records which
 lots it created, consumed or gave back, all in the same database transaction as
-the transaction row and the idempotency record.
+the transaction row and, for every transaction but an expiry, the idempotency record.
 
 Each transaction's event (ledger.domain.events) goes to the outbox (ledger.store.outbox),
 written with the transaction's COMMIT.

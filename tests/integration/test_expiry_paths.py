@@ -59,6 +59,8 @@ _READS = {
     "FROM idempotency_records r JOIN transactions t "
     "ON t.program_id = r.program_id AND t.idempotency_key = r.idempotency_key "
     "WHERE r.program_id = ANY(:p) AND t.member_id = ANY(:m) ORDER BY r.program_id, r.idempotency_key",
+    # Every record of the programs: an expiry adds none.
+    "records of the programs": "SELECT count(*) AS records FROM idempotency_records WHERE program_id = ANY(:p)",
     # Each expiry's event, at the same position in its program on both paths.
     "events": "SELECT program_id, position, type, member_id, transaction_id, occurred_at, created_at, payload "
     "FROM events WHERE program_id = ANY(:p) AND member_id = ANY(:m) ORDER BY program_id, position",
@@ -150,6 +152,11 @@ def test_database_and_python_expire_the_same_rows(pg_program):
     handed_over = keys[::-1] + [keys[0], (pg_program.program_id, "nobody")]
     everyone = sorted(set(handed_over))
 
+    with engine.connect() as conn:
+        records_before = conn.execute(
+            text(_READS["records of the programs"]), {"p": sorted({p for p, _ in everyone})}
+        ).scalar_one()
+
     for cutoff in (None, now - timedelta(days=45)):  # ROLLING alone, then with the INACTIVITY cutoff
 
         def in_database(conn, now, cutoff):  # through the dispatch, as the sweep calls it
@@ -192,6 +199,7 @@ def test_database_and_python_expire_the_same_rows(pg_program):
         assert {row["idempotency_key"] for row in expiries} == {expiry_key(row["transaction_id"]) for row in expiries}
         recorded = {row["idempotency_key"] for row in tables["idempotency_records"]}
         assert recorded and recorded.isdisjoint(row["idempotency_key"] for row in expiries)
+        assert tables["records of the programs"] == [{"records": records_before}]
         # one points.expired event per EXPIRE, saying what it took and what is left
         events = {row["transaction_id"]: row for row in tables["events"] if row["type"] == "points.expired"}
         assert len(events) == len(expired)

@@ -56,6 +56,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import text
 
 from loyalty.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc, programs_pb2
 from ledger.service import clock
@@ -494,6 +495,17 @@ def test_an_idle_member_coming_back_never_revives_expired_points(program, api):
         (common_pb2.TRANSACTION_KIND_EARN, 1000, 1000),
     ]
     assert "activity" in newest[1].reason
+    # The three earns have their idempotency records; the write-off, under its own id, none.
+    with program.backend.engine.connect() as conn:
+        recorded = conn.execute(
+            text(
+                "SELECT t.kind FROM idempotency_records r JOIN transactions t"
+                " ON t.program_id = r.program_id AND t.idempotency_key = r.idempotency_key"
+                " WHERE t.program_id = :p AND t.member_id = :m"
+            ),
+            {"p": program.program_id, "m": m},
+        ).scalars().all()
+    assert sorted(recorded) == ["EARN", "EARN", "EARN"]
     # A rewarded activity brings a member back the same way.
     update_program(api, activity_rules=[programs_pb2.ActivityRule(activity_type="review_submitted", points=50)])
     reviewer = new_member(api)

@@ -698,7 +698,7 @@ def _members_storage(engine: Engine) -> list[str] | None:
 
 
 @pytest.mark.parametrize("empty_engine", ["postgresql"], indirect=True)
-def test_0018_leaves_members_pages_room_as_tables_py_says_and_its_downgrade_packs_them(empty_engine, tmp_path):
+def test_0018_leaves_members_pages_room_as_tables_py_says_and_its_downgrade_resets_it(empty_engine, tmp_path):
     """On PostgreSQL, 0018 gives members the fillfactor tables.py declares (compare_metadata
     cannot see storage parameters, so the table built straight from tables.py is the
     reference); rows written afterwards fill pages to about that share, so an expiry batch's
@@ -771,3 +771,34 @@ def test_0019_drops_the_events_index_by_transaction_and_its_downgrade_builds_it_
                 text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_events_transaction'::regclass")
             ).scalar_one()
         assert valid
+
+
+@pytest.mark.parametrize("empty_engine", ["postgresql"], indirect=True)
+def test_0019_waits_for_a_long_reader_of_events_instead_of_failing_the_server(empty_engine):
+    """DROP INDEX CONCURRENTLY waits for every transaction that has read events (a `verify`
+    takes minutes) and nothing queues behind it, so the migration session's lock timeout is
+    lifted for it: a server starting meanwhile waits, it does not fail."""
+    engine = empty_engine
+    migrate.upgrade(engine, "0018")
+    reader = engine.connect()
+    reader.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    reader.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+    upgraded: list[BaseException | None] = []
+
+    def upgrade() -> None:
+        try:
+            migrate.upgrade(engine, "0019")
+            upgraded.append(None)
+        except BaseException as error:  # handed to the test's thread
+            upgraded.append(error)
+
+    migrating = threading.Thread(target=upgrade)
+    migrating.start()
+    migrating.join(timeout=migrate.MIGRATION_LOCK_TIMEOUT_MS / 1000 + 1.5)
+    assert migrating.is_alive() and upgraded == []  # still waiting for the reader, past the timeout
+    reader.exec_driver_sql("COMMIT")
+    reader.close()
+    migrating.join(timeout=30)
+    assert upgraded == [None]
+    assert migrate.current_revision(engine) == "0019"
+    assert "ix_events_transaction" not in {index["name"] for index in inspect(engine).get_indexes("events")}

@@ -176,25 +176,30 @@ def test_removed_last_transaction_is_reported_by_the_chain_head(ledger):
 
 def test_a_removed_idempotency_record_is_reported_and_only_an_expiry_needs_none(ledger):
     """An expiry's key is its own id under the system mark, which no request can carry: verify
-    asks no record of it. Any other key without its record is reported, a marked key under
-    another transaction's id too."""
-    first, last = entries_of(ledger.engine, "m-1")[0], entries_of(ledger.engine, "m-1")[-1]
+    asks no record of it. Any other transaction without its record is reported: an expiry
+    whose key names another transaction, and a transaction of another kind under its own
+    expiry key."""
+    adjusted, spent, _, last = entries_of(ledger.engine, "m-1")
     as_superuser(
         ledger.engine,
         "DELETE FROM idempotency_records WHERE idempotency_key IN "
-        "(SELECT idempotency_key FROM transactions WHERE transaction_id IN (:first, :last))",
-        "UPDATE transactions SET idempotency_key = :own WHERE transaction_id = :first",
-        "UPDATE transactions SET idempotency_key = :other WHERE transaction_id = :last",
+        "(SELECT idempotency_key FROM transactions WHERE transaction_id IN (:expiry, :other_id, :other_kind))",
+        "UPDATE transactions SET kind = 'EXPIRE', idempotency_key = :own WHERE transaction_id = :expiry",
+        "UPDATE transactions SET kind = 'EXPIRE', idempotency_key = :own WHERE transaction_id = :other_id",
+        "UPDATE transactions SET idempotency_key = :last_own WHERE transaction_id = :other_kind",
         params={
-            "first": first.transaction_id,
-            "last": last.transaction_id,
-            "own": expiry_key(first.transaction_id),
-            "other": expiry_key(first.transaction_id),
+            "expiry": adjusted.transaction_id,
+            "other_id": spent.transaction_id,
+            "other_kind": last.transaction_id,
+            "own": expiry_key(adjusted.transaction_id),
+            "last_own": expiry_key(last.transaction_id),
         },
     )
     breaches = verify(ledger.engine).breaches
     assert set(breaches) == {RECORDS}, breaches
-    assert [row["transaction_id"] for row in breaches[RECORDS]] == [last.transaction_id]
+    assert sorted(row["transaction_id"] for row in breaches[RECORDS]) == sorted(
+        [spent.transaction_id, last.transaction_id]
+    )
 
 
 def test_removed_middle_entry_is_reported(ledger):

@@ -227,9 +227,9 @@ def expire(
         #   table instead of the batch.
         # - Compiling the statement (JIT, which its estimated cost turns on) took 60 ms of each
         #   batch's second: more than it ever saved on rows that are each touched once.
-        # - The batch's whole write is this one statement, where the Python path sent six: it
-        #   gets the time of many of the session's statements, or a slow day's batch would
-        #   time out, and every later run would stop at the same batch again.
+        # - The batch's whole write is this one statement, where the Python path sends five
+        #   and the outbox its own: it gets the time of many of the session's statements, or a
+        #   slow day's batch would time out, and every later run would stop at the same batch.
         cursor.execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off; "
             f"SET LOCAL statement_timeout = {WRITE_TIMEOUT_MS}"
