@@ -8,9 +8,9 @@ batch in one transaction, so on a packed page it needs room for as many new vers
 page holds rows: a page at most half full. At 45 % a member's row can also grow a little (a
 closing time) and still fit. Measured over 1,000,000 due members (README, "Performance"):
 every expiry's member update became HOT, the job took 37.3 and 35.4 s instead of 44.8 and
-43.0 s, alternating, and wrote 4.16 GB of WAL instead of 5.5 GB. The cost is a members table about twice as large
-(488 MB of rows per million members instead of 222 MB); it is the one table that does not
-grow with the ledger's history.
+43.0 s, alternating, and wrote 4.16 GB of WAL instead of 5.5 GB. The cost is a members
+table about twice as large (488 MB of rows per million members instead of 222 MB); it is
+the one table that does not grow with the ledger's history.
 
 The setting applies to pages PostgreSQL fills from now on. Existing pages keep their rows
 until those move; rewriting the table here would lock it for as long as a big ledger takes

@@ -4,13 +4,15 @@
 pair every transaction with its event. Those checks read both tables whole, which
 PostgreSQL does with a hash join, and SQLite with an automatic index it builds for the query
 (the checks keep it from walking a program's events by its primary key instead:
-ledger.store.verification); every ledger write, meanwhile, paid an index entry for it (an Earn, and each of a million
-expiries: 31.76 and 30.84 s without it against 35.57 and 33.04 s with it, alternating,
-README "Performance"). On PostgreSQL it is dropped CONCURRENTLY, so the servers still running
-keep writing events meanwhile. A concurrent drop waits for every transaction that has read
-events (a `verify` takes minutes), while nothing queues behind it: it runs without the
-migration session's lock timeout, which would only fail every server starting meanwhile. The
-downgrade builds the index again the same way, reading the whole table.
+ledger.store.verification). Every ledger write, meanwhile, paid an index entry for it: an
+Earn, and each of a million expiries (31.76 and 30.84 s without it against 35.57 and
+33.04 s with it, alternating, README "Performance").
+
+On PostgreSQL it is dropped CONCURRENTLY, so the servers still running keep writing events
+meanwhile. A concurrent drop waits for every transaction that has read events (a `verify`
+takes minutes), while nothing queues behind it: it runs without the migration session's
+lock timeout, which would only fail every server starting meanwhile. The downgrade builds
+the index again the same way, reading the whole table.
 
 Revision ID: 0019
 Revises: 0018
