@@ -104,11 +104,16 @@ def due_consumptions(lots: list[Lot], now: datetime, *, everything: bool) -> tup
     return tuple(Consumption(lot.lot_id, lot.remaining) for lot in due)
 
 
+# Every EXPIRE transaction's idempotency key is this, then its own id (fresh_system_key's
+# layout): the job's SQL path and verify build or match keys from it.
+EXPIRY_KEY_PREFIX = fresh_system_key("expire", "")
+
+
 def expiry_key(transaction_id: str) -> str:
     """An EXPIRE transaction's idempotency key: its own id under the system mark. No request
     can carry such a key, so no idempotency record is written under it: the expired lots, left
     with nothing remaining, are what makes an expiry happen once."""
-    return fresh_system_key("expire", transaction_id)
+    return EXPIRY_KEY_PREFIX + transaction_id
 
 
 def expiry_transaction(

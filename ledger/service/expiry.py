@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 from ledger.store.database import Database, Transaction
 
 from ledger.domain import credentials
-from ledger.domain.expiry import due_consumptions, expiry_key, expiry_transaction, inactive_since, is_inactive
+from ledger.domain.expiry import due_consumptions, expiry_transaction, inactive_since, is_inactive
 from ledger.domain.program import ProgramRules
 from ledger.domain.records import MemberState
 from ledger.service import clock, events
@@ -107,7 +107,6 @@ def _expire_in_database(
             program_id,
             list(member_ids),
             list(ids),
-            [expiry_key(transaction_id) for transaction_id in ids],
             to_micros(now),
             to_micros(cutoff) if cutoff is not None else None,
             api_key_id=SYSTEM_KEY_ID,

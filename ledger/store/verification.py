@@ -12,14 +12,10 @@ from typing import Generator, Iterator
 
 from sqlalchemy import Connection, text
 
-from ledger.domain.expiry import expiry_key
+from ledger.domain.expiry import EXPIRY_KEY_PREFIX
 from ledger.domain.hash_chain import GENESIS, EntryContent, entry_hash
 from ledger.store import liability
 from ledger.store.postgres import streaming
-
-# What every expiry's key starts with, its transaction id after it; a literal in the checks'
-# SQL (the mark is a control character, never a quote).
-_FRESH_EXPIRY_KEY = expiry_key("")
 
 CHECKS: dict[str, str] = {
     "cached posted balance equals the sum of the member's entries": """
@@ -61,13 +57,14 @@ CHECKS: dict[str, str] = {
     """,
     # An expiry's key is its own id under the system mark (ledger.domain.expiry.expiry_key): no
     # request can ever carry it, so nothing is recorded under it. Any other transaction is asked
-    # for its record, whatever its key.
+    # for its record, whatever its key. The prefix is a literal here: its mark is a control
+    # character, never a quote.
     "every transaction made by a request has its idempotency record": f"""
         SELECT t.program_id, t.transaction_id, t.idempotency_key FROM transactions t
         LEFT JOIN idempotency_records i
              ON i.program_id = t.program_id AND i.idempotency_key = t.idempotency_key
         WHERE i.idempotency_key IS NULL
-          AND NOT (t.kind = 'EXPIRE' AND t.idempotency_key = '{_FRESH_EXPIRY_KEY}' || t.transaction_id)
+          AND NOT (t.kind = 'EXPIRE' AND t.idempotency_key = '{EXPIRY_KEY_PREFIX}' || t.transaction_id)
     """,
     # Events began with migration 0012, and pruning takes the old ones: event_heads.events_since.
     # events has no index by transaction or member (0019). `e.program_id || ''` keeps SQLite

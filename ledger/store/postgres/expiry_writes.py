@@ -70,7 +70,7 @@ _TRANSACTIONS = insert_from(
     order_amount="0",
     currency="''",
     reason="format(%(reason)s, why)",
-    idempotency_key="idempotency_key",
+    idempotency_key="%(key_prefix)s || transaction_id",
     api_key_id="%(api_key_id)s",
     reverses_transaction_id="NULL",
     occurred_at="%(now)s",
@@ -126,20 +126,19 @@ _EVENTS = insert_from(
 # all see the same snapshot, and none reads another's writes.
 _WRITE = f"""
 WITH due AS (
-    SELECT b.member_id, b.transaction_id, b.idempotency_key, m.posted, m.last_seq, m.last_entry_hash,
+    SELECT b.member_id, b.transaction_id, m.posted, m.last_seq, m.last_entry_hash,
            {_INACTIVE} AS everything, l.lot_id, l.remaining
-    FROM unnest(%(member_ids)s::text[], %(transaction_ids)s::text[], %(idempotency_keys)s::text[])
-         AS b(member_id, transaction_id, idempotency_key)
+    FROM unnest(%(member_ids)s::text[], %(transaction_ids)s::text[]) AS b(member_id, transaction_id)
     JOIN members m ON m.program_id = %(program_id)s AND m.member_id = b.member_id
     JOIN lots l ON l.program_id = %(program_id)s AND l.member_id = b.member_id
     WHERE l.remaining > 0
       AND ({_INACTIVE} OR (l.expires_at IS NOT NULL AND l.expires_at <= %(now)s))
 ), expired AS (
-    SELECT member_id, transaction_id, idempotency_key, posted, last_seq, last_entry_hash,
+    SELECT member_id, transaction_id, posted, last_seq, last_entry_hash,
            sum(remaining) AS points, count(*) AS lot_count,
            CASE WHEN everything THEN %(no_activity)s ELSE %(validity_ended)s END AS why
     FROM due
-    GROUP BY member_id, transaction_id, idempotency_key, posted, last_seq, last_entry_hash, everything
+    GROUP BY member_id, transaction_id, posted, last_seq, last_entry_hash, everything
 ), hashed AS (
     SELECT expired.*, {_ENTRY_HASH} AS entry_hash FROM expired
 ), written_transactions AS (
@@ -190,7 +189,6 @@ def expire(
     program_id: str,
     member_ids: list[str],
     transaction_ids: list[str],
-    idempotency_keys: list[str],
     now: int,
     inactive_cutoff: int | None,
     *,
@@ -198,15 +196,15 @@ def expire(
 ) -> Expired:
     """Expires the due lots of the program's members (now and inactive_cutoff in stored
     microseconds; no cutoff: only lots past their date). Member i's EXPIRE transaction, if it
-    has points due, takes transaction_ids[i] and idempotency_keys[i]; members with nothing
-    due are left as they are."""
+    has points due, takes transaction_ids[i] (and its key from it: expiry_key); members with
+    nothing due are left as they are."""
     if not member_ids:
         return Expired(0, 0)
     params = {
         "program_id": program_id,
         "member_ids": member_ids,
         "transaction_ids": transaction_ids,
-        "idempotency_keys": idempotency_keys,
+        "key_prefix": rules.EXPIRY_KEY_PREFIX,
         "now": now,
         "cutoff": inactive_cutoff,
         "kind": TransactionKind.EXPIRE.value,
