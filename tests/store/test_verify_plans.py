@@ -13,14 +13,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from ledger.domain import credentials
-from ledger.domain.kinds import Role
-from ledger.service import members, programs, support
-from ledger.service.caller import Caller
-from ledger.service.idempotent import Mutation
 from ledger.service.verify import verify
 from ledger.store import migrate
 from ledger.store.verification import CHECKS
+from tests.store.test_tamper_evidence import new_ledger
 
 EVENT_PAIRINGS = ("every transaction has its event", "every enrolment has its member.enrolled event")
 
@@ -29,11 +25,7 @@ EVENT_PAIRINGS = ("every transaction has its event", "every enrolment has its me
 def test_sqlite_joins_events_on_an_index_made_for_the_check(empty_engine):
     engine = empty_engine
     migrate.upgrade(engine)
-    created = programs.create_program(engine, "plans")
-    caller = Caller(created.program_id, credentials.key_id_of(created.admin_key), Role.ADMIN)
-    for n in range(20):
-        members.enroll_member(engine, caller, f"m-{n}")
-        support.adjust_points(engine, caller, Mutation(f"k-{n}", "AdjustPoints", f"r-{n}"), f"m-{n}", 10, "welcome")
+    new_ledger(engine)  # members with and without transactions, each with its events
     report = verify(engine)
     assert report.clean, report.breaches
     with engine.connect() as conn:  # no ANALYZE: the server never runs one on SQLite
